@@ -1,0 +1,42 @@
+// swift-tools-version:6.0
+import PackageDescription
+
+let package = Package(
+    name: "Switchyard",
+    platforms: [.macOS(.v13)],
+    products: [
+        .executable(name: "switchyard", targets: ["switchyard"]),
+    ],
+    dependencies: [
+        .package(url: "https://github.com/apple/swift-argument-parser", from: "1.5.0"),
+        .package(url: "https://github.com/jpsim/Yams", from: "6.0.0"),
+    ],
+    targets: [
+        // Thin system-library modules: the only places that see C headers.
+        .systemLibrary(name: "CLibevent", pkgConfig: "libevent_core",
+                       providers: [.apt(["libevent-dev"])]),
+        .systemLibrary(name: "COpenSSL", pkgConfig: "openssl",
+                       providers: [.apt(["libssl-dev"])]),
+
+        // Pure Swift: no sockets, no libevent. Unit-tested directly.
+        .target(name: "SwitchyardHTTP"),
+        .target(name: "SwitchyardConfig", dependencies: [.product(name: "Yams", package: "Yams")]),
+        .target(name: "SwitchyardRouting", dependencies: ["SwitchyardConfig"]),
+
+        // The data plane: workers, connections, upstream pools.
+        .target(name: "SwitchyardProxy",
+                dependencies: ["CLibevent", "SwitchyardHTTP", "SwitchyardConfig", "SwitchyardRouting"]),
+
+        // The demo/test upstream ("whoami"-style app), blocking sockets and threads on purpose.
+        .target(name: "SwitchyardDemo", dependencies: ["SwitchyardHTTP"]),
+
+        .executableTarget(name: "switchyard",
+                          dependencies: ["SwitchyardProxy", "SwitchyardConfig", "SwitchyardDemo", "COpenSSL",
+                                         .product(name: "ArgumentParser", package: "swift-argument-parser")]),
+
+        .testTarget(name: "SwitchyardHTTPTests", dependencies: ["SwitchyardHTTP"]),
+        .testTarget(name: "SwitchyardConfigTests", dependencies: ["SwitchyardConfig"]),
+        .testTarget(name: "SwitchyardRoutingTests", dependencies: ["SwitchyardRouting", "SwitchyardConfig"]),
+        .testTarget(name: "IntegrationTests"),
+    ]
+)

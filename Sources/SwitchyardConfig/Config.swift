@@ -1,0 +1,143 @@
+/// The validated configuration of a Switchyard instance.
+///
+/// Built only by `ConfigLoader`, which reports every problem with its key path and line;
+/// once a value of this type exists it is known to be consistent (every service names an
+/// existing pool, every address parses, every weight is in range).
+public struct SwitchyardConfig: Sendable, Equatable {
+    /// Worker threads; `nil` means one per core.
+    public var workers: Int?
+    public var listeners: [ListenerConfig]
+    /// Pools in the order the file declares them.
+    public var pools: [PoolConfig]
+    /// Services in the order the file declares them.
+    public var services: [ServiceConfig]
+    public var accessLog: AccessLogTarget
+    public var limits: Limits
+    public var timeouts: Timeouts
+    /// Deadline for a graceful stop (SIGTERM/SIGINT).
+    public var shutdownTimeout: Duration
+
+    public func pool(named name: String) -> PoolConfig? { pools.first { $0.name == name } }
+}
+
+public struct ListenerConfig: Sendable, Equatable {
+    public var bind: SocketAddress
+}
+
+public enum BalanceAlgorithm: String, Sendable, Equatable, CaseIterable {
+    /// nginx's smooth weighted round robin.
+    case roundRobin = "round_robin"
+    /// Power of two random choices, fewest active requests relative to weight.
+    case leastRequest = "least_request"
+}
+
+public struct PoolConfig: Sendable, Equatable {
+    public var name: String
+    public var balance: BalanceAlgorithm
+    public var servers: [ServerConfig]
+}
+
+public struct ServerConfig: Sendable, Equatable {
+    /// The server's name within its pool; defaults to its address.
+    public var name: String
+    public var address: SocketAddress
+    /// 0...1000; 0 takes no new requests.
+    public var weight: Int
+    public static let maxWeight = 1000
+}
+
+public struct ServiceConfig: Sendable, Equatable {
+    public var name: String
+    /// `nil` makes this the default service.
+    public var match: MatchConfig?
+    /// The pool that takes this service's traffic.
+    public var active: String
+}
+
+public struct MatchConfig: Sendable, Equatable {
+    /// Lowercased; `*.example.com` matches any subdomain. Empty matches any host.
+    public var hosts: [String]
+    public var pathPrefix: String
+}
+
+public enum AccessLogTarget: Sendable, Equatable {
+    case off
+    case stdout
+    case file(String)
+}
+
+public struct Limits: Sendable, Equatable {
+    public var maxHeaderBytes: Int = 16384
+    public var maxHeaders: Int = 100
+    public var maxConnections: Int = 10000
+    public var maxRequestLine: Int = 8192
+}
+
+public struct Timeouts: Sendable, Equatable {
+    public var clientHeader: Duration = .seconds(10)
+    public var clientIdle: Duration = .seconds(60)
+    public var upstreamConnect: Duration = .seconds(2)
+    public var upstreamResponse: Duration = .seconds(30)
+    public var upstreamIdle: Duration = .seconds(60)
+}
+
+/// An IPv4 or IPv6 address and port, parsed from `host:port` or `[v6]:port`.
+public struct SocketAddress: Sendable, Equatable, Hashable, CustomStringConvertible {
+    public enum Family: Sendable { case ipv4, ipv6 }
+    public var host: String
+    public var port: UInt16
+    public var family: Family
+
+    public var description: String { family == .ipv6 ? "[\(host)]:\(port)" : "\(host):\(port)" }
+
+    /// Parses `127.0.0.1:8080`, `[::1]:8080`, `localhost:8080` or `*:8080` (all IPv4 interfaces).
+    /// Names other than `localhost` are refused: a load balancer that depends on DNS at
+    /// start-up fails in surprising ways.
+    /// Port 0 is accepted only when `allowsAnyPort` is set (listeners: the kernel picks a free port).
+    public init?(parsing text: String, allowsAnyPort: Bool = false) {
+        var hostPart: Substring
+        var portPart: Substring
+        if text.hasPrefix("[") {
+            guard let close = text.firstIndex(of: "]") else { return nil }
+            hostPart = text[text.index(after: text.startIndex)..<close]
+            let rest = text[text.index(after: close)...]
+            guard rest.hasPrefix(":") else { return nil }
+            portPart = rest.dropFirst()
+            guard Self.isIPv6(hostPart) else { return nil }
+            family = .ipv6
+        } else {
+            guard let colonIndex = text.lastIndex(of: ":") else { return nil }
+            hostPart = text[..<colonIndex]
+            portPart = text[text.index(after: colonIndex)...]
+            if hostPart == "localhost" { hostPart = "127.0.0.1" }
+            if hostPart == "*" { hostPart = "0.0.0.0" }
+            guard Self.isIPv4(hostPart) else { return nil }
+            family = .ipv4
+        }
+        guard !portPart.isEmpty, portPart.allSatisfy(\.isASCII), portPart.allSatisfy(\.isNumber),
+              let port = UInt16(portPart), port > 0 || allowsAnyPort else { return nil }
+        self.host = String(hostPart)
+        self.port = port
+    }
+
+    static func isIPv4(_ s: Substring) -> Bool {
+        let parts = s.split(separator: ".", omittingEmptySubsequences: false)
+        guard parts.count == 4 else { return false }
+        return parts.allSatisfy { p in
+            !p.isEmpty && p.count <= 3 && p.allSatisfy { $0.isASCII && $0.isNumber } && Int(p)! <= 255
+        }
+    }
+
+    static func isIPv6(_ s: Substring) -> Bool {
+        guard s.contains(":"), s.count <= 45 else { return false }
+        return s.allSatisfy { $0.isHexDigit || $0 == ":" || $0 == "." }
+    }
+}
+
+extension Duration {
+    /// Milliseconds, rounded down.
+    public var milliseconds: Int64 {
+        let (s, atto) = components
+        return s * 1000 + atto / 1_000_000_000_000_000
+    }
+}

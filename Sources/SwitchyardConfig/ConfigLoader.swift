@@ -1,0 +1,392 @@
+import Foundation
+import Yams
+
+/// One thing wrong with a configuration file: where it is and what to do about it.
+public struct ConfigProblem: Sendable, Equatable, CustomStringConvertible {
+    public var file: String
+    public var line: Int
+    public var column: Int
+    /// Dotted key path, e.g. `pools.blue.servers[1].weight`.
+    public var keyPath: String
+    public var message: String
+
+    public var description: String {
+        let location = line > 0 ? "\(file):\(line):\(column)" : file
+        return keyPath.isEmpty ? "\(location): \(message)" : "\(location): \(keyPath): \(message)"
+    }
+}
+
+/// Every problem found in a configuration file; loading reports them all at once.
+public struct ConfigError: Error, Sendable, CustomStringConvertible {
+    public var problems: [ConfigProblem]
+    public var description: String { problems.map(\.description).joined(separator: "\n") }
+}
+
+/// Reads and validates the YAML configuration.
+public enum ConfigLoader {
+    /// Loads and validates the file at `path`.
+    public static func load(path: String) throws(ConfigError) -> SwitchyardConfig {
+        let text: String
+        do {
+            text = try String(contentsOfFile: path, encoding: .utf8)
+        } catch {
+            throw ConfigError(problems: [ConfigProblem(file: path, line: 0, column: 0, keyPath: "",
+                message: "cannot read the file (\(error.localizedDescription)); check the path and its permissions")])
+        }
+        return try parse(yaml: text, file: path)
+    }
+
+    /// Validates YAML text; `file` names it in error messages.
+    public static func parse(yaml: String, file: String) throws(ConfigError) -> SwitchyardConfig {
+        var reader = NodeReader(file: file)
+        let root: Node?
+        do {
+            root = try Yams.compose(yaml: yaml)
+        } catch let error as YamlError {
+            throw ConfigError(problems: [reader.yamlProblem(error)])
+        } catch {
+            throw ConfigError(problems: [ConfigProblem(file: file, line: 0, column: 0, keyPath: "",
+                                                       message: "invalid YAML: \(error)")])
+        }
+        guard let root else {
+            throw ConfigError(problems: [ConfigProblem(file: file, line: 0, column: 0, keyPath: "",
+                message: "the file is empty; it needs at least listeners, pools and services")])
+        }
+        let config = reader.readRoot(root)
+        if !reader.problems.isEmpty || config == nil {
+            throw ConfigError(problems: reader.problems)
+        }
+        return config!
+    }
+}
+
+/// Walks the YAML node tree, collecting problems instead of stopping at the first.
+struct NodeReader {
+    let file: String
+    var problems: [ConfigProblem] = []
+
+    init(file: String) { self.file = file }
+
+    mutating func problem(_ node: Node?, _ path: String, _ message: String) {
+        let mark = node?.mark
+        problems.append(ConfigProblem(file: file, line: mark?.line ?? 0, column: mark?.column ?? 0,
+                                      keyPath: path, message: message))
+    }
+
+    func yamlProblem(_ error: YamlError) -> ConfigProblem {
+        switch error {
+        case .scanner(_, let problem, let mark, _), .parser(_, let problem, let mark, _):
+            return ConfigProblem(file: file, line: mark.line, column: mark.column, keyPath: "",
+                                 message: "invalid YAML: \(problem)")
+        default:
+            return ConfigProblem(file: file, line: 0, column: 0, keyPath: "", message: "invalid YAML: \(error)")
+        }
+    }
+
+    /// The pairs of a mapping, after checking that every key is one of `allowed`.
+    mutating func mapping(_ node: Node, _ path: String, allowed: [String]) -> [(key: String, value: Node)]? {
+        guard case .mapping(let m) = node else {
+            problem(node, path, "expected a mapping (key: value pairs)")
+            return nil
+        }
+        var result: [(String, Node)] = []
+        var seen = Set<String>()
+        for (k, v) in m {
+            guard case .scalar(let s) = k else { problem(k, path, "keys must be plain strings"); continue }
+            let key = s.string
+            let keyPath = path.isEmpty ? key : "\(path).\(key)"
+            if !allowed.isEmpty && !allowed.contains(key) {
+                problem(k, keyPath, "unknown key; expected one of: \(allowed.joined(separator: ", "))")
+                continue
+            }
+            if !seen.insert(key).inserted { problem(k, keyPath, "key appears twice"); continue }
+            result.append((key, v))
+        }
+        return result
+    }
+
+    mutating func scalar(_ node: Node, _ path: String) -> String? {
+        guard case .scalar(let s) = node else { problem(node, path, "expected a single value"); return nil }
+        return s.string
+    }
+
+    mutating func integer(_ node: Node, _ path: String, range: ClosedRange<Int>) -> Int? {
+        guard let text = scalar(node, path) else { return nil }
+        guard let value = Int(text) else { problem(node, path, "\"\(text)\" is not a whole number"); return nil }
+        guard range.contains(value) else {
+            problem(node, path, "\(value) is out of range; use a value from \(range.lowerBound) to \(range.upperBound)")
+            return nil
+        }
+        return value
+    }
+
+    /// Durations: `250ms`, `10s`, `2m`, `1h`, or a bare number of seconds.
+    mutating func duration(_ node: Node, _ path: String) -> Duration? {
+        guard let text = scalar(node, path) else { return nil }
+        if let d = Self.parseDuration(text) { return d }
+        problem(node, path, "\"\(text)\" is not a duration; write e.g. 500ms, 10s, 2m or 1h")
+        return nil
+    }
+
+    static func parseDuration(_ text: String) -> Duration? {
+        let units: [(String, Int64)] = [("ms", 1), ("s", 1000), ("m", 60_000), ("h", 3_600_000)]
+        for (suffix, factor) in units where text.hasSuffix(suffix) {
+            let number = text.dropLast(suffix.count)
+            if let v = Double(number), v >= 0, v.isFinite { return .milliseconds(Int64(v * Double(factor))) }
+            return nil
+        }
+        if let v = Double(text), v >= 0, v.isFinite { return .milliseconds(Int64(v * 1000)) }
+        return nil
+    }
+
+    mutating func sequence(_ node: Node, _ path: String) -> [Node]? {
+        guard case .sequence(let s) = node else { problem(node, path, "expected a list"); return nil }
+        return Array(s)
+    }
+
+    // MARK: The schema
+
+    static let rootKeys = ["workers", "listeners", "pools", "services", "access_log", "limits", "timeouts",
+                           "shutdown_timeout"]
+
+    mutating func readRoot(_ root: Node) -> SwitchyardConfig? {
+        guard let pairs = mapping(root, "", allowed: Self.rootKeys) else { return nil }
+        var config = SwitchyardConfig(workers: nil, listeners: [], pools: [], services: [],
+                                      accessLog: .stdout, limits: Limits(), timeouts: Timeouts(),
+                                      shutdownTimeout: .seconds(30))
+        var poolsNode: Node? = nil, servicesNode: Node? = nil, listenersNode: Node? = nil
+        for (key, value) in pairs {
+            switch key {
+            case "workers":
+                if scalar(value, key) == "auto" { config.workers = nil }
+                else { config.workers = integer(value, key, range: 1...256) }
+            case "listeners": listenersNode = value
+            case "pools": poolsNode = value
+            case "services": servicesNode = value
+            case "access_log":
+                if let text = scalar(value, key) {
+                    switch text {
+                    case "off": config.accessLog = .off
+                    case "stdout": config.accessLog = .stdout
+                    case "": problem(value, key, "empty; use stdout, off or a file path")
+                    default: config.accessLog = .file(text)
+                    }
+                }
+            case "limits": config.limits = readLimits(value)
+            case "timeouts": config.timeouts = readTimeouts(value)
+            case "shutdown_timeout": config.shutdownTimeout = duration(value, key) ?? config.shutdownTimeout
+            default: break
+            }
+        }
+        if let listenersNode { config.listeners = readListeners(listenersNode) }
+        else { problem(root, "listeners", "missing; add at least one listener, e.g. listeners: [{bind: 127.0.0.1:8080}]") }
+        if let poolsNode { config.pools = readPools(poolsNode) }
+        else { problem(root, "pools", "missing; define at least one pool of servers") }
+        if let servicesNode { config.services = readServices(servicesNode, pools: config.pools) }
+        else { problem(root, "services", "missing; define at least one service that names a pool") }
+        return config
+    }
+
+    mutating func readListeners(_ node: Node) -> [ListenerConfig] {
+        guard let items = sequence(node, "listeners") else { return [] }
+        if items.isEmpty { problem(node, "listeners", "empty; add at least one listener") }
+        var result: [ListenerConfig] = []
+        var seen = Set<SocketAddress>()
+        for (i, item) in items.enumerated() {
+            let path = "listeners[\(i)]"
+            guard let pairs = mapping(item, path, allowed: ["bind"]) else { continue }
+            guard let bindNode = pairs.first(where: { $0.key == "bind" })?.value else {
+                problem(item, "\(path).bind", "missing; give the address to listen on, e.g. 127.0.0.1:8080")
+                continue
+            }
+            guard let address = socketAddress(bindNode, "\(path).bind", allowsAnyPort: true) else { continue }
+            if !seen.insert(address).inserted { problem(bindNode, "\(path).bind", "\(address) is listed twice") }
+            result.append(ListenerConfig(bind: address))
+        }
+        return result
+    }
+
+    mutating func socketAddress(_ node: Node, _ path: String, allowsAnyPort: Bool = false) -> SocketAddress? {
+        guard let text = scalar(node, path) else { return nil }
+        guard let address = SocketAddress(parsing: text, allowsAnyPort: allowsAnyPort) else {
+            problem(node, path, "\"\(text)\" is not a valid address; write IPv4:port, [IPv6]:port or localhost:port (port 1-65535)")
+            return nil
+        }
+        return address
+    }
+
+    mutating func readPools(_ node: Node) -> [PoolConfig] {
+        guard let pairs = mapping(node, "pools", allowed: []) else { return [] }
+        if pairs.isEmpty { problem(node, "pools", "empty; define at least one pool") }
+        var result: [PoolConfig] = []
+        for (name, value) in pairs {
+            let path = "pools.\(name)"
+            if !Self.isValidName(name) {
+                problem(value, path, "pool names may use letters, digits, '-' and '_' only")
+            }
+            guard let fields = mapping(value, path, allowed: ["balance", "servers"]) else { continue }
+            var pool = PoolConfig(name: name, balance: .roundRobin, servers: [])
+            var hasServers = false
+            for (key, v) in fields {
+                switch key {
+                case "balance":
+                    if let text = scalar(v, "\(path).balance") {
+                        if let algorithm = BalanceAlgorithm(rawValue: text) { pool.balance = algorithm }
+                        else {
+                            problem(v, "\(path).balance", "unknown algorithm \"\(text)\"; use round_robin or least_request")
+                        }
+                    }
+                case "servers":
+                    hasServers = true
+                    pool.servers = readServers(v, path: "\(path).servers")
+                default: break
+                }
+            }
+            if !hasServers { problem(value, "\(path).servers", "missing; list the pool's servers") }
+            result.append(pool)
+        }
+        return result
+    }
+
+    mutating func readServers(_ node: Node, path: String) -> [ServerConfig] {
+        guard let items = sequence(node, path) else { return [] }
+        var result: [ServerConfig] = []
+        var names = Set<String>()
+        for (i, item) in items.enumerated() {
+            let itemPath = "\(path)[\(i)]"
+            guard let fields = mapping(item, itemPath, allowed: ["address", "weight", "name"]) else { continue }
+            var address: SocketAddress? = nil
+            var weight = 100
+            var name: String? = nil
+            for (key, v) in fields {
+                switch key {
+                case "address": address = socketAddress(v, "\(itemPath).address")
+                case "weight": weight = integer(v, "\(itemPath).weight", range: 0...ServerConfig.maxWeight) ?? weight
+                case "name":
+                    name = scalar(v, "\(itemPath).name")
+                    if let n = name, !Self.isValidName(n) {
+                        problem(v, "\(itemPath).name", "server names may use letters, digits, '-', '_' and '.' only")
+                    }
+                default: break
+                }
+            }
+            guard fields.contains(where: { $0.key == "address" }) else {
+                problem(item, "\(itemPath).address", "missing; give the server's address, e.g. 127.0.0.1:9001")
+                continue
+            }
+            guard let address else { continue }
+            let serverName = name ?? address.description
+            if !names.insert(serverName).inserted {
+                problem(item, itemPath, "server \"\(serverName)\" appears twice in this pool")
+            }
+            result.append(ServerConfig(name: serverName, address: address, weight: weight))
+        }
+        return result
+    }
+
+    mutating func readServices(_ node: Node, pools: [PoolConfig]) -> [ServiceConfig] {
+        guard let pairs = mapping(node, "services", allowed: []) else { return [] }
+        if pairs.isEmpty { problem(node, "services", "empty; define at least one service") }
+        var result: [ServiceConfig] = []
+        var defaults: [String] = []
+        let poolNames = pools.map(\.name)
+        for (name, value) in pairs {
+            let path = "services.\(name)"
+            guard let fields = mapping(value, path, allowed: ["match", "active"]) else { continue }
+            var service = ServiceConfig(name: name, match: nil, active: "")
+            for (key, v) in fields {
+                switch key {
+                case "active":
+                    if let pool = scalar(v, "\(path).active") {
+                        if poolNames.contains(pool) { service.active = pool }
+                        else {
+                            problem(v, "\(path).active",
+                                    "names pool \"\(pool)\", which is not defined; defined pools: \(poolNames.joined(separator: ", "))")
+                        }
+                    }
+                case "match": service.match = readMatch(v, path: "\(path).match")
+                default: break
+                }
+            }
+            if !fields.contains(where: { $0.key == "active" }) {
+                problem(value, "\(path).active", "missing; name the pool that serves this service")
+            }
+            if service.match == nil { defaults.append(name) }
+            result.append(service)
+        }
+        if defaults.count > 1 {
+            problem(node, "services", "more than one default service (without match): \(defaults.joined(separator: ", ")); give all but one a match")
+        }
+        return result
+    }
+
+    mutating func readMatch(_ node: Node, path: String) -> MatchConfig? {
+        guard let fields = mapping(node, path, allowed: ["hosts", "path_prefix"]) else { return nil }
+        var match = MatchConfig(hosts: [], pathPrefix: "/")
+        for (key, v) in fields {
+            switch key {
+            case "hosts":
+                guard let items = sequence(v, "\(path).hosts") else { continue }
+                for (i, item) in items.enumerated() {
+                    guard let host = scalar(item, "\(path).hosts[\(i)]") else { continue }
+                    let lowered = host.lowercased()
+                    let bare = lowered.hasPrefix("*.") ? String(lowered.dropFirst(2)) : lowered
+                    if bare.isEmpty || !bare.allSatisfy({ $0.isLetter || $0.isNumber || $0 == "-" || $0 == "." }) {
+                        problem(item, "\(path).hosts[\(i)]", "\"\(host)\" is not a host name; write example.com or *.example.com")
+                    } else {
+                        match.hosts.append(lowered)
+                    }
+                }
+            case "path_prefix":
+                if let prefix = scalar(v, "\(path).path_prefix") {
+                    if prefix.hasPrefix("/") { match.pathPrefix = prefix }
+                    else { problem(v, "\(path).path_prefix", "must start with /") }
+                }
+            default: break
+            }
+        }
+        return match
+    }
+
+    mutating func readLimits(_ node: Node) -> Limits {
+        var limits = Limits()
+        guard let fields = mapping(node, "limits", allowed: ["max_header_bytes", "max_headers", "max_connections",
+                                                             "max_request_line"]) else { return limits }
+        for (key, v) in fields {
+            let path = "limits.\(key)"
+            switch key {
+            case "max_header_bytes": limits.maxHeaderBytes = integer(v, path, range: 1024...1_048_576) ?? limits.maxHeaderBytes
+            case "max_headers": limits.maxHeaders = integer(v, path, range: 8...1000) ?? limits.maxHeaders
+            case "max_connections": limits.maxConnections = integer(v, path, range: 1...1_000_000) ?? limits.maxConnections
+            case "max_request_line": limits.maxRequestLine = integer(v, path, range: 256...1_048_576) ?? limits.maxRequestLine
+            default: break
+            }
+        }
+        if limits.maxRequestLine > limits.maxHeaderBytes { limits.maxRequestLine = limits.maxHeaderBytes }
+        return limits
+    }
+
+    mutating func readTimeouts(_ node: Node) -> Timeouts {
+        var t = Timeouts()
+        guard let fields = mapping(node, "timeouts", allowed: ["client_header", "client_idle", "upstream_connect",
+                                                               "upstream_response", "upstream_idle"]) else { return t }
+        for (key, v) in fields {
+            let path = "timeouts.\(key)"
+            guard let d = duration(v, path) else { continue }
+            if d.milliseconds < 1 { problem(v, path, "must be at least 1ms"); continue }
+            switch key {
+            case "client_header": t.clientHeader = d
+            case "client_idle": t.clientIdle = d
+            case "upstream_connect": t.upstreamConnect = d
+            case "upstream_response": t.upstreamResponse = d
+            case "upstream_idle": t.upstreamIdle = d
+            default: break
+            }
+        }
+        return t
+    }
+
+    static func isValidName(_ name: String) -> Bool {
+        !name.isEmpty && name.allSatisfy { $0.isASCII && ($0.isLetter || $0.isNumber || $0 == "-" || $0 == "_" || $0 == "." || $0 == ":") }
+    }
+}

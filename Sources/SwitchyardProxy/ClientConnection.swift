@@ -1,0 +1,857 @@
+import CLibevent
+import Glibc
+import SwitchyardHTTP
+import SwitchyardRouting
+
+/// One client connection and the exchange in progress on it.
+///
+/// Bytes move between sockets and fixed buffers with one `recv` and one `writev` per
+/// direction in the common case; events are added and removed only when a side cannot
+/// keep up (backpressure), so a keep-alive request costs no `epoll_ctl`.
+final class ClientConnection {
+    unowned(unsafe) let worker: Worker
+    let fd: Int32
+    /// Links in the worker's list of live connections.
+    var next: ClientConnection?
+    unowned(unsafe) var previous: ClientConnection?
+
+    private var readEvent: OpaquePointer!
+    private var writeEvent: OpaquePointer!
+    private var timerEvent: OpaquePointer!
+    private var reading = false
+    private var writing = false
+    private var closed = false
+
+    /// Bytes from the client: request heads, bodies, pipelined requests.
+    private var inBuffer: IOBuffer?
+    /// Bytes the proxy itself writes to the client: response heads and its own answers.
+    private var outBuffer: IOBuffer?
+    /// The request head as sent upstream, kept until the response starts (for a retry).
+    private var upstreamHead: IOBuffer?
+    private var upstreamHeadSent = 0
+
+    /// 64 bytes of client IP text, then up to 256 bytes of request id.
+    private let scratch: UnsafeMutablePointer<UInt8>
+    private var clientIPLength = 0
+    private var requestIDLength = 0
+    private static let requestIDOffset = 64
+    private static let requestIDCapacity = 256
+
+    enum Phase { case idle, head, exchange, tunnel, lingering }
+    private var phase: Phase = .idle
+    private var keepAlive = true
+    private var clientEOF = false
+    private var driving = false
+
+    // The exchange in progress.
+    private var upstream: UpstreamConnection?
+    private var method: HTTPMethod = .get
+    private var version: HTTPVersion = .http11
+    private var isUpgrade = false
+    private var request = BodyWindow()
+    private var response = BodyWindow()
+    private var responseHeadDone = false
+    private var upstreamReusable = false
+    private var requestBytesCommitted = false
+    private var status = 0
+    private var poolIndex = -1
+    private var serverIndex = -1
+    private var serverID = -1
+    private var countedActive = false
+    private var triedServers: UInt64 = 0
+    private var attempts = 0
+    private var retriedStale = false
+    private var bytesSent = 0
+    private var startMicros: Int64 = 0
+    private var logMethod = ""
+    private var logPath = ""
+    private var exchangeLogged = true
+
+    private var deadline: Int64 = .max
+    private var timerArmedUntil: Int64 = .max
+    enum TimeoutKind { case idle, header, send, linger }
+    private var timeoutKind: TimeoutKind = .idle
+
+    init(worker: Worker, fd: Int32, peer: inout sockaddr_storage) {
+        self.worker = worker
+        self.fd = fd
+        scratch = .allocate(capacity: Self.requestIDOffset + Self.requestIDCapacity)
+        clientIPLength = Sockets.formatIP(&peer, into: scratch, capacity: Self.requestIDOffset)
+    }
+
+    deinit { scratch.deallocate() }
+
+    func start() {
+        // The connection keeps itself alive until `close()`; libevent holds only this pointer.
+        let context = Unmanaged.passRetained(self).toOpaque()
+        readEvent = event_new(worker.base, fd, EventFlags.read | EventFlags.persist, clientReadCallback, context)
+        writeEvent = event_new(worker.base, fd, EventFlags.write | EventFlags.persist, clientWriteCallback, context)
+        timerEvent = event_new(worker.base, -1, 0, clientTimerCallback, context)
+        wantRead(true)
+        setDeadline(.header, after: worker.settings.clientHeaderMs)
+    }
+
+    // MARK: Event interest and timers
+
+    private func wantRead(_ on: Bool) {
+        guard on != reading, !closed else { return }
+        reading = on
+        if on { event_add(readEvent, nil) } else { event_del(readEvent) }
+    }
+
+    private func wantWrite(_ on: Bool) {
+        guard on != writing, !closed else { return }
+        writing = on
+        if on { event_add(writeEvent, nil) } else { event_del(writeEvent) }
+    }
+
+    /// Sets the one deadline this connection has. The timer is armed only when the new
+    /// deadline is earlier than the armed one; later deadlines are checked when it fires.
+    private func setDeadline(_ kind: TimeoutKind, after ms: Int64) {
+        timeoutKind = kind
+        let now = monotonicMilliseconds()
+        deadline = now + ms
+        if timerArmedUntil > deadline {
+            var tv = timeval(milliseconds: ms)
+            event_add(timerEvent, &tv)
+            timerArmedUntil = deadline
+        }
+    }
+
+    private func clearDeadline() { deadline = .max }
+
+    fileprivate func onTimer() {
+        timerArmedUntil = .max
+        guard deadline != .max, !closed else { return }
+        let now = monotonicMilliseconds()
+        if now < deadline {
+            var tv = timeval(milliseconds: deadline - now)
+            event_add(timerEvent, &tv)
+            timerArmedUntil = deadline
+            return
+        }
+        deadline = .max
+        switch timeoutKind {
+        case .idle, .linger, .send:
+            close()
+        case .header:
+            if phase == .head {
+                respondLocal(status: 408, detail: "the request head did not arrive within the client_header timeout", close: true)
+            } else {
+                close()
+            }
+        }
+    }
+
+    // MARK: Client socket
+
+    fileprivate func onReadable() {
+        if phase == .lingering { drainLingering(); return }
+        let buffer: IOBuffer
+        if let b = inBuffer { buffer = b } else { buffer = worker.buffers.take(); inBuffer = buffer }
+        if buffer.writable == 0 { makeRoom() }
+        if buffer.writable == 0 { wantRead(false); return }
+        let n = recv(fd, buffer.writePointer, buffer.writable, 0)
+        if n > 0 {
+            buffer.writeIndex += n
+            drive()
+        } else if n == 0 {
+            onClientEOF()
+        } else {
+            let e = errno
+            if e == EAGAIN || e == EINTR { return }
+            close()
+        }
+    }
+
+    fileprivate func onWritable() {
+        pushToClient()
+    }
+
+    /// Frees space in the input buffer: forgets request bytes kept for a retry (which
+    /// then becomes impossible) and moves unread bytes to the front.
+    private func makeRoom() {
+        guard let buffer = inBuffer else { return }
+        if (phase == .exchange || phase == .tunnel) && request.sent > 0 { commitRequestBytes() }
+        if buffer.readIndex > 0 { buffer.compact() }
+    }
+
+    private func commitRequestBytes() {
+        guard let buffer = inBuffer, request.sent > 0 else { return }
+        buffer.consume(request.sent)
+        request.ready -= request.sent
+        request.sent = 0
+        requestBytesCommitted = true
+    }
+
+    private func updateClientReading() {
+        if clientEOF || closed || phase == .lingering { return }
+        guard let buffer = inBuffer else { wantRead(true); return }
+        if buffer.writable == 0 { makeRoom() }
+        wantRead(buffer.writable > 0)
+    }
+
+    private func onClientEOF() {
+        clientEOF = true
+        wantRead(false)
+        switch phase {
+        case .idle, .head, .lingering:
+            close()
+        case .exchange:
+            // A client may half-close after sending its request; finish the answer if the request is whole.
+            if !request.ended { abortExchange() }
+        case .tunnel:
+            if request.pending == 0 { close() }
+        }
+    }
+
+    /// Processes whatever the input buffer holds, as far as the current phase allows.
+    private func drive() {
+        if driving { return }
+        driving = true
+        defer { driving = false }
+        while !closed {
+            switch phase {
+            case .idle, .head:
+                guard let buffer = inBuffer, buffer.readable > 0 else {
+                    if let b = inBuffer, phase == .idle { worker.buffers.give(b); inBuffer = nil }
+                    return
+                }
+                if phase == .idle {
+                    phase = .head
+                    setDeadline(.header, after: worker.settings.clientHeaderMs)
+                }
+                let result = HTTPParser.parseRequest(UnsafeRawBufferPointer(start: buffer.readPointer, count: buffer.readable),
+                                                     into: worker.requestHead, limits: worker.settings.limits)
+                switch result {
+                case .incomplete:
+                    if buffer.writable == 0 { buffer.compact() }
+                    return
+                case .failure(let error):
+                    request = BodyWindow()
+                    startMicros = monotonicMicroseconds()
+                    logMethod = "-"; logPath = "-"
+                    requestIDLength = worker.generateRequestID(into: scratch + Self.requestIDOffset)
+                    respondLocal(status: error.status, detail: error.reasonText, close: true)
+                    return
+                case .complete:
+                    startExchange()
+                    if phase != .idle { return }
+                }
+            case .exchange:
+                guard let buffer = inBuffer else { return }
+                if !request.ended && !request.absorb(buffer) {
+                    if responseHeadDone { abortExchange() }
+                    else { failExchange(status: 400, detail: "invalid chunked request body (\(request.failure!))") }
+                    return
+                }
+                if request.pending > 0 { sendToUpstream() }
+                updateClientReading()
+                return
+            case .tunnel:
+                if let buffer = inBuffer { _ = request.absorb(buffer) }
+                sendToUpstream()
+                updateClientReading()
+                return
+            case .lingering:
+                return
+            }
+        }
+    }
+
+    // MARK: Starting an exchange
+
+    private func startExchange() {
+        let head = worker.requestHead
+        let buffer = inBuffer!
+        let source = UnsafePointer(buffer.readPointer)
+        startMicros = monotonicMicroseconds()
+        clearDeadline()
+        phase = .exchange
+        exchangeLogged = false
+        method = head.method
+        version = head.version
+        isUpgrade = head.isUpgradeRequest
+        keepAlive = keepAlive && head.wantsKeepAlive && !worker.stopping
+        responseHeadDone = false
+        upstreamReusable = false
+        requestBytesCommitted = false
+        status = 0
+        bytesSent = 0
+        attempts = 0
+        triedServers = 0
+        retriedStale = false
+        serverIndex = -1
+        serverID = -1
+        poolIndex = -1
+
+        let idStore = scratch + Self.requestIDOffset
+        if head.requestIDIndex >= 0 {
+            let f = head.fields[head.requestIDIndex]
+            let n = min(Int(f.valueLength), Self.requestIDCapacity)
+            idStore.update(from: source + Int(f.valueStart), count: n)
+            requestIDLength = n
+        } else {
+            requestIDLength = worker.generateRequestID(into: idStore)
+        }
+
+        let path = head.pathRange(source: source)
+        if worker.settings.logRequests {
+            logMethod = String(decoding: UnsafeBufferPointer(start: source + Int(head.methodStart), count: Int(head.methodLength)), as: UTF8.self)
+            logPath = String(decoding: UnsafeBufferPointer(start: source + path.start, count: path.length), as: UTF8.self)
+        }
+
+        request = BodyWindow(framing: head.requestFraming)
+        let snapshot = worker.snapshot
+        var host = UnsafeBufferPointer<UInt8>(start: nil, count: 0)
+        if head.hostIndex >= 0 {
+            let f = head.fields[head.hostIndex]
+            host = UnsafeBufferPointer(start: source + Int(f.valueStart), count: Int(f.valueLength))
+        }
+        guard let service = snapshot.route(host: host, path: UnsafeBufferPointer(start: source + path.start, count: path.length)) else {
+            buffer.consume(head.headLength)
+            failExchange(status: 404, detail: "no service matches this host and path")
+            return
+        }
+        poolIndex = snapshot.services[service].activePool
+        guard pickServer() else {
+            buffer.consume(head.headLength)
+            failExchange(status: 503, detail: "no server available in pool \(snapshot.pools[poolIndex].name)")
+            return
+        }
+
+        let headBuffer = upstreamHead ?? worker.buffers.take()
+        upstreamHead = headBuffer
+        headBuffer.reset()
+        var w = ByteWriter(base: headBuffer.base, capacity: headBuffer.capacity)
+        var fallbackHost: [UInt8] = []
+        if head.hostIndex < 0 { fallbackHost = Array(currentServer.address.description.utf8) }
+        fallbackHost.withUnsafeBufferPointer { fallback in
+            let info = ForwardingInfo(
+                clientAddress: UnsafeBufferPointer(start: scratch, count: clientIPLength),
+                scheme: "http",
+                requestID: UnsafeBufferPointer(start: idStore, count: requestIDLength),
+                requestIDGenerated: head.requestIDIndex < 0,
+                fallbackHost: fallback)
+            HeadWriter.writeUpstreamRequest(head, source: source, info: info, into: &w)
+        }
+        buffer.consume(head.headLength)
+        if w.overflowed {
+            failExchange(status: 431, detail: "request header fields too large to forward")
+            return
+        }
+        headBuffer.writeIndex = w.count
+        upstreamHeadSent = 0
+        if !request.absorb(buffer) {
+            failExchange(status: 400, detail: "invalid chunked request body (\(request.failure!))")
+            return
+        }
+        connectUpstream(allowReuse: true)
+    }
+
+    private var currentServer: ServerSnapshot { worker.balancers[poolIndex].pool.servers[serverIndex] }
+
+    private func pickServer() -> Bool {
+        let balancer = worker.balancers[poolIndex]
+        guard let index = balancer.pick(excluding: triedServers) else { return false }
+        serverIndex = index
+        serverID = balancer.pool.servers[index].id
+        if index < 64 { triedServers |= 1 << UInt64(index) }
+        return true
+    }
+
+    private func connectUpstream(allowReuse: Bool) {
+        attempts += 1
+        let balancer = worker.balancers[poolIndex]
+        balancer.requestStarted(serverIndex)
+        countedActive = true
+        if allowReuse, let connection = worker.takeIdleConnection(serverID: serverID) {
+            connection.owner = self
+            connection.clearDeadline()
+            upstream = connection
+            sendToUpstream()
+            return
+        }
+        guard let address = worker.addresses[serverID] else {
+            failExchange(status: 502, detail: "upstream address \(currentServer.address) is unusable")
+            return
+        }
+        do {
+            let connection = try UpstreamConnection.open(worker: worker, serverID: serverID, address: address, owner: self)
+            upstream = connection
+            connection.wantRead(true)
+            if connection.connected { sendToUpstream() }
+        } catch {
+            connectionFailed(detail: "could not connect to upstream \(currentServer.address) (\(String(cString: strerror(error.code))))",
+                             status: 502)
+        }
+    }
+
+    // MARK: Upstream side
+
+    /// Writes the request head and any ready body bytes to the upstream.
+    private func sendToUpstream() {
+        guard let connection = upstream, connection.connected else { return }
+        var vectors = (iovec(), iovec())
+        var count: Int32 = 0
+        var headPart = 0
+        if let head = upstreamHead, upstreamHeadSent < head.writeIndex {
+            headPart = head.writeIndex - upstreamHeadSent
+            vectors.0 = iovec(iov_base: UnsafeMutableRawPointer(head.base + upstreamHeadSent), iov_len: headPart)
+            count = 1
+        }
+        let bodyPart = request.pending
+        if bodyPart > 0, let buffer = inBuffer {
+            let v = iovec(iov_base: UnsafeMutableRawPointer(buffer.readPointer + request.sent), iov_len: bodyPart)
+            if count == 0 { vectors.0 = v } else { vectors.1 = v }
+            count += 1
+        }
+        if count == 0 { connection.wantWrite(false); return }
+        let n = withUnsafePointer(to: &vectors) {
+            $0.withMemoryRebound(to: iovec.self, capacity: 2) { writev(connection.fd, $0, count) }
+        }
+        if n < 0 {
+            let e = errno
+            if e == EAGAIN || e == EINTR {
+                connection.wantWrite(true)
+                connection.setDeadline(kind: .response, after: worker.settings.upstreamResponseMs)
+                return
+            }
+            upstreamFailed(connection, errorCode: e)
+            return
+        }
+        var written = n
+        let fromHead = min(written, headPart)
+        upstreamHeadSent += fromHead
+        written -= fromHead
+        request.sent += written
+        if phase == .tunnel { commitRequestBytes() }
+        let done = n == headPart + bodyPart
+        connection.wantWrite(!done)
+        if phase == .exchange && !responseHeadDone {
+            connection.setDeadline(kind: .response, after: worker.settings.upstreamResponseMs)
+        }
+        if written > 0 { updateClientReading() }
+        if phase == .tunnel && clientEOF && request.pending == 0 { close() }
+    }
+
+    func upstreamWritable(_ connection: UpstreamConnection) {
+        sendToUpstream()
+    }
+
+    func upstreamConnectFailed(_ connection: UpstreamConnection, errorCode: Int32) {
+        connectionFailed(detail: "could not connect to upstream \(currentServer.address) (\(String(cString: strerror(errorCode))))",
+                         status: 502)
+    }
+
+    /// A connection attempt failed before anything was sent: try another server.
+    private func connectionFailed(detail: String, status: Int) {
+        releaseUpstream(reuse: false)
+        let limit = min(worker.balancers[poolIndex].pool.servers.count, 3)
+        if attempts < limit, pickServer() {
+            upstreamHeadSent = 0
+            request.sent = 0
+            connectUpstream(allowReuse: true)
+            return
+        }
+        failExchange(status: status, detail: detail)
+    }
+
+    func upstreamTimedOut(_ connection: UpstreamConnection, kind: UpstreamConnection.TimeoutKind) {
+        let seconds = Double(kind == .connect ? worker.settings.upstreamConnectMs : worker.settings.upstreamResponseMs) / 1000
+        switch kind {
+        case .connect:
+            connectionFailed(detail: "upstream \(currentServer.address) did not accept the connection within \(seconds)s (upstream_connect)",
+                             status: 504)
+        case .response, .idle:
+            if phase == .tunnel { close(); return }
+            if responseHeadDone { abortExchange(); return }
+            failExchange(status: 504, detail: "upstream \(currentServer.address) did not respond within \(seconds)s (upstream_response)")
+        }
+    }
+
+    private func upstreamFailed(_ connection: UpstreamConnection, errorCode: Int32) {
+        if !connection.connected {
+            upstreamConnectFailed(connection, errorCode: errorCode)
+            return
+        }
+        upstreamEnded(reason: String(cString: strerror(errorCode)))
+    }
+
+    func upstreamReadable(_ connection: UpstreamConnection) {
+        if !connection.connected {
+            let e = Sockets.pendingError(connection.fd)
+            if e != 0 { upstreamConnectFailed(connection, errorCode: e); return }
+        }
+        let buffer: IOBuffer
+        if let b = connection.inBuffer { buffer = b } else { buffer = worker.buffers.take(); connection.inBuffer = buffer }
+        if buffer.writable == 0 { buffer.compact() }
+        if buffer.writable == 0 { connection.wantRead(false); return }
+        let n = recv(connection.fd, buffer.writePointer, buffer.writable, 0)
+        if n > 0 {
+            buffer.writeIndex += n
+            if phase == .exchange {
+                connection.setDeadline(kind: .response, after: worker.settings.upstreamResponseMs)
+            }
+            handleResponseBytes()
+        } else if n == 0 {
+            upstreamEnded(reason: nil)
+        } else {
+            let e = errno
+            if e == EAGAIN || e == EINTR { return }
+            upstreamFailed(connection, errorCode: e)
+        }
+    }
+
+    /// The upstream closed its side (or failed) while this exchange used it.
+    private func upstreamEnded(reason: String?) {
+        guard let connection = upstream else { return }
+        if phase == .tunnel {
+            response.endAtClose()
+            connection.wantRead(false)
+            if response.pending == 0 && (outBuffer?.isEmpty ?? true) { close() }
+            return
+        }
+        if !responseHeadDone {
+            let partial = (connection.inBuffer?.readable ?? 0) > 0
+            let what = reason.map { "reset the connection (\($0))" } ?? "closed the connection"
+            // A reused keep-alive connection may have been closed by the server just as the
+            // request went out; nothing was processed, so send it once more on a fresh one.
+            if !partial && connection.hasServedRequest && !retriedStale && !requestBytesCommitted {
+                retriedStale = true
+                releaseUpstream(reuse: false)
+                if worker.balancers[poolIndex].pool.servers.count > 1, pickServer() {} // another server when there is one
+                upstreamHeadSent = 0
+                request.sent = 0
+                connectUpstream(allowReuse: false)
+                return
+            }
+            failExchange(status: 502, detail: "upstream \(currentServer.address) \(what) before a complete response head")
+            return
+        }
+        if response.mode == .untilClose && reason == nil {
+            response.endAtClose()
+            upstreamReusable = false
+            connection.wantRead(false)
+            pushToClient()
+            return
+        }
+        // The body was cut short: close the client connection so it cannot mistake it for complete.
+        abortExchange()
+    }
+
+    private var responseLimits: HTTPLimits {
+        HTTPLimits(maxRequestLine: worker.settings.bufferSize - 2048, maxHeaderBytes: worker.settings.bufferSize - 2048, maxHeaders: 256)
+    }
+
+    private func handleResponseBytes() {
+        guard let connection = upstream, let buffer = connection.inBuffer else { return }
+        if phase == .tunnel {
+            _ = response.absorb(buffer)
+            pushToClient()
+            return
+        }
+        while !responseHeadDone {
+            let result = HTTPParser.parseResponse(UnsafeRawBufferPointer(start: buffer.readPointer, count: buffer.readable),
+                                                  into: worker.responseHead, limits: responseLimits)
+            switch result {
+            case .incomplete:
+                if buffer.writable == 0 { buffer.compact() }
+                if buffer.writable == 0 {
+                    failExchange(status: 502, detail: "upstream \(currentServer.address) sent a response head that is too large")
+                }
+                return
+            case .failure(let error):
+                failExchange(status: 502, detail: "upstream \(currentServer.address) sent an invalid response (\(error.reasonText))")
+                return
+            case .complete:
+                let head = worker.responseHead
+                if head.statusCode == 101 {
+                    if isUpgrade { startTunnel(); return }
+                    failExchange(status: 502, detail: "upstream \(currentServer.address) switched protocols without being asked")
+                    return
+                }
+                if head.statusCode < 200 {
+                    if version == .http11 { writeHead(head, source: buffer.readPointer, dechunk: false, tunnel: false) }
+                    buffer.consume(head.headLength)
+                    continue
+                }
+                commitRequestBytes()
+                status = head.statusCode
+                upstreamReusable = head.wantsKeepAlive
+                let framing = head.responseFraming(requestMethod: method)
+                let dechunk = framing == .chunked && version == .http10
+                if framing == .untilClose || dechunk || !request.ended { keepAlive = false }
+                response = BodyWindow(framing: framing, dechunk: dechunk)
+                if !writeHead(head, source: buffer.readPointer, dechunk: dechunk, tunnel: false) {
+                    failExchange(status: 502, detail: "response head from upstream \(currentServer.address) too large to forward")
+                    return
+                }
+                buffer.consume(head.headLength)
+                responseHeadDone = true
+            }
+        }
+        if !response.absorb(buffer) { abortExchange(); return }
+        if response.ended && buffer.readable > response.ready { upstreamReusable = false }
+        pushToClient()
+    }
+
+    /// Appends a response head for the client to the output buffer.
+    @discardableResult
+    private func writeHead(_ head: HTTPHead, source: UnsafeMutablePointer<UInt8>, dechunk: Bool, tunnel: Bool) -> Bool {
+        let out = outBuffer ?? worker.buffers.take()
+        outBuffer = out
+        if out.writable < out.capacity / 2 { out.compact() }
+        var w = ByteWriter(base: out.writePointer, capacity: out.writable)
+        HeadWriter.writeClientResponse(head, source: source, clientVersion: version, keepAlive: keepAlive,
+                                       dechunk: dechunk, tunnel: tunnel,
+                                       requestID: UnsafeBufferPointer(start: scratch + Self.requestIDOffset, count: requestIDLength),
+                                       into: &w)
+        if w.overflowed { return false }
+        out.writeIndex += w.count
+        return true
+    }
+
+    private func startTunnel() {
+        guard let connection = upstream, let buffer = connection.inBuffer else { return }
+        let head = worker.responseHead
+        commitRequestBytes()
+        status = 101
+        writeHead(head, source: buffer.readPointer, dechunk: false, tunnel: true)
+        buffer.consume(head.headLength)
+        responseHeadDone = true
+        upstreamReusable = false
+        phase = .tunnel
+        connection.clearDeadline()
+        clearDeadline()
+        request = BodyWindow.tunnel()
+        response = BodyWindow.tunnel()
+        if let input = inBuffer { _ = request.absorb(input) }
+        _ = response.absorb(buffer)
+        sendToUpstream()
+        pushToClient()
+    }
+
+    // MARK: Client side output
+
+    /// Writes the pending response head and body bytes to the client.
+    private func pushToClient() {
+        if closed { return }
+        var vectors = (iovec(), iovec())
+        var count: Int32 = 0
+        var headPart = 0
+        if let out = outBuffer, out.readable > 0 {
+            headPart = out.readable
+            vectors.0 = iovec(iov_base: UnsafeMutableRawPointer(out.readPointer), iov_len: headPart)
+            count = 1
+        }
+        let source = upstream?.inBuffer
+        var bodyPart = 0
+        if let source, response.ready > 0 {
+            bodyPart = response.ready
+            let v = iovec(iov_base: UnsafeMutableRawPointer(source.readPointer), iov_len: bodyPart)
+            if count == 0 { vectors.0 = v } else { vectors.1 = v }
+            count += 1
+        }
+        if count > 0 {
+            let n = withUnsafePointer(to: &vectors) {
+                $0.withMemoryRebound(to: iovec.self, capacity: 2) { writev(fd, $0, count) }
+            }
+            if n < 0 {
+                let e = errno
+                if e == EAGAIN || e == EINTR { blockedOnClient(); return }
+                close() // the client is gone
+                return
+            }
+            bytesSent += n
+            let fromHead = min(n, headPart)
+            if fromHead > 0 { outBuffer!.consume(fromHead) }
+            let fromBody = n - fromHead
+            if fromBody > 0 {
+                source!.consume(fromBody)
+                response.ready -= fromBody
+            }
+            if n < headPart + bodyPart { blockedOnClient(); return }
+        }
+        wantWrite(false)
+        if timeoutKind == .send { clearDeadline() }
+        if phase == .tunnel {
+            if response.ended { close(); return }
+            upstream?.wantRead(true)
+            return
+        }
+        if responseHeadDone && response.ended {
+            finishExchange()
+        } else {
+            upstream?.wantRead(true)
+        }
+    }
+
+    private func blockedOnClient() {
+        wantWrite(true)
+        if phase != .tunnel { setDeadline(.send, after: worker.settings.clientIdleMs) }
+        if let connection = upstream, let source = connection.inBuffer {
+            if source.writable == 0 { source.compact() }
+            if source.writable == 0 {
+                connection.wantRead(false)
+                connection.clearDeadline()
+            }
+        }
+    }
+
+    // MARK: Ending an exchange
+
+    /// Answers with the proxy's own short plain-text response (errors, 404, 503).
+    private func failExchange(status: Int, detail: String) {
+        if responseHeadDone && status >= 500 { abortExchange(); return }
+        releaseUpstream(reuse: false)
+        respondLocal(status: status, detail: detail, close: !request.ended)
+    }
+
+    private func respondLocal(status: Int, detail: String, close: Bool) {
+        if close { keepAlive = false }
+        if phase != .exchange { phase = .exchange; exchangeLogged = false }
+        self.status = status
+        responseHeadDone = true
+        response = BodyWindow()
+        if let head = upstreamHead { worker.buffers.give(head); upstreamHead = nil }
+        let out = outBuffer ?? worker.buffers.take()
+        outBuffer = out
+        out.compact()
+        var w = ByteWriter(base: out.writePointer, capacity: out.writable)
+        HeadWriter.writeErrorResponse(status: status, detail: detail,
+                                      requestID: UnsafeBufferPointer(start: scratch + Self.requestIDOffset, count: requestIDLength),
+                                      close: !keepAlive, into: &w)
+        out.writeIndex += w.count
+        if request.ended, let input = inBuffer {
+            // The body (if any) is here already: skip it so the next request parses.
+            input.consume(request.ready)
+            request.ready = 0
+            request.sent = 0
+        }
+        pushToClient()
+    }
+
+    private func releaseUpstream(reuse: Bool) {
+        if countedActive {
+            worker.balancers[poolIndex].requestFinished(serverIndex)
+            countedActive = false
+        }
+        guard let connection = upstream else { return }
+        upstream = nil
+        if reuse { connection.park() } else { connection.close() }
+    }
+
+    private func finishExchange() {
+        logExchange(complete: true)
+        let reuse = upstreamReusable && request.ended && request.pending == 0 &&
+            upstreamHeadSent == (upstreamHead?.writeIndex ?? 0) && (upstream?.inBuffer?.readable ?? 0) == 0
+        releaseUpstream(reuse: reuse)
+        if let head = upstreamHead { worker.buffers.give(head); upstreamHead = nil }
+        if let out = outBuffer { worker.buffers.give(out); outBuffer = nil }
+        if !keepAlive || clientEOF || !request.ended || worker.stopping {
+            closeGracefully()
+            return
+        }
+        phase = .idle
+        request = BodyWindow()
+        response = BodyWindow()
+        setDeadline(.idle, after: worker.settings.clientIdleMs)
+        updateClientReading()
+        if let input = inBuffer, input.readable > 0 { drive() }
+        else if let input = inBuffer { worker.buffers.give(input); inBuffer = nil }
+    }
+
+    /// Ends an exchange that cannot be answered properly any more (the response already
+    /// started, or the client went away): the client connection is closed at once.
+    private func abortExchange() {
+        logExchange(complete: false)
+        close()
+    }
+
+    /// Worker is stopping: finish the current exchange, then close.
+    func stopGracefully() {
+        keepAlive = false
+        if phase == .idle || (phase == .head && (inBuffer?.readable ?? 0) == 0) { close() }
+    }
+
+    /// Shuts down our side and discards what the client still sends for a moment, so that
+    /// an error response is not destroyed by a reset when the client has unread bytes.
+    private func closeGracefully() {
+        if clientEOF { close(); return }
+        phase = .lingering
+        shutdown(fd, Int32(SHUT_WR))
+        wantWrite(false)
+        wantRead(true)
+        if let b = inBuffer { worker.buffers.give(b); inBuffer = nil }
+        setDeadline(.linger, after: 2000)
+    }
+
+    private func drainLingering() {
+        var discard = (UInt64(0), UInt64(0), UInt64(0), UInt64(0), UInt64(0), UInt64(0), UInt64(0), UInt64(0))
+        let n = withUnsafeMutableBytes(of: &discard) { recv(fd, $0.baseAddress, $0.count, 0) }
+        if n > 0 { return }
+        if n < 0 && (errno == EAGAIN || errno == EINTR) { return }
+        close()
+    }
+
+    /// Closes the connection now, with its upstream if an exchange was in progress.
+    func abort() { logExchange(complete: false); close() }
+
+    private func close() {
+        guard !closed else { return }
+        if phase == .exchange || phase == .tunnel { logExchange(complete: phase == .tunnel) }
+        releaseUpstream(reuse: false)
+        closed = true
+        for buffer in [inBuffer, outBuffer, upstreamHead] { if let buffer { worker.buffers.give(buffer) } }
+        inBuffer = nil; outBuffer = nil; upstreamHead = nil
+        event_free(readEvent)
+        event_free(writeEvent)
+        event_free(timerEvent)
+        Glibc.close(fd)
+        worker.unlink(self)
+        Unmanaged.passUnretained(self).release()
+    }
+
+    // MARK: Access log
+
+    private func logExchange(complete: Bool) {
+        guard !exchangeLogged else { return }
+        exchangeLogged = true
+        guard worker.settings.logRequests else { return }
+        let durationMicros = monotonicMicroseconds() - startMicros
+        let snapshot = worker.snapshot
+        var pool = "", upstreamAddress = ""
+        if poolIndex >= 0 && poolIndex < worker.balancers.count {
+            let balancer = worker.balancers[poolIndex]
+            pool = balancer.pool.name
+            if serverIndex >= 0 && serverIndex < balancer.pool.servers.count {
+                upstreamAddress = balancer.pool.servers[serverIndex].address.description
+            }
+        }
+        _ = snapshot
+        AccessLogLine.append(to: &worker.logBuffer,
+                             requestID: UnsafeBufferPointer(start: scratch + Self.requestIDOffset, count: requestIDLength),
+                             client: UnsafeBufferPointer(start: scratch, count: clientIPLength),
+                             method: logMethod, path: logPath,
+                             status: complete ? status : (status == 0 ? 499 : status),
+                             bytes: bytesSent, durationMicros: durationMicros,
+                             pool: pool, upstream: upstreamAddress, complete: complete)
+        if worker.logBuffer.count > 64 * 1024 { worker.flushLog() }
+    }
+}
+
+private let clientReadCallback: event_callback_fn = { _, _, context in
+    let c = Unmanaged<ClientConnection>.fromOpaque(context!).takeUnretainedValue()
+    withExtendedLifetime(c) { c.onReadable() }
+}
+
+private let clientWriteCallback: event_callback_fn = { _, _, context in
+    let c = Unmanaged<ClientConnection>.fromOpaque(context!).takeUnretainedValue()
+    withExtendedLifetime(c) { c.onWritable() }
+}
+
+private let clientTimerCallback: event_callback_fn = { _, _, context in
+    let c = Unmanaged<ClientConnection>.fromOpaque(context!).takeUnretainedValue()
+    withExtendedLifetime(c) { c.onTimer() }
+}

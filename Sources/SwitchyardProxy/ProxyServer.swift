@@ -1,0 +1,127 @@
+import CLibevent
+import Foundation
+import Glibc
+import SwitchyardConfig
+import SwitchyardRouting
+
+/// Runs the data plane: one worker thread per core, each with its own event loop and
+/// listening sockets, plus the control loop on the calling thread (signals, publishing
+/// routing snapshots).
+public final class ProxyServer {
+    public let config: SwitchyardConfig
+    let workerCount: Int
+    private var workers: [Worker] = []
+    private let registry = ServerRegistry()
+    private var generation: UInt64 = 1
+    private var accessLog: AccessLog?
+    private var controlBase: OpaquePointer?
+    private var signalEvents: [OpaquePointer] = []
+    /// The addresses actually bound (port 0 in the configuration is resolved here).
+    public private(set) var boundAddresses: [SocketAddress] = []
+
+    public init(config: SwitchyardConfig) {
+        self.config = config
+        workerCount = config.workers ?? max(1, Int(sysconf(Int32(_SC_NPROCESSORS_ONLN))))
+    }
+
+    /// Binds, starts the workers and blocks until SIGTERM/SIGINT has drained them.
+    /// - Parameter readyFile: written (atomically) with one bound address per line once every worker accepts.
+    public func run(readyFile: String? = nil) throws {
+        signal(SIGPIPE, SIG_IGN)
+        evthread_use_pthreads()
+
+        switch config.accessLog {
+        case .off: accessLog = nil
+        case .stdout: accessLog = try AccessLog(path: nil)
+        case .file(let path): accessLog = try AccessLog(path: path)
+        }
+
+        let snapshot = RoutingSnapshot(config: config, generation: generation, registry: registry)
+        let settings = WorkerSettings(config: config, workerCount: workerCount)
+        for index in 0..<workerCount {
+            workers.append(Worker(index: index, settings: settings, snapshot: snapshot,
+                                  slot: SnapshotSlot(snapshot), accessLog: accessLog))
+        }
+
+        // Worker 0 binds first; when the configuration says port 0 the others reuse the port it got.
+        for listener in config.listeners {
+            var address = listener.bind
+            for worker in workers {
+                let fd: Int32
+                do { fd = try Sockets.listen(on: address) } catch {
+                    throw ProxyError("cannot listen on \(address): \(error); is another process using the port?")
+                }
+                if address.port == 0 { address.port = Self.localPort(fd) }
+                worker.addListener(fd: fd)
+            }
+            boundAddresses.append(address)
+        }
+
+        let finished = DispatchGroup()
+        for worker in workers {
+            finished.enter()
+            let thread = Thread {
+                worker.run()
+                finished.leave()
+            }
+            thread.name = "switchyard-worker-\(worker.index)"
+            thread.stackSize = 1 << 20
+            thread.start()
+        }
+
+        let base = event_base_new()!
+        controlBase = base
+        let context = Unmanaged.passUnretained(self).toOpaque()
+        for signalNumber in [SIGTERM, SIGINT] {
+            let event = event_new(base, signalNumber, EventFlags.signal | EventFlags.persist, serverSignalCallback, context)!
+            event_add(event, nil)
+            signalEvents.append(event)
+        }
+        if let readyFile { try writeReadyFile(readyFile) }
+        let names = boundAddresses.map(\.description).joined(separator: ", ")
+        FileHandle.standardError.write(Data("switchyard: listening on \(names) with \(workerCount) worker(s)\n".utf8))
+
+        event_base_dispatch(base)
+
+        // Graceful stop: workers stop accepting, finish in-flight requests, close idle connections.
+        for worker in workers { worker.requestStop() }
+        let deadline = DispatchTime.now() + .milliseconds(Int(config.shutdownTimeout.milliseconds))
+        if finished.wait(timeout: deadline) == .timedOut {
+            FileHandle.standardError.write(Data("switchyard: shutdown_timeout reached; closing remaining connections\n".utf8))
+            for worker in workers { worker.requestForcedStop() }
+            finished.wait()
+        }
+        for event in signalEvents { event_free(event) }
+        event_base_free(base)
+        accessLog?.close()
+        FileHandle.standardError.write(Data("switchyard: stopped\n".utf8))
+    }
+
+    fileprivate func onSignal(_ number: Int32) {
+        let name = number == SIGTERM ? "SIGTERM" : "SIGINT"
+        FileHandle.standardError.write(Data("switchyard: \(name) received; draining connections\n".utf8))
+        if let controlBase { event_base_loopbreak(controlBase) }
+    }
+
+    private func writeReadyFile(_ path: String) throws {
+        let text = boundAddresses.map(\.description).joined(separator: "\n") + "\n"
+        let temporary = path + ".tmp"
+        try text.write(toFile: temporary, atomically: false, encoding: .utf8)
+        guard rename(temporary, path) == 0 else { throw ProxyError("cannot write ready file \(path)") }
+    }
+
+    static func localPort(_ fd: Int32) -> UInt16 {
+        var storage = sockaddr_storage()
+        var length = socklen_t(MemoryLayout<sockaddr_storage>.size)
+        _ = withUnsafeMutablePointer(to: &storage) {
+            $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { getsockname(fd, $0, &length) }
+        }
+        return withUnsafePointer(to: &storage) {
+            $0.withMemoryRebound(to: sockaddr_in.self, capacity: 1) { UInt16(bigEndian: $0.pointee.sin_port) }
+        }
+    }
+}
+
+private let serverSignalCallback: event_callback_fn = { fd, _, context in
+    Unmanaged<ProxyServer>.fromOpaque(context!).takeUnretainedValue().onSignal(fd)
+}

@@ -1,0 +1,157 @@
+import CLibevent
+import Glibc
+
+/// One TCP connection to an upstream server. While a request uses it, events go to the
+/// client connection that owns the exchange; while it is idle in the worker's pool, it
+/// only watches for the server closing it and for its idle timeout.
+final class UpstreamConnection {
+    unowned(unsafe) let worker: Worker
+    let fd: Int32
+    let serverID: Int
+    private var readEvent: OpaquePointer!
+    private var writeEvent: OpaquePointer!
+    private var timerEvent: OpaquePointer!
+    private var reading = false
+    private var writing = false
+    private(set) var connected: Bool
+    /// Whether this connection has carried a request before (a failure on it may be a
+    /// stale keep-alive connection, which is safe to retry).
+    var hasServedRequest = false
+    var inBuffer: IOBuffer?
+    /// The client connection using it, `nil` while idle.
+    unowned(unsafe) var owner: ClientConnection?
+    private var closed = false
+
+    private var deadline: Int64 = .max
+    private var timerArmedUntil: Int64 = .max
+
+    enum TimeoutKind { case connect, response, idle }
+    private(set) var timeoutKind: TimeoutKind = .connect
+
+    private init(worker: Worker, fd: Int32, serverID: Int, connected: Bool) {
+        self.worker = worker
+        self.fd = fd
+        self.serverID = serverID
+        self.connected = connected
+    }
+
+    /// Opens a connection to the server. Throws when the connect failed at once.
+    static func open(worker: Worker, serverID: Int, address: Sockets.Address,
+                     owner: ClientConnection) throws(Sockets.Failure) -> UpstreamConnection {
+        let (fd, connected) = try Sockets.connect(to: address)
+        let connection = UpstreamConnection(worker: worker, fd: fd, serverID: serverID, connected: connected)
+        // The connection keeps itself alive until `close()`; libevent holds only this pointer.
+        let context = Unmanaged.passRetained(connection).toOpaque()
+        connection.readEvent = event_new(worker.base, fd, EventFlags.read | EventFlags.persist, upstreamReadCallback, context)
+        connection.writeEvent = event_new(worker.base, fd, EventFlags.write | EventFlags.persist, upstreamWriteCallback, context)
+        connection.timerEvent = event_new(worker.base, -1, 0, upstreamTimerCallback, context)
+        connection.owner = owner
+        if !connected {
+            connection.wantWrite(true)
+            connection.setDeadline(kind: .connect, after: worker.settings.upstreamConnectMs)
+        }
+        return connection
+    }
+
+    // MARK: Event interest
+
+    func wantRead(_ on: Bool) {
+        guard on != reading, !closed else { return }
+        reading = on
+        if on { event_add(readEvent, nil) } else { event_del(readEvent) }
+    }
+
+    func wantWrite(_ on: Bool) {
+        guard on != writing, !closed else { return }
+        writing = on
+        if on { event_add(writeEvent, nil) } else { event_del(writeEvent) }
+    }
+
+    // MARK: Timers (armed lazily: moving a deadline later costs no event operation)
+
+    func setDeadline(kind: TimeoutKind, after ms: Int64) {
+        timeoutKind = kind
+        let now = monotonicMilliseconds()
+        deadline = now + ms
+        if timerArmedUntil > deadline {
+            var tv = timeval(milliseconds: ms)
+            event_add(timerEvent, &tv)
+            timerArmedUntil = deadline
+        }
+    }
+
+    func clearDeadline() { deadline = .max }
+
+    fileprivate func onTimer() {
+        timerArmedUntil = .max
+        guard deadline != .max, !closed else { return }
+        let now = monotonicMilliseconds()
+        if now < deadline {
+            var tv = timeval(milliseconds: deadline - now)
+            event_add(timerEvent, &tv)
+            timerArmedUntil = deadline
+            return
+        }
+        deadline = .max
+        if let owner { owner.upstreamTimedOut(self, kind: timeoutKind) } else { worker.removeIdleConnection(self); close() }
+    }
+
+    // MARK: Events
+
+    fileprivate func onReadable() {
+        guard let owner else {
+            // Idle: the server closed the connection or sent something unasked. Either way it is done.
+            worker.removeIdleConnection(self)
+            close()
+            return
+        }
+        owner.upstreamReadable(self)
+    }
+
+    fileprivate func onWritable() {
+        guard let owner else { wantWrite(false); return }
+        if !connected {
+            let error = Sockets.pendingError(fd)
+            if error != 0 { owner.upstreamConnectFailed(self, errorCode: error); return }
+            connected = true
+            clearDeadline()
+        }
+        owner.upstreamWritable(self)
+    }
+
+    /// Puts the connection in the worker's pool for the next request.
+    func park() {
+        owner = nil
+        hasServedRequest = true
+        if let b = inBuffer { worker.buffers.give(b); inBuffer = nil }
+        wantWrite(false)
+        wantRead(true)
+        setDeadline(kind: .idle, after: worker.settings.upstreamIdleMs)
+        worker.parkIdleConnection(self)
+    }
+
+    /// Closes the socket and frees the events; the connection then releases itself.
+    func close() {
+        guard !closed else { return }
+        closed = true
+        owner = nil
+        if let b = inBuffer { worker.buffers.give(b); inBuffer = nil }
+        event_free(readEvent)
+        event_free(writeEvent)
+        event_free(timerEvent)
+        Glibc.close(fd)
+        Unmanaged.passUnretained(self).release()
+    }
+}
+
+private let upstreamReadCallback: event_callback_fn = { _, _, context in
+    let c = Unmanaged<UpstreamConnection>.fromOpaque(context!).takeUnretainedValue(); withExtendedLifetime(c) { c.onReadable() }
+}
+
+private let upstreamWriteCallback: event_callback_fn = { _, _, context in
+    let c = Unmanaged<UpstreamConnection>.fromOpaque(context!).takeUnretainedValue(); withExtendedLifetime(c) { c.onWritable() }
+}
+
+private let upstreamTimerCallback: event_callback_fn = { _, _, context in
+    let c = Unmanaged<UpstreamConnection>.fromOpaque(context!).takeUnretainedValue(); withExtendedLifetime(c) { c.onTimer() }
+}

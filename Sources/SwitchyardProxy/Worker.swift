@@ -1,0 +1,302 @@
+import CLibevent
+import Glibc
+import Synchronization
+import SwitchyardConfig
+import SwitchyardHTTP
+import SwitchyardRouting
+
+/// Settings every worker reads; fixed for the worker's life.
+struct WorkerSettings: Sendable {
+    var limits: HTTPLimits
+    var maxConnections: Int
+    var bufferSize: Int
+    var clientHeaderMs: Int64
+    var clientIdleMs: Int64
+    var upstreamConnectMs: Int64
+    var upstreamResponseMs: Int64
+    var upstreamIdleMs: Int64
+    var logRequests: Bool
+
+    init(config: SwitchyardConfig, workerCount: Int) {
+        limits = HTTPLimits(maxRequestLine: config.limits.maxRequestLine,
+                            maxHeaderBytes: config.limits.maxHeaderBytes,
+                            maxHeaders: config.limits.maxHeaders)
+        maxConnections = max(1, (config.limits.maxConnections + workerCount - 1) / workerCount)
+        // Room for the largest accepted head plus what the proxy adds to it.
+        bufferSize = max(16384, config.limits.maxHeaderBytes + 2048)
+        clientHeaderMs = config.timeouts.clientHeader.milliseconds
+        clientIdleMs = config.timeouts.clientIdle.milliseconds
+        upstreamConnectMs = config.timeouts.upstreamConnect.milliseconds
+        upstreamResponseMs = config.timeouts.upstreamResponse.milliseconds
+        upstreamIdleMs = config.timeouts.upstreamIdle.milliseconds
+        logRequests = config.accessLog != .off
+    }
+}
+
+/// The newest routing snapshot for one worker, written by the control plane and read by
+/// the worker when it is woken. The lock is taken once per published change, never per request.
+final class SnapshotSlot: Sendable {
+    private let slot: Mutex<RoutingSnapshot>
+    init(_ snapshot: RoutingSnapshot) { slot = Mutex(snapshot) }
+    func store(_ snapshot: RoutingSnapshot) { slot.withLock { $0 = snapshot } }
+    func load() -> RoutingSnapshot { slot.withLock { $0 } }
+}
+
+/// One data-plane thread: its own event base, its own listening sockets (SO_REUSEPORT),
+/// its own connection pools and balancer state. Nothing here is shared with other workers
+/// except the snapshot slot and a few atomics the control plane reads.
+final class Worker: @unchecked Sendable {
+    let index: Int
+    let base: OpaquePointer
+    let settings: WorkerSettings
+    let buffers: BufferPool
+    let requestHead: HTTPHead
+    let responseHead: HTTPHead
+    let accessLog: AccessLog?
+
+    private(set) var snapshot: RoutingSnapshot
+    let slot: SnapshotSlot
+    /// Generation of the snapshot this worker routes with; the control plane waits on it.
+    let acknowledgedGeneration = Atomic<UInt64>(0)
+    private let stopRequested = Atomic<Bool>(false)
+    private let forcedStopRequested = Atomic<Bool>(false)
+
+    private(set) var balancers: [PoolBalancer] = []
+    /// Resolved addresses, indexed by server id.
+    private(set) var addresses: [Sockets.Address?] = []
+    /// Idle keep-alive upstream connections, indexed by server id; most recently used last.
+    private var idle: [[UpstreamConnection]] = []
+
+    private var listeners: [(fd: Int32, event: OpaquePointer)] = []
+    private var wakeEvent: OpaquePointer!
+    private var logFlushEvent: OpaquePointer?
+    private var shutdownEvent: OpaquePointer?
+
+    /// Live client connections (an intrusive list, so adding and removing allocate nothing).
+    var clients: ClientConnection?
+    private(set) var clientCount = 0
+    private(set) var stopping = false
+    private var acceptPaused = false
+
+    private var requestCounter: UInt64 = 0
+    private let requestIDPrefix: UInt32
+    var random: SplitMix64
+    /// Access-log lines not yet handed to the writer thread.
+    var logBuffer: [UInt8] = []
+
+    init(index: Int, settings: WorkerSettings, snapshot: RoutingSnapshot, slot: SnapshotSlot, accessLog: AccessLog?) {
+        self.index = index
+        self.settings = settings
+        self.snapshot = snapshot
+        self.slot = slot
+        self.accessLog = accessLog
+        guard let base = event_base_new() else { fatalError("event_base_new failed") }
+        self.base = base
+        buffers = BufferPool(bufferSize: settings.bufferSize)
+        requestHead = HTTPHead(maxHeaders: settings.limits.maxHeaders)
+        responseHead = HTTPHead(maxHeaders: 256)
+        var seed: UInt64 = 0
+        withUnsafeMutableBytes(of: &seed) { _ = sy_getrandom($0.baseAddress, 8) }
+        random = SplitMix64(seed: seed ^ UInt64(index))
+        requestIDPrefix = UInt32(truncatingIfNeeded: random.next())
+        logBuffer.reserveCapacity(64 * 1024)
+        applySnapshot(snapshot)
+        acknowledgedGeneration.store(snapshot.generation, ordering: .releasing)
+
+        let context = Unmanaged.passUnretained(self).toOpaque()
+        wakeEvent = event_new(base, -1, EventFlags.persist, workerWakeCallback, context)
+        event_add(wakeEvent, nil)
+        if accessLog != nil {
+            logFlushEvent = event_new(base, -1, EventFlags.persist, workerLogFlushCallback, context)
+            var tv = timeval(milliseconds: 100)
+            event_add(logFlushEvent, &tv)
+        }
+    }
+
+    /// Starts accepting on an already-bound listening socket.
+    func addListener(fd: Int32) {
+        let event = event_new(base, fd, EventFlags.read | EventFlags.persist, workerAcceptCallback,
+                              Unmanaged.passUnretained(self).toOpaque())!
+        event_add(event, nil)
+        listeners.append((fd, event))
+    }
+
+    /// Runs the event loop until the worker has stopped.
+    func run() {
+        event_base_dispatch(base)
+        for up in idle.flatMap({ $0 }) { up.close() }
+        idle.removeAll()
+        flushLog()
+    }
+
+    // MARK: Control plane → worker (any thread)
+
+    /// Wakes the worker to pick up the newest snapshot from its slot.
+    func notifySnapshot() { event_active(wakeEvent, EV_READ, 0) }
+
+    /// Asks the worker to stop gracefully: no new connections, finish what is in flight.
+    func requestStop() {
+        stopRequested.store(true, ordering: .releasing)
+        event_active(wakeEvent, EV_READ, 0)
+    }
+
+    /// Asks the worker to close whatever is left and return (the drain deadline passed).
+    func requestForcedStop() {
+        forcedStopRequested.store(true, ordering: .releasing)
+        event_active(wakeEvent, EV_READ, 0)
+    }
+
+    // MARK: On the worker thread
+
+    fileprivate func onWake() {
+        let newest = slot.load()
+        if newest !== snapshot { applySnapshot(newest) }
+        acknowledgedGeneration.store(newest.generation, ordering: .releasing)
+        if stopRequested.load(ordering: .acquiring) && !stopping { beginStop() }
+        if forcedStopRequested.load(ordering: .acquiring) { forceStop() }
+    }
+
+    private func applySnapshot(_ newSnapshot: RoutingSnapshot) {
+        snapshot = newSnapshot
+        if addresses.count < newSnapshot.serverIDLimit {
+            addresses += [Sockets.Address?](repeating: nil, count: newSnapshot.serverIDLimit - addresses.count)
+            idle += [[UpstreamConnection]](repeating: [], count: newSnapshot.serverIDLimit - idle.count)
+        }
+        var newBalancers: [PoolBalancer] = []
+        for pool in newSnapshot.pools {
+            for server in pool.servers where addresses[server.id] == nil {
+                addresses[server.id] = Sockets.Address(server.address)
+            }
+            if let existing = balancers.first(where: { $0.pool.name == pool.name }) {
+                existing.update(to: pool)
+                newBalancers.append(existing)
+            } else {
+                newBalancers.append(PoolBalancer(pool: pool, seed: random.next()))
+            }
+        }
+        balancers = newBalancers
+    }
+
+    fileprivate func acceptConnections(_ listenFD: Int32) {
+        for _ in 0..<64 {
+            if clientCount >= settings.maxConnections {
+                pauseAccepting()
+                return
+            }
+            var storage = sockaddr_storage()
+            var length = socklen_t(MemoryLayout<sockaddr_storage>.size)
+            let fd = withUnsafeMutablePointer(to: &storage) {
+                $0.withMemoryRebound(to: sockaddr.self, capacity: 1) {
+                    sy_accept4(listenFD, $0, &length, Int32(SOCK_NONBLOCK.rawValue) | Int32(SOCK_CLOEXEC.rawValue))
+                }
+            }
+            if fd < 0 { return } // EAGAIN, or a transient error such as EMFILE: try again on the next event
+            var one: Int32 = 1
+            setsockopt(fd, Int32(IPPROTO_TCP), TCP_NODELAY, &one, socklen_t(MemoryLayout<Int32>.size))
+            let client = ClientConnection(worker: self, fd: fd, peer: &storage)
+            link(client)
+            client.start()
+        }
+    }
+
+    private func pauseAccepting() {
+        guard !acceptPaused else { return }
+        acceptPaused = true
+        for l in listeners { event_del(l.event) }
+    }
+
+    private func link(_ client: ClientConnection) {
+        client.next = clients
+        clients?.previous = client
+        clients = client
+        clientCount += 1
+    }
+
+    /// Called by a client connection when it closes.
+    func unlink(_ client: ClientConnection) {
+        if let p = client.previous { p.next = client.next } else { clients = client.next }
+        client.next?.previous = client.previous
+        client.next = nil
+        client.previous = nil
+        clientCount -= 1
+        if acceptPaused && !stopping && clientCount < settings.maxConnections {
+            acceptPaused = false
+            for l in listeners { event_add(l.event, nil) }
+        }
+        if stopping && clientCount == 0 { event_base_loopexit(base, nil) }
+    }
+
+    private func beginStop() {
+        stopping = true
+        for l in listeners {
+            event_del(l.event)
+            event_free(l.event)
+            Glibc.close(l.fd)
+        }
+        listeners.removeAll()
+        var c = clients
+        while let client = c {
+            c = client.next
+            client.stopGracefully()
+        }
+        if clientCount == 0 { event_base_loopexit(base, nil) }
+    }
+
+    /// Deadline passed: close whatever is left.
+    private func forceStop() {
+        var c = clients
+        while let client = c {
+            c = client.next
+            client.abort()
+        }
+        event_base_loopexit(base, nil)
+    }
+
+    // MARK: Upstream connection pool
+
+    func takeIdleConnection(serverID: Int) -> UpstreamConnection? {
+        idle[serverID].popLast()
+    }
+
+    func parkIdleConnection(_ connection: UpstreamConnection) {
+        if stopping { connection.close(); return }
+        idle[connection.serverID].append(connection)
+    }
+
+    func removeIdleConnection(_ connection: UpstreamConnection) {
+        if let i = idle[connection.serverID].firstIndex(where: { $0 === connection }) {
+            idle[connection.serverID].remove(at: i)
+        }
+    }
+
+    // MARK: Request ids
+
+    /// Writes a new request id (16 hex digits: a per-worker random prefix and a counter).
+    func generateRequestID(into out: UnsafeMutablePointer<UInt8>) -> Int {
+        requestCounter &+= 1
+        var w = ByteWriter(base: out, capacity: 16)
+        w.append(hex: UInt64(requestIDPrefix), width: 8)
+        w.append(hex: requestCounter, width: 8)
+        return 16
+    }
+
+    // MARK: Access log
+
+    func flushLog() {
+        guard let accessLog, !logBuffer.isEmpty else { return }
+        accessLog.submit(logBuffer)
+        logBuffer.removeAll(keepingCapacity: true)
+    }
+}
+
+private let workerWakeCallback: event_callback_fn = { _, _, context in
+    Unmanaged<Worker>.fromOpaque(context!).takeUnretainedValue().onWake()
+}
+
+private let workerAcceptCallback: event_callback_fn = { fd, _, context in
+    Unmanaged<Worker>.fromOpaque(context!).takeUnretainedValue().acceptConnections(fd)
+}
+
+private let workerLogFlushCallback: event_callback_fn = { _, _, context in
+    Unmanaged<Worker>.fromOpaque(context!).takeUnretainedValue().flushLog()
+}

@@ -1,0 +1,100 @@
+import ArgumentParser
+import Foundation
+import Glibc
+import SwitchyardConfig
+import SwitchyardDemo
+import SwitchyardProxy
+
+@main
+struct Switchyard: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "switchyard",
+        abstract: "A reverse-proxy traffic switcher: weighted pools, blue/green and canary routing.",
+        version: "0.1.0",
+        subcommands: [Run.self, Check.self, Demo.self, DemoAppCommand.self])
+}
+
+/// Prints a problem for the operator and exits with `code`.
+func fail(_ message: String, code: Int32 = 1) -> Never {
+    FileHandle.standardError.write(Data("switchyard: \(message)\n".utf8))
+    exit(code)
+}
+
+struct Run: ParsableCommand {
+    static let configuration = CommandConfiguration(abstract: "Run the proxy with a configuration file.")
+
+    @Option(name: .shortAndLong, help: "The YAML configuration file.")
+    var config: String
+
+    @Option(help: "Write the bound listener addresses here once every worker accepts (port 0 resolved).")
+    var readyFile: String?
+
+    func run() throws {
+        let loaded: SwitchyardConfig
+        do { loaded = try ConfigLoader.load(path: config) } catch { fail("configuration is invalid:\n\(error)") }
+        let server = ProxyServer(config: loaded)
+        do { try server.run(readyFile: readyFile) } catch { fail("\(error)") }
+    }
+}
+
+struct Check: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        abstract: "Validate a configuration file (like nginx -t); exit 0 when valid, 1 with each problem otherwise.")
+
+    @Option(name: .shortAndLong, help: "The YAML configuration file.")
+    var config: String
+
+    func run() throws {
+        do {
+            let loaded = try ConfigLoader.load(path: config)
+            let servers = loaded.pools.reduce(0) { $0 + $1.servers.count }
+            print("\(config): configuration is valid (\(loaded.listeners.count) listener(s), \(loaded.pools.count) pool(s), \(servers) server(s), \(loaded.services.count) service(s))")
+        } catch {
+            FileHandle.standardError.write(Data("\(error)\n".utf8))
+            FileHandle.standardError.write(Data("\(config): configuration is invalid (\(error.problems.count) problem(s))\n".utf8))
+            throw ExitCode(1)
+        }
+    }
+}
+
+struct DemoAppCommand: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "demo-app",
+        abstract: "Run the demo upstream: a whoami-style app that answers with its name.")
+
+    @Option(help: "The name the app answers with.")
+    var name: String = "demo"
+
+    @Option(help: "Address to listen on (port 0 picks a free port).")
+    var listen: String = "127.0.0.1:9001"
+
+    @Option(help: "Write the bound port here once listening.")
+    var readyFile: String?
+
+    @Option(help: "Append each request line received to this file.")
+    var requestLog: String?
+
+    @Flag(help: "Exit when the parent process exits (used by `switchyard demo`).")
+    var exitWithParent = false
+
+    func run() throws {
+        guard let address = SocketAddress(parsing: listen, allowsAnyPort: true), address.family == .ipv4 else {
+            fail("--listen \(listen) is not an IPv4 address:port")
+        }
+        let app: DemoApp
+        do { app = try DemoApp(name: name, host: address.host, port: address.port, requestLogPath: requestLog) }
+        catch { fail("\(error)") }
+        if let readyFile {
+            try "\(app.port)\n".write(toFile: readyFile + ".tmp", atomically: false, encoding: .utf8)
+            rename(readyFile + ".tmp", readyFile)
+        }
+        if exitWithParent {
+            let parent = getppid()
+            Thread.detachNewThread {
+                while getppid() == parent { usleep(250_000) }
+                Glibc.exit(0)
+            }
+        }
+        app.serve()
+    }
+}
