@@ -7,7 +7,7 @@ import SwitchyardHTTP
 /// Every answer names the instance (`X-Served-By` and the body). Paths that exercise the
 /// proxy:
 /// - `/` (anything else): `NAME METHOD PATH`
-/// - `/headers`: the request head as received, as the body
+/// - `/headers`: the request head as received, as the body; `/conn`: which upstream connection this is
 /// - `/echo`: the request body streamed back (Content-Length or chunked, as sent)
 /// - `/bytes/N`, `/chunked/N`: N bytes with Content-Length, or chunked with a trailer
 /// - `/status/N`: that status; `/sleep/MS`: answer after MS milliseconds; `/hang`: never answer
@@ -20,6 +20,7 @@ public final class DemoApp: @unchecked Sendable {
     public let port: UInt16
     let requestLog: FileHandle?
     let logLock = NSLock()
+    private var connectionCount = 0
 
     public init(name: String, host: String, port: UInt16, requestLogPath: String?) throws {
         self.name = name
@@ -112,6 +113,10 @@ public final class DemoApp: @unchecked Sendable {
     }
 
     func handle(_ fd: Int32) {
+        logLock.lock()
+        connectionCount += 1
+        let connectionID = connectionCount
+        logLock.unlock()
         let connection = Connection(fd: fd)
         let head = HTTPHead(maxHeaders: 200)
         let limits = HTTPLimits(maxRequestLine: 65536, maxHeaderBytes: 1 << 20, maxHeaders: 200)
@@ -147,7 +152,7 @@ public final class DemoApp: @unchecked Sendable {
             logRequest("\(method) \(target)")
             let path = target.split(separator: "?", maxSplits: 1).first.map(String.init) ?? target
             let keep = respond(connection, method: method, path: path, headers: headers, headBytes: headBytes,
-                               framing: framing, isUpgrade: isUpgrade, expectsContinue: expects)
+                               framing: framing, isUpgrade: isUpgrade, expectsContinue: expects, connectionID: connectionID)
             if !keep || !keepAlive { return }
         }
     }
@@ -161,7 +166,7 @@ public final class DemoApp: @unchecked Sendable {
 
     /// Answers one request; returns false when the connection must close.
     func respond(_ c: Connection, method: String, path: String, headers: [(String, String)], headBytes: [UInt8],
-                 framing: BodyFraming, isUpgrade: Bool, expectsContinue: Bool) -> Bool {
+                 framing: BodyFraming, isUpgrade: Bool, expectsContinue: Bool, connectionID: Int) -> Bool {
         let parts = path.split(separator: "/").map(String.init)
         let first = parts.first ?? ""
         let argument = parts.count > 1 ? parts[1] : ""
@@ -185,6 +190,8 @@ public final class DemoApp: @unchecked Sendable {
         switch first {
         case "headers":
             return simple(200, String(decoding: headBytes, as: UTF8.self))
+        case "conn":
+            return simple(200, "\(name) connection \(connectionID)\n")
         case "bytes":
             let n = Int(argument) ?? 0
             guard c.send("HTTP/1.1 200 OK\r\n\(common)Content-Type: application/octet-stream\r\nContent-Length: \(n)\r\n\r\n") else { return false }

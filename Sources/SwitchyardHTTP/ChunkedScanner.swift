@@ -7,7 +7,7 @@
 public struct ChunkedScanner: Sendable {
     enum State: Sendable {
         case size, extensionText, sizeLF, data, dataCR, dataLF
-        case trailerLineStart, trailerLine, trailerLF, finalLF, done
+        case trailerLineStart, trailerName, trailerLine, trailerLF, finalLF, done
     }
 
     public enum Step: Sendable {
@@ -85,8 +85,13 @@ public struct ChunkedScanner: Sendable {
                 state = .size; remaining = 0; digits = 0
             case .trailerLineStart:
                 if b == cr { state = .finalLF }
-                else if isTokenChar(b) { state = .trailerLine; trailerBytes += 1 }
+                else if isTokenChar(b) { state = .trailerName; trailerBytes += 1 }
                 else { return .failure("invalid trailer field") }
+            case .trailerName:
+                trailerBytes += 1
+                if trailerBytes > Self.maxTrailerBytes { return .failure("trailer section too large") }
+                if b == colon { state = .trailerLine }
+                else if !isTokenChar(b) { return .failure("invalid trailer field name") }
             case .trailerLine:
                 trailerBytes += 1
                 if trailerBytes > Self.maxTrailerBytes { return .failure("trailer section too large") }

@@ -286,6 +286,7 @@ public enum HTTPParser {
                 return .init(400, "Transfer-Encoding in an HTTP/1.0 request")
             }
             var sawAny = false
+            var unsupported = false
             var result: HTTPParseError? = nil
             forEachToken(v, n) { tp, tn in
                 sawAny = true
@@ -298,7 +299,7 @@ public enum HTTPParser {
                 if equalsLowercase(tp, tn, "chunked") {
                     head.isChunked = true
                 } else if isRequest {
-                    result = result ?? .init(501, "unsupported transfer coding")
+                    unsupported = true
                 } else {
                     head.hasNonChunkedTransferEncoding = true
                 }
@@ -306,6 +307,8 @@ public enum HTTPParser {
             if let result { return result }
             if !sawAny { return .init(failStatus, "empty Transfer-Encoding") }
             if !head.isChunked, isRequest { return .init(400, "chunked is not the final transfer coding") }
+            // RFC 9112 section 6.1: a coding the server does not understand gets 501.
+            if unsupported { return .init(501, "unsupported transfer coding") }
             if head.isChunked { head.hasNonChunkedTransferEncoding = false }
         case .connection:
             forEachToken(v, n) { tp, tn in

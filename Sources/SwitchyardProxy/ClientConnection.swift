@@ -772,7 +772,7 @@ final class ClientConnection {
     /// Worker is stopping: finish the current exchange, then close.
     func stopGracefully() {
         keepAlive = false
-        if phase == .idle || (phase == .head && (inBuffer?.readable ?? 0) == 0) { close() }
+        if phase == .idle || phase == .lingering || (phase == .head && (inBuffer?.readable ?? 0) == 0) { close() }
     }
 
     /// Shuts down our side and discards what the client still sends for a moment, so that

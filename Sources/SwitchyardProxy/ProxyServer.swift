@@ -28,6 +28,11 @@ public final class ProxyServer {
     /// - Parameter readyFile: written (atomically) with one bound address per line once every worker accepts.
     public func run(readyFile: String? = nil) throws {
         signal(SIGPIPE, SIG_IGN)
+        // A parent may have left these blocked (the mask is inherited); we must see them.
+        var stopSignals = sigset_t()
+        sigemptyset(&stopSignals)
+        for s in [SIGTERM, SIGINT, SIGHUP] { sigaddset(&stopSignals, s) }
+        pthread_sigmask(SIG_UNBLOCK, &stopSignals, nil)
         evthread_use_pthreads()
 
         switch config.accessLog {

@@ -1,0 +1,351 @@
+import Foundation
+import Glibc
+import Testing
+
+/// The package root, found from this file's path.
+let packageRoot: URL = URL(fileURLWithPath: #filePath).deletingLastPathComponent().deletingLastPathComponent().deletingLastPathComponent()
+
+/// The `switchyard` binary under test: `SWITCHYARD_BIN`, or the debug build.
+let switchyardBinary: String = {
+    if let path = ProcessInfo.processInfo.environment["SWITCHYARD_BIN"] { return path }
+    return packageRoot.appendingPathComponent(".build/debug/switchyard").path
+}()
+
+struct HarnessError: Error, CustomStringConvertible {
+    let description: String
+    init(_ d: String) { description = d }
+}
+
+/// A scratch directory for one test, removed when the test's processes stop.
+func makeTemporaryDirectory() -> String {
+    var template = Array("/tmp/switchyard-test-XXXXXX".utf8CString)
+    let path = template.withUnsafeMutableBufferPointer { String(cString: mkdtemp($0.baseAddress!)) }
+    return path
+}
+
+/// A child process started by a test and stopped by PID when the test ends. Spawned and
+/// reaped directly (posix_spawn, waitpid) so its exit is seen at once.
+final class ManagedProcess: @unchecked Sendable {
+    let pid: pid_t
+    let stdoutPath: String
+    let stderrPath: String
+    private var exitStatus: Int32? = nil
+
+    init(_ arguments: [String], directory: String, label: String) throws {
+        guard FileManager.default.isExecutableFile(atPath: switchyardBinary) else {
+            throw HarnessError("\(switchyardBinary) does not exist; build it first (`swift build`, or use scripts/test)")
+        }
+        stdoutPath = "\(directory)/\(label).out"
+        stderrPath = "\(directory)/\(label).err"
+        pid = try spawn(switchyardBinary, arguments, stdout: stdoutPath, stderr: stderrPath)
+    }
+
+    var isRunning: Bool { reap(blocking: false) == nil }
+    var stdout: String { (try? String(contentsOfFile: stdoutPath, encoding: .utf8)) ?? "" }
+    var stderr: String { (try? String(contentsOfFile: stderrPath, encoding: .utf8)) ?? "" }
+
+    func signal(_ number: Int32) { if exitStatus == nil { kill(pid, number) } }
+
+    /// The exit status once the process has exited (nil while it runs).
+    private func reap(blocking: Bool) -> Int32? {
+        if let exitStatus { return exitStatus }
+        var status: Int32 = 0
+        let r = waitpid(pid, &status, blocking ? 0 : WNOHANG)
+        guard r == pid else { return nil }
+        let code = (status & 0x7f) == 0 ? (status >> 8) & 0xff : 128 + (status & 0x7f)
+        exitStatus = code
+        return code
+    }
+
+    /// Waits for exit; returns the exit status, or nil on timeout.
+    func waitForExit(timeout: Double) -> Int32? {
+        let end = Date().addingTimeInterval(timeout)
+        while Date() < end {
+            if let code = reap(blocking: false) { return code }
+            usleep(5_000)
+        }
+        return nil
+    }
+
+    func stop() {
+        guard isRunning else { return }
+        kill(pid, SIGTERM)
+        if waitForExit(timeout: 5) == nil {
+            kill(pid, SIGKILL)
+            _ = reap(blocking: true)
+        }
+    }
+
+    deinit { stop() }
+}
+
+/// Starts `path` with `arguments`, standard output and error going to files.
+func spawn(_ path: String, _ arguments: [String], stdout: String, stderr: String) throws -> pid_t {
+    var actions = posix_spawn_file_actions_t()
+    posix_spawn_file_actions_init(&actions)
+    defer { posix_spawn_file_actions_destroy(&actions) }
+    posix_spawn_file_actions_addopen(&actions, 0, "/dev/null", O_RDONLY, 0)
+    posix_spawn_file_actions_addopen(&actions, 1, stdout, O_WRONLY | O_CREAT | O_TRUNC, 0o644)
+    posix_spawn_file_actions_addopen(&actions, 2, stderr, O_WRONLY | O_CREAT | O_TRUNC, 0o644)
+    let argv = ([path] + arguments).map { strdup($0) } + [nil]
+    defer { for a in argv { free(a) } }
+    // The test runner blocks some signals in its threads; children must not inherit that.
+    var attributes = posix_spawnattr_t()
+    posix_spawnattr_init(&attributes)
+    defer { posix_spawnattr_destroy(&attributes) }
+    var none = sigset_t()
+    sigemptyset(&none)
+    posix_spawnattr_setsigmask(&attributes, &none)
+    var defaults = sigset_t()
+    sigemptyset(&defaults)
+    for s in [SIGTERM, SIGINT, SIGHUP, SIGPIPE, SIGCHLD] { sigaddset(&defaults, s) }
+    posix_spawnattr_setsigdefault(&attributes, &defaults)
+    posix_spawnattr_setflags(&attributes, Int16(POSIX_SPAWN_SETSIGMASK | POSIX_SPAWN_SETSIGDEF))
+    var pid: pid_t = 0
+    let rc = posix_spawn(&pid, path, &actions, &attributes, argv, environ)
+    guard rc == 0 else { throw HarnessError("cannot start \(path): \(String(cString: strerror(rc)))") }
+    return pid
+}
+
+/// Waits until `path` exists and returns its contents.
+func waitForFile(_ path: String, timeout: Double = 15) throws -> String {
+    let end = Date().addingTimeInterval(timeout)
+    while Date() < end {
+        if let text = try? String(contentsOfFile: path, encoding: .utf8), !text.isEmpty { return text }
+        usleep(10_000)
+    }
+    throw HarnessError("timed out waiting for \(path)")
+}
+
+/// A demo app upstream on a free port.
+final class Upstream {
+    let process: ManagedProcess
+    let port: UInt16
+    let name: String
+    let requestLogPath: String
+
+    init(name: String, directory: String) throws {
+        self.name = name
+        let ready = "\(directory)/\(name).port"
+        requestLogPath = "\(directory)/\(name).requests"
+        process = try ManagedProcess(["demo-app", "--name", name, "--listen", "127.0.0.1:0", "--ready-file", ready,
+                                      "--request-log", requestLogPath], directory: directory, label: "app-\(name)")
+        guard let port = UInt16(try waitForFile(ready).trimmingCharacters(in: .whitespacesAndNewlines)) else {
+            throw HarnessError("demo app \(name) wrote no port")
+        }
+        self.port = port
+    }
+
+    var address: String { "127.0.0.1:\(port)" }
+    var requestsSeen: [String] {
+        ((try? String(contentsOfFile: requestLogPath, encoding: .utf8)) ?? "").split(separator: "\n").map(String.init)
+    }
+
+    func stop() { process.stop() }
+}
+
+/// A running `switchyard run` on a free port with the given configuration body
+/// (everything but `listeners`, which the harness adds).
+final class Proxy {
+    let process: ManagedProcess
+    let port: UInt16
+    let directory: String
+    let configPath: String
+
+    init(directory: String, config: String, workers: Int = 2) throws {
+        self.directory = directory
+        configPath = "\(directory)/switchyard.yaml"
+        let text = "workers: \(workers)\nlisteners:\n  - bind: 127.0.0.1:0\n" + config
+        try text.write(toFile: configPath, atomically: true, encoding: .utf8)
+        let ready = "\(directory)/switchyard.ready"
+        process = try ManagedProcess(["run", "--config", configPath, "--ready-file", ready], directory: directory, label: "switchyard")
+        let line: String
+        do { line = try waitForFile(ready) } catch {
+            throw HarnessError("switchyard did not start: \(process.stderr)")
+        }
+        guard let portText = line.split(separator: "\n").first?.split(separator: ":").last, let port = UInt16(portText) else {
+            throw HarnessError("bad ready file: \(line)")
+        }
+        self.port = port
+    }
+
+    var url: String { "http://127.0.0.1:\(port)" }
+
+    /// Resident memory of the proxy process in KiB.
+    var rssKiB: Int {
+        let status = (try? String(contentsOfFile: "/proc/\(process.pid)/status", encoding: .utf8)) ?? ""
+        for line in status.split(separator: "\n") where line.hasPrefix("VmRSS:") {
+            return Int(line.split(separator: " ", omittingEmptySubsequences: true)[1]) ?? 0
+        }
+        return 0
+    }
+
+    func stop() { process.stop() }
+}
+
+/// A test scenario: upstreams plus a proxy, all stopped by PID at the end.
+final class Scenario {
+    let directory = makeTemporaryDirectory()
+    var upstreams: [Upstream] = []
+    var proxy: Proxy!
+
+    func upstream(_ name: String) throws -> Upstream {
+        let u = try Upstream(name: name, directory: directory)
+        upstreams.append(u)
+        return u
+    }
+
+    func startProxy(_ config: String, workers: Int = 2) throws -> Proxy {
+        proxy = try Proxy(directory: directory, config: config, workers: workers)
+        return proxy
+    }
+
+    deinit {
+        proxy?.stop()
+        for u in upstreams { u.stop() }
+        try? FileManager.default.removeItem(atPath: directory)
+    }
+}
+
+/// A pool/service configuration fragment sending everything to `servers`.
+func simpleConfig(_ servers: [(String, Int)], balance: String = "round_robin", extra: String = "") -> String {
+    var text = "pools:\n  app:\n    balance: \(balance)\n    servers:\n"
+    for (address, weight) in servers { text += "      - { address: \(address), weight: \(weight) }\n" }
+    text += "services:\n  web:\n    active: app\naccess_log: off\n" + extra
+    return text
+}
+
+// MARK: - A raw HTTP client over a plain socket
+
+struct RawResponse {
+    var status: Int
+    var head: String
+    var headers: [(String, String)]
+    var body: [UInt8]
+    var bodyText: String { String(decoding: body, as: UTF8.self) }
+    func header(_ name: String) -> String? { headers.first { $0.0.lowercased() == name.lowercased() }?.1 }
+}
+
+final class RawClient {
+    let fd: Int32
+    var buffer: [UInt8] = []
+
+    init(port: UInt16, timeout: Double = 10) throws {
+        fd = socket(AF_INET, Int32(SOCK_STREAM.rawValue), 0)
+        var addr = sockaddr_in()
+        addr.sin_family = sa_family_t(AF_INET)
+        addr.sin_port = port.bigEndian
+        inet_pton(AF_INET, "127.0.0.1", &addr.sin_addr)
+        let rc = withUnsafePointer(to: &addr) {
+            $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { connect(fd, $0, socklen_t(MemoryLayout<sockaddr_in>.size)) }
+        }
+        guard rc == 0 else { close(fd); throw HarnessError("connect to \(port) failed: \(String(cString: strerror(errno)))") }
+        var tv = timeval(tv_sec: Int(timeout), tv_usec: Int((timeout - Double(Int(timeout))) * 1_000_000))
+        setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, socklen_t(MemoryLayout<timeval>.size))
+    }
+
+    deinit { close(fd) }
+
+    func send(_ text: String) { send(Array(text.utf8)) }
+
+    func send(_ bytes: [UInt8]) {
+        var offset = 0
+        while offset < bytes.count {
+            let n = bytes.withUnsafeBytes { Glibc.send(fd, $0.baseAddress! + offset, bytes.count - offset, Int32(MSG_NOSIGNAL)) }
+            if n <= 0 { return }
+            offset += n
+        }
+    }
+
+    /// Reads more bytes; false at end of stream, error or timeout.
+    @discardableResult
+    func fill() -> Bool {
+        var chunk = [UInt8](repeating: 0, count: 65536)
+        let n = chunk.withUnsafeMutableBytes { recv(fd, $0.baseAddress, $0.count, 0) }
+        if n <= 0 { return false }
+        buffer += chunk[0..<n]
+        return true
+    }
+
+    /// True when the server has closed the connection (reads end of stream within `timeout`).
+    func isClosedByPeer(timeout: Double = 5) -> Bool {
+        let end = Date().addingTimeInterval(timeout)
+        while Date() < end {
+            var chunk = [UInt8](repeating: 0, count: 4096)
+            let n = chunk.withUnsafeMutableBytes { recv(fd, $0.baseAddress, $0.count, 0) }
+            if n == 0 { return true }
+            if n < 0 { return errno == ECONNRESET }
+            buffer += chunk[0..<n]
+        }
+        return false
+    }
+
+    func readLine() -> String? {
+        while true {
+            if let i = buffer.firstIndex(of: 10) {
+                let line = String(decoding: buffer[..<i], as: UTF8.self).trimmingCharacters(in: CharacterSet(charactersIn: "\r"))
+                buffer.removeSubrange(...i)
+                return line
+            }
+            if !fill() { return nil }
+        }
+    }
+
+    /// Reads one response (skipping 1xx unless `stopAtInformational`).
+    func readResponse(method: String = "GET", stopAtInformational: Bool = false) throws -> RawResponse {
+        while true {
+            guard let statusLine = readLine() else { throw HarnessError("connection closed before a response") }
+            let parts = statusLine.split(separator: " ")
+            guard parts.count >= 2, let status = Int(parts[1]) else { throw HarnessError("bad status line: \(statusLine)") }
+            var headers: [(String, String)] = []
+            var head = statusLine + "\r\n"
+            while let line = readLine(), !line.isEmpty {
+                head += line + "\r\n"
+                if let colon = line.firstIndex(of: ":") {
+                    headers.append((String(line[..<colon]), line[line.index(after: colon)...].trimmingCharacters(in: .whitespaces)))
+                }
+            }
+            var response = RawResponse(status: status, head: head, headers: headers, body: [])
+            if status < 200 { if stopAtInformational || status == 101 { return response } else { continue } }
+            if method == "HEAD" || status == 204 || status == 304 { return response }
+            if let te = response.header("Transfer-Encoding"), te.lowercased().contains("chunked") {
+                while true {
+                    guard let sizeLine = readLine(), let size = Int(sizeLine.split(separator: ";")[0], radix: 16) else {
+                        throw HarnessError("bad chunk size")
+                    }
+                    if size == 0 { while let t = readLine(), !t.isEmpty {}; break }
+                    while buffer.count < size + 2 { if !fill() { throw HarnessError("truncated chunk") } }
+                    response.body += buffer[0..<size]
+                    buffer.removeSubrange(0..<(size + 2))
+                }
+            } else if let cl = response.header("Content-Length").flatMap({ Int($0) }) {
+                while buffer.count < cl { if !fill() { throw HarnessError("truncated body: \(buffer.count) of \(cl)") } }
+                response.body = Array(buffer[0..<cl])
+                buffer.removeSubrange(0..<cl)
+            } else {
+                while fill() {}
+                response.body = buffer
+                buffer.removeAll()
+            }
+            return response
+        }
+    }
+}
+
+/// Runs a command to completion and returns its exit status, standard output and error.
+@discardableResult
+func run(_ executable: String, _ arguments: [String]) throws -> (status: Int32, output: String, error: String) {
+    let dir = makeTemporaryDirectory()
+    defer { try? FileManager.default.removeItem(atPath: dir) }
+    let pid = try spawn(executable, arguments, stdout: "\(dir)/out", stderr: "\(dir)/err")
+    var status: Int32 = 0
+    while waitpid(pid, &status, 0) < 0 && errno == EINTR {}
+    let code = (status & 0x7f) == 0 ? (status >> 8) & 0xff : 128 + (status & 0x7f)
+    let out = (try? String(contentsOfFile: "\(dir)/out", encoding: .utf8)) ?? ""
+    let err = (try? String(contentsOfFile: "\(dir)/err", encoding: .utf8)) ?? ""
+    return (code, out, err)
+}
+
+func curl(_ arguments: [String]) throws -> (status: Int32, output: String, error: String) {
+    try run("/usr/bin/curl", ["-sS", "--max-time", "30"] + arguments)
+}

@@ -1,0 +1,111 @@
+import Testing
+@testable import SwitchyardConfig
+@testable import SwitchyardRouting
+
+func address(_ s: String) -> SocketAddress { SocketAddress(parsing: s)! }
+
+func pool(_ weights: [Int], balance: BalanceAlgorithm = .roundRobin) -> PoolSnapshot {
+    PoolSnapshot(name: "p", balance: balance, servers: weights.enumerated().map {
+        ServerSnapshot(id: $0.offset, name: "s\($0.offset)", address: address("127.0.0.1:\(9000 + $0.offset)"), weight: $0.element)
+    })
+}
+
+@Suite("Balancing")
+struct BalancerTests {
+    @Test func smoothWeightedRoundRobinMatchesNginx() {
+        let b = PoolBalancer(pool: pool([5, 1, 1]), seed: 1)
+        let picks = (0..<7).map { _ in b.pick()! }
+        #expect(picks == [0, 0, 1, 0, 2, 0, 0]) // nginx's a a b a c a a
+    }
+
+    @Test func weightsHoldOverManyPicks() {
+        let b = PoolBalancer(pool: pool([300, 100, 0]), seed: 1)
+        var counts = [0, 0, 0]
+        for _ in 0..<4000 { counts[b.pick()!] += 1 }
+        #expect(counts == [3000, 1000, 0])
+    }
+
+    @Test func allZeroMeansNoServer() {
+        #expect(PoolBalancer(pool: pool([0, 0]), seed: 1).pick() == nil)
+        #expect(PoolBalancer(pool: pool([]), seed: 1).pick() == nil)
+    }
+
+    @Test func exclusionSkipsTriedServers() {
+        let b = PoolBalancer(pool: pool([1, 1, 1]), seed: 1)
+        for _ in 0..<10 { #expect(b.pick(excluding: 0b011) == 2) }
+        #expect(b.pick(excluding: 0b111) == nil)
+        let lr = PoolBalancer(pool: pool([1, 1, 1], balance: .leastRequest), seed: 1)
+        for _ in 0..<10 { #expect(lr.pick(excluding: 0b101) == 1) }
+    }
+
+    @Test func leastRequestPrefersIdleServers() {
+        let b = PoolBalancer(pool: pool([1, 1], balance: .leastRequest), seed: 7)
+        for _ in 0..<5 { b.requestStarted(0) }
+        for _ in 0..<50 { #expect(b.pick() == 1) }
+        // Weighted: 4 active on a weight-4 server is as loaded as 1 on weight 1.
+        let w = PoolBalancer(pool: pool([4, 1], balance: .leastRequest), seed: 7)
+        for _ in 0..<3 { w.requestStarted(0) }
+        w.requestStarted(1)
+        for _ in 0..<20 { #expect(w.pick() == 0) }
+    }
+
+    @Test func updateKeepsStateOfRemainingServers() {
+        let b = PoolBalancer(pool: pool([1, 1]), seed: 1)
+        b.requestStarted(1)
+        b.update(to: PoolSnapshot(name: "p", balance: .roundRobin, servers: [pool([1, 1]).servers[1]]))
+        #expect(b.active == [1])
+    }
+}
+
+@Suite("Service routing")
+struct RouteTests {
+    let snapshot: RoutingSnapshot = {
+        let yaml = """
+        listeners: [{ bind: 127.0.0.1:1 }]
+        pools: { a: { servers: [{ address: 127.0.0.1:2 }] }, b: { servers: [{ address: 127.0.0.1:3 }] } }
+        services:
+          api: { match: { hosts: [api.example.com], path_prefix: /v1 }, active: a }
+          apiroot: { match: { hosts: [api.example.com] }, active: b }
+          wild: { match: { hosts: ["*.example.com"] }, active: b }
+          anyhost: { match: { path_prefix: /static }, active: a }
+          fallback: { active: b }
+        """
+        let config = try! ConfigLoader.parse(yaml: yaml, file: "t")
+        return RoutingSnapshot(config: config, generation: 1, registry: ServerRegistry())
+    }()
+
+    func route(_ host: String, _ path: String) -> String? {
+        let h = Array(host.utf8), p = Array(path.utf8)
+        return h.withUnsafeBufferPointer { hp in p.withUnsafeBufferPointer { pp in
+            snapshot.route(host: hp, path: pp).map { snapshot.services[$0].name }
+        } }
+    }
+
+    @Test func matching() {
+        #expect(route("api.example.com", "/v1/users") == "api")
+        #expect(route("API.Example.com:8080", "/v1") == "api")
+        #expect(route("api.example.com", "/v2") == "apiroot")
+        #expect(route("www.example.com", "/v1") == "wild")
+        #expect(route("example.com", "/static/x") == "anyhost")
+        #expect(route("other.org", "/") == "fallback")
+        #expect(route("", "/") == "fallback")
+    }
+
+    @Test func noDefaultMeans404() {
+        let yaml = """
+        listeners: [{ bind: 127.0.0.1:1 }]
+        pools: { a: { servers: [{ address: 127.0.0.1:2 }] } }
+        services: { only: { match: { hosts: [x.com] }, active: a } }
+        """
+        let s = RoutingSnapshot(config: try! ConfigLoader.parse(yaml: yaml, file: "t"), generation: 1, registry: ServerRegistry())
+        let h = Array("y.com".utf8), p = Array("/".utf8)
+        #expect(h.withUnsafeBufferPointer { hp in p.withUnsafeBufferPointer { s.route(host: hp, path: $0) } } == nil)
+    }
+
+    @Test func serverIDsAreStable() {
+        let registry = ServerRegistry()
+        let a = registry.id(pool: "p", server: "s", address: address("127.0.0.1:1"))
+        _ = registry.id(pool: "p", server: "t", address: address("127.0.0.1:2"))
+        #expect(registry.id(pool: "p", server: "s", address: address("127.0.0.1:1")) == a)
+    }
+}

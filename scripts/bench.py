@@ -1,0 +1,177 @@
+"""Benchmark driver for scripts/bench. Starts every process itself and stops them by PID."""
+import os, re, signal, socket, statistics, subprocess, sys, tempfile, time, resource
+
+mode, binary = sys.argv[1], os.path.abspath(sys.argv[2])
+ROUNDS = int(os.environ.get("BENCH_ROUNDS", "5"))
+DURATION = int(os.environ.get("BENCH_DURATION", "10"))
+work = tempfile.mkdtemp(prefix="switchyard-bench-")
+procs = []
+
+def free_port():
+    s = socket.socket(); s.bind(("127.0.0.1", 0)); p = s.getsockname()[1]; s.close(); return p
+
+def start(cmd, **kw):
+    p = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=open(os.path.join(work, "stderr.log"), "a"), **kw)
+    procs.append(p); return p
+
+def wait_port(port, timeout=10):
+    end = time.time() + timeout
+    while time.time() < end:
+        try:
+            socket.create_connection(("127.0.0.1", port), 0.2).close(); return
+        except OSError: time.sleep(0.05)
+    raise SystemExit(f"nothing listens on {port}; see {work}/stderr.log")
+
+def stop_all():
+    for p in procs:
+        if p.poll() is None:
+            p.send_signal(signal.SIGTERM)
+    for p in procs:
+        try: p.wait(5)
+        except subprocess.TimeoutExpired: p.kill()
+
+BODY = "x" * 100
+up_port, sy_port, ng_port, ha_port = free_port(), free_port(), free_port(), free_port()
+
+def write(name, text):
+    path = os.path.join(work, name); open(path, "w").write(text); return path
+
+def nginx_conf(name, server_block):
+    return write(name, f"""
+worker_processes 1; daemon off; pid {work}/{name}.pid; error_log {work}/{name}.err warn;
+events {{ worker_connections 20000; }}
+http {{ access_log off; keepalive_requests 1000000; keepalive_timeout 120s;
+  client_body_temp_path {work}/tmp_{name}; proxy_temp_path {work}/ptmp_{name};
+  fastcgi_temp_path {work}/f_{name}; uwsgi_temp_path {work}/u_{name}; scgi_temp_path {work}/s_{name};
+  {server_block} }}
+""")
+
+def start_upstream():
+    conf = nginx_conf("upstream.conf", f"""server {{ listen 127.0.0.1:{up_port} reuseport backlog=4096;
+      location / {{ default_type text/plain; return 200 "{BODY}"; }} }}""")
+    start(["nginx", "-c", conf, "-p", work]); wait_port(up_port)
+
+def start_proxies():
+    conf = nginx_conf("proxy.conf", f"""upstream app {{ server 127.0.0.1:{up_port}; keepalive 128; }}
+      server {{ listen 127.0.0.1:{ng_port} backlog=4096; location / {{ proxy_pass http://app;
+        proxy_http_version 1.1; proxy_set_header Connection ""; proxy_buffering on; }} }}""")
+    start(["nginx", "-c", conf, "-p", work]); wait_port(ng_port)
+    ha = write("haproxy.cfg", f"""
+global
+  nbthread 1
+  maxconn 8000
+defaults
+  mode http
+  timeout connect 2s
+  timeout client 60s
+  timeout server 60s
+  option http-keep-alive
+frontend fe
+  bind 127.0.0.1:{ha_port}
+  default_backend be
+backend be
+  http-reuse always
+  server s1 127.0.0.1:{up_port}
+""")
+    start(["haproxy", "-f", ha]); wait_port(ha_port)
+    sy = write("switchyard.yaml", f"""
+workers: 1
+listeners: [{{ bind: 127.0.0.1:{sy_port} }}]
+pools: {{ app: {{ servers: [{{ address: 127.0.0.1:{up_port} }}] }} }}
+services: {{ web: {{ active: app }} }}
+access_log: off
+limits: {{ max_connections: 20000 }}
+""")
+    start([binary, "run", "--config", sy]); wait_port(sy_port)
+
+def wrk(port, extra=()):
+    out = subprocess.run(["wrk", "-t1", "-c50", f"-d{DURATION}s", "--latency", *extra, f"http://127.0.0.1:{port}/"],
+                         capture_output=True, text=True).stdout
+    rps = float(re.search(r"Requests/sec:\s+([\d.]+)", out).group(1))
+    def lat(p):
+        m = re.search(rf"\s{p}%\s+([\d.]+)(us|ms|s)", out)
+        v, unit = float(m.group(1)), m.group(2)
+        return v / 1000 if unit == "us" else v if unit == "ms" else v * 1000
+    errors = re.search(r"Non-2xx or 3xx responses: (\d+)", out)
+    sockerr = re.search(r"Socket errors: (.*)", out)
+    return rps, lat(50), lat(99), (int(errors.group(1)) if errors else 0), (sockerr.group(1) if sockerr else "")
+
+def throughput():
+    start_upstream(); start_proxies()
+    targets = [("direct", up_port), ("switchyard", sy_port), ("nginx", ng_port), ("haproxy", ha_port)]
+    results = {name: [] for name, _ in targets}
+    for r in range(ROUNDS):
+        order = targets[r % 2 * 0:] if r % 2 == 0 else [targets[0]] + list(reversed(targets[1:]))
+        for name, port in order:
+            rps, p50, p99, bad, sockerr = wrk(port)
+            results[name].append((rps, p50, p99))
+            print(f"round {r+1} {name:<11} {rps:>10.0f} req/s  p50 {p50:6.3f} ms  p99 {p99:6.3f} ms"
+                  + (f"  non-2xx {bad}" if bad else "") + (f"  socket errors: {sockerr}" if sockerr else ""), flush=True)
+    print(f"\nmedians over {ROUNDS} interleaved rounds (wrk -t1 -c50 -d{DURATION}s, keep-alive, 100-byte body, 1 worker each):")
+    med = {}
+    for name, _ in targets:
+        rps = statistics.median(x[0] for x in results[name]); p50 = statistics.median(x[1] for x in results[name])
+        p99 = statistics.median(x[2] for x in results[name]); med[name] = (rps, p50, p99)
+        print(f"  {name:<11} {rps:>10.0f} req/s  p50 {p50:6.3f} ms  p99 {p99:6.3f} ms")
+    s = med["switchyard"]
+    print(f"ratio switchyard/nginx   {s[0]/med['nginx'][0]:.2f}x req/s, p99 {s[2]:.3f} vs {med['nginx'][2]:.3f} ms")
+    print(f"ratio switchyard/haproxy {s[0]/med['haproxy'][0]:.2f}x req/s, p99 {s[2]:.3f} vs {med['haproxy'][2]:.3f} ms")
+
+def rss_kib(pid):
+    for line in open(f"/proc/{pid}/status"):
+        if line.startswith("VmRSS:"): return int(line.split()[1])
+    return 0
+
+def memory():
+    resource.setrlimit(resource.RLIMIT_NOFILE, (30000, 30000))
+    start_upstream()
+    # The demo app streams large bodies; Switchyard in front of it with 1 worker.
+    app_port = free_port()
+    start([binary, "demo-app", "--name", "bench", "--listen", f"127.0.0.1:{app_port}"]); wait_port(app_port)
+    sy = write("switchyard-mem.yaml", f"""
+workers: 1
+listeners: [{{ bind: 127.0.0.1:{sy_port} }}]
+pools: {{ app: {{ servers: [{{ address: 127.0.0.1:{app_port} }}] }} }}
+services: {{ web: {{ active: app }} }}
+access_log: off
+limits: {{ max_connections: 20000 }}
+timeouts: {{ client_idle: 300s }}
+""")
+    p = start([binary, "run", "--config", sy], preexec_fn=lambda: resource.setrlimit(resource.RLIMIT_NOFILE, (30000, 30000)))
+    wait_port(sy_port)
+    base = rss_kib(p.pid)
+    print(f"RSS at start: {base/1024:.1f} MiB")
+    # 10,000 idle keep-alive connections, each having made one request.
+    conns = []
+    for i in range(10000):
+        s = socket.create_connection(("127.0.0.1", sy_port))
+        s.sendall(b"GET / HTTP/1.1\r\nHost: bench\r\n\r\n")
+        conns.append(s)
+    for s in conns:
+        data = b""
+        while b"\r\n\r\n" not in data: data += s.recv(4096)
+    time.sleep(1)
+    idle = rss_kib(p.pid)
+    print(f"RSS with 10,000 idle keep-alive client connections: {idle/1024:.1f} MiB "
+          f"({(idle-base)*1024/10000:.0f} bytes per connection above the start)")
+    for s in conns: s.close()
+    time.sleep(1)
+    # 1 GiB download and upload, sampling RSS every 0.2 s.
+    def sampled(cmd):
+        c = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        peak = 0
+        while c.poll() is None:
+            peak = max(peak, rss_kib(p.pid)); time.sleep(0.2)
+        return peak, c.returncode
+    gib = 1 << 30
+    peak, rc = sampled(["curl", "-s", "-o", "/dev/null", f"http://127.0.0.1:{sy_port}/bytes/{gib}"])
+    print(f"peak RSS while streaming a 1 GiB download: {peak/1024:.1f} MiB (curl exit {rc})")
+    peak, rc = sampled(["bash", "-c", f"head -c {gib} /dev/zero | curl -s -o /dev/null -T - -H 'Content-Length: {gib}' http://127.0.0.1:{sy_port}/echo"])
+    print(f"peak RSS while streaming a 1 GiB upload (echoed back): {peak/1024:.1f} MiB (curl exit {rc})")
+
+try:
+    if mode in ("throughput", "all"): throughput()
+    if mode in ("memory", "all"):
+        stop_all(); procs.clear(); memory()
+finally:
+    stop_all()
