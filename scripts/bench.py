@@ -123,7 +123,10 @@ def rss_kib(pid):
     return 0
 
 def memory():
-    resource.setrlimit(resource.RLIMIT_NOFILE, (30000, 30000))
+    hard = resource.getrlimit(resource.RLIMIT_NOFILE)[1]
+    if hard != resource.RLIM_INFINITY and hard < 10500:
+        raise SystemExit(f"the open-file limit is {hard}; 10,000 connections need about 10,500 per process (ulimit -Hn)")
+    resource.setrlimit(resource.RLIMIT_NOFILE, (min(30000, hard) if hard != resource.RLIM_INFINITY else 30000, hard))
     start_upstream()
     # The demo app streams large bodies; Switchyard in front of it with 1 worker.
     app_port = free_port()
@@ -137,7 +140,7 @@ access_log: off
 limits: {{ max_connections: 20000 }}
 timeouts: {{ client_idle: 300s }}
 """)
-    p = start([binary, "run", "--config", sy], preexec_fn=lambda: resource.setrlimit(resource.RLIMIT_NOFILE, (30000, 30000)))
+    p = start([binary, "run", "--config", sy])
     wait_port(sy_port)
     base = rss_kib(p.pid)
     print(f"RSS at start: {base/1024:.1f} MiB")

@@ -54,7 +54,7 @@ public enum ConfigLoader {
         }
         let config = reader.readRoot(root)
         if !reader.problems.isEmpty || config == nil {
-            throw ConfigError(problems: reader.problems)
+            throw ConfigError(problems: reader.problems.sorted { ($0.line, $0.column) < ($1.line, $1.column) })
         }
         return config!
     }

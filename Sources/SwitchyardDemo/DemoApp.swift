@@ -22,8 +22,14 @@ public final class DemoApp: @unchecked Sendable {
     let logLock = NSLock()
     private var connectionCount = 0
 
-    public init(name: String, host: String, port: UInt16, requestLogPath: String?) throws {
+    /// After this many requests on one connection, the next request is read and the
+    /// connection closed without an answer: what a server closing an idle keep-alive
+    /// connection looks like to a proxy that sent a request at that moment.
+    let dropAfter: Int?
+
+    public init(name: String, host: String, port: UInt16, requestLogPath: String?, dropAfter: Int? = nil) throws {
         self.name = name
+        self.dropAfter = dropAfter
         let fd = socket(AF_INET, Int32(SOCK_STREAM.rawValue) | Int32(SOCK_CLOEXEC.rawValue), 0)
         var one: Int32 = 1
         setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, socklen_t(MemoryLayout<Int32>.size))
@@ -118,6 +124,7 @@ public final class DemoApp: @unchecked Sendable {
         let connectionID = connectionCount
         logLock.unlock()
         let connection = Connection(fd: fd)
+        var served = 0
         let head = HTTPHead(maxHeaders: 200)
         let limits = HTTPLimits(maxRequestLine: 65536, maxHeaderBytes: 1 << 20, maxHeaders: 200)
         while true {
@@ -149,6 +156,11 @@ public final class DemoApp: @unchecked Sendable {
             let isUpgrade = head.isUpgradeRequest
             let expects = head.expectsContinue
             connection.buffer.removeSubrange(0..<head.headLength)
+            if let dropAfter, served >= dropAfter {
+                logRequest("DROPPED \(method) \(target)")
+                return
+            }
+            served += 1
             logRequest("\(method) \(target)")
             let path = target.split(separator: "?", maxSplits: 1).first.map(String.init) ?? target
             let keep = respond(connection, method: method, path: path, headers: headers, headBytes: headBytes,

@@ -155,7 +155,8 @@ public enum HeadWriter {
                                            dechunk: Bool, tunnel: Bool,
                                            requestID: UnsafeBufferPointer<UInt8>,
                                            into w: inout ByteWriter) {
-        w.append(clientVersion == .http11 || head.statusCode < 200 ? "HTTP/1.1 " : "HTTP/1.0 ")
+        // Always 1.1: a server answers with the highest minor version it supports (RFC 9110 section 6.2).
+        w.append("HTTP/1.1 ")
         w.append(decimal: head.statusCode)
         w.append(byte: sp)
         w.append(source + Int(head.reasonStart), Int(head.reasonLength))

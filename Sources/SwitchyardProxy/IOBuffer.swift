@@ -44,7 +44,7 @@ final class BufferPool {
     private let maxFree: Int
     private(set) var inUse = 0
 
-    init(bufferSize: Int, maxFree: Int = 4096) {
+    init(bufferSize: Int, maxFree: Int = 1024) {
         self.bufferSize = bufferSize
         self.maxFree = maxFree
         free.reserveCapacity(maxFree)

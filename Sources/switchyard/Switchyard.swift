@@ -74,6 +74,9 @@ struct DemoAppCommand: ParsableCommand {
     @Option(help: "Append each request line received to this file.")
     var requestLog: String?
 
+    @Option(help: "Close each connection without answering once it has served this many requests (for tests).")
+    var dropAfter: Int?
+
     @Flag(help: "Exit when the parent process exits (used by `switchyard demo`).")
     var exitWithParent = false
 
@@ -82,7 +85,7 @@ struct DemoAppCommand: ParsableCommand {
             fail("--listen \(listen) is not an IPv4 address:port")
         }
         let app: DemoApp
-        do { app = try DemoApp(name: name, host: address.host, port: address.port, requestLogPath: requestLog) }
+        do { app = try DemoApp(name: name, host: address.host, port: address.port, requestLogPath: requestLog, dropAfter: dropAfter) }
         catch { fail("\(error)") }
         if let readyFile {
             try "\(app.port)\n".write(toFile: readyFile + ".tmp", atomically: false, encoding: .utf8)

@@ -216,6 +216,22 @@ struct ProxyTests {
         #expect(d.bodyText == "blue body delimited by close\n")
     }
 
+    @Test func staleKeepAliveConnectionIsRetriedOnAFreshOne() throws {
+        let s = Scenario()
+        // Each upstream connection serves one request, then drops the next one unanswered.
+        let blue = try s.upstream("blue", ["--drop-after", "1"])
+        let proxy = try s.startProxy(simpleConfig([(blue.address, 100)]), workers: 1)
+        let client = try RawClient(port: proxy.port)
+        for i in 0..<4 {
+            client.send("GET /get\(i) HTTP/1.1\r\nHost: t\r\n\r\n")
+            #expect(try client.readResponse().bodyText == "blue GET /get\(i)\n")
+            client.send("POST /echo HTTP/1.1\r\nHost: t\r\nContent-Length: 7\r\n\r\npayload")
+            #expect(try client.readResponse().bodyText == "payload") // a small body is kept for the retry too
+        }
+        usleep(100_000)
+        #expect(blue.requestsSeen.filter { $0.hasPrefix("DROPPED") }.count >= 7)
+    }
+
     @Test func noServerGives502Or503() throws {
         let s = Scenario()
         let dead = try s.startProxy(simpleConfig([("127.0.0.1:1", 100), ("127.0.0.1:2", 100)]))
