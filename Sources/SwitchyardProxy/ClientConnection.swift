@@ -55,6 +55,9 @@ final class ClientConnection {
     private var requestBytesCommitted = false
     private var status = 0
     private var poolIndex = -1
+    /// The balancer of the pool this exchange uses, kept so a snapshot change mid-exchange
+    /// cannot make the exchange count against the wrong pool.
+    private var balancer: PoolBalancer?
     private var serverIndex = -1
     private var serverID = -1
     private var countedActive = false
@@ -69,7 +72,7 @@ final class ClientConnection {
 
     private var deadline: Int64 = .max
     private var timerArmedUntil: Int64 = .max
-    enum TimeoutKind { case idle, header, send, linger }
+    enum TimeoutKind { case idle, header, body, send, linger }
     private var timeoutKind: TimeoutKind = .idle
 
     init(worker: Worker, fd: Int32, peer: inout sockaddr_storage) {
@@ -134,6 +137,11 @@ final class ClientConnection {
         switch timeoutKind {
         case .idle, .linger, .send:
             close()
+        case .body:
+            if phase == .exchange && !request.ended {
+                if responseHeadDone { abortExchange() }
+                else { failExchange(status: 408, detail: "the request body stalled for longer than the client_idle timeout") }
+            }
         case .header:
             if phase == .head {
                 respondLocal(status: 408, detail: "the request head did not arrive within the client_header timeout", close: true)
@@ -246,6 +254,7 @@ final class ClientConnection {
                     return
                 }
                 if request.pending > 0 { sendToUpstream() }
+                watchRequestBody()
                 updateClientReading()
                 return
             case .tunnel:
@@ -284,6 +293,7 @@ final class ClientConnection {
         serverIndex = -1
         serverID = -1
         poolIndex = -1
+        balancer = nil
 
         let idStore = scratch + Self.requestIDOffset
         if head.requestIDIndex >= 0 {
@@ -314,6 +324,7 @@ final class ClientConnection {
             return
         }
         poolIndex = snapshot.services[service].activePool
+        balancer = worker.balancers[poolIndex]
         guard pickServer() else {
             buffer.consume(head.headLength)
             failExchange(status: 503, detail: "no server available in pool \(snapshot.pools[poolIndex].name)")
@@ -346,14 +357,24 @@ final class ClientConnection {
             failExchange(status: 400, detail: "invalid chunked request body (\(request.failure!))")
             return
         }
+        watchRequestBody()
         connectUpstream(allowReuse: true)
     }
 
-    private var currentServer: ServerSnapshot { worker.balancers[poolIndex].pool.servers[serverIndex] }
+    /// While the request body is still arriving, a client that stops sending is timed out
+    /// (client_idle, reset by every byte it sends).
+    private func watchRequestBody() {
+        if !request.ended {
+            setDeadline(.body, after: worker.settings.clientIdleMs)
+        } else if timeoutKind == .body {
+            clearDeadline()
+        }
+    }
+
+    private var currentServer: ServerSnapshot { balancer!.pool.servers[serverIndex] }
 
     private func pickServer() -> Bool {
-        let balancer = worker.balancers[poolIndex]
-        guard let index = balancer.pick(excluding: triedServers) else { return false }
+        guard let balancer, let index = balancer.pick(excluding: triedServers) else { return false }
         serverIndex = index
         serverID = balancer.pool.servers[index].id
         if index < 64 { triedServers |= 1 << UInt64(index) }
@@ -362,8 +383,7 @@ final class ClientConnection {
 
     private func connectUpstream(allowReuse: Bool) {
         attempts += 1
-        let balancer = worker.balancers[poolIndex]
-        balancer.requestStarted(serverIndex)
+        balancer?.requestStarted(serverIndex)
         countedActive = true
         if allowReuse, let connection = worker.takeIdleConnection(serverID: serverID) {
             connection.owner = self
@@ -429,7 +449,10 @@ final class ClientConnection {
         let done = n == headPart + bodyPart
         connection.wantWrite(!done)
         if phase == .exchange && !responseHeadDone {
-            connection.setDeadline(kind: .response, after: worker.settings.upstreamResponseMs)
+            // Waiting for the response starts when the whole request is out; until then a
+            // slow upload is the client's business (timed by client_idle), not the upstream's.
+            if done && request.ended { connection.setDeadline(kind: .response, after: worker.settings.upstreamResponseMs) }
+            else if done { connection.clearDeadline() }
         }
         if written > 0 { updateClientReading() }
         if phase == .tunnel && clientEOF && request.pending == 0 { close() }
@@ -447,7 +470,7 @@ final class ClientConnection {
     /// A connection attempt failed before anything was sent: try another server.
     private func connectionFailed(detail: String, status: Int) {
         releaseUpstream(reuse: false)
-        let limit = min(worker.balancers[poolIndex].pool.servers.count, 3)
+        let limit = min(balancer?.pool.servers.count ?? 0, 3)
         if attempts < limit, pickServer() {
             upstreamHeadSent = 0
             request.sent = 0
@@ -520,7 +543,7 @@ final class ClientConnection {
             if !partial && connection.hasServedRequest && !retriedStale && !requestBytesCommitted {
                 retriedStale = true
                 releaseUpstream(reuse: false)
-                if worker.balancers[poolIndex].pool.servers.count > 1, pickServer() {} // another server when there is one
+                if (balancer?.pool.servers.count ?? 0) > 1 { _ = pickServer() } // another server when there is one
                 upstreamHeadSent = 0
                 request.sent = 0
                 connectUpstream(allowReuse: false)
@@ -734,7 +757,7 @@ final class ClientConnection {
 
     private func releaseUpstream(reuse: Bool) {
         if countedActive {
-            worker.balancers[poolIndex].requestFinished(serverIndex)
+            balancer?.requestFinished(serverIndex)
             countedActive = false
         }
         guard let connection = upstream else { return }
@@ -820,16 +843,13 @@ final class ClientConnection {
         exchangeLogged = true
         guard worker.settings.logRequests else { return }
         let durationMicros = monotonicMicroseconds() - startMicros
-        let snapshot = worker.snapshot
         var pool = "", upstreamAddress = ""
-        if poolIndex >= 0 && poolIndex < worker.balancers.count {
-            let balancer = worker.balancers[poolIndex]
+        if let balancer {
             pool = balancer.pool.name
             if serverIndex >= 0 && serverIndex < balancer.pool.servers.count {
                 upstreamAddress = balancer.pool.servers[serverIndex].address.description
             }
         }
-        _ = snapshot
         AccessLogLine.append(to: &worker.logBuffer,
                              requestID: UnsafeBufferPointer(start: scratch + Self.requestIDOffset, count: requestIDLength),
                              client: UnsafeBufferPointer(start: scratch, count: clientIPLength),

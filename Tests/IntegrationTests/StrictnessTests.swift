@@ -66,6 +66,24 @@ struct StrictnessTests {
         #expect(r.status == 408)
         #expect(c.isClosedByPeer())
     }
+
+    @Test func stalledRequestBodyTimesOut() throws {
+        let s = Scenario()
+        let blue = try s.upstream("blue")
+        let proxy = try s.startProxy(simpleConfig([(blue.address, 100)], extra: "timeouts: { client_idle: 1s, upstream_response: 30s }\n"))
+        let started = Date()
+        let c = try RawClient(port: proxy.port)
+        c.send("POST /echo HTTP/1.1\r\nHost: t\r\nContent-Length: 100\r\n\r\nonly part of it")
+        // The echo app answers as the body streams, so the response may have started: then the
+        // connection is closed; otherwise the client gets 408. Either way it ends within the timeout.
+        #expect(c.isClosedByPeer(timeout: 5))
+        #expect(Date().timeIntervalSince(started) < 4)
+        let c2 = try RawClient(port: proxy.port)
+        c2.send("POST /status/200 HTTP/1.1\r\nHost: t\r\nContent-Length: 100\r\n\r\npart")
+        let r = try c2.readResponse()
+        // The status app reads the whole body before answering, so nothing started: 408.
+        #expect(r.status == 408)
+    }
 }
 
 @Suite("Command line")
