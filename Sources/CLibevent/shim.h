@@ -25,6 +25,15 @@ static inline long sy_getrandom(void *buffer, size_t length) {
     return syscall(SYS_getrandom, buffer, length, 0);
 }
 
+/* recv and writev without glibc's thread-cancellation bookkeeping (workers are never
+   cancelled); measured at about 1.5% of a proxied request. */
+static inline ssize_t sy_recv(int fd, void *buffer, size_t length) {
+    return syscall(SYS_recvfrom, fd, buffer, length, 0, (void *)0, (void *)0);
+}
+static inline ssize_t sy_writev(int fd, const struct iovec *vectors, int count) {
+    return syscall(SYS_writev, fd, vectors, count);
+}
+
 static inline short sy_ev_read(void) { return EV_READ; }
 static inline short sy_ev_write(void) { return EV_WRITE; }
 static inline short sy_ev_persist(void) { return EV_PERSIST; }

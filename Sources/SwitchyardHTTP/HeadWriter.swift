@@ -15,7 +15,7 @@ public struct ByteWriter {
     public mutating func append(_ p: UnsafePointer<UInt8>, _ n: Int) {
         guard n > 0 else { return }
         guard count + n <= capacity else { overflowed = true; return }
-        (base + count).update(from: p, count: n)
+        UnsafeMutableRawPointer(base + count).copyMemory(from: p, byteCount: n)
         count += n
     }
 
@@ -98,23 +98,25 @@ public enum HeadWriter {
         w.append(" HTTP/1.1\r\n")
         let upgrade = head.isUpgradeRequest
         var forwardedForCount = 0
+        var run = FieldRun(head: head, source: source)
         for k in 0..<head.fieldCount {
             let f = head.fields[k]
-            if f.namedByConnection { continue }
+            var keep = !f.namedByConnection
             switch f.kind {
             case .upgrade:
-                if !upgrade { continue }
+                keep = keep && upgrade
             case .connection, .keepAlive, .te, .trailer, .proxyConnection,
                  .xForwardedProto, .xForwardedHost:
-                continue
+                keep = false
             case .xForwardedFor:
                 forwardedForCount += 1
-                continue
+                keep = false
             default:
                 break
             }
-            writeField(f, source: source, into: &w)
+            run.field(k, kept: keep, into: &w)
         }
+        run.flush(into: &w)
         if head.hostIndex < 0 {
             w.append("Host: ")
             append(info.fallbackHost, into: &w)
@@ -161,21 +163,23 @@ public enum HeadWriter {
         w.append(byte: sp)
         w.append(source + Int(head.reasonStart), Int(head.reasonLength))
         w.append("\r\n")
+        var run = FieldRun(head: head, source: source)
         for k in 0..<head.fieldCount {
             let f = head.fields[k]
-            if f.namedByConnection { continue }
+            var keep = !f.namedByConnection
             switch f.kind {
             case .upgrade:
-                if !tunnel { continue }
+                keep = keep && tunnel
             case .connection, .keepAlive, .te, .trailer, .proxyConnection:
-                continue
+                keep = false
             case .transferEncoding:
-                if dechunk { continue }
+                keep = keep && !dechunk
             default:
                 break
             }
-            writeField(f, source: source, into: &w)
+            run.field(k, kept: keep, into: &w)
         }
+        run.flush(into: &w)
         if head.statusCode >= 200 || tunnel {
             if head.requestIDIndex < 0, requestID.count > 0 {
                 w.append("X-Request-Id: ")
@@ -266,6 +270,38 @@ public enum HeadWriter {
         if k >= n { w.append(byte: slash); return }
         if t[k] == UInt8(ascii: "?") { w.append(byte: slash) }
         w.append(t + k, n - k)
+    }
+}
+
+/// Copies consecutive kept header lines with one append: lines are contiguous in the
+/// parsed buffer, so a run of them is one range (original spelling and spacing kept).
+struct FieldRun {
+    let head: HTTPHead
+    let source: UnsafePointer<UInt8>
+    var runStart = -1
+
+    init(head: HTTPHead, source: UnsafePointer<UInt8>) {
+        self.head = head
+        self.source = source
+    }
+
+    /// Start offset of field `k`'s line, or for `k == fieldCount` the final CRLF.
+    @inline(__always) func lineStart(_ k: Int) -> Int {
+        k < head.fieldCount ? Int(head.fields[k].nameStart) : head.headLength - 2
+    }
+
+    @inline(__always) mutating func field(_ k: Int, kept: Bool, into w: inout ByteWriter) {
+        if kept {
+            if runStart < 0 { runStart = k }
+        } else if runStart >= 0 {
+            let from = lineStart(runStart)
+            w.append(source + from, lineStart(k) - from)
+            runStart = -1
+        }
+    }
+
+    @inline(__always) mutating func flush(into w: inout ByteWriter) {
+        field(head.fieldCount, kept: false, into: &w)
     }
 }
 

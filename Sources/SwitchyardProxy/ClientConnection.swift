@@ -17,7 +17,6 @@ final class ClientConnection {
 
     private var readEvent: OpaquePointer!
     private var writeEvent: OpaquePointer!
-    private var timerEvent: OpaquePointer!
     private var reading = false
     private var writing = false
     private var closed = false
@@ -70,8 +69,7 @@ final class ClientConnection {
     private var logPath = ""
     private var exchangeLogged = true
 
-    private var deadline: Int64 = .max
-    private var timerArmedUntil: Int64 = .max
+    private var deadline = Deadline()
     enum TimeoutKind { case idle, header, body, send, linger }
     private var timeoutKind: TimeoutKind = .idle
 
@@ -89,7 +87,7 @@ final class ClientConnection {
         let context = Unmanaged.passRetained(self).toOpaque()
         readEvent = event_new(worker.base, fd, EventFlags.read | EventFlags.persist, clientReadCallback, context)
         writeEvent = event_new(worker.base, fd, EventFlags.write | EventFlags.persist, clientWriteCallback, context)
-        timerEvent = event_new(worker.base, -1, 0, clientTimerCallback, context)
+        deadline.event = event_new(worker.base, -1, 0, clientTimerCallback, context)
         wantRead(true)
         setDeadline(.header, after: worker.settings.clientHeaderMs)
     }
@@ -108,32 +106,16 @@ final class ClientConnection {
         if on { event_add(writeEvent, nil) } else { event_del(writeEvent) }
     }
 
-    /// Sets the one deadline this connection has. The timer is armed only when the new
-    /// deadline is earlier than the armed one; later deadlines are checked when it fires.
+    /// Sets the one deadline this connection has.
     private func setDeadline(_ kind: TimeoutKind, after ms: Int64) {
         timeoutKind = kind
-        let now = monotonicMilliseconds()
-        deadline = now + ms
-        if timerArmedUntil > deadline {
-            var tv = timeval(milliseconds: ms)
-            event_add(timerEvent, &tv)
-            timerArmedUntil = deadline
-        }
+        deadline.set(after: ms)
     }
 
-    private func clearDeadline() { deadline = .max }
+    private func clearDeadline() { deadline.clear() }
 
     fileprivate func onTimer() {
-        timerArmedUntil = .max
-        guard deadline != .max, !closed else { return }
-        let now = monotonicMilliseconds()
-        if now < deadline {
-            var tv = timeval(milliseconds: deadline - now)
-            event_add(timerEvent, &tv)
-            timerArmedUntil = deadline
-            return
-        }
-        deadline = .max
+        guard !closed, deadline.fire() else { return }
         switch timeoutKind {
         case .idle, .linger, .send:
             close()
@@ -159,7 +141,7 @@ final class ClientConnection {
         if let b = inBuffer { buffer = b } else { buffer = worker.buffers.take(); inBuffer = buffer }
         if buffer.writable == 0 { makeRoom() }
         if buffer.writable == 0 { wantRead(false); return }
-        let n = recv(fd, buffer.writePointer, buffer.writable, 0)
+        let n = sy_recv(fd, buffer.writePointer, buffer.writable)
         if n > 0 {
             buffer.writeIndex += n
             drive()
@@ -376,7 +358,7 @@ final class ClientConnection {
     private func pickServer() -> Bool {
         guard let balancer, let index = balancer.pick(excluding: triedServers) else { return false }
         serverIndex = index
-        serverID = balancer.pool.servers[index].id
+        serverID = balancer.serverID(at: index)
         if index < 64 { triedServers |= 1 << UInt64(index) }
         return true
     }
@@ -428,7 +410,7 @@ final class ClientConnection {
         }
         if count == 0 { connection.wantWrite(false); return }
         let n = withUnsafePointer(to: &vectors) {
-            $0.withMemoryRebound(to: iovec.self, capacity: 2) { writev(connection.fd, $0, count) }
+            $0.withMemoryRebound(to: iovec.self, capacity: 2) { sy_writev(connection.fd, $0, count) }
         }
         if n < 0 {
             let e = errno
@@ -510,7 +492,7 @@ final class ClientConnection {
         if let b = connection.inBuffer { buffer = b } else { buffer = worker.buffers.take(); connection.inBuffer = buffer }
         if buffer.writable == 0 { buffer.compact() }
         if buffer.writable == 0 { connection.wantRead(false); return }
-        let n = recv(connection.fd, buffer.writePointer, buffer.writable, 0)
+        let n = sy_recv(connection.fd, buffer.writePointer, buffer.writable)
         if n > 0 {
             buffer.writeIndex += n
             if phase == .exchange {
@@ -678,7 +660,7 @@ final class ClientConnection {
         }
         if count > 0 {
             let n = withUnsafePointer(to: &vectors) {
-                $0.withMemoryRebound(to: iovec.self, capacity: 2) { writev(fd, $0, count) }
+                $0.withMemoryRebound(to: iovec.self, capacity: 2) { sy_writev(fd, $0, count) }
             }
             if n < 0 {
                 let e = errno
@@ -830,9 +812,10 @@ final class ClientConnection {
         inBuffer = nil; outBuffer = nil; upstreamHead = nil
         event_free(readEvent)
         event_free(writeEvent)
-        event_free(timerEvent)
+        event_free(deadline.event)
         Glibc.close(fd)
         worker.unlink(self)
+        worker.retire(self)
         Unmanaged.passUnretained(self).release()
     }
 
@@ -862,16 +845,25 @@ final class ClientConnection {
 }
 
 private let clientReadCallback: event_callback_fn = { _, _, context in
-    let c = Unmanaged<ClientConnection>.fromOpaque(context!).takeUnretainedValue()
-    withExtendedLifetime(c) { c.onReadable() }
+    Unmanaged<ClientConnection>.fromOpaque(context!)._withUnsafeGuaranteedRef { c in
+        let worker = c.worker
+        c.onReadable()
+        worker.releaseRetired()
+    }
 }
 
 private let clientWriteCallback: event_callback_fn = { _, _, context in
-    let c = Unmanaged<ClientConnection>.fromOpaque(context!).takeUnretainedValue()
-    withExtendedLifetime(c) { c.onWritable() }
+    Unmanaged<ClientConnection>.fromOpaque(context!)._withUnsafeGuaranteedRef { c in
+        let worker = c.worker
+        c.onWritable()
+        worker.releaseRetired()
+    }
 }
 
 private let clientTimerCallback: event_callback_fn = { _, _, context in
-    let c = Unmanaged<ClientConnection>.fromOpaque(context!).takeUnretainedValue()
-    withExtendedLifetime(c) { c.onTimer() }
+    Unmanaged<ClientConnection>.fromOpaque(context!)._withUnsafeGuaranteedRef { c in
+        let worker = c.worker
+        c.onTimer()
+        worker.releaseRetired()
+    }
 }

@@ -10,7 +10,6 @@ final class UpstreamConnection {
     let serverID: Int
     private var readEvent: OpaquePointer!
     private var writeEvent: OpaquePointer!
-    private var timerEvent: OpaquePointer!
     private var reading = false
     private var writing = false
     private(set) var connected: Bool
@@ -22,8 +21,7 @@ final class UpstreamConnection {
     unowned(unsafe) var owner: ClientConnection?
     private var closed = false
 
-    private var deadline: Int64 = .max
-    private var timerArmedUntil: Int64 = .max
+    private var deadline = Deadline()
 
     enum TimeoutKind { case connect, response, idle }
     private(set) var timeoutKind: TimeoutKind = .connect
@@ -44,7 +42,7 @@ final class UpstreamConnection {
         let context = Unmanaged.passRetained(connection).toOpaque()
         connection.readEvent = event_new(worker.base, fd, EventFlags.read | EventFlags.persist, upstreamReadCallback, context)
         connection.writeEvent = event_new(worker.base, fd, EventFlags.write | EventFlags.persist, upstreamWriteCallback, context)
-        connection.timerEvent = event_new(worker.base, -1, 0, upstreamTimerCallback, context)
+        connection.deadline.event = event_new(worker.base, -1, 0, upstreamTimerCallback, context)
         connection.owner = owner
         if !connected {
             connection.wantWrite(true)
@@ -71,28 +69,13 @@ final class UpstreamConnection {
 
     func setDeadline(kind: TimeoutKind, after ms: Int64) {
         timeoutKind = kind
-        let now = monotonicMilliseconds()
-        deadline = now + ms
-        if timerArmedUntil > deadline {
-            var tv = timeval(milliseconds: ms)
-            event_add(timerEvent, &tv)
-            timerArmedUntil = deadline
-        }
+        deadline.set(after: ms)
     }
 
-    func clearDeadline() { deadline = .max }
+    func clearDeadline() { deadline.clear() }
 
     fileprivate func onTimer() {
-        timerArmedUntil = .max
-        guard deadline != .max, !closed else { return }
-        let now = monotonicMilliseconds()
-        if now < deadline {
-            var tv = timeval(milliseconds: deadline - now)
-            event_add(timerEvent, &tv)
-            timerArmedUntil = deadline
-            return
-        }
-        deadline = .max
+        guard !closed, deadline.fire() else { return }
         if let owner { owner.upstreamTimedOut(self, kind: timeoutKind) } else { worker.removeIdleConnection(self); close() }
     }
 
@@ -138,20 +121,33 @@ final class UpstreamConnection {
         if let b = inBuffer { worker.buffers.give(b); inBuffer = nil }
         event_free(readEvent)
         event_free(writeEvent)
-        event_free(timerEvent)
+        event_free(deadline.event)
         Glibc.close(fd)
+        worker.retire(self)
         Unmanaged.passUnretained(self).release()
     }
 }
 
 private let upstreamReadCallback: event_callback_fn = { _, _, context in
-    let c = Unmanaged<UpstreamConnection>.fromOpaque(context!).takeUnretainedValue(); withExtendedLifetime(c) { c.onReadable() }
+    Unmanaged<UpstreamConnection>.fromOpaque(context!)._withUnsafeGuaranteedRef { c in
+        let worker = c.worker
+        c.onReadable()
+        worker.releaseRetired()
+    }
 }
 
 private let upstreamWriteCallback: event_callback_fn = { _, _, context in
-    let c = Unmanaged<UpstreamConnection>.fromOpaque(context!).takeUnretainedValue(); withExtendedLifetime(c) { c.onWritable() }
+    Unmanaged<UpstreamConnection>.fromOpaque(context!)._withUnsafeGuaranteedRef { c in
+        let worker = c.worker
+        c.onWritable()
+        worker.releaseRetired()
+    }
 }
 
 private let upstreamTimerCallback: event_callback_fn = { _, _, context in
-    let c = Unmanaged<UpstreamConnection>.fromOpaque(context!).takeUnretainedValue(); withExtendedLifetime(c) { c.onTimer() }
+    Unmanaged<UpstreamConnection>.fromOpaque(context!)._withUnsafeGuaranteedRef { c in
+        let worker = c.worker
+        c.onTimer()
+        worker.releaseRetired()
+    }
 }

@@ -81,6 +81,9 @@ final class Worker: @unchecked Sendable {
     private var requestCounter: UInt64 = 0
     private let requestIDPrefix: UInt32
     var random: SplitMix64
+    /// Connections closed during the current callback. They are freed when the callback
+    /// returns, so a connection never disappears while its own code is still on the stack.
+    private var closedConnections: [AnyObject] = []
     /// Access-log lines not yet handed to the writer thread.
     var logBuffer: [UInt8] = []
 
@@ -252,6 +255,14 @@ final class Worker: @unchecked Sendable {
         event_base_loopexit(base, nil)
     }
 
+    /// Keeps a closing connection alive until the current callback has returned.
+    func retire(_ connection: AnyObject) { closedConnections.append(connection) }
+
+    /// Called by each callback trampoline as its last step.
+    @inline(__always) func releaseRetired() {
+        if !closedConnections.isEmpty { closedConnections.removeAll(keepingCapacity: true) }
+    }
+
     // MARK: Upstream connection pool
 
     func takeIdleConnection(serverID: Int) -> UpstreamConnection? {
@@ -290,7 +301,9 @@ final class Worker: @unchecked Sendable {
 }
 
 private let workerWakeCallback: event_callback_fn = { _, _, context in
-    Unmanaged<Worker>.fromOpaque(context!).takeUnretainedValue().onWake()
+    let worker = Unmanaged<Worker>.fromOpaque(context!).takeUnretainedValue()
+    worker.onWake()
+    worker.releaseRetired()
 }
 
 private let workerAcceptCallback: event_callback_fn = { fd, _, context in

@@ -91,6 +91,10 @@ public final class PoolBalancer {
         return -1
     }
 
+    /// The stable id of the server at `index`, without copying the pool (which would
+    /// retain its strings and arrays on every request).
+    public func serverID(at index: Int) -> Int { pool.servers[index].id }
+
     public func requestStarted(_ index: Int) { active[index] += 1 }
     public func requestFinished(_ index: Int) { if active[index] > 0 { active[index] -= 1 } }
 }

@@ -77,11 +77,12 @@ public final class RoutingSnapshot: Sendable {
         var bestHostScore = -1
         var bestPrefix = -1
         var fallback = -1
-        for (index, service) in services.enumerated() {
-            if service.isDefault { if fallback < 0 { fallback = index }; continue }
-            let hostScore = Self.hostScore(service, host: host, length: hostLength)
-            guard hostScore >= 0, Self.hasPrefix(path, service.pathPrefix) else { continue }
-            let prefix = service.pathPrefix.count
+        // Indexes, not `for service in services`: iterating copies each route and retains its arrays.
+        for index in services.indices {
+            if services[index].isDefault { if fallback < 0 { fallback = index }; continue }
+            let hostScore = Self.hostScore(services[index], host: host, length: hostLength)
+            guard hostScore >= 0, Self.hasPrefix(path, services[index].pathPrefix) else { continue }
+            let prefix = services[index].pathPrefix.count
             if hostScore > bestHostScore || (hostScore == bestHostScore && prefix > bestPrefix) {
                 best = index; bestHostScore = hostScore; bestPrefix = prefix
             }
