@@ -137,22 +137,22 @@ public enum HTTPParser {
             p += 1
             while base[p] == sp || base[p] == htab { p += 1 }
             let valueStart = p
-            var valueEnd = p
-            while true {
+            // The line ends at the first CR (memchr); it must be followed by LF, and every byte
+            // before it must be visible, obs-text, space or tab.
+            guard let crAt = memchr(base + p, Int32(cr), end - p) else {
+                return .failure(.init(failStatus, "bare LF line ending"))
+            }
+            let lineEnd = UnsafePointer<UInt8>(crAt.assumingMemoryBound(to: UInt8.self)) - base
+            if base[lineEnd + 1] != lf { return .failure(.init(failStatus, "bare CR in header value")) }
+            while p < lineEnd {
                 let b = base[p]
-                if b == cr {
-                    if base[p + 1] != lf { return .failure(.init(failStatus, "bare CR in header value")) }
-                    break
-                }
-                if b == sp || b == htab {
-                    // trailing whitespace is not part of the value
-                } else if b < 0x21 || b == 0x7F {
+                if b < 0x20 || b == 0x7F, b != htab {
                     return .failure(.init(failStatus, "invalid character in header value"))
-                } else {
-                    valueEnd = p + 1
                 }
                 p += 1
             }
+            var valueEnd = lineEnd
+            while valueEnd > valueStart, base[valueEnd - 1] == sp || base[valueEnd - 1] == htab { valueEnd -= 1 }
             if head.fieldCount >= head.capacity {
                 return .failure(isRequest ? .init(431, "too many header fields") : .init(502, "too many header fields"))
             }
