@@ -172,7 +172,53 @@ timeouts: {{ client_idle: 300s }}
     peak, rc = sampled(["bash", "-c", f"head -c {gib} /dev/zero | curl -s -o /dev/null -T - -H 'Content-Length: {gib}' http://127.0.0.1:{sy_port}/echo"])
     print(f"peak RSS while streaming a 1 GiB upload (echoed back): {peak/1024:.1f} MiB (curl exit {rc})")
 
+def callgrind_instructions(name, cmd, port, stop_signal):
+    """User-space instructions per proxied request under callgrind: repeatable whatever else
+    the machine is doing (wall-clock figures on a shared 2-core machine vary by 20%)."""
+    results = []
+    for load in (False, True):
+        out = os.path.join(work, f"{name}-{int(load)}.callgrind")
+        p = subprocess.Popen(["valgrind", "--tool=callgrind", f"--callgrind-out-file={out}", *cmd],
+                             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        wait_port(port, timeout=60); time.sleep(1)
+        requests = 0
+        if load:
+            text = subprocess.run(["wrk", "-t1", "-c10", "-d6s", f"http://127.0.0.1:{port}/"], capture_output=True, text=True).stdout
+            requests = int(re.search(r"(\d+) requests in", text).group(1))
+        p.send_signal(stop_signal); p.wait(60)
+        total = next(int(l.split()[1]) for l in open(out) if l.startswith(("summary:", "totals:")))
+        results.append((requests, total))
+    (_, idle), (requests, loaded) = results
+    return (loaded - idle) / requests, requests
+
+def instructions():
+    if subprocess.run(["which", "valgrind"], capture_output=True).returncode != 0:
+        raise SystemExit("valgrind is needed: apt-get install valgrind")
+    start_upstream()
+    stripped = os.path.join(work, "switchyard-nodebug")   # valgrind cannot read Swift's DWARF
+    subprocess.run(["strip", "--strip-debug", "-o", stripped, binary], check=True)
+    sy = write("switchyard-cg.yaml", f"""
+workers: 1
+listeners: [{{ bind: 127.0.0.1:{sy_port} }}]
+pools: {{ app: {{ servers: [{{ address: 127.0.0.1:{up_port} }}] }} }}
+services: {{ web: {{ active: app }} }}
+access_log: off
+""")
+    ng = nginx_conf("proxy-cg.conf", f"""upstream app {{ server 127.0.0.1:{up_port}; keepalive 128; }}
+      server {{ listen 127.0.0.1:{ng_port}; location / {{ proxy_pass http://app;
+        proxy_http_version 1.1; proxy_set_header Connection ""; }} }}""")
+    # One process, so callgrind sees the worker itself.
+    text = open(ng).read().replace("daemon off;", "daemon off; master_process off;")
+    open(ng, "w").write(text)
+    s, n1 = callgrind_instructions("switchyard", [stripped, "run", "--config", sy], sy_port, signal.SIGINT)
+    g, n2 = callgrind_instructions("nginx", ["nginx", "-c", ng, "-p", work], ng_port, signal.SIGQUIT)
+    print(f"user-space instructions per proxied request (callgrind, wrk -t1 -c10 -d6s, 1 worker):")
+    print(f"  switchyard {s:8.0f}   ({n1} requests)")
+    print(f"  nginx      {g:8.0f}   ({n2} requests)")
+    print(f"ratio switchyard/nginx {s/g:.2f}")
+
 try:
+    if mode == "instructions": instructions()
     if mode in ("throughput", "all"): throughput()
     if mode in ("memory", "all"):
         stop_all(); procs.clear(); memory()
