@@ -25,7 +25,7 @@ let package = Package(
         // Pure Swift: no sockets, no libevent. Unit-tested directly.
         .target(name: "SwitchyardHTTP", swiftSettings: hotPathSettings),
         .target(name: "SwitchyardConfig", dependencies: [.product(name: "Yams", package: "Yams")]),
-        .target(name: "SwitchyardRouting", dependencies: ["SwitchyardConfig"], swiftSettings: hotPathSettings),
+        .target(name: "SwitchyardRouting", dependencies: ["SwitchyardConfig", "SwitchyardHTTP"], swiftSettings: hotPathSettings),
 
         // The data plane: workers, connections, upstream pools.
         .target(name: "SwitchyardProxy",
@@ -41,7 +41,7 @@ let package = Package(
 
         .testTarget(name: "SwitchyardHTTPTests", dependencies: ["SwitchyardHTTP"]),
         .testTarget(name: "SwitchyardConfigTests", dependencies: ["SwitchyardConfig"]),
-        .testTarget(name: "SwitchyardRoutingTests", dependencies: ["SwitchyardRouting", "SwitchyardConfig"]),
+        .testTarget(name: "SwitchyardRoutingTests", dependencies: ["SwitchyardRouting", "SwitchyardConfig", "SwitchyardHTTP"]),
         .testTarget(name: "IntegrationTests"),
     ]
 )

@@ -1,3 +1,5 @@
+import Foundation
+
 /// The validated configuration of a Switchyard instance.
 ///
 /// Built only by `ConfigLoader`, which reports every problem with its key path and line;
@@ -16,6 +18,10 @@ public struct SwitchyardConfig: Sendable, Equatable {
     public var timeouts: Timeouts
     /// Deadline for a graceful stop (SIGTERM/SIGINT).
     public var shutdownTimeout: Duration
+    /// The admin API; `nil` when the file has no `admin` section.
+    public var admin: AdminConfig?
+    /// Where runtime changes (flips, canaries, weights, drains, the lock) are persisted.
+    public var stateFile: String?
 
     public func pool(named name: String) -> PoolConfig? { pools.first { $0.name == name } }
 }
@@ -52,6 +58,102 @@ public struct ServiceConfig: Sendable, Equatable {
     public var match: MatchConfig?
     /// The pool that takes this service's traffic.
     public var active: String
+    /// The other colour of a blue/green pair: reachable through `preview`, and what a flip switches to.
+    public var standby: String?
+    public var preview: PreviewConfig?
+    public var canary: CanaryConfig?
+    /// Checked in order before the canary weight.
+    public var rules: [RouteRule]
+
+    public init(name: String, match: MatchConfig?, active: String, standby: String? = nil,
+                preview: PreviewConfig? = nil, canary: CanaryConfig? = nil, rules: [RouteRule] = []) {
+        self.name = name
+        self.match = match
+        self.active = active
+        self.standby = standby
+        self.preview = preview
+        self.canary = canary
+        self.rules = rules
+    }
+}
+
+/// Requests carrying `header` with the token read from `valueFile` go to the standby pool.
+public struct PreviewConfig: Sendable, Equatable {
+    public var header: String
+    public var valueFile: String
+    /// The token, read when the configuration is loaded.
+    public var token: String
+}
+
+/// How a client keeps its canary assignment.
+public enum StickyKey: Sendable, Equatable, Codable {
+    case cookie(String)
+    case header(String)
+    case clientIP
+}
+
+public struct CanaryConfig: Sendable, Equatable, Codable {
+    public var pool: String
+    /// Share of traffic in basis points: 250 = 2.5%.
+    public var weight: Int
+    public var sticky: StickyKey?
+
+    public init(pool: String, weight: Int, sticky: StickyKey?) {
+        self.pool = pool
+        self.weight = weight
+        self.sticky = sticky
+    }
+}
+
+/// `{ header: X-Canary, value: always, pool: green }` or `{ cookie: canary, value: always, pool: green }`.
+public struct RouteRule: Sendable, Equatable, Codable {
+    public enum Kind: String, Sendable, Codable { case header, cookie }
+    public var kind: Kind
+    public var name: String
+    public var value: String
+    public var pool: String
+
+    public init(kind: Kind, name: String, value: String, pool: String) {
+        self.kind = kind
+        self.name = name
+        self.value = value
+        self.pool = pool
+    }
+}
+
+public struct AdminConfig: Sendable, Equatable {
+    /// Unix domain socket path, created with mode 0600.
+    public var socket: String
+}
+
+/// Canary weights: "2.5%" is 250 basis points; 0.01% steps from 0% to 100%.
+public enum BasisPoints {
+    public static let whole = 10_000
+
+    public static func parse(_ text: String) -> Int? {
+        let trimmed = text.trimmingCharacters(in: .whitespaces)
+        guard trimmed.hasSuffix("%") else { return nil }
+        let number = trimmed.dropLast()
+        let parts = number.split(separator: ".", omittingEmptySubsequences: false)
+        guard parts.count <= 2, let whole = Int(parts[0]), whole >= 0,
+              parts[0].allSatisfy(\.isNumber) else { return nil }
+        var fraction = 0
+        if parts.count == 2 {
+            let f = parts[1]
+            guard !f.isEmpty, f.count <= 2, f.allSatisfy(\.isNumber), let v = Int(f) else { return nil }
+            fraction = f.count == 1 ? v * 10 : v
+        }
+        let value = whole * 100 + fraction
+        return value <= whole * 100 + 99 && value <= BasisPoints.whole ? value : nil
+    }
+
+    /// "2.5%", "5%", "0.01%".
+    public static func format(_ value: Int) -> String {
+        let whole = value / 100, fraction = value % 100
+        if fraction == 0 { return "\(whole)%" }
+        if fraction % 10 == 0 { return "\(whole).\(fraction / 10)%" }
+        return "\(whole).\(fraction < 10 ? "0" : "")\(fraction)%"
+    }
 }
 
 public struct MatchConfig: Sendable, Equatable {

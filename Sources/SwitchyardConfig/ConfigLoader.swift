@@ -147,13 +147,13 @@ struct NodeReader {
     // MARK: The schema
 
     static let rootKeys = ["workers", "listeners", "pools", "services", "access_log", "limits", "timeouts",
-                           "shutdown_timeout"]
+                           "shutdown_timeout", "admin", "state_file"]
 
     mutating func readRoot(_ root: Node) -> SwitchyardConfig? {
         guard let pairs = mapping(root, "", allowed: Self.rootKeys) else { return nil }
         var config = SwitchyardConfig(workers: nil, listeners: [], pools: [], services: [],
                                       accessLog: .stdout, limits: Limits(), timeouts: Timeouts(),
-                                      shutdownTimeout: .seconds(30))
+                                      shutdownTimeout: .seconds(30), admin: nil, stateFile: nil)
         var poolsNode: Node? = nil, servicesNode: Node? = nil, listenersNode: Node? = nil
         for (key, value) in pairs {
             switch key {
@@ -175,6 +175,12 @@ struct NodeReader {
             case "limits": config.limits = readLimits(value)
             case "timeouts": config.timeouts = readTimeouts(value)
             case "shutdown_timeout": config.shutdownTimeout = duration(value, key) ?? config.shutdownTimeout
+            case "admin": config.admin = readAdmin(value)
+            case "state_file":
+                if let path = scalar(value, key) {
+                    if path.isEmpty { problem(value, key, "empty; give a file path, e.g. /var/lib/switchyard/state.json") }
+                    else { config.stateFile = path }
+                }
             default: break
             }
         }
@@ -292,21 +298,58 @@ struct NodeReader {
         let poolNames = pools.map(\.name)
         for (name, value) in pairs {
             let path = "services.\(name)"
-            guard let fields = mapping(value, path, allowed: ["match", "active"]) else { continue }
+            guard let fields = mapping(value, path, allowed: ["match", "active", "standby", "preview", "canary", "rules"]) else { continue }
             var service = ServiceConfig(name: name, match: nil, active: "")
+            func poolName(_ v: Node, _ keyPath: String) -> String? {
+                guard let pool = scalar(v, keyPath) else { return nil }
+                if poolNames.contains(pool) { return pool }
+                problem(v, keyPath, "names pool \"\(pool)\", which is not defined; defined pools: \(poolNames.joined(separator: ", "))")
+                return nil
+            }
             for (key, v) in fields {
                 switch key {
-                case "active":
-                    if let pool = scalar(v, "\(path).active") {
-                        if poolNames.contains(pool) { service.active = pool }
-                        else {
-                            problem(v, "\(path).active",
-                                    "names pool \"\(pool)\", which is not defined; defined pools: \(poolNames.joined(separator: ", "))")
+                case "active": service.active = poolName(v, "\(path).active") ?? ""
+                case "standby": service.standby = poolName(v, "\(path).standby")
+                case "match": service.match = readMatch(v, path: "\(path).match")
+                case "preview": service.preview = readPreview(v, path: "\(path).preview")
+                case "canary":
+                    guard let c = mapping(v, "\(path).canary", allowed: ["pool", "weight", "sticky"]) else { continue }
+                    var canary = CanaryConfig(pool: "", weight: 0, sticky: nil)
+                    for (ck, cv) in c {
+                        switch ck {
+                        case "pool": canary.pool = poolName(cv, "\(path).canary.pool") ?? ""
+                        case "weight": canary.weight = basisPoints(cv, "\(path).canary.weight") ?? 0
+                        case "sticky": canary.sticky = readSticky(cv, path: "\(path).canary.sticky")
+                        default: break
                         }
                     }
-                case "match": service.match = readMatch(v, path: "\(path).match")
+                    if !c.contains(where: { $0.key == "pool" }) { problem(v, "\(path).canary.pool", "missing; name the canary pool") }
+                    service.canary = canary
+                case "rules":
+                    guard let items = sequence(v, "\(path).rules") else { continue }
+                    for (i, item) in items.enumerated() {
+                        let rulePath = "\(path).rules[\(i)]"
+                        guard let r = mapping(item, rulePath, allowed: ["header", "cookie", "value", "pool"]) else { continue }
+                        let header = r.first { $0.key == "header" }, cookie = r.first { $0.key == "cookie" }
+                        guard (header == nil) != (cookie == nil) else {
+                            problem(item, rulePath, "give exactly one of header or cookie"); continue
+                        }
+                        guard let valueNode = r.first(where: { $0.key == "value" })?.value, let value = scalar(valueNode, "\(rulePath).value") else {
+                            problem(item, "\(rulePath).value", "missing; the value to match exactly"); continue
+                        }
+                        guard let poolNode = r.first(where: { $0.key == "pool" })?.value else {
+                            problem(item, "\(rulePath).pool", "missing; the pool that matching requests go to"); continue
+                        }
+                        guard let pool = poolName(poolNode, "\(rulePath).pool") else { continue }
+                        let kindNode = (header ?? cookie)!
+                        guard let name = scalar(kindNode.value, "\(rulePath).\(kindNode.key)"), !name.isEmpty else { continue }
+                        service.rules.append(RouteRule(kind: header != nil ? .header : .cookie, name: name, value: value, pool: pool))
+                    }
                 default: break
                 }
+            }
+            if service.preview != nil && service.standby == nil {
+                problem(value, "\(path).preview", "needs a standby pool to send preview requests to; add standby")
             }
             if !fields.contains(where: { $0.key == "active" }) {
                 problem(value, "\(path).active", "missing; name the pool that serves this service")
@@ -318,6 +361,57 @@ struct NodeReader {
             problem(node, "services", "more than one default service (without match): \(defaults.joined(separator: ", ")); give all but one a match")
         }
         return result
+    }
+
+    mutating func basisPoints(_ node: Node, _ path: String) -> Int? {
+        guard let text = scalar(node, path) else { return nil }
+        if let value = BasisPoints.parse(text) { return value }
+        problem(node, path, "\"\(text)\" is not a weight; write a percentage from 0% to 100% in steps of 0.01%, e.g. 2.5%")
+        return nil
+    }
+
+    mutating func readSticky(_ node: Node, path: String) -> StickyKey? {
+        guard let fields = mapping(node, path, allowed: ["cookie", "header", "client_ip"]), fields.count == 1 else {
+            problem(node, path, "give exactly one of cookie: NAME, header: NAME or client_ip: true")
+            return nil
+        }
+        let (key, v) = fields[0]
+        guard let text = scalar(v, "\(path).\(key)") else { return nil }
+        switch key {
+        case "cookie", "header":
+            guard !text.isEmpty, text.allSatisfy({ $0.isASCII && ($0.isLetter || $0.isNumber || "-_.".contains($0)) }) else {
+                problem(v, "\(path).\(key)", "\"\(text)\" is not a valid \(key) name")
+                return nil
+            }
+            return key == "cookie" ? .cookie(text) : .header(text)
+        default:
+            guard text == "true" else { problem(v, "\(path).client_ip", "only true is meaningful here"); return nil }
+            return .clientIP
+        }
+    }
+
+    mutating func readPreview(_ node: Node, path: String) -> PreviewConfig? {
+        guard let fields = mapping(node, path, allowed: ["header", "value_file"]) else { return nil }
+        guard let headerNode = fields.first(where: { $0.key == "header" })?.value, let header = scalar(headerNode, "\(path).header"),
+              let fileNode = fields.first(where: { $0.key == "value_file" })?.value, let file = scalar(fileNode, "\(path).value_file") else {
+            problem(node, path, "needs header and value_file")
+            return nil
+        }
+        guard let token = try? String(contentsOfFile: file, encoding: .utf8).trimmingCharacters(in: .whitespacesAndNewlines), !token.isEmpty else {
+            problem(fileNode, "\(path).value_file", "cannot read a token from \(file); put the preview token (one line) in that file")
+            return nil
+        }
+        return PreviewConfig(header: header, valueFile: file, token: token)
+    }
+
+    mutating func readAdmin(_ node: Node) -> AdminConfig? {
+        guard let fields = mapping(node, "admin", allowed: ["socket"]) else { return nil }
+        guard let socketNode = fields.first(where: { $0.key == "socket" })?.value, let path = scalar(socketNode, "admin.socket"), !path.isEmpty else {
+            problem(node, "admin.socket", "missing; give the Unix socket path, e.g. /run/switchyard/admin.sock")
+            return nil
+        }
+        if path.utf8.count > 100 { problem(socketNode, "admin.socket", "path too long for a Unix socket (100 bytes at most)") }
+        return AdminConfig(socket: path)
     }
 
     mutating func readMatch(_ node: Node, path: String) -> MatchConfig? {

@@ -149,6 +149,7 @@ public enum HeadWriter {
 
     /// Writes the response head to send to the client.
     /// - Parameters:
+    ///   - extraLines: complete header lines the proxy adds (e.g. `Set-Cookie`), CRLF-terminated.
     ///   - keepAlive: whether the client connection stays open after this response.
     ///   - dechunk: the body will be sent without chunked framing (HTTP/1.0 client).
     ///   - tunnel: a 101 response whose `Upgrade` must be kept.
@@ -156,6 +157,7 @@ public enum HeadWriter {
                                            clientVersion: HTTPVersion, keepAlive: Bool,
                                            dechunk: Bool, tunnel: Bool,
                                            requestID: UnsafeBufferPointer<UInt8>,
+                                           extraLines: UnsafeBufferPointer<UInt8> = UnsafeBufferPointer(start: nil, count: 0),
                                            into w: inout ByteWriter) {
         // Always 1.1: a server answers with the highest minor version it supports (RFC 9110 section 6.2).
         w.append("HTTP/1.1 ")
@@ -187,6 +189,7 @@ public enum HeadWriter {
                 w.append("\r\n")
             }
         }
+        if head.statusCode >= 200 { append(extraLines, into: &w) }
         if tunnel {
             w.append("Connection: upgrade\r\n")
         } else if head.statusCode >= 200 {

@@ -29,12 +29,19 @@ final class ClientConnection {
     private var upstreamHead: IOBuffer?
     private var upstreamHeadSent = 0
 
-    /// 64 bytes of client IP text, then up to 256 bytes of request id.
+    /// 64 bytes of client IP text, up to 256 bytes of request id, then the sticky cookie
+    /// value and the `Set-Cookie` line for a client that has none yet.
     private let scratch: UnsafeMutablePointer<UInt8>
     private var clientIPLength = 0
     private var requestIDLength = 0
+    private var setCookieLength = 0
     private static let requestIDOffset = 64
     private static let requestIDCapacity = 256
+    private static let cookieValueOffset = 320
+    private static let cookieValueLength = 16
+    private static let setCookieOffset = 336
+    private static let setCookieCapacity = 176
+    private static let scratchSize = 512
 
     enum Phase { case idle, head, exchange, tunnel, lingering }
     private var phase: Phase = .idle
@@ -76,7 +83,7 @@ final class ClientConnection {
     init(worker: Worker, fd: Int32, peer: inout sockaddr_storage) {
         self.worker = worker
         self.fd = fd
-        scratch = .allocate(capacity: Self.requestIDOffset + Self.requestIDCapacity)
+        scratch = .allocate(capacity: Self.scratchSize)
         clientIPLength = Sockets.formatIP(&peer, into: scratch, capacity: Self.requestIDOffset)
     }
 
@@ -305,7 +312,20 @@ final class ClientConnection {
             failExchange(status: 404, detail: "no service matches this host and path")
             return
         }
-        poolIndex = snapshot.services[service].activePool
+        // A fresh sticky id, used only if the service sticks by cookie and the client has none.
+        let freshCookie = scratch + Self.cookieValueOffset
+        var idWriter = ByteWriter(base: freshCookie, capacity: Self.cookieValueLength)
+        idWriter.append(hex: worker.random.next(), width: 16)
+        let choice = snapshot.choosePool(service: service, head: head, source: source,
+                                         clientIP: UnsafeBufferPointer(start: scratch, count: clientIPLength),
+                                         freshCookieValue: UnsafeBufferPointer(start: freshCookie, count: Self.cookieValueLength),
+                                         random: &worker.random)
+        setCookieLength = 0
+        if choice.setsStickyCookie, let name = snapshot.services[service].stickyCookieName {
+            setCookieLength = Self.writeSetCookie(name: name, value: UnsafeBufferPointer(start: freshCookie, count: Self.cookieValueLength),
+                                                  into: scratch + Self.setCookieOffset)
+        }
+        poolIndex = choice.pool
         balancer = worker.balancers[poolIndex]
         guard pickServer() else {
             buffer.consume(head.headLength)
@@ -353,6 +373,18 @@ final class ClientConnection {
         }
     }
 
+    /// The cookie that keeps a client's canary assignment: 30 days, whole site, not visible
+    /// to scripts, sent on top-level navigations (documented in docs/switching.md).
+    private static func writeSetCookie(name: [UInt8], value: UnsafeBufferPointer<UInt8>, into out: UnsafeMutablePointer<UInt8>) -> Int {
+        var w = ByteWriter(base: out, capacity: setCookieCapacity)
+        w.append("Set-Cookie: ")
+        w.append(name)
+        w.append(byte: UInt8(ascii: "="))
+        w.append(value.baseAddress!, value.count)
+        w.append("; Path=/; Max-Age=2592000; HttpOnly; SameSite=Lax\r\n")
+        return w.overflowed ? 0 : w.count
+    }
+
     private var currentServer: ServerSnapshot { balancer!.pool.servers[serverIndex] }
 
     private func pickServer() -> Bool {
@@ -366,6 +398,7 @@ final class ClientConnection {
     private func connectUpstream(allowReuse: Bool) {
         attempts += 1
         balancer?.requestStarted(serverIndex)
+        worker.count(serverID, ServerStats.active)
         countedActive = true
         if allowReuse, let connection = worker.takeIdleConnection(serverID: serverID) {
             connection.owner = self
@@ -611,6 +644,7 @@ final class ClientConnection {
         HeadWriter.writeClientResponse(head, source: source, clientVersion: version, keepAlive: keepAlive,
                                        dechunk: dechunk, tunnel: tunnel,
                                        requestID: UnsafeBufferPointer(start: scratch + Self.requestIDOffset, count: requestIDLength),
+                                       extraLines: UnsafeBufferPointer(start: scratch + Self.setCookieOffset, count: setCookieLength),
                                        into: &w)
         if w.overflowed { return false }
         out.writeIndex += w.count
@@ -740,6 +774,7 @@ final class ClientConnection {
     private func releaseUpstream(reuse: Bool) {
         if countedActive {
             balancer?.requestFinished(serverIndex)
+            worker.count(serverID, ServerStats.active, -1)
             countedActive = false
         }
         guard let connection = upstream else { return }
@@ -824,8 +859,9 @@ final class ClientConnection {
     private func logExchange(complete: Bool) {
         guard !exchangeLogged else { return }
         exchangeLogged = true
-        guard worker.settings.logRequests else { return }
         let durationMicros = monotonicMicroseconds() - startMicros
+        if serverID >= 0 { worker.recordResponse(serverID: serverID, status: complete ? status : 0, durationMicros: durationMicros) }
+        guard worker.settings.logRequests else { return }
         var pool = "", upstreamAddress = ""
         if let balancer {
             pool = balancer.pool.name

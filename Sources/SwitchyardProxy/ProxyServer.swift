@@ -41,7 +41,7 @@ public final class ProxyServer {
         case .file(let path): accessLog = try AccessLog(path: path)
         }
 
-        let snapshot = RoutingSnapshot(config: config, generation: generation, registry: registry)
+        let snapshot = RoutingSnapshot(config: config, registry: registry)
         let settings = WorkerSettings(config: config, workerCount: workerCount)
         for index in 0..<workerCount {
             workers.append(Worker(index: index, settings: settings, snapshot: snapshot,

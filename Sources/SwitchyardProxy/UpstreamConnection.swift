@@ -44,6 +44,7 @@ final class UpstreamConnection {
         connection.writeEvent = event_new(worker.base, fd, EventFlags.write | EventFlags.persist, upstreamWriteCallback, context)
         connection.deadline.event = event_new(worker.base, -1, 0, upstreamTimerCallback, context)
         connection.owner = owner
+        worker.count(serverID, ServerStats.openConnections)
         if !connected {
             connection.wantWrite(true)
             connection.setDeadline(kind: .connect, after: worker.settings.upstreamConnectMs)
@@ -118,6 +119,7 @@ final class UpstreamConnection {
         guard !closed else { return }
         closed = true
         owner = nil
+        worker.count(serverID, ServerStats.openConnections, -1)
         if let b = inBuffer { worker.buffers.give(b); inBuffer = nil }
         event_free(readEvent)
         event_free(writeEvent)

@@ -66,6 +66,15 @@ final class Worker: @unchecked Sendable {
     private(set) var addresses: [Sockets.Address?] = []
     /// Idle keep-alive upstream connections, indexed by server id; most recently used last.
     private var idle: [[UpstreamConnection]] = []
+    /// Whether each server (by id) takes new requests; draining ones get no pooled connections.
+    private var serverReady: [Bool] = []
+    /// `ServerStats.stride` counters per server id.
+    var stats: [Int] = []
+    /// The control plane asks for a copy of `stats` by raising `statsRequested`; the worker
+    /// answers in `statsSlot` and acknowledges in `statsAnswered`.
+    let statsRequested = Atomic<UInt64>(0)
+    let statsAnswered = Atomic<UInt64>(0)
+    let statsSlot = Mutex<[Int]>([])
 
     private var listeners: [(fd: Int32, event: OpaquePointer)] = []
     private var wakeEvent: OpaquePointer!
@@ -137,6 +146,27 @@ final class Worker: @unchecked Sendable {
     /// Wakes the worker to pick up the newest snapshot from its slot.
     func notifySnapshot() { event_active(wakeEvent, EV_READ, 0) }
 
+    /// Asks for a copy of the counters (answered in `statsSlot` when `statsAnswered` reaches `round`).
+    func requestStats(round: UInt64) {
+        statsRequested.store(round, ordering: .releasing)
+        event_active(wakeEvent, EV_READ, 0)
+    }
+
+    // MARK: Counters (worker thread)
+
+    @inline(__always) func count(_ serverID: Int, _ field: Int, _ delta: Int = 1) {
+        stats[serverID * ServerStats.stride + field] &+= delta
+    }
+
+    func recordResponse(serverID: Int, status: Int, durationMicros: Int64) {
+        let base = serverID * ServerStats.stride
+        stats[base + ServerStats.requests] &+= 1
+        if status >= 100 && status < 600 { stats[base + ServerStats.statusClass + status / 100 - 1] &+= 1 }
+        else { stats[base + ServerStats.failures] &+= 1 }
+        stats[base + ServerStats.latencySumMicros] &+= Int(durationMicros)
+        stats[base + ServerStats.latencyBuckets + ServerStats.bucket(forMicros: durationMicros)] &+= 1
+    }
+
     /// Asks the worker to stop gracefully: no new connections, finish what is in flight.
     func requestStop() {
         stopRequested.store(true, ordering: .releasing)
@@ -155,6 +185,11 @@ final class Worker: @unchecked Sendable {
         let newest = slot.load()
         if newest !== snapshot { applySnapshot(newest) }
         acknowledgedGeneration.store(newest.generation, ordering: .releasing)
+        let asked = statsRequested.load(ordering: .acquiring)
+        if asked != statsAnswered.load(ordering: .relaxed) {
+            statsSlot.withLock { $0 = stats }
+            statsAnswered.store(asked, ordering: .releasing)
+        }
         if stopRequested.load(ordering: .acquiring) && !stopping { beginStop() }
         if forcedStopRequested.load(ordering: .acquiring) { forceStop() }
     }
@@ -162,8 +197,21 @@ final class Worker: @unchecked Sendable {
     private func applySnapshot(_ newSnapshot: RoutingSnapshot) {
         snapshot = newSnapshot
         if addresses.count < newSnapshot.serverIDLimit {
-            addresses += [Sockets.Address?](repeating: nil, count: newSnapshot.serverIDLimit - addresses.count)
-            idle += [[UpstreamConnection]](repeating: [], count: newSnapshot.serverIDLimit - idle.count)
+            let grow = newSnapshot.serverIDLimit - addresses.count
+            addresses += [Sockets.Address?](repeating: nil, count: grow)
+            idle += [[UpstreamConnection]](repeating: [], count: grow)
+            serverReady += [Bool](repeating: true, count: grow)
+            stats += [Int](repeating: 0, count: grow * ServerStats.stride)
+        }
+        for pool in newSnapshot.pools {
+            for server in pool.servers {
+                serverReady[server.id] = server.state == .ready
+                if server.state != .ready {
+                    // Draining: no new requests, so its idle connections have no further use.
+                    for connection in idle[server.id] { connection.close() }
+                    idle[server.id].removeAll()
+                }
+            }
         }
         var newBalancers: [PoolBalancer] = []
         for pool in newSnapshot.pools {
@@ -270,7 +318,7 @@ final class Worker: @unchecked Sendable {
     }
 
     func parkIdleConnection(_ connection: UpstreamConnection) {
-        if stopping { connection.close(); return }
+        if stopping || !serverReady[connection.serverID] { connection.close(); return }
         idle[connection.serverID].append(connection)
     }
 

@@ -1,4 +1,5 @@
 import SwitchyardConfig
+import SwitchyardHTTP
 
 /// One upstream server as the data plane sees it.
 public struct ServerSnapshot: Sendable, Equatable {
@@ -7,7 +8,20 @@ public struct ServerSnapshot: Sendable, Equatable {
     public let id: Int
     public let name: String
     public let address: SocketAddress
+    /// The weight balancing uses: 0 unless the server is ready.
     public let weight: Int
+    /// The weight an operator set, kept while the server drains.
+    public let configuredWeight: Int
+    public let state: ServerState
+
+    public init(id: Int, name: String, address: SocketAddress, weight: Int, state: ServerState = .ready) {
+        self.id = id
+        self.name = name
+        self.address = address
+        self.configuredWeight = weight
+        self.state = state
+        self.weight = state == .ready ? weight : 0
+    }
 }
 
 public struct PoolSnapshot: Sendable, Equatable {
@@ -16,6 +30,7 @@ public struct PoolSnapshot: Sendable, Equatable {
     public let servers: [ServerSnapshot]
 }
 
+/// How one service chooses a pool, in the form the data plane reads fastest.
 public struct ServiceRoute: Sendable, Equatable {
     public let name: String
     /// Lowercased host names; a leading `*.` matches any subdomain. Empty matches any host.
@@ -23,8 +38,48 @@ public struct ServiceRoute: Sendable, Equatable {
     let wildcardSuffixes: [[UInt8]] // ".example.com"
     let pathPrefix: [UInt8]
     public let isDefault: Bool
-    /// Index into `RoutingSnapshot.pools`.
+    /// Indexes into `RoutingSnapshot.pools`.
     public let activePool: Int
+    public let standbyPool: Int?
+    public let canaryPool: Int?
+    /// Canary share in basis points (0-10000).
+    public let canaryWeight: Int
+    public let sticky: Sticky
+    public let rules: [Rule]
+    /// Lowercased preview header name and the token it must carry.
+    public let previewHeader: [UInt8]?
+    public let previewToken: [UInt8]
+
+    public enum Sticky: Sendable, Equatable {
+        case none
+        case cookie([UInt8])
+        /// Lowercased header name.
+        case header([UInt8])
+        case clientIP
+    }
+
+    public struct Rule: Sendable, Equatable {
+        public let isCookie: Bool
+        /// Lowercased for headers; as written for cookies.
+        public let name: [UInt8]
+        public let value: [UInt8]
+        public let pool: Int
+    }
+
+    /// The cookie to set on responses when a request has no sticky key yet.
+    public var stickyCookieName: [UInt8]? { if case .cookie(let n) = sticky { return n } else { return nil } }
+}
+
+/// Why a request went to the pool it went to (for the access log and tests).
+public enum RouteReason: UInt8, Sendable {
+    case active, preview, rule, canary
+}
+
+public struct PoolChoice: Sendable {
+    public var pool: Int
+    public var reason: RouteReason
+    /// The request had no sticky cookie: the proxy must set `freshCookieValue` under this name.
+    public var setsStickyCookie: Bool
 }
 
 /// Everything a worker needs to route a request. Immutable: the control plane builds a
@@ -43,26 +98,168 @@ public final class RoutingSnapshot: Sendable {
         self.serverIDLimit = (pools.flatMap { $0.servers.map(\.id) }.max() ?? -1) + 1
     }
 
-    /// Builds a snapshot from a validated configuration, taking server ids from `registry`.
-    public convenience init(config: SwitchyardConfig, generation: UInt64, registry: ServerRegistry) {
+    /// Builds a snapshot from a validated configuration and the runtime state (which names
+    /// only pools and servers the configuration has), taking server ids from `registry`.
+    public convenience init(config: SwitchyardConfig, state: RuntimeState? = nil, registry: ServerRegistry) {
+        let runtime = state ?? RuntimeState(config: config)
         let pools = config.pools.map { pool in
             PoolSnapshot(name: pool.name, balance: pool.balance, servers: pool.servers.map { s in
-                ServerSnapshot(id: registry.id(pool: pool.name, server: s.name, address: s.address),
-                               name: s.name, address: s.address, weight: s.weight)
+                let server = runtime.servers[pool.name]?[s.name] ?? RuntimeState.Server(weight: s.weight, state: .ready)
+                return ServerSnapshot(id: registry.id(pool: pool.name, server: s.name, address: s.address),
+                                      name: s.name, address: s.address, weight: server.weight, state: server.state)
             })
         }
+        func index(_ name: String?) -> Int? { name.flatMap { n in pools.firstIndex { $0.name == n } } }
+        func lower(_ s: String) -> [UInt8] { Array(s.lowercased().utf8) }
         let services = config.services.map { service -> ServiceRoute in
-            let poolIndex = pools.firstIndex { $0.name == service.active } ?? 0
+            let live = runtime.services[service.name]
             let hosts = service.match?.hosts ?? []
+            let canary = live?.canary ?? service.canary
+            var sticky = ServiceRoute.Sticky.none
+            switch canary?.sticky {
+            case .cookie(let name)?: sticky = .cookie(Array(name.utf8))
+            case .header(let name)?: sticky = .header(lower(name))
+            case .clientIP?: sticky = .clientIP
+            case nil: sticky = .none
+            }
+            let rules = (live?.rules ?? service.rules).compactMap { r -> ServiceRoute.Rule? in
+                guard let pool = index(r.pool) else { return nil }
+                return ServiceRoute.Rule(isCookie: r.kind == .cookie, name: r.kind == .cookie ? Array(r.name.utf8) : lower(r.name),
+                                         value: Array(r.value.utf8), pool: pool)
+            }
             return ServiceRoute(
                 name: service.name,
                 exactHosts: hosts.filter { !$0.hasPrefix("*.") }.map { Array($0.utf8) },
                 wildcardSuffixes: hosts.filter { $0.hasPrefix("*.") }.map { Array($0.dropFirst().utf8) },
                 pathPrefix: Array((service.match?.pathPrefix ?? "/").utf8),
                 isDefault: service.match == nil,
-                activePool: poolIndex)
+                activePool: index(live?.active ?? service.active) ?? 0,
+                standbyPool: index(live.map { $0.standby } ?? service.standby),
+                canaryPool: canary.flatMap { index($0.pool) },
+                canaryWeight: canary?.weight ?? 0,
+                sticky: sticky,
+                rules: rules,
+                previewHeader: service.preview.map { lower($0.header) },
+                previewToken: Array((service.preview?.token ?? "").utf8))
         }
-        self.init(generation: generation, services: services, pools: pools)
+        self.init(generation: runtime.generation, services: services, pools: pools)
+    }
+
+    /// Chooses the pool for one request of `service`: the preview header (with the right
+    /// token) first, then the rules in order, then the canary weight, then the active pool.
+    ///
+    /// A sticky canary hashes the client's key into 10,000 buckets; buckets below the
+    /// weight (in basis points) go to the canary. Raising the weight therefore never moves
+    /// a canary client back, and lowering it never moves a stable client to the canary.
+    /// - Parameters:
+    ///   - freshCookieValue: the value to assign when the service sticks by cookie and the
+    ///     request carries none (the proxy then sets it on the response).
+    ///   - random: used for the per-request split when the canary is not sticky.
+    public func choosePool(service index: Int, head: HTTPHead, source: UnsafePointer<UInt8>,
+                           clientIP: UnsafeBufferPointer<UInt8>, freshCookieValue: UnsafeBufferPointer<UInt8>,
+                           random: inout SplitMix64) -> PoolChoice {
+        let route = services[index]
+        if let header = route.previewHeader, let standby = route.standbyPool,
+           let value = Self.headerValue(head, source: source, lowercasedName: header),
+           Self.equal(value, route.previewToken) {
+            return PoolChoice(pool: standby, reason: .preview, setsStickyCookie: false)
+        }
+        for rule in route.rules {
+            let value = rule.isCookie ? Self.cookieValue(head, source: source, name: rule.name)
+                                      : Self.headerValue(head, source: source, lowercasedName: rule.name)
+            if let value, Self.equal(value, rule.value) {
+                return PoolChoice(pool: rule.pool, reason: .rule, setsStickyCookie: false)
+            }
+        }
+        guard let canary = route.canaryPool, route.canaryWeight > 0 else {
+            return PoolChoice(pool: route.activePool, reason: .active, setsStickyCookie: false)
+        }
+        var setsCookie = false
+        let bucket: Int
+        switch route.sticky {
+        case .none:
+            bucket = Int(random.next() % UInt64(BasisPoints.whole))
+        case .clientIP:
+            bucket = Self.bucket(clientIP)
+        case .header(let name):
+            if let value = Self.headerValue(head, source: source, lowercasedName: name) { bucket = Self.bucket(value) }
+            else { bucket = Int(random.next() % UInt64(BasisPoints.whole)) }
+        case .cookie(let name):
+            if let value = Self.cookieValue(head, source: source, name: name), value.count > 0 {
+                bucket = Self.bucket(value)
+            } else {
+                bucket = Self.bucket(freshCookieValue)
+                setsCookie = true
+            }
+        }
+        let toCanary = bucket < route.canaryWeight
+        return PoolChoice(pool: toCanary ? canary : route.activePool, reason: toCanary ? .canary : .active,
+                          setsStickyCookie: setsCookie)
+    }
+
+    /// The canary bucket (0-9999) of a sticky key: FNV-1a, 64 bits.
+    public static func bucket(_ key: UnsafeBufferPointer<UInt8>) -> Int {
+        var hash: UInt64 = 0xcbf2_9ce4_8422_2325
+        for b in key { hash = (hash ^ UInt64(b)) &* 0x0000_0100_0000_01b3 }
+        return Int(hash % UInt64(BasisPoints.whole))
+    }
+
+    static func headerValue(_ head: HTTPHead, source: UnsafePointer<UInt8>, lowercasedName: [UInt8]) -> UnsafeBufferPointer<UInt8>? {
+        for k in 0..<head.fieldCount {
+            let f = head.fields[k]
+            guard Int(f.nameLength) == lowercasedName.count else { continue }
+            var same = true
+            for i in 0..<lowercasedName.count {
+                var b = source[Int(f.nameStart) + i]
+                if b >= 0x41 && b <= 0x5A { b |= 0x20 }
+                if b != lowercasedName[i] { same = false; break }
+            }
+            if same { return UnsafeBufferPointer(start: source + Int(f.valueStart), count: Int(f.valueLength)) }
+        }
+        return nil
+    }
+
+    /// The value of cookie `name` in any `Cookie` header ("a=1; b=2").
+    static func cookieValue(_ head: HTTPHead, source: UnsafePointer<UInt8>, name: [UInt8]) -> UnsafeBufferPointer<UInt8>? {
+        let cookie: [UInt8] = Array("cookie".utf8)
+        for k in 0..<head.fieldCount {
+            let f = head.fields[k]
+            guard Int(f.nameLength) == 6 else { continue }
+            var isCookie = true
+            for i in 0..<6 {
+                var b = source[Int(f.nameStart) + i]
+                if b >= 0x41 && b <= 0x5A { b |= 0x20 }
+                if b != cookie[i] { isCookie = false; break }
+            }
+            guard isCookie else { continue }
+            let v = source + Int(f.valueStart)
+            let n = Int(f.valueLength)
+            var i = 0
+            while i < n {
+                while i < n, v[i] == 0x20 || v[i] == 0x3B { i += 1 }
+                let nameStart = i
+                while i < n, v[i] != 0x3D, v[i] != 0x3B { i += 1 }
+                let nameEnd = i
+                guard i < n, v[i] == 0x3D else { continue }
+                i += 1
+                let valueStart = i
+                while i < n, v[i] != 0x3B { i += 1 }
+                var valueEnd = i
+                while valueEnd > valueStart, v[valueEnd - 1] == 0x20 { valueEnd -= 1 }
+                if nameEnd - nameStart == name.count {
+                    var same = true
+                    for j in 0..<name.count where v[nameStart + j] != name[j] { same = false; break }
+                    if same { return UnsafeBufferPointer(start: v + valueStart, count: valueEnd - valueStart) }
+                }
+            }
+        }
+        return nil
+    }
+
+    static func equal(_ a: UnsafeBufferPointer<UInt8>, _ b: [UInt8]) -> Bool {
+        guard a.count == b.count else { return false }
+        for i in 0..<b.count where a[i] != b[i] { return false }
+        return true
     }
 
     /// The service for a request, or `nil` (404). The host is matched first (exact beats

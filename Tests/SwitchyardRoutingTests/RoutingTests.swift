@@ -71,7 +71,7 @@ struct RouteTests {
           fallback: { active: b }
         """
         let config = try! ConfigLoader.parse(yaml: yaml, file: "t")
-        return RoutingSnapshot(config: config, generation: 1, registry: ServerRegistry())
+        return RoutingSnapshot(config: config, registry: ServerRegistry())
     }()
 
     func route(_ host: String, _ path: String) -> String? {
@@ -97,7 +97,7 @@ struct RouteTests {
         pools: { a: { servers: [{ address: 127.0.0.1:2 }] } }
         services: { only: { match: { hosts: [x.com] }, active: a } }
         """
-        let s = RoutingSnapshot(config: try! ConfigLoader.parse(yaml: yaml, file: "t"), generation: 1, registry: ServerRegistry())
+        let s = RoutingSnapshot(config: try! ConfigLoader.parse(yaml: yaml, file: "t"), registry: ServerRegistry())
         let h = Array("y.com".utf8), p = Array("/".utf8)
         #expect(h.withUnsafeBufferPointer { hp in p.withUnsafeBufferPointer { s.route(host: hp, path: $0) } } == nil)
     }
