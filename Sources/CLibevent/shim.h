@@ -16,6 +16,24 @@
 #include <event2/event.h>
 #include <event2/thread.h>
 #include <event2/util.h>
+#include <event2/buffer.h>
+#include <event2/bufferevent.h>
+#include <event2/http.h>
+#include <event2/keyvalq_struct.h>
+#include <sys/un.h>
+#include <sys/stat.h>
+#include <pwd.h>
+
+/* The peer's user id on a Unix socket. glibc declares struct ucred only under _GNU_SOURCE,
+   which must not be defined here (see the note above), so this mirrors the kernel's layout. */
+struct sy_ucred { pid_t pid; uid_t uid; gid_t gid; };
+static inline int sy_peer_uid(int fd, unsigned int *uid) {
+    struct sy_ucred cred;
+    socklen_t length = sizeof(cred);
+    if (getsockopt(fd, SOL_SOCKET, SO_PEERCRED, &cred, &length) != 0) return -1;
+    *uid = cred.uid;
+    return 0;
+}
 
 /* accept4 and getrandom are GNU extensions that Glibc does not show to Swift. */
 static inline int sy_accept4(int fd, struct sockaddr *addr, socklen_t *length, int flags) {

@@ -60,6 +60,21 @@ public enum ConfigLoader {
     }
 }
 
+/// Durations as the configuration and the admin API write them: `250ms`, `10s`, `2m`,
+/// `1h`, or a bare number of seconds.
+public enum DurationText {
+    public static func parse(_ text: String) -> Duration? {
+        let units: [(String, Int64)] = [("ms", 1), ("s", 1000), ("m", 60_000), ("h", 3_600_000)]
+        for (suffix, factor) in units where text.hasSuffix(suffix) {
+            let number = text.dropLast(suffix.count)
+            if let v = Double(number), v >= 0, v.isFinite { return .milliseconds(Int64(v * Double(factor))) }
+            return nil
+        }
+        if let v = Double(text), v >= 0, v.isFinite { return .milliseconds(Int64(v * 1000)) }
+        return nil
+    }
+}
+
 /// Walks the YAML node tree, collecting problems instead of stopping at the first.
 struct NodeReader {
     let file: String
@@ -128,16 +143,7 @@ struct NodeReader {
         return nil
     }
 
-    static func parseDuration(_ text: String) -> Duration? {
-        let units: [(String, Int64)] = [("ms", 1), ("s", 1000), ("m", 60_000), ("h", 3_600_000)]
-        for (suffix, factor) in units where text.hasSuffix(suffix) {
-            let number = text.dropLast(suffix.count)
-            if let v = Double(number), v >= 0, v.isFinite { return .milliseconds(Int64(v * Double(factor))) }
-            return nil
-        }
-        if let v = Double(text), v >= 0, v.isFinite { return .milliseconds(Int64(v * 1000)) }
-        return nil
-    }
+    static func parseDuration(_ text: String) -> Duration? { DurationText.parse(text) }
 
     mutating func sequence(_ node: Node, _ path: String) -> [Node]? {
         guard case .sequence(let s) = node else { problem(node, path, "expected a list"); return nil }

@@ -11,17 +11,20 @@ public final class ProxyServer {
     public let config: SwitchyardConfig
     let workerCount: Int
     private var workers: [Worker] = []
-    private let registry = ServerRegistry()
-    private var generation: UInt64 = 1
+    /// Runtime state, snapshots, the admin API's operations.
+    public let control: ControlPlane
+    private var admin: AdminServer?
     private var accessLog: AccessLog?
     private var controlBase: OpaquePointer?
     private var signalEvents: [OpaquePointer] = []
     /// The addresses actually bound (port 0 in the configuration is resolved here).
     public private(set) var boundAddresses: [SocketAddress] = []
 
-    public init(config: SwitchyardConfig) {
+    /// Loads the saved runtime state (if `state_file` is set) on top of `config`.
+    public init(config: SwitchyardConfig) throws {
         self.config = config
         workerCount = config.workers ?? max(1, Int(sysconf(Int32(_SC_NPROCESSORS_ONLN))))
+        control = try ControlPlane(config: config)
     }
 
     /// Binds, starts the workers and blocks until SIGTERM/SIGINT has drained them.
@@ -41,7 +44,10 @@ public final class ProxyServer {
         case .file(let path): accessLog = try AccessLog(path: path)
         }
 
-        let snapshot = RoutingSnapshot(config: config, registry: registry)
+        for note in control.restoreNotes {
+            FileHandle.standardError.write(Data("switchyard: state file: \(note)\n".utf8))
+        }
+        let snapshot = control.snapshot()
         let settings = WorkerSettings(config: config, workerCount: workerCount)
         for index in 0..<workerCount {
             workers.append(Worker(index: index, settings: settings, snapshot: snapshot,
@@ -62,6 +68,14 @@ public final class ProxyServer {
             boundAddresses.append(address)
         }
 
+        control.workers = workers
+        control.persist()
+        let base = event_base_new()!
+        controlBase = base
+        if let adminConfig = config.admin {
+            admin = try AdminServer(control: control, base: base, socketPath: adminConfig.socket)
+        }
+
         let finished = DispatchGroup()
         for worker in workers {
             finished.enter()
@@ -74,8 +88,6 @@ public final class ProxyServer {
             thread.start()
         }
 
-        let base = event_base_new()!
-        controlBase = base
         let context = Unmanaged.passUnretained(self).toOpaque()
         for signalNumber in [SIGTERM, SIGINT] {
             let event = event_new(base, signalNumber, EventFlags.signal | EventFlags.persist, serverSignalCallback, context)!
@@ -96,6 +108,7 @@ public final class ProxyServer {
             for worker in workers { worker.requestForcedStop() }
             finished.wait()
         }
+        admin?.close()
         for event in signalEvents { event_free(event) }
         event_base_free(base)
         accessLog?.close()

@@ -114,7 +114,8 @@ public final class RoutingSnapshot: Sendable {
         let services = config.services.map { service -> ServiceRoute in
             let live = runtime.services[service.name]
             let hosts = service.match?.hosts ?? []
-            let canary = live?.canary ?? service.canary
+            // Runtime state, when present, wins even where it removed something (a canary set to 0%).
+            let canary = live != nil ? live!.canary : service.canary
             var sticky = ServiceRoute.Sticky.none
             switch canary?.sticky {
             case .cookie(let name)?: sticky = .cookie(Array(name.utf8))

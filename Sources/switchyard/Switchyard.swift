@@ -11,7 +11,7 @@ struct Switchyard: ParsableCommand {
         commandName: "switchyard",
         abstract: "A reverse-proxy traffic switcher: weighted pools, blue/green and canary routing.",
         version: "0.1.0",
-        subcommands: [Run.self, Check.self, Demo.self, DemoAppCommand.self])
+        subcommands: [Run.self, Check.self, Ctl.self, Demo.self, DemoAppCommand.self])
 }
 
 /// Prints a problem for the operator and exits with `code`.
@@ -32,8 +32,7 @@ struct Run: ParsableCommand {
     func run() throws {
         let loaded: SwitchyardConfig
         do { loaded = try ConfigLoader.load(path: config) } catch { fail("configuration is invalid:\n\(error)") }
-        let server = ProxyServer(config: loaded)
-        do { try server.run(readyFile: readyFile) } catch { fail("\(error)") }
+        do { try ProxyServer(config: loaded).run(readyFile: readyFile) } catch { fail("\(error)") }
     }
 }
 

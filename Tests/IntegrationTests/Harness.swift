@@ -158,6 +158,7 @@ final class Proxy {
         let text = "workers: \(workers)\nlisteners:\n  - bind: 127.0.0.1:0\n" + config
         try text.write(toFile: configPath, atomically: true, encoding: .utf8)
         let ready = "\(directory)/switchyard.ready"
+        unlink(ready) // a restart must not read the previous process's file
         process = try ManagedProcess(["run", "--config", configPath, "--ready-file", ready], directory: directory, label: "switchyard")
         let line: String
         do { line = try waitForFile(ready) } catch {

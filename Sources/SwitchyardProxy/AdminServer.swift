@@ -1,0 +1,388 @@
+import CLibevent
+import Foundation
+import Glibc
+import SwitchyardConfig
+import SwitchyardRouting
+
+/// The admin API: HTTP/1.1 and JSON on a Unix domain socket (mode 0600), served by
+/// libevent's evhttp on the control thread. Workers are never blocked by it: a change is
+/// published as a new snapshot and acknowledged by each worker between its events.
+/// The reference is docs/admin-api.md; the OpenAPI document is docs/openapi.yaml.
+final class AdminServer {
+    let control: ControlPlane
+    let socketPath: String
+    private var http: OpaquePointer?
+    private let startTime = Date()
+
+    init(control: ControlPlane, base: OpaquePointer, socketPath: String) throws {
+        self.control = control
+        self.socketPath = socketPath
+        let fd = try Self.listenUnix(path: socketPath)
+        guard let http = evhttp_new(base) else { throw ProxyError("evhttp_new failed") }
+        self.http = http
+        evhttp_set_allowed_methods(http, UInt16(EVHTTP_REQ_GET.rawValue | EVHTTP_REQ_POST.rawValue | EVHTTP_REQ_PUT.rawValue | EVHTTP_REQ_DELETE.rawValue))
+        evhttp_set_max_body_size(http, 1 << 20)
+        guard evhttp_accept_socket(http, fd) == 0 else { throw ProxyError("cannot serve the admin socket \(socketPath)") }
+        evhttp_set_gencb(http, adminRequestCallback, Unmanaged.passUnretained(self).toOpaque())
+    }
+
+    func close() {
+        if let http { evhttp_free(http) }
+        http = nil
+        unlink(socketPath)
+    }
+
+    /// Binds the socket with mode 0600. A stale socket file is replaced; a live one (another
+    /// Switchyard answering on it) is an error.
+    static func listenUnix(path: String) throws -> Int32 {
+        var address = sockaddr_un()
+        address.sun_family = sa_family_t(AF_UNIX)
+        let bytes = Array(path.utf8)
+        guard bytes.count < MemoryLayout.size(ofValue: address.sun_path) else { throw ProxyError("admin socket path too long: \(path)") }
+        withUnsafeMutableBytes(of: &address.sun_path) { raw in
+            raw.copyBytes(from: bytes)
+            raw[bytes.count] = 0
+        }
+        let length = socklen_t(MemoryLayout<sockaddr_un>.size)
+        if FileManager.default.fileExists(atPath: path) {
+            let probe = socket(AF_UNIX, Int32(SOCK_STREAM.rawValue), 0)
+            let inUse = withUnsafePointer(to: &address) {
+                $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { connect(probe, $0, length) }
+            } == 0
+            Glibc.close(probe)
+            if inUse { throw ProxyError("admin socket \(path) is in use by another process; stop it or choose another admin.socket") }
+            unlink(path)
+        }
+        let fd = socket(AF_UNIX, Int32(SOCK_STREAM.rawValue) | Int32(SOCK_NONBLOCK.rawValue) | Int32(SOCK_CLOEXEC.rawValue), 0)
+        let old = umask(0o177) // the socket file is created 0600: only the owner may connect
+        let bound = withUnsafePointer(to: &address) {
+            $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { bind(fd, $0, length) }
+        }
+        umask(old)
+        guard bound == 0 else {
+            let reason = String(cString: strerror(errno))
+            Glibc.close(fd)
+            throw ProxyError("cannot bind admin socket \(path): \(reason); check the directory exists and is writable")
+        }
+        chmod(path, 0o600)
+        guard listen(fd, 64) == 0 else { throw ProxyError("cannot listen on admin socket \(path)") }
+        return fd
+    }
+
+    // MARK: Requests
+
+    struct Request {
+        let method: String
+        let path: [Substring]
+        let query: [String: String]
+        let body: [String: Any]
+        let ifMatch: UInt64?
+        let lockToken: String?
+        let actor: Actor
+    }
+
+    struct Reply {
+        var status: Int
+        var body: Data
+        var contentType = "application/json"
+    }
+
+    fileprivate func handle(_ req: OpaquePointer) {
+        let reply: Reply
+        do {
+            reply = try route(try parse(req))
+        } catch let error as AdminError {
+            reply = Self.error(error)
+        } catch {
+            reply = Self.error(AdminError(500, "internal error", "\(error)"))
+        }
+        let headers = evhttp_request_get_output_headers(req)
+        evhttp_add_header(headers, "Content-Type", reply.contentType)
+        let buffer = evbuffer_new()
+        reply.body.withUnsafeBytes { _ = evbuffer_add(buffer, $0.baseAddress, $0.count) }
+        evhttp_send_reply(req, Int32(reply.status), HTTPStatusText.reason(reply.status), buffer)
+        evbuffer_free(buffer)
+    }
+
+    private func parse(_ req: OpaquePointer) throws(AdminError) -> Request {
+        let command = evhttp_request_get_command(req)
+        let method: String
+        switch command {
+        case EVHTTP_REQ_GET: method = "GET"
+        case EVHTTP_REQ_POST: method = "POST"
+        case EVHTTP_REQ_PUT: method = "PUT"
+        case EVHTTP_REQ_DELETE: method = "DELETE"
+        default: throw AdminError(405, "method not allowed", "use GET, POST, PUT or DELETE")
+        }
+        let uri = String(cString: evhttp_request_get_uri(req))
+        let parts = uri.split(separator: "?", maxSplits: 1)
+        let path = (parts.first ?? "").split(separator: "/")
+        var query: [String: String] = [:]
+        if parts.count > 1 {
+            for item in parts[1].split(separator: "&") {
+                let kv = item.split(separator: "=", maxSplits: 1)
+                query[String(kv[0])] = kv.count > 1 ? String(kv[1]).removingPercentEncoding ?? String(kv[1]) : "true"
+            }
+        }
+        var body: [String: Any] = [:]
+        let input = evhttp_request_get_input_buffer(req)
+        let length = evbuffer_get_length(input)
+        if length > 0 {
+            let data = Data(bytes: evbuffer_pullup(input, -1), count: length)
+            guard let object = try? JSONSerialization.jsonObject(with: data), let dict = object as? [String: Any] else {
+                throw AdminError(400, "invalid JSON", "the body must be a JSON object")
+            }
+            body = dict
+        }
+        let headers = evhttp_request_get_input_headers(req)
+        func header(_ name: String) -> String? { evhttp_find_header(headers, name).map { String(cString: $0) } }
+        var ifMatch: UInt64? = nil
+        if let text = header("If-Match") {
+            guard let value = UInt64(text.trimmingCharacters(in: CharacterSet(charactersIn: "\" "))) else {
+                throw AdminError(400, "invalid If-Match", "If-Match must be a state generation number from /v1/status")
+            }
+            ifMatch = value
+        }
+        return Request(method: method, path: path, query: query, body: body, ifMatch: ifMatch,
+                       lockToken: header("X-Switchyard-Lock"), actor: Actor(user: Self.peerUser(req), label: header("X-Switchyard-Actor")))
+    }
+
+    static func peerUser(_ req: OpaquePointer) -> String {
+        guard let connection = evhttp_request_get_connection(req),
+              let bev = evhttp_connection_get_bufferevent(connection) else { return "unknown" }
+        let fd = bufferevent_getfd(bev)
+        var uid: UInt32 = 0
+        guard sy_peer_uid(fd, &uid) == 0 else { return "unknown" }
+        var entry = passwd()
+        var result: UnsafeMutablePointer<passwd>? = nil
+        var storage = [CChar](repeating: 0, count: 1024)
+        if getpwuid_r(uid, &entry, &storage, storage.count, &result) == 0, result != nil {
+            return String(cString: entry.pw_name)
+        }
+        return "uid:\(uid)"
+    }
+
+    private func route(_ r: Request) throws(AdminError) -> Reply {
+        let p = r.path
+        switch (r.method, p.count) {
+        case ("GET", 2) where p == ["v1", "status"]:
+            return Self.ok(status())
+        case ("GET", 2) where p == ["v1", "audit"]:
+            let limit = Int(r.query["limit"] ?? "") ?? 100
+            return Self.ok(["entries": Array(control.audit.suffix(limit))])
+        case ("GET", 1) where p == ["metrics"]:
+            return Reply(status: 200, body: Data(metrics().utf8), contentType: "text/plain; version=0.0.4")
+        case ("POST", 4) where p[0] == "v1" && p[1] == "services" && p[3] == "flip":
+            let to = r.body["to"] as? String
+            return try changed(control.flip(service: String(p[2]), to: to, actor: r.actor, ifMatch: r.ifMatch, lockToken: r.lockToken))
+        case ("PUT", 4) where p[0] == "v1" && p[1] == "services" && p[3] == "canary":
+            let weight = try Self.weight(r.body["weight"])
+            let pool = r.body["pool"] as? String ?? control.state.services[String(p[2])]?.canary?.pool ?? ""
+            if weight > 0 && pool.isEmpty { throw AdminError(400, "missing pool", "give the canary pool: {\"pool\": \"green\", \"weight\": \"5%\"}") }
+            let sticky = try Self.sticky(r.body)
+            return try changed(control.setCanary(service: String(p[2]), pool: pool, weight: weight, sticky: sticky,
+                                                 actor: r.actor, ifMatch: r.ifMatch, lockToken: r.lockToken))
+        case ("PUT", 4) where p[0] == "v1" && p[1] == "services" && p[3] == "rules":
+            let rules = try Self.rules(r.body["rules"])
+            return try changed(control.setRules(service: String(p[2]), rules: rules, actor: r.actor, ifMatch: r.ifMatch, lockToken: r.lockToken))
+        case ("POST", 4) where p[0] == "v1" && p[1] == "services" && p[3] == "rollback":
+            return try changed(control.rollback(service: String(p[2]), actor: r.actor, ifMatch: r.ifMatch, lockToken: r.lockToken))
+        case ("PUT", 5) where p[0] == "v1" && p[1] == "pools" && p[3] == "servers":
+            var weight: Int? = nil
+            if let w = r.body["weight"] {
+                guard let n = w as? Int else { throw AdminError(400, "invalid weight", "weight must be a whole number from 0 to 1000") }
+                weight = n
+            }
+            var state: ServerState? = nil
+            if let s = r.body["state"] {
+                guard let text = s as? String, let value = ServerState(rawValue: text) else {
+                    throw AdminError(400, "invalid state", "state must be ready, drain or maint")
+                }
+                state = value
+            }
+            if weight == nil && state == nil { throw AdminError(400, "nothing to change", "give weight and/or state") }
+            return try changed(control.setServer(pool: String(p[2]), server: String(p[4]), weight: weight, serverState: state,
+                                                 actor: r.actor, ifMatch: r.ifMatch, lockToken: r.lockToken))
+        case ("POST", 2) where p == ["v1", "lock"]:
+            guard let owner = r.body["owner"] as? String, !owner.isEmpty else {
+                throw AdminError(400, "missing owner", "give the owner: {\"owner\": \"deploy-42\", \"ttl\": \"10m\", \"reason\": \"...\"}")
+            }
+            let ttlText = r.body["ttl"] as? String ?? "10m"
+            guard let ttl = DurationText.parse(ttlText), ttl.milliseconds > 0 else {
+                throw AdminError(400, "invalid ttl", "ttl is a duration such as 30s, 10m or 1h")
+            }
+            let info = try control.acquireLock(owner: owner, reason: r.body["reason"] as? String ?? "", ttl: ttl,
+                                               actor: r.actor, token: r.lockToken)
+            return Self.ok(Self.lockJSON(info, withToken: true))
+        case ("DELETE", 2) where p == ["v1", "lock"]:
+            try control.releaseLock(token: r.lockToken, force: r.query["force"] == "true", actor: r.actor)
+            return Self.ok(["unlocked": true])
+        default:
+            throw AdminError(404, "no such endpoint", "\(r.method) /\(p.joined(separator: "/")) is not part of the admin API; see docs/admin-api.md")
+        }
+    }
+
+    private func changed(_ generation: UInt64) -> Reply {
+        Self.ok(["generation": generation, "acknowledged_us": control.publishLatencies.last ?? 0])
+    }
+
+    // MARK: Status and metrics
+
+    func status() -> [String: Any] {
+        let stats = control.collectStats()
+        let snapshot = control.snapshot()
+        var services: [String: Any] = [:]
+        for (name, s) in control.state.services { services[name] = ControlPlane.json(s) }
+        var pools: [String: Any] = [:]
+        for pool in snapshot.pools {
+            pools[pool.name] = [
+                "balance": pool.balance.rawValue,
+                "servers": pool.servers.map { server -> [String: Any] in
+                    let base = server.id * ServerStats.stride
+                    func value(_ field: Int) -> Int { base + field < stats.count ? stats[base + field] : 0 }
+                    return [
+                        "name": server.name,
+                        "address": server.address.description,
+                        "weight": server.configuredWeight,
+                        "state": server.state.rawValue,
+                        "active_requests": value(ServerStats.active),
+                        "open_connections": value(ServerStats.openConnections),
+                        "requests": value(ServerStats.requests),
+                        "responses": ["1xx": value(3), "2xx": value(4), "3xx": value(5), "4xx": value(6), "5xx": value(7)],
+                        "failures": value(ServerStats.failures),
+                    ]
+                },
+            ]
+        }
+        let latencies = control.publishLatencies.sorted()
+        func percentile(_ q: Double) -> Double { latencies.isEmpty ? 0 : latencies[min(latencies.count - 1, Int(Double(latencies.count) * q))] }
+        return [
+            "generation": control.state.generation,
+            "services": services,
+            "pools": pools,
+            "lock": control.activeLock.map { Self.lockJSON($0, withToken: false) } ?? NSNull(),
+            "workers": control.workers.count,
+            "uptime_seconds": Int(Date().timeIntervalSince(startTime)),
+            "publish_ack_us": ["p50": percentile(0.5), "p99": percentile(0.99), "count": latencies.count],
+        ]
+    }
+
+    func metrics() -> String {
+        let stats = control.collectStats()
+        let snapshot = control.snapshot()
+        var out = "# HELP switchyard_generation Runtime state generation.\n# TYPE switchyard_generation gauge\n"
+        out += "switchyard_generation \(control.state.generation)\n"
+        out += "# HELP switchyard_canary_weight_ratio Canary share of each service (0 to 1).\n# TYPE switchyard_canary_weight_ratio gauge\n"
+        for (name, s) in control.state.services.sorted(by: { $0.key < $1.key }) {
+            out += "switchyard_canary_weight_ratio{service=\"\(name)\"} \(Double(s.canary?.weight ?? 0) / 10000)\n"
+        }
+        var requests = "# HELP switchyard_upstream_responses_total Responses by upstream server and status class.\n# TYPE switchyard_upstream_responses_total counter\n"
+        var active = "# HELP switchyard_upstream_active_requests Requests in flight to each server.\n# TYPE switchyard_upstream_active_requests gauge\n"
+        var open = "# HELP switchyard_upstream_open_connections Open connections to each server.\n# TYPE switchyard_upstream_open_connections gauge\n"
+        var failures = "# HELP switchyard_upstream_failures_total Exchanges that ended without a response.\n# TYPE switchyard_upstream_failures_total counter\n"
+        var latency = "# HELP switchyard_upstream_request_duration_seconds Time from request head to last response byte.\n# TYPE switchyard_upstream_request_duration_seconds histogram\n"
+        var up = "# HELP switchyard_server_ready Whether each server takes new requests (1) or drains/is in maintenance (0).\n# TYPE switchyard_server_ready gauge\n"
+        for pool in snapshot.pools {
+            for server in pool.servers {
+                let labels = "pool=\"\(pool.name)\",server=\"\(server.name)\""
+                let base = server.id * ServerStats.stride
+                func value(_ field: Int) -> Int { base + field < stats.count ? stats[base + field] : 0 }
+                for (i, cls) in ["1xx", "2xx", "3xx", "4xx", "5xx"].enumerated() {
+                    requests += "switchyard_upstream_responses_total{\(labels),class=\"\(cls)\"} \(value(ServerStats.statusClass + i))\n"
+                }
+                active += "switchyard_upstream_active_requests{\(labels)} \(value(ServerStats.active))\n"
+                open += "switchyard_upstream_open_connections{\(labels)} \(value(ServerStats.openConnections))\n"
+                failures += "switchyard_upstream_failures_total{\(labels)} \(value(ServerStats.failures))\n"
+                up += "switchyard_server_ready{\(labels)} \(server.state == .ready ? 1 : 0)\n"
+                var cumulative = 0
+                for (i, bound) in ServerStats.bucketBounds.enumerated() {
+                    cumulative += value(ServerStats.latencyBuckets + i)
+                    latency += "switchyard_upstream_request_duration_seconds_bucket{\(labels),le=\"\(bound)\"} \(cumulative)\n"
+                }
+                cumulative += value(ServerStats.latencyBuckets + ServerStats.bucketBounds.count)
+                latency += "switchyard_upstream_request_duration_seconds_bucket{\(labels),le=\"+Inf\"} \(cumulative)\n"
+                latency += "switchyard_upstream_request_duration_seconds_sum{\(labels)} \(Double(value(ServerStats.latencySumMicros)) / 1_000_000)\n"
+                latency += "switchyard_upstream_request_duration_seconds_count{\(labels)} \(cumulative)\n"
+            }
+        }
+        return out + requests + active + open + failures + latency + up
+    }
+
+    // MARK: Helpers
+
+    static func ok(_ object: Any) -> Reply {
+        Reply(status: 200, body: (try? JSONSerialization.data(withJSONObject: object, options: [.sortedKeys, .prettyPrinted])) ?? Data())
+    }
+
+    static func error(_ e: AdminError) -> Reply {
+        var reply = ok(["error": e.error, "detail": e.detail])
+        reply.status = e.status
+        return reply
+    }
+
+    static func lockJSON(_ lock: LockInfo, withToken: Bool) -> [String: Any] {
+        var out: [String: Any] = ["owner": lock.owner, "reason": lock.reason,
+                                  "since": ISO8601DateFormatter().string(from: lock.since),
+                                  "expires": ISO8601DateFormatter().string(from: lock.expires)]
+        if withToken { out["token"] = lock.token }
+        return out
+    }
+
+    static func weight(_ value: Any?) throws(AdminError) -> Int {
+        if let text = value as? String, let bp = BasisPoints.parse(text) { return bp }
+        if let number = value as? NSNumber, !(value is Bool) {
+            let bp = Int((number.doubleValue * 100).rounded())
+            if (0...BasisPoints.whole).contains(bp) { return bp }
+        }
+        throw AdminError(400, "invalid weight", "weight is a percentage from 0% to 100% in 0.01% steps, e.g. \"5%\" or \"0.25%\"; 0 removes the canary")
+    }
+
+    /// `nil`: keep the current sticky setting; `.some(nil)`: none; otherwise the new key.
+    static func sticky(_ body: [String: Any]) throws(AdminError) -> StickyKey?? {
+        guard body.keys.contains("sticky") else { return nil }
+        if body["sticky"] is NSNull { return .some(nil) }
+        guard let s = body["sticky"] as? [String: Any], s.count == 1 else {
+            throw AdminError(400, "invalid sticky", "sticky is {\"cookie\": NAME}, {\"header\": NAME}, {\"client_ip\": true} or null")
+        }
+        if let name = s["cookie"] as? String, !name.isEmpty { return .some(.cookie(name)) }
+        if let name = s["header"] as? String, !name.isEmpty { return .some(.header(name)) }
+        if s["client_ip"] as? Bool == true { return .some(.clientIP) }
+        throw AdminError(400, "invalid sticky", "sticky is {\"cookie\": NAME}, {\"header\": NAME}, {\"client_ip\": true} or null")
+    }
+
+    static func rules(_ value: Any?) throws(AdminError) -> [RouteRule] {
+        guard let items = value as? [[String: Any]] else {
+            throw AdminError(400, "invalid rules", "rules is a list of {\"header\"|\"cookie\": NAME, \"value\": V, \"pool\": P}")
+        }
+        var rules: [RouteRule] = []
+        for item in items {
+            guard let v = item["value"] as? String, let pool = item["pool"] as? String else {
+                throw AdminError(400, "invalid rule", "each rule needs value and pool")
+            }
+            if let h = item["header"] as? String { rules.append(RouteRule(kind: .header, name: h, value: v, pool: pool)) }
+            else if let c = item["cookie"] as? String { rules.append(RouteRule(kind: .cookie, name: c, value: v, pool: pool)) }
+            else { throw AdminError(400, "invalid rule", "each rule needs header or cookie") }
+        }
+        return rules
+    }
+}
+
+enum HTTPStatusText {
+    static func reason(_ status: Int) -> String {
+        switch status {
+        case 200: return "OK"
+        case 400: return "Bad Request"
+        case 404: return "Not Found"
+        case 405: return "Method Not Allowed"
+        case 409: return "Conflict"
+        case 412: return "Precondition Failed"
+        case 423: return "Locked"
+        default: return status >= 500 ? "Internal Server Error" : "Error"
+        }
+    }
+}
+
+private let adminRequestCallback: @convention(c) (OpaquePointer?, UnsafeMutableRawPointer?) -> Void = { req, context in
+    guard let req, let context else { return }
+    Unmanaged<AdminServer>.fromOpaque(context).takeUnretainedValue().handle(req)
+}

@@ -1,0 +1,420 @@
+import Foundation
+import Glibc
+import SwitchyardConfig
+import SwitchyardRouting
+
+/// An admin request that cannot be carried out: the HTTP status, a short error and a detail
+/// that tells the operator what to do.
+public struct AdminError: Error, Sendable {
+    public let status: Int
+    public let error: String
+    public let detail: String
+    public init(_ status: Int, _ error: String, _ detail: String) {
+        self.status = status
+        self.error = error
+        self.detail = detail
+    }
+}
+
+/// The deploy lock: while held, mutations need its token.
+public struct LockInfo: Codable, Equatable, Sendable {
+    public var owner: String
+    public var reason: String
+    public var token: String
+    public var since: Date
+    public var expires: Date
+}
+
+/// Who asked for a change: the peer's user on the Unix socket, plus an optional
+/// `X-Switchyard-Actor` naming the person or pipeline behind it.
+public struct Actor: Sendable {
+    public var user: String
+    public var label: String?
+    public init(user: String, label: String?) { self.user = user; self.label = label }
+    public var description: String { label.map { "\(user) (\($0))" } ?? user }
+}
+
+/// Owns the runtime state. Every change builds a new immutable snapshot, publishes it to
+/// every worker and returns only once each has acknowledged it; then the state is written
+/// to the state file and the change to the audit trail. Runs on the control thread only.
+public final class ControlPlane {
+    public let config: SwitchyardConfig
+    public private(set) var state: RuntimeState
+    public private(set) var lock: LockInfo?
+    /// Earlier routing of each service, most recent last, for rollback.
+    private var history: [String: [RuntimeState.Service]] = [:]
+    static let historyLimit = 50
+    private var auditEntries: [[String: Any]] = []
+    static let auditMemoryLimit = 1000
+    let registry = ServerRegistry()
+    var workers: [Worker] = []
+    private var statsRound: UInt64 = 0
+    /// Microseconds from publishing a snapshot to the last worker's acknowledgement.
+    public private(set) var publishLatencies: [Double] = []
+    let auditPath: String?
+    /// Lines about runtime state that could not be restored (shown at start).
+    public private(set) var restoreNotes: [String] = []
+
+    struct Persisted: Codable {
+        var state: RuntimeState
+        var lock: LockInfo?
+        var history: [String: [RuntimeState.Service]]
+    }
+
+    public init(config: SwitchyardConfig) throws {
+        self.config = config
+        state = RuntimeState(config: config)
+        auditPath = config.stateFile.map { $0 + ".audit.jsonl" }
+        if let path = config.stateFile, FileManager.default.fileExists(atPath: path) {
+            let saved: Persisted
+            do {
+                saved = try JSONDecoder.switchyard.decode(Persisted.self, from: Data(contentsOf: URL(fileURLWithPath: path)))
+            } catch {
+                throw ProxyError("cannot read state file \(path): \(error); fix or move it away (runtime changes it holds would be lost)")
+            }
+            restoreNotes = state.restore(from: saved.state)
+            lock = saved.lock
+            history = saved.history.filter { state.services[$0.key] != nil }
+        }
+        // The audit trail outlives restarts: reload its most recent entries.
+        if let auditPath, let text = try? String(contentsOfFile: auditPath, encoding: .utf8) {
+            for line in text.split(separator: "\n").suffix(Self.auditMemoryLimit) {
+                if let entry = try? JSONSerialization.jsonObject(with: Data(line.utf8)) as? [String: Any] { auditEntries.append(entry) }
+            }
+        }
+    }
+
+    func snapshot() -> RoutingSnapshot {
+        RoutingSnapshot(config: config, state: state, registry: registry)
+    }
+
+    // MARK: Publishing
+
+    /// Publishes the current state to every worker and waits for all acknowledgements.
+    @discardableResult
+    func publish() -> Double {
+        let snapshot = snapshot()
+        let start = monotonicMicroseconds()
+        for worker in workers {
+            worker.slot.store(snapshot)
+            worker.notifySnapshot()
+        }
+        let deadline = start + 5_000_000
+        while workers.contains(where: { $0.acknowledgedGeneration.load(ordering: .acquiring) < snapshot.generation }) {
+            if monotonicMicroseconds() > deadline { break } // a worker stuck for 5 s is reported by status
+            sched_yield()
+        }
+        let elapsed = Double(monotonicMicroseconds() - start)
+        publishLatencies.append(elapsed)
+        if publishLatencies.count > 1000 { publishLatencies.removeFirst(publishLatencies.count - 1000) }
+        return elapsed
+    }
+
+    /// Counters summed over all workers, `ServerStats.stride` per server id.
+    func collectStats() -> [Int] {
+        statsRound += 1
+        for worker in workers { worker.requestStats(round: statsRound) }
+        let deadline = monotonicMicroseconds() + 2_000_000
+        while workers.contains(where: { $0.statsAnswered.load(ordering: .acquiring) < statsRound }),
+              monotonicMicroseconds() < deadline {
+            sched_yield()
+        }
+        var total: [Int] = []
+        for worker in workers {
+            let copy = worker.statsSlot.withLock { $0 }
+            if total.count < copy.count { total += [Int](repeating: 0, count: copy.count - total.count) }
+            for i in 0..<copy.count { total[i] &+= copy[i] }
+        }
+        return total
+    }
+
+    // MARK: Mutations
+
+    /// Runs a change: checks the lock and `If-Match`, applies `change` to a copy of the
+    /// state, publishes it, persists it and records it. Returns the new generation.
+    func mutate(actor: Actor, action: String, target: String, ifMatch: UInt64?, lockToken: String?,
+                before: Any?, change: (inout RuntimeState) throws(AdminError) -> Any?) throws(AdminError) -> UInt64 {
+        try checkLock(lockToken)
+        if let ifMatch, ifMatch != state.generation {
+            throw AdminError(412, "stale generation",
+                             "If-Match was \(ifMatch) but the state is at generation \(state.generation); read /v1/status and retry")
+        }
+        var next = state
+        let after = try change(&next)
+        next.generation = state.generation + 1
+        state = next
+        publish()
+        persist()
+        record(actor: actor, action: action, target: target, before: before, after: after)
+        return state.generation
+    }
+
+    func service(_ name: String) throws(AdminError) -> RuntimeState.Service {
+        guard let s = state.services[name] else {
+            throw AdminError(404, "no such service", "service \(name) is not configured; services: \(state.services.keys.sorted().joined(separator: ", "))")
+        }
+        return s
+    }
+
+    func pool(_ name: String) throws(AdminError) {
+        guard state.servers[name] != nil else {
+            throw AdminError(404, "no such pool", "pool \(name) is not configured; pools: \(state.servers.keys.sorted().joined(separator: ", "))")
+        }
+    }
+
+    /// Remembers a service's routing before a change, so rollback can restore it.
+    func pushHistory(_ name: String, _ service: RuntimeState.Service) {
+        history[name, default: []].append(service)
+        if history[name]!.count > Self.historyLimit { history[name]!.removeFirst() }
+    }
+
+    func popHistory(_ name: String) -> RuntimeState.Service? { history[name]?.popLast() }
+
+    public func flip(service name: String, to target: String?, actor: Actor, ifMatch: UInt64?, lockToken: String?) throws(AdminError) -> UInt64 {
+        let current = try service(name)
+        let to: String
+        if let target {
+            try pool(target)
+            to = target
+        } else {
+            guard let standby = current.standby else {
+                throw AdminError(409, "nothing to flip to", "service \(name) has no standby pool; name one with {\"to\": POOL}")
+            }
+            to = standby
+        }
+        if to == current.active {
+            throw AdminError(409, "already active", "pool \(to) already takes service \(name)'s traffic")
+        }
+        return try mutate(actor: actor, action: "flip", target: "service \(name)", ifMatch: ifMatch, lockToken: lockToken,
+                          before: Self.json(current)) { (state: inout RuntimeState) throws(AdminError) -> Any? in
+            var s = current
+            s.standby = current.active
+            s.active = to
+            if s.canary?.pool == to { s.canary = nil } // the canary became the whole service
+            state.services[name] = s
+            pushHistory(name, current)
+            return Self.json(s)
+        }
+    }
+
+    public func setCanary(service name: String, pool canaryPool: String, weight: Int, sticky: StickyKey??,
+                          actor: Actor, ifMatch: UInt64?, lockToken: String?) throws(AdminError) -> UInt64 {
+        let current = try service(name)
+        if weight > 0 {
+            try pool(canaryPool)
+            if canaryPool == current.active {
+                throw AdminError(409, "canary is the active pool", "pool \(canaryPool) already takes all of service \(name)'s traffic")
+            }
+        }
+        return try mutate(actor: actor, action: "canary", target: "service \(name)", ifMatch: ifMatch, lockToken: lockToken,
+                          before: Self.json(current)) { (state: inout RuntimeState) throws(AdminError) -> Any? in
+            var s = current
+            if weight == 0 {
+                s.canary = nil
+            } else {
+                let keep = sticky ?? current.canary?.sticky
+                s.canary = CanaryConfig(pool: canaryPool, weight: weight, sticky: keep ?? nil)
+            }
+            state.services[name] = s
+            pushHistory(name, current)
+            return Self.json(s)
+        }
+    }
+
+    public func setRules(service name: String, rules: [RouteRule], actor: Actor, ifMatch: UInt64?, lockToken: String?) throws(AdminError) -> UInt64 {
+        let current = try service(name)
+        for rule in rules { try pool(rule.pool) }
+        return try mutate(actor: actor, action: "rules", target: "service \(name)", ifMatch: ifMatch, lockToken: lockToken,
+                          before: Self.json(current)) { (state: inout RuntimeState) throws(AdminError) -> Any? in
+            var s = current
+            s.rules = rules
+            state.services[name] = s
+            pushHistory(name, current)
+            return Self.json(s)
+        }
+    }
+
+    public func rollback(service name: String, actor: Actor, ifMatch: UInt64?, lockToken: String?) throws(AdminError) -> UInt64 {
+        let current = try service(name)
+        guard history[name]?.isEmpty == false else {
+            throw AdminError(409, "nothing to roll back", "service \(name) has no earlier routing recorded")
+        }
+        return try mutate(actor: actor, action: "rollback", target: "service \(name)", ifMatch: ifMatch, lockToken: lockToken,
+                          before: Self.json(current)) { (state: inout RuntimeState) throws(AdminError) -> Any? in
+            let previous = popHistory(name)!
+            state.services[name] = previous
+            return Self.json(previous)
+        }
+    }
+
+    public func setServer(pool poolName: String, server: String, weight: Int?, serverState: ServerState?,
+                          actor: Actor, ifMatch: UInt64?, lockToken: String?) throws(AdminError) -> UInt64 {
+        try pool(poolName)
+        guard let current = state.servers[poolName]?[server] else {
+            let names = state.servers[poolName]!.keys.sorted().joined(separator: ", ")
+            throw AdminError(404, "no such server", "pool \(poolName) has no server \(server); servers: \(names)")
+        }
+        if let weight, !(0...ServerConfig.maxWeight).contains(weight) {
+            throw AdminError(400, "weight out of range", "weight must be 0 to \(ServerConfig.maxWeight)")
+        }
+        let action = serverState.map { $0 == .ready ? "undrain" : $0.rawValue } ?? "weight"
+        return try mutate(actor: actor, action: action, target: "server \(poolName)/\(server)", ifMatch: ifMatch, lockToken: lockToken,
+                          before: ["weight": current.weight, "state": current.state.rawValue]) { (state: inout RuntimeState) throws(AdminError) -> Any? in
+            var s = current
+            if let weight { s.weight = weight }
+            if let serverState { s.state = serverState }
+            state.servers[poolName]![server] = s
+            return ["weight": s.weight, "state": s.state.rawValue]
+        }
+    }
+
+    // MARK: Lock
+
+    private func currentLock() -> LockInfo? {
+        if let lock, lock.expires <= Date() {
+            self.lock = nil
+            persist()
+        }
+        return lock
+    }
+
+    private func checkLock(_ token: String?) throws(AdminError) {
+        guard let lock = currentLock() else { return }
+        if token == lock.token { return }
+        throw AdminError(423, "locked",
+                         "locked by \(lock.owner) since \(ISO8601DateFormatter().string(from: lock.since)) (reason: \(lock.reason)); send the lock token in X-Switchyard-Lock, or wait until \(ISO8601DateFormatter().string(from: lock.expires))")
+    }
+
+    public func acquireLock(owner: String, reason: String, ttl: Duration, actor: Actor, token existing: String?) throws(AdminError) -> LockInfo {
+        if let held = currentLock(), held.token != existing {
+            throw AdminError(423, "locked", "already locked by \(held.owner) since \(ISO8601DateFormatter().string(from: held.since)) (reason: \(held.reason))")
+        }
+        let now = Date()
+        var bytes = [UInt8](repeating: 0, count: 16)
+        _ = bytes.withUnsafeMutableBytes { getentropy($0.baseAddress, 16) }
+        let token = existing ?? bytes.map { String(format: "%02x", $0) }.joined()
+        let since = currentLock()?.since ?? now
+        let info = LockInfo(owner: owner, reason: reason, token: token, since: since,
+                            expires: now.addingTimeInterval(Double(ttl.milliseconds) / 1000))
+        lock = info
+        persist()
+        record(actor: actor, action: existing == nil ? "lock" : "renew lock", target: "lock", before: nil,
+               after: ["owner": owner, "reason": reason, "expires": ISO8601DateFormatter().string(from: info.expires)])
+        return info
+    }
+
+    public func releaseLock(token: String?, force: Bool, actor: Actor) throws(AdminError) {
+        guard let held = currentLock() else { throw AdminError(409, "not locked", "there is no lock to release") }
+        if !force && token != held.token {
+            throw AdminError(423, "locked", "the lock belongs to \(held.owner); send its token in X-Switchyard-Lock, or force=true to break it")
+        }
+        lock = nil
+        persist()
+        record(actor: actor, action: force && token != held.token ? "break lock" : "unlock", target: "lock",
+               before: ["owner": held.owner, "reason": held.reason], after: nil)
+    }
+
+    public var activeLock: LockInfo? { currentLock() }
+
+    // MARK: Persistence and audit
+
+    /// Writes the state file atomically: temporary file, fsync, rename, fsync of the directory.
+    func persist() {
+        guard let path = config.stateFile else { return }
+        do {
+            let data = try JSONEncoder.switchyard.encode(Persisted(state: state, lock: lock, history: history))
+            try writeAtomically(data, to: path)
+        } catch {
+            FileHandle.standardError.write(Data("switchyard: cannot write state file \(path): \(error)\n".utf8))
+        }
+    }
+
+    private func record(actor: Actor, action: String, target: String, before: Any?, after: Any?) {
+        var entry: [String: Any] = [
+            "time": ISO8601DateFormatter.withFraction.string(from: Date()),
+            "actor": actor.user,
+            "action": action,
+            "target": target,
+            "generation": state.generation,
+        ]
+        if let label = actor.label { entry["actor_label"] = label }
+        entry["before"] = before ?? NSNull()
+        entry["after"] = after ?? NSNull()
+        auditEntries.append(entry)
+        if auditEntries.count > Self.auditMemoryLimit { auditEntries.removeFirst() }
+        if let auditPath, let line = try? JSONSerialization.data(withJSONObject: entry, options: [.sortedKeys]) {
+            let fd = open(auditPath, O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC, 0o600)
+            if fd >= 0 {
+                var bytes = [UInt8](line)
+                bytes.append(10)
+                _ = bytes.withUnsafeBytes { write(fd, $0.baseAddress, $0.count) }
+                fsync(fd)
+                close(fd)
+            }
+        }
+    }
+
+    public var audit: [[String: Any]] { auditEntries }
+
+    static func json(_ s: RuntimeState.Service) -> [String: Any] {
+        var out: [String: Any] = ["active": s.active]
+        out["standby"] = s.standby ?? NSNull()
+        if let c = s.canary {
+            var canary: [String: Any] = ["pool": c.pool, "weight": BasisPoints.format(c.weight)]
+            switch c.sticky {
+            case .cookie(let n)?: canary["sticky"] = ["cookie": n]
+            case .header(let n)?: canary["sticky"] = ["header": n]
+            case .clientIP?: canary["sticky"] = ["client_ip": true]
+            case nil: break
+            }
+            out["canary"] = canary
+        } else {
+            out["canary"] = NSNull()
+        }
+        out["rules"] = s.rules.map { ["kind": $0.kind.rawValue, "name": $0.name, "value": $0.value, "pool": $0.pool] }
+        return out
+    }
+}
+
+/// Writes `data` to `path` so that a crash leaves either the old file or the new one.
+func writeAtomically(_ data: Data, to path: String) throws {
+    let temporary = path + ".tmp"
+    let fd = open(temporary, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0o600)
+    guard fd >= 0 else { throw ProxyError("open \(temporary): \(String(cString: strerror(errno)))") }
+    let written = data.withUnsafeBytes { write(fd, $0.baseAddress, $0.count) }
+    guard written == data.count, fsync(fd) == 0 else {
+        let reason = String(cString: strerror(errno))
+        close(fd)
+        throw ProxyError("write \(temporary): \(reason)")
+    }
+    close(fd)
+    guard rename(temporary, path) == 0 else { throw ProxyError("rename to \(path): \(String(cString: strerror(errno)))") }
+    let directory = (path as NSString).deletingLastPathComponent
+    let dfd = open(directory.isEmpty ? "." : directory, O_RDONLY | O_DIRECTORY | O_CLOEXEC)
+    if dfd >= 0 { fsync(dfd); close(dfd) }
+}
+
+extension JSONEncoder {
+    static var switchyard: JSONEncoder {
+        let e = JSONEncoder()
+        e.dateEncodingStrategy = .iso8601
+        e.outputFormatting = [.sortedKeys, .prettyPrinted]
+        return e
+    }
+}
+
+extension JSONDecoder {
+    static var switchyard: JSONDecoder {
+        let d = JSONDecoder()
+        d.dateDecodingStrategy = .iso8601
+        return d
+    }
+}
+
+extension ISO8601DateFormatter {
+    nonisolated(unsafe) static let withFraction: ISO8601DateFormatter = {
+        let f = ISO8601DateFormatter()
+        f.formatOptions = [.withInternetDateTime, .withFractionalSeconds]
+        return f
+    }()
+}

@@ -1,0 +1,286 @@
+import ArgumentParser
+import Foundation
+import Glibc
+
+/// `switchyard ctl`: the admin API for operators and pipelines. Exit codes: 0 done;
+/// 1 refused by Switchyard (the reason on one line on stderr); 2 cannot reach it or bad usage.
+struct Ctl: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        abstract: "Operate a running Switchyard through its admin socket.",
+        discussion: "The socket is --admin PATH, else $SWITCHYARD_ADMIN, else /run/switchyard/admin.sock.",
+        subcommands: [CtlStatus.self, CtlFlip.self, CtlCanary.self, CtlRollback.self, CtlWeight.self,
+                      CtlDrain.self, CtlUndrain.self, CtlLock.self, CtlUnlock.self, CtlAudit.self])
+}
+
+struct AdminOptions: ParsableArguments {
+    @Option(help: "The admin socket (default: $SWITCHYARD_ADMIN or /run/switchyard/admin.sock).")
+    var admin: String?
+
+    @Option(help: "Who is acting, recorded in the audit trail (X-Switchyard-Actor).")
+    var actor: String?
+
+    @Option(help: "The deploy lock's token, when the state is locked (default: $SWITCHYARD_LOCK_TOKEN).")
+    var lockToken: String?
+
+    @Option(help: "Refuse the change unless the state is still at this generation (If-Match).")
+    var ifMatch: UInt64?
+
+    var socketPath: String {
+        admin ?? ProcessInfo.processInfo.environment["SWITCHYARD_ADMIN"] ?? "/run/switchyard/admin.sock"
+    }
+
+    /// Sends one request; returns the decoded JSON object, or exits with the error's detail.
+    func call(_ method: String, _ path: String, body: [String: Any]? = nil) -> [String: Any] {
+        var headers = ["Host: switchyard", "Connection: close"]
+        if let actor { headers.append("X-Switchyard-Actor: \(actor)") }
+        if let token = lockToken ?? ProcessInfo.processInfo.environment["SWITCHYARD_LOCK_TOKEN"] { headers.append("X-Switchyard-Lock: \(token)") }
+        if let ifMatch { headers.append("If-Match: \(ifMatch)") }
+        let payload = body.flatMap { try? JSONSerialization.data(withJSONObject: $0) } ?? Data()
+        headers.append("Content-Length: \(payload.count)")
+        if body != nil { headers.append("Content-Type: application/json") }
+        let request = Data("\(method) \(path) HTTP/1.1\r\n\(headers.joined(separator: "\r\n"))\r\n\r\n".utf8) + payload
+        let (status, data) = exchange(request)
+        let object = (try? JSONSerialization.jsonObject(with: data)) as? [String: Any] ?? [:]
+        if status != 200 {
+            let error = object["error"] as? String ?? "HTTP \(status)"
+            let detail = object["detail"] as? String ?? String(decoding: data, as: UTF8.self)
+            FileHandle.standardError.write(Data("switchyard ctl: \(error): \(detail)\n".utf8))
+            Glibc.exit(1)
+        }
+        return object
+    }
+
+    func raw(_ path: String) -> String {
+        let (status, data) = exchange(Data("GET \(path) HTTP/1.1\r\nHost: switchyard\r\nConnection: close\r\n\r\n".utf8))
+        if status != 200 { ctlFail("HTTP \(status)") }
+        return String(decoding: data, as: UTF8.self)
+    }
+
+    private func exchange(_ request: Data) -> (Int, Data) {
+        let fd = socket(AF_UNIX, Int32(SOCK_STREAM.rawValue), 0)
+        var address = sockaddr_un()
+        address.sun_family = sa_family_t(AF_UNIX)
+        let bytes = Array(socketPath.utf8)
+        guard bytes.count < MemoryLayout.size(ofValue: address.sun_path) else { ctlFail("socket path too long: \(socketPath)") }
+        withUnsafeMutableBytes(of: &address.sun_path) { $0.copyBytes(from: bytes); $0[bytes.count] = 0 }
+        let connected = withUnsafePointer(to: &address) {
+            $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { connect(fd, $0, socklen_t(MemoryLayout<sockaddr_un>.size)) }
+        }
+        guard connected == 0 else {
+            ctlFail("cannot connect to the admin socket \(socketPath): \(String(cString: strerror(errno))); is Switchyard running with admin.socket set, and may you open it?")
+        }
+        defer { close(fd) }
+        _ = request.withUnsafeBytes { send(fd, $0.baseAddress, $0.count, 0) }
+        var response = Data()
+        var chunk = [UInt8](repeating: 0, count: 65536)
+        while true {
+            let n = chunk.withUnsafeMutableBytes { recv(fd, $0.baseAddress, $0.count, 0) }
+            if n <= 0 { break }
+            response.append(contentsOf: chunk[0..<n])
+        }
+        guard let headEnd = response.range(of: Data("\r\n\r\n".utf8)) else { ctlFail("no response from \(socketPath)") }
+        let head = String(decoding: response[..<headEnd.lowerBound], as: UTF8.self)
+        let status = Int(head.split(separator: " ").dropFirst().first ?? "") ?? 0
+        var body = Data(response[headEnd.upperBound...])
+        if head.lowercased().contains("transfer-encoding: chunked") { body = Self.dechunk(body) }
+        return (status, body)
+    }
+
+    static func dechunk(_ data: Data) -> Data {
+        var out = Data()
+        var rest = data[...]
+        while let lineEnd = rest.range(of: Data("\r\n".utf8)) {
+            let size = Int(String(decoding: rest[..<lineEnd.lowerBound], as: UTF8.self), radix: 16) ?? 0
+            if size == 0 { break }
+            let start = lineEnd.upperBound
+            out.append(rest[start..<start + size])
+            rest = rest[(start + size + 2)...]
+        }
+        return out
+    }
+}
+
+func ctlFail(_ message: String) -> Never {
+    FileHandle.standardError.write(Data("switchyard ctl: \(message)\n".utf8))
+    Glibc.exit(2)
+}
+
+func printJSON(_ object: Any) {
+    if let data = try? JSONSerialization.data(withJSONObject: object, options: [.sortedKeys, .prettyPrinted]) {
+        print(String(decoding: data, as: UTF8.self))
+    }
+}
+
+/// Splits POOL/SERVER.
+func poolAndServer(_ text: String) -> (String, String) {
+    let parts = text.split(separator: "/", maxSplits: 1)
+    guard parts.count == 2 else { ctlFail("\(text) is not POOL/SERVER") }
+    return (String(parts[0]), String(parts[1]))
+}
+
+struct CtlStatus: ParsableCommand {
+    static let configuration = CommandConfiguration(commandName: "status", abstract: "Show services, pools, servers and the lock.")
+    @OptionGroup var options: AdminOptions
+    @Flag(help: "Print the JSON document instead of tables.") var json = false
+
+    func run() {
+        let s = options.call("GET", "/v1/status")
+        if json { printJSON(s); return }
+        print("generation \(s["generation"] ?? "?")")
+        if let lock = s["lock"] as? [String: Any] {
+            print("LOCKED by \(lock["owner"] ?? "?") since \(lock["since"] ?? "?") until \(lock["expires"] ?? "?"): \(lock["reason"] ?? "")")
+        }
+        print("\nSERVICE          ACTIVE       STANDBY      CANARY")
+        for (name, value) in ((s["services"] as? [String: Any]) ?? [:]).sorted(by: { $0.key < $1.key }) {
+            let v = value as? [String: Any] ?? [:]
+            let canary = (v["canary"] as? [String: Any]).map { "\($0["pool"] ?? "")@\($0["weight"] ?? "")" } ?? "-"
+            let standby = v["standby"] as? String ?? "-"
+            print(name.padding(toLength: 16, withPad: " ", startingAt: 0) + " " + "\(v["active"] ?? "")".padding(toLength: 12, withPad: " ", startingAt: 0)
+                  + " " + standby.padding(toLength: 12, withPad: " ", startingAt: 0) + " " + canary)
+        }
+        print("\nSERVER                     ADDRESS                WEIGHT  STATE  ACTIVE  CONNS  REQUESTS   5XX")
+        for (pool, value) in ((s["pools"] as? [String: Any]) ?? [:]).sorted(by: { $0.key < $1.key }) {
+            for server in ((value as? [String: Any])?["servers"] as? [[String: Any]]) ?? [] {
+                let responses = server["responses"] as? [String: Any] ?? [:]
+                let name = "\(pool)/\(server["name"] ?? "")"
+                print(name.padding(toLength: 26, withPad: " ", startingAt: 0) + " "
+                      + "\(server["address"] ?? "")".padding(toLength: 22, withPad: " ", startingAt: 0)
+                      + String(format: " %6d  %-5@ %7d %6d %9d %5d", server["weight"] as? Int ?? 0, "\(server["state"] ?? "")" as NSString,
+                               server["active_requests"] as? Int ?? 0, server["open_connections"] as? Int ?? 0,
+                               server["requests"] as? Int ?? 0, responses["5xx"] as? Int ?? 0))
+            }
+        }
+    }
+}
+
+struct CtlFlip: ParsableCommand {
+    static let configuration = CommandConfiguration(commandName: "flip", abstract: "Swap a service's active and standby pools atomically.")
+    @OptionGroup var options: AdminOptions
+    @Argument(help: "The service.") var service: String
+    @Option(help: "Make this pool active (default: the standby).") var to: String?
+
+    func run() {
+        let r = options.call("POST", "/v1/services/\(service)/flip", body: to.map { ["to": $0] } ?? [:])
+        print("flipped \(service); generation \(r["generation"] ?? "?") acknowledged by every worker in \(r["acknowledged_us"] ?? "?") us")
+    }
+}
+
+struct CtlCanary: ParsableCommand {
+    static let configuration = CommandConfiguration(commandName: "canary", abstract: "Set a service's canary pool and weight (0% removes it).")
+    @OptionGroup var options: AdminOptions
+    @Argument(help: "The service.") var service: String
+    @Option(help: "The canary pool.") var pool: String?
+    @Option(help: "The share, e.g. 5% or 0.25%.") var weight: String
+
+    func run() {
+        var body: [String: Any] = ["weight": weight]
+        if let pool { body["pool"] = pool }
+        let r = options.call("PUT", "/v1/services/\(service)/canary", body: body)
+        print("canary of \(service) set to \(weight); generation \(r["generation"] ?? "?")")
+    }
+}
+
+struct CtlRollback: ParsableCommand {
+    static let configuration = CommandConfiguration(commandName: "rollback", abstract: "Restore a service's previous routing (repeat to walk back).")
+    @OptionGroup var options: AdminOptions
+    @Argument(help: "The service.") var service: String
+
+    func run() {
+        let r = options.call("POST", "/v1/services/\(service)/rollback")
+        print("rolled back \(service); generation \(r["generation"] ?? "?")")
+    }
+}
+
+struct CtlWeight: ParsableCommand {
+    static let configuration = CommandConfiguration(commandName: "weight", abstract: "Set a server's weight (0-1000).")
+    @OptionGroup var options: AdminOptions
+    @Argument(help: "POOL/SERVER") var server: String
+    @Argument(help: "The weight.") var weight: Int
+
+    func run() {
+        let (pool, name) = poolAndServer(server)
+        let r = options.call("PUT", "/v1/pools/\(pool)/servers/\(name)", body: ["weight": weight])
+        print("\(server) weight \(weight); generation \(r["generation"] ?? "?")")
+    }
+}
+
+struct CtlDrain: ParsableCommand {
+    static let configuration = CommandConfiguration(commandName: "drain", abstract: "Stop new requests to a server; with --wait, until its active requests reach zero.")
+    @OptionGroup var options: AdminOptions
+    @Argument(help: "POOL/SERVER") var server: String
+    @Flag(help: "Wait until the server has no active requests.") var wait = false
+    @Option(help: "Give up waiting after this many seconds (exit 1).") var timeout: Double = 300
+
+    func run() {
+        let (pool, name) = poolAndServer(server)
+        let r = options.call("PUT", "/v1/pools/\(pool)/servers/\(name)", body: ["state": "drain"])
+        print("\(server) draining; generation \(r["generation"] ?? "?")")
+        guard wait else { return }
+        let end = Date().addingTimeInterval(timeout)
+        while true {
+            let s = options.call("GET", "/v1/status")
+            let servers = ((s["pools"] as? [String: Any])?[pool] as? [String: Any])?["servers"] as? [[String: Any]] ?? []
+            let active = servers.first { $0["name"] as? String == name }?["active_requests"] as? Int ?? 0
+            print("\(server): \(active) active request(s)")
+            if active == 0 { print("\(server) drained"); return }
+            if Date() > end {
+                FileHandle.standardError.write(Data("switchyard ctl: \(server) still has \(active) active request(s) after \(timeout) s\n".utf8))
+                Glibc.exit(1)
+            }
+            usleep(500_000)
+        }
+    }
+}
+
+struct CtlUndrain: ParsableCommand {
+    static let configuration = CommandConfiguration(commandName: "undrain", abstract: "Put a drained server back in rotation.")
+    @OptionGroup var options: AdminOptions
+    @Argument(help: "POOL/SERVER") var server: String
+
+    func run() {
+        let (pool, name) = poolAndServer(server)
+        let r = options.call("PUT", "/v1/pools/\(pool)/servers/\(name)", body: ["state": "ready"])
+        print("\(server) ready; generation \(r["generation"] ?? "?")")
+    }
+}
+
+struct CtlLock: ParsableCommand {
+    static let configuration = CommandConfiguration(commandName: "lock", abstract: "Take the deploy lock; prints its token.")
+    @OptionGroup var options: AdminOptions
+    @Option(help: "Who holds the lock.") var owner: String
+    @Option(help: "How long it lasts unless renewed, e.g. 10m.") var ttl: String = "10m"
+    @Option(help: "Why.") var reason: String = ""
+
+    func run() {
+        let r = options.call("POST", "/v1/lock", body: ["owner": owner, "ttl": ttl, "reason": reason])
+        print(r["token"] as? String ?? "")
+    }
+}
+
+struct CtlUnlock: ParsableCommand {
+    static let configuration = CommandConfiguration(commandName: "unlock", abstract: "Release the deploy lock (its token via --lock-token, or --force).")
+    @OptionGroup var options: AdminOptions
+    @Flag(help: "Break someone else's lock (recorded in the audit trail).") var force = false
+
+    func run() {
+        _ = options.call("DELETE", force ? "/v1/lock?force=true" : "/v1/lock")
+        print("unlocked")
+    }
+}
+
+struct CtlAudit: ParsableCommand {
+    static let configuration = CommandConfiguration(commandName: "audit", abstract: "Show the audit trail.")
+    @OptionGroup var options: AdminOptions
+    @Option(help: "How many entries.") var limit: Int = 50
+    @Flag(help: "Print JSON.") var json = false
+
+    func run() {
+        let r = options.call("GET", "/v1/audit?limit=\(limit)")
+        let entries = r["entries"] as? [[String: Any]] ?? []
+        if json { printJSON(entries); return }
+        for e in entries {
+            let who = [e["actor"] as? String, e["actor_label"] as? String].compactMap { $0 }.joined(separator: " / ")
+            print("\(e["time"] ?? "")  gen \(e["generation"] ?? "")  \(who)  \(e["action"] ?? "") \(e["target"] ?? "")")
+        }
+    }
+}

@@ -1,0 +1,281 @@
+import Foundation
+import Glibc
+import Testing
+
+/// A proxy with blue and green pools, an admin socket and a state file.
+final class SwitchingScenario {
+    let scenario = Scenario()
+    let blue: Upstream
+    let green: Upstream
+    /// A second blue server, so one can drain while the pool keeps serving.
+    let blue2: Upstream?
+    var proxy: Proxy { scenario.proxy }
+    var socket: String { "\(scenario.directory)/admin.sock" }
+    var stateFile: String { "\(scenario.directory)/state.json" }
+    let serviceExtra: String
+
+    init(serviceExtra: String = "", workers: Int = 2, secondBlue: Bool = false) throws {
+        blue = try scenario.upstream("blue")
+        green = try scenario.upstream("green")
+        blue2 = secondBlue ? try scenario.upstream("blue2") : nil
+        self.serviceExtra = serviceExtra
+        _ = try scenario.startProxy(configText, workers: workers)
+    }
+
+    var configText: String {
+        """
+        pools:
+          blue: { servers: [{ name: b1, address: \(blue.address) }\(blue2.map { ", { name: b2, address: \($0.address) }" } ?? "")] }
+          green: { servers: [{ name: g1, address: \(green.address) }] }
+        services:
+          web:
+            active: blue
+            standby: green
+        \(serviceExtra)
+        access_log: off
+        admin: { socket: \(socket) }
+        state_file: \(stateFile)
+
+        """
+    }
+
+    /// Calls the admin API with curl; returns (HTTP status, JSON body).
+    @discardableResult
+    func admin(_ method: String, _ path: String, body: String? = nil, headers: [String] = []) throws -> (Int, [String: Any]) {
+        var args = ["--unix-socket", socket, "-X", method, "-w", "\n%{http_code}"]
+        for h in headers { args += ["-H", h] }
+        if let body { args += ["-d", body] }
+        let r = try curl(args + ["http://switchyard\(path)"])
+        let lines = r.output.split(separator: "\n", omittingEmptySubsequences: false)
+        let status = Int(lines.last ?? "") ?? 0
+        let text = lines.dropLast().joined(separator: "\n")
+        let json = (try? JSONSerialization.jsonObject(with: Data(text.utf8))) as? [String: Any] ?? [:]
+        return (status, json)
+    }
+
+    func ctl(_ arguments: [String]) throws -> (status: Int32, output: String, error: String) {
+        try run(switchyardBinary, ["ctl"] + arguments + ["--admin", socket])
+    }
+
+    /// The name of the instance that answered, over a keep-alive connection.
+    func servedBy(_ client: RawClient, headers: String = "") throws -> String {
+        client.send("GET / HTTP/1.1\r\nHost: t\r\n\(headers)\r\n")
+        return try client.readResponse().header("X-Served-By") ?? "?"
+    }
+}
+
+@Suite("Traffic switching and the admin socket", .serialized)
+struct SwitchingTests {
+    @Test func flipIsAtomicAndRollbackWalksBack() throws {
+        let s = try SwitchingScenario()
+        let client = try RawClient(port: s.proxy.port)
+        #expect(try s.servedBy(client) == "blue")
+        var expected = "blue"
+        for i in 0..<40 {
+            let (status, body) = try s.admin("POST", "/v1/services/web/flip")
+            #expect(status == 200)
+            #expect(body["generation"] as? Int == i + 2)
+            expected = expected == "blue" ? "green" : "blue"
+            // From the acknowledgement on, no request goes where the old state sent it,
+            // on a reused connection or a new one.
+            #expect(try s.servedBy(client) == expected)
+            #expect(try s.servedBy(try RawClient(port: s.proxy.port)) == expected)
+        }
+        // Rollback restores the previous routing; repeated rollbacks walk back.
+        let before = try s.servedBy(client)
+        let other = before == "blue" ? "green" : "blue"
+        try s.admin("POST", "/v1/services/web/flip")                       // now `other` is active
+        #expect(try s.admin("PUT", "/v1/services/web/canary", body: #"{"pool": "\#(before)", "weight": "100%"}"#).0 == 200)
+        #expect(try s.servedBy(client) == before)                          // all of it on the canary
+        #expect(try s.admin("POST", "/v1/services/web/rollback").0 == 200) // canary removed
+        #expect(try s.servedBy(client) == other)
+        #expect(try s.admin("POST", "/v1/services/web/rollback").0 == 200) // flip undone
+        #expect(try s.servedBy(client) == before)
+    }
+
+    @Test func stickyCanaryIsMonotoneAndSetsACookie() throws {
+        let s = try SwitchingScenario(serviceExtra: "    canary: { pool: green, weight: 10%, sticky: { cookie: sw_canary } }")
+        let client = try RawClient(port: s.proxy.port)
+        // Without the cookie, Switchyard assigns one and the client stays put with it.
+        client.send("GET / HTTP/1.1\r\nHost: t\r\n\r\n")
+        let first = try client.readResponse()
+        let setCookie = try #require(first.header("Set-Cookie"))
+        #expect(setCookie.hasPrefix("sw_canary="))
+        #expect(setCookie.contains("Path=/") && setCookie.contains("HttpOnly") && setCookie.contains("SameSite=Lax"))
+        let cookie = String(setCookie.split(separator: ";")[0])
+        for _ in 0..<10 {
+            client.send("GET / HTTP/1.1\r\nHost: t\r\nCookie: \(cookie)\r\n\r\n")
+            let r = try client.readResponse()
+            #expect(r.header("X-Served-By") == first.header("X-Served-By"))
+            #expect(r.header("Set-Cookie") == nil)
+        }
+
+        func assignments() throws -> [Bool] {
+            try (0..<1500).map { try s.servedBy(client, headers: "Cookie: sw_canary=user-\($0)\r\n") == "green" }
+        }
+        let at10 = try assignments()
+        let share10 = Double(at10.filter { $0 }.count) / Double(at10.count)
+        #expect(abs(share10 - 0.10) < 0.03)
+        try s.admin("PUT", "/v1/services/web/canary", body: #"{"pool": "green", "weight": "30%"}"#)
+        let at30 = try assignments()
+        #expect(zip(at10, at30).allSatisfy { !$0.0 || $0.1 }, "raising the weight moved a canary user back to stable")
+        try s.admin("PUT", "/v1/services/web/canary", body: #"{"pool": "green", "weight": "5%"}"#)
+        let at5 = try assignments()
+        #expect(zip(at10, at5).allSatisfy { $0.0 || !$0.1 }, "lowering the weight moved a stable user to the canary")
+        #expect(at30.filter { $0 }.count > at10.filter { $0 }.count)
+    }
+
+    @Test func perRequestSplitIsAccurate() throws {
+        let s = try SwitchingScenario(serviceExtra: "    canary: { pool: green, weight: 5% }")
+        // 20,000 requests, pipelined in batches, counted by the upstream that answered.
+        let client = try RawClient(port: s.proxy.port, timeout: 30)
+        var green = 0, total = 0
+        let batch = String(repeating: "GET / HTTP/1.1\r\nHost: t\r\n\r\n", count: 200)
+        for _ in 0..<100 {
+            client.send(batch)
+            for _ in 0..<200 {
+                if try client.readResponse().header("X-Served-By") == "green" { green += 1 }
+                total += 1
+            }
+        }
+        let share = Double(green) / Double(total) * 100
+        #expect(abs(share - 5) < 0.5, "canary share \(share)% of \(total)")
+    }
+
+    @Test func precedenceIsPreviewThenRulesThenCanaryThenActive() throws {
+        let s0 = Scenario()
+        let tokenFile = "\(s0.directory)/preview-token"
+        try "s3cret\n".write(toFile: tokenFile, atomically: true, encoding: .utf8)
+        let s = try SwitchingScenario(serviceExtra: """
+                preview: { header: X-Switchyard-Preview, value_file: \(tokenFile) }
+                canary: { pool: green, weight: 100% }
+                rules:
+                  - { header: X-Canary, value: never, pool: blue }
+                  - { header: X-Canary, value: always, pool: green }
+                  - { cookie: canary, value: never, pool: blue }
+            """)
+        let c = try RawClient(port: s.proxy.port)
+        #expect(try s.servedBy(c) == "green")                                        // canary at 100%
+        #expect(try s.servedBy(c, headers: "X-Canary: never\r\n") == "blue")        // rule beats canary
+        #expect(try s.servedBy(c, headers: "Cookie: a=1; canary=never\r\n") == "blue")
+        #expect(try s.servedBy(c, headers: "X-Canary: always\r\nCookie: canary=never\r\n") == "green") // rules in order
+        try s.admin("PUT", "/v1/services/web/canary", body: #"{"weight": "0%"}"#)
+        #expect(try s.servedBy(c) == "blue")                                         // active
+        #expect(try s.servedBy(c, headers: "X-Switchyard-Preview: s3cret\r\nX-Canary: never\r\n") == "green") // preview first
+        #expect(try s.servedBy(c, headers: "X-Switchyard-Preview: wrong\r\n") == "blue")   // only with the right token
+    }
+
+    @Test func lockRefusesOtherClientsAndExpires() throws {
+        let s = try SwitchingScenario()
+        let (status, lock) = try s.admin("POST", "/v1/lock", body: #"{"owner": "deploy-42", "ttl": "2s", "reason": "release 7"}"#)
+        #expect(status == 200)
+        let token = try #require(lock["token"] as? String)
+        let (refused, error) = try s.admin("POST", "/v1/services/web/flip")
+        #expect(refused == 423)
+        #expect((error["detail"] as? String)?.contains("deploy-42") == true)
+        #expect((error["detail"] as? String)?.contains("release 7") == true)
+        #expect(try s.admin("POST", "/v1/lock", body: #"{"owner": "other"}"#).0 == 423)
+        #expect(try s.admin("POST", "/v1/services/web/flip", headers: ["X-Switchyard-Lock: \(token)"]).0 == 200)
+        // Through ctl: refused with exit 1 and a one-line reason; then the lock expires by itself.
+        let ctlRefused = try s.ctl(["flip", "web"])
+        #expect(ctlRefused.status == 1)
+        #expect(ctlRefused.error.hasPrefix("switchyard ctl: locked: locked by deploy-42"))
+        sleep(3)
+        #expect(try s.ctl(["flip", "web"]).status == 0)
+        // Audit: who did what, with generations.
+        let (_, audit) = try s.admin("GET", "/v1/audit")
+        let entries = audit["entries"] as? [[String: Any]] ?? []
+        #expect(entries.map { $0["action"] as? String ?? "" } == ["lock", "flip", "flip"])
+        #expect(entries.allSatisfy { ($0["actor"] as? String)?.isEmpty == false })
+    }
+
+    @Test func ifMatchRefusesStaleChanges() throws {
+        let s = try SwitchingScenario()
+        let (_, status) = try s.admin("GET", "/v1/status")
+        let generation = try #require(status["generation"] as? Int)
+        #expect(try s.admin("POST", "/v1/services/web/flip", headers: ["If-Match: \(generation)"]).0 == 200)
+        #expect(try s.admin("POST", "/v1/services/web/flip", headers: ["If-Match: \(generation)"]).0 == 412)
+        #expect(try s.admin("POST", "/v1/services/nope/flip").0 == 404)
+        #expect(try s.admin("PUT", "/v1/services/web/canary", body: #"{"pool": "green", "weight": "150%"}"#).0 == 400)
+        #expect(try s.admin("PUT", "/v1/pools/blue/servers/zz", body: #"{"weight": 5}"#).0 == 404)
+    }
+
+    @Test func stateSurvivesKillAndRestart() throws {
+        let s = try SwitchingScenario()
+        try s.admin("POST", "/v1/services/web/flip")
+        try s.admin("PUT", "/v1/services/web/canary", body: #"{"pool": "blue", "weight": "2.5%"}"#)
+        try s.admin("PUT", "/v1/pools/blue/servers/b1", body: #"{"state": "drain", "weight": 7}"#)
+        s.proxy.process.signal(SIGKILL)
+        _ = s.proxy.process.waitForExit(timeout: 5)
+        // The socket file stays behind after a crash; a new process replaces it.
+        let config = s.configText
+        let restarted = try Proxy(directory: s.scenario.directory, config: config)
+        s.scenario.proxy = restarted
+        let (_, status) = try s.admin("GET", "/v1/status")
+        let web = (status["services"] as? [String: Any])?["web"] as? [String: Any]
+        #expect(web?["active"] as? String == "green")
+        #expect((web?["canary"] as? [String: Any])?["weight"] as? String == "2.5%")
+        let b1 = (((status["pools"] as? [String: Any])?["blue"] as? [String: Any])?["servers"] as? [[String: Any]])?.first
+        #expect(b1?["state"] as? String == "drain")
+        #expect(b1?["weight"] as? Int == 7)
+        #expect(status["generation"] as? Int == 4)
+        #expect(try s.servedBy(try RawClient(port: restarted.port)) == "green")
+    }
+
+    @Test func adminSocketIsOwnerOnly() throws {
+        let s = try SwitchingScenario()
+        var info = stat()
+        #expect(stat(s.socket, &info) == 0)
+        #expect(info.st_mode & 0o777 == 0o600)
+        #expect((info.st_mode & S_IFMT) == S_IFSOCK)
+    }
+
+    @Test func drainStopsNewRequestsAndLetsInFlightFinish() throws {
+        let s = try SwitchingScenario(secondBlue: true)
+        let slow = try RawClient(port: s.proxy.port)
+        slow.send("GET /sleep/1500 HTTP/1.1\r\nHost: t\r\n\r\n")
+        usleep(200_000)
+        let (_, status) = try s.admin("GET", "/v1/status")
+        let servers = ((status["pools"] as? [String: Any])?["blue"] as? [String: Any])?["servers"] as? [[String: Any]] ?? []
+        let busy = try #require(servers.first { $0["active_requests"] as? Int == 1 }?["name"] as? String)
+        let other = busy == "b1" ? "blue2" : "blue"
+        let started = Date()
+        let drained = try s.ctl(["drain", "blue/\(busy)", "--wait", "--timeout", "10"])
+        #expect(drained.status == 0)
+        #expect(drained.output.contains("blue/\(busy) drained"))
+        #expect(Date().timeIntervalSince(started) > 0.8) // it waited for the in-flight request
+        #expect(try slow.readResponse().status == 200)  // which completed where it started
+        let c = try RawClient(port: s.proxy.port)
+        for _ in 0..<10 { #expect(try s.servedBy(c) == other) }
+        #expect(try s.ctl(["undrain", "blue/\(busy)"]).status == 0)
+        var seen = Set<String>()
+        for _ in 0..<6 { seen.insert(try s.servedBy(c)) }
+        #expect(seen == ["blue", "blue2"])
+    }
+
+    @Test func zeroFailedRequestsUnderLoadWhileSwitching() throws {
+        let s = try SwitchingScenario(workers: 2, secondBlue: true)
+        let out = "\(s.scenario.directory)/wrk.out"
+        let load = try spawn("/usr/bin/wrk", ["-t1", "-c20", "-d12s", s.proxy.url + "/"], stdout: out, stderr: out + ".err")
+        usleep(500_000)
+        var changes = 0
+        let end = Date().addingTimeInterval(9)
+        while Date() < end && changes < 1000 {
+            switch changes % 5 {
+            case 0: try s.admin("POST", "/v1/services/web/flip")
+            case 1: try s.admin("PUT", "/v1/services/web/canary", body: #"{"pool": "green", "weight": "\#(changes % 100)%"}"#)
+            case 2: try s.admin("POST", "/v1/services/web/rollback")
+            case 3: try s.admin("PUT", "/v1/pools/blue/servers/b1", body: #"{"state": "drain"}"#)
+            default: try s.admin("PUT", "/v1/pools/blue/servers/b1", body: #"{"state": "ready"}"#)
+            }
+            changes += 1
+        }
+        var status: Int32 = 0
+        waitpid(load, &status, 0)
+        let report = try String(contentsOfFile: out, encoding: .utf8)
+        #expect(changes >= 200, "only \(changes) changes were made")
+        #expect(report.contains("requests in"))
+        #expect(!report.contains("Non-2xx"), "failed requests under switching: \(report)")
+        #expect(!report.contains("Socket errors"), "socket errors under switching: \(report)")
+    }
+}
