@@ -99,3 +99,60 @@ struct ConfigTests {
         #expect(NodeReader.parseDuration("soon") == nil)
     }
 }
+
+@Suite("Switching configuration")
+struct SwitchingConfigTests {
+    @Test func basisPoints() {
+        #expect(BasisPoints.parse("2.5%") == 250)
+        #expect(BasisPoints.parse("0.01%") == 1)
+        #expect(BasisPoints.parse("100%") == 10000)
+        #expect(BasisPoints.parse("0%") == 0)
+        #expect(BasisPoints.parse("5") == nil)
+        #expect(BasisPoints.parse("100.01%") == nil)
+        #expect(BasisPoints.parse("0.001%") == nil)
+        #expect(BasisPoints.parse("-1%") == nil)
+        #expect(BasisPoints.format(250) == "2.5%")
+        #expect(BasisPoints.format(1) == "0.01%")
+        #expect(BasisPoints.format(500) == "5%")
+    }
+
+    @Test func servicesWithCanaryRulesAndPreview() throws {
+        let yaml = """
+        listeners: [{ bind: 127.0.0.1:1 }]
+        pools: { blue: { servers: [{ address: 127.0.0.1:2 }] }, green: { servers: [{ address: 127.0.0.1:3 }] } }
+        services:
+          web:
+            active: blue
+            standby: green
+            canary: { pool: green, weight: 2.5%, sticky: { header: X-User-Id } }
+            rules:
+              - { header: X-Canary, value: always, pool: green }
+              - { cookie: canary, value: never, pool: blue }
+        admin: { socket: /tmp/x.sock }
+        state_file: /tmp/state.json
+        """
+        let c = try ConfigLoader.parse(yaml: yaml, file: "t")
+        #expect(c.services[0].canary == CanaryConfig(pool: "green", weight: 250, sticky: .header("X-User-Id")))
+        #expect(c.services[0].rules.count == 2)
+        #expect(c.services[0].rules[1].kind == .cookie)
+        #expect(c.admin?.socket == "/tmp/x.sock")
+        #expect(c.stateFile == "/tmp/state.json")
+    }
+
+    @Test func switchingProblemsAreReported() {
+        let yaml = """
+        listeners: [{ bind: 127.0.0.1:1 }]
+        pools: { blue: { servers: [{ address: 127.0.0.1:2 }] } }
+        services:
+          web:
+            active: blue
+            standby: teal
+            preview: { header: X-P, value_file: /nonexistent/token }
+            canary: { pool: blue, weight: 12, sticky: { cookie: a, header: b } }
+            rules: [{ header: X, cookie: Y, value: v, pool: blue }]
+        """
+        let paths = Set(problems(yaml).map(\.keyPath))
+        #expect(paths == ["services.web.standby", "services.web.preview.value_file", "services.web.canary.weight",
+                          "services.web.canary.sticky", "services.web.rules[0]"])
+    }
+}

@@ -109,3 +109,36 @@ struct RouteTests {
         #expect(registry.id(pool: "p", server: "s", address: address("127.0.0.1:1")) == a)
     }
 }
+
+@Suite("Canary buckets")
+struct CanaryBucketTests {
+    func bucket(_ text: String) -> Int {
+        Array(text.utf8).withUnsafeBufferPointer { RoutingSnapshot.bucket($0) }
+    }
+
+    @Test func stickyShareIsAccurateOver100000Keys() {
+        // 5%: over 100,000 distinct users the canary share is within 0.5 points.
+        let canary = (0..<100_000).filter { bucket("user-\($0)") < 500 }.count
+        #expect(abs(Double(canary) / 1000 - 5) < 0.5, "share \(Double(canary) / 1000)%")
+    }
+
+    @Test func perRequestShareIsAccurateOver100000Requests() {
+        var random = SplitMix64(seed: 42)
+        let canary = (0..<100_000).filter { _ in random.next() % 10_000 < 500 }.count
+        #expect(abs(Double(canary) / 1000 - 5) < 0.5)
+    }
+
+    @Test func assignmentIsMonotoneInTheWeight() {
+        // A user is canary at weight w exactly when its bucket is below w: so the set of canary
+        // users only grows as the weight rises.
+        for user in 0..<2000 {
+            let b = bucket("u\(user)")
+            var previous = false
+            for weight in stride(from: 0, through: 10_000, by: 250) {
+                let now = b < weight
+                #expect(!previous || now)
+                previous = now
+            }
+        }
+    }
+}
