@@ -7,6 +7,26 @@ import SwitchyardProxy
 
 @main
 struct Switchyard: ParsableCommand {
+    /// `switchyard ctl --admin PATH status` reads naturally, but ArgumentParser accepts a
+    /// subcommand's options only after its name: move the shared ctl options there.
+    static func main() {
+        var arguments = Array(CommandLine.arguments.dropFirst())
+        if arguments.first == "ctl" {
+            let shared: Set<String> = ["--admin", "--actor", "--lock-token", "--if-match"]
+            var moved: [String] = []
+            var i = 1
+            while i < arguments.count, arguments[i].hasPrefix("--") {
+                let name = String(arguments[i].split(separator: "=", maxSplits: 1)[0])
+                guard shared.contains(name) else { break }
+                let takesNext = !arguments[i].contains("=") && i + 1 < arguments.count
+                moved += arguments[i...(takesNext ? i + 1 : i)]
+                arguments.removeSubrange(i...(takesNext ? i + 1 : i))
+            }
+            arguments += moved
+        }
+        main(arguments)
+    }
+
     static let configuration = CommandConfiguration(
         commandName: "switchyard",
         abstract: "A reverse-proxy traffic switcher: weighted pools, blue/green and canary routing.",
