@@ -53,6 +53,32 @@ final class SwitchingScenario {
         return (status, json)
     }
 
+    /// A change over the admin socket without spawning a process (for load tests); returns the status.
+    @discardableResult
+    func quickAdmin(_ method: String, _ path: String, body: String = "") -> Int {
+        let fd = Glibc.socket(AF_UNIX, Int32(SOCK_STREAM.rawValue), 0)
+        defer { Glibc.close(fd) }
+        var address = sockaddr_un()
+        address.sun_family = sa_family_t(AF_UNIX)
+        let bytes = Array(socket.utf8)
+        withUnsafeMutableBytes(of: &address.sun_path) { $0.copyBytes(from: bytes); $0[bytes.count] = 0 }
+        let ok = withUnsafePointer(to: &address) {
+            $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { Glibc.connect(fd, $0, socklen_t(MemoryLayout<sockaddr_un>.size)) }
+        }
+        guard ok == 0 else { return 0 }
+        let request = Array("\(method) \(path) HTTP/1.1\r\nHost: x\r\nConnection: close\r\nContent-Length: \(body.utf8.count)\r\n\r\n\(body)".utf8)
+        _ = request.withUnsafeBytes { send(fd, $0.baseAddress, $0.count, 0) }
+        var response = [UInt8]()
+        var chunk = [UInt8](repeating: 0, count: 4096)
+        while true {
+            let n = chunk.withUnsafeMutableBytes { recv(fd, $0.baseAddress, $0.count, 0) }
+            if n <= 0 { break }
+            response += chunk[0..<n]
+        }
+        let line = String(decoding: response.prefix(16), as: UTF8.self)
+        return Int(line.split(separator: " ").dropFirst().first ?? "") ?? 0
+    }
+
     func ctl(_ arguments: [String]) throws -> (status: Int32, output: String, error: String) {
         try run(switchyardBinary, ["ctl"] + arguments + ["--admin", socket])
     }
@@ -258,22 +284,28 @@ struct SwitchingTests {
         let out = "\(s.scenario.directory)/wrk.out"
         let load = try spawn("/usr/bin/wrk", ["-t1", "-c20", "-d12s", s.proxy.url + "/"], stdout: out, stderr: out + ".err")
         usleep(500_000)
-        var changes = 0
+        var changes = 0, refused = 0
         let end = Date().addingTimeInterval(9)
         while Date() < end && changes < 1000 {
+            let status: Int
             switch changes % 5 {
-            case 0: try s.admin("POST", "/v1/services/web/flip")
-            case 1: try s.admin("PUT", "/v1/services/web/canary", body: #"{"pool": "green", "weight": "\#(changes % 100)%"}"#)
-            case 2: try s.admin("POST", "/v1/services/web/rollback")
-            case 3: try s.admin("PUT", "/v1/pools/blue/servers/b1", body: #"{"state": "drain"}"#)
-            default: try s.admin("PUT", "/v1/pools/blue/servers/b1", body: #"{"state": "ready"}"#)
+            case 0: status = s.quickAdmin("POST", "/v1/services/web/flip")
+            case 1:
+                // Each cycle's flip alternates the active pool; the canary goes to the standby.
+                let standby = (changes / 5) % 2 == 0 ? "blue" : "green"
+                status = s.quickAdmin("PUT", "/v1/services/web/canary", body: #"{"pool": "\#(standby)", "weight": "\#(changes % 100)%"}"#)
+            case 2: status = s.quickAdmin("POST", "/v1/services/web/rollback")
+            case 3: status = s.quickAdmin("PUT", "/v1/pools/blue/servers/b1", body: #"{"state": "drain"}"#)
+            default: status = s.quickAdmin("PUT", "/v1/pools/blue/servers/b1", body: #"{"state": "ready"}"#)
             }
+            if status != 200 { refused += 1 }
             changes += 1
         }
         var status: Int32 = 0
         waitpid(load, &status, 0)
         let report = try String(contentsOfFile: out, encoding: .utf8)
-        #expect(changes >= 200, "only \(changes) changes were made")
+        #expect(changes == 1000, "only \(changes) changes were made in 9 s")
+        #expect(refused == 0)
         #expect(report.contains("requests in"))
         #expect(!report.contains("Non-2xx"), "failed requests under switching: \(report)")
         #expect(!report.contains("Socket errors"), "socket errors under switching: \(report)")
