@@ -123,7 +123,12 @@ public struct RouteRule: Sendable, Equatable, Codable {
 
 public struct AdminConfig: Sendable, Equatable {
     /// Unix domain socket path, created with mode 0600.
-    public var socket: String
+    public var socket: String?
+    /// Optional loopback TCP listener; every request needs `Authorization: Bearer TOKEN`.
+    public var tcp: SocketAddress?
+    /// Tokens for the TCP listener, by name (the name is the actor in the audit trail).
+    public var tokens: [String: String]
+    public var tokensFile: String?
 }
 
 /// Canary weights: "2.5%" is 250 basis points; 0.01% steps from 0% to 100%.

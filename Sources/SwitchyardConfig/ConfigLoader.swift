@@ -411,13 +411,48 @@ struct NodeReader {
     }
 
     mutating func readAdmin(_ node: Node) -> AdminConfig? {
-        guard let fields = mapping(node, "admin", allowed: ["socket"]) else { return nil }
-        guard let socketNode = fields.first(where: { $0.key == "socket" })?.value, let path = scalar(socketNode, "admin.socket"), !path.isEmpty else {
-            problem(node, "admin.socket", "missing; give the Unix socket path, e.g. /run/switchyard/admin.sock")
-            return nil
+        guard let fields = mapping(node, "admin", allowed: ["socket", "tcp", "tokens_file"]) else { return nil }
+        var admin = AdminConfig(socket: nil, tcp: nil, tokens: [:], tokensFile: nil)
+        for (key, v) in fields {
+            switch key {
+            case "socket":
+                guard let path = scalar(v, "admin.socket"), !path.isEmpty else { continue }
+                if path.utf8.count > 100 { problem(v, "admin.socket", "path too long for a Unix socket (100 bytes at most)") }
+                admin.socket = path
+            case "tcp":
+                guard let address = socketAddress(v, "admin.tcp") else { continue }
+                let loopback = address.family == .ipv4 ? address.host.hasPrefix("127.") : address.host == "::1"
+                if !loopback {
+                    problem(v, "admin.tcp", "\(address) is not a loopback address; the TCP admin listener has no TLS yet, so bind it to 127.0.0.1 or [::1]")
+                }
+                admin.tcp = address
+            case "tokens_file":
+                guard let path = scalar(v, "admin.tokens_file") else { continue }
+                admin.tokensFile = path
+                guard let text = try? String(contentsOfFile: path, encoding: .utf8) else {
+                    problem(v, "admin.tokens_file", "cannot read \(path); it holds one token per line: NAME TOKEN")
+                    continue
+                }
+                for (i, raw) in text.split(separator: "\n", omittingEmptySubsequences: false).enumerated() {
+                    let line = raw.trimmingCharacters(in: .whitespaces)
+                    if line.isEmpty || line.hasPrefix("#") { continue }
+                    let parts = line.split(separator: " ", omittingEmptySubsequences: true)
+                    guard parts.count == 2, parts[1].count >= 16 else {
+                        problem(v, "admin.tokens_file", "\(path) line \(i + 1): expected NAME TOKEN with a token of at least 16 characters")
+                        continue
+                    }
+                    admin.tokens[String(parts[0])] = String(parts[1])
+                }
+            default: break
+            }
         }
-        if path.utf8.count > 100 { problem(socketNode, "admin.socket", "path too long for a Unix socket (100 bytes at most)") }
-        return AdminConfig(socket: path)
+        if admin.socket == nil && admin.tcp == nil {
+            problem(node, "admin", "give socket (a Unix socket path) and/or tcp (a loopback address)")
+        }
+        if admin.tcp != nil && admin.tokens.isEmpty {
+            problem(node, "admin.tokens_file", "the TCP listener needs tokens; give tokens_file with lines NAME TOKEN")
+        }
+        return admin
     }
 
     mutating func readMatch(_ node: Node, path: String) -> MatchConfig? {

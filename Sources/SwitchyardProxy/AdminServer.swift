@@ -10,26 +10,50 @@ import SwitchyardRouting
 /// The reference is docs/admin-api.md; the OpenAPI document is docs/openapi.yaml.
 final class AdminServer {
     let control: ControlPlane
-    let socketPath: String
+    let socketPath: String?
+    /// Bearer tokens accepted on the TCP listener, by name.
+    let tokens: [(name: String, token: [UInt8])]
     private var http: OpaquePointer?
     private let startTime = Date()
 
-    init(control: ControlPlane, base: OpaquePointer, socketPath: String) throws {
+    init(control: ControlPlane, base: OpaquePointer, config: AdminConfig) throws {
         self.control = control
-        self.socketPath = socketPath
-        let fd = try Self.listenUnix(path: socketPath)
+        socketPath = config.socket
+        tokens = config.tokens.sorted { $0.key < $1.key }.map { ($0.key, Array($0.value.utf8)) }
         guard let http = evhttp_new(base) else { throw ProxyError("evhttp_new failed") }
         self.http = http
         evhttp_set_allowed_methods(http, UInt16(EVHTTP_REQ_GET.rawValue | EVHTTP_REQ_POST.rawValue | EVHTTP_REQ_PUT.rawValue | EVHTTP_REQ_DELETE.rawValue))
         evhttp_set_max_body_size(http, 1 << 20)
-        guard evhttp_accept_socket(http, fd) == 0 else { throw ProxyError("cannot serve the admin socket \(socketPath)") }
+        if let socketPath {
+            let fd = try Self.listenUnix(path: socketPath)
+            guard evhttp_accept_socket(http, fd) == 0 else { throw ProxyError("cannot serve the admin socket \(socketPath)") }
+        }
+        if let tcp = config.tcp {
+            guard evhttp_bind_socket(http, tcp.host, tcp.port) == 0 else {
+                throw ProxyError("cannot listen on admin.tcp \(tcp): \(String(cString: strerror(errno))); is the port in use?")
+            }
+        }
         evhttp_set_gencb(http, adminRequestCallback, Unmanaged.passUnretained(self).toOpaque())
     }
 
     func close() {
         if let http { evhttp_free(http) }
         http = nil
-        unlink(socketPath)
+        if let socketPath { unlink(socketPath) }
+    }
+
+    /// The actor for a TCP request: the name of the bearer token it carries. Compared in
+    /// constant time so response timing does not reveal a token.
+    func tokenName(_ authorization: String?) -> String? {
+        guard let authorization, authorization.hasPrefix("Bearer ") else { return nil }
+        let presented = Array(authorization.dropFirst("Bearer ".count).utf8)
+        var found: String? = nil
+        for (name, token) in tokens {
+            var difference = UInt8(presented.count == token.count ? 0 : 1)
+            for i in 0..<token.count { difference |= token[i] ^ (i < presented.count ? presented[i] : 0) }
+            if difference == 0 { found = name }
+        }
+        return found
     }
 
     /// Binds the socket with mode 0600. A stale socket file is replaced; a live one (another
@@ -98,6 +122,7 @@ final class AdminServer {
         }
         let headers = evhttp_request_get_output_headers(req)
         evhttp_add_header(headers, "Content-Type", reply.contentType)
+        if reply.status == 401 { evhttp_add_header(headers, "WWW-Authenticate", "Bearer realm=\"switchyard\"") }
         let buffer = evbuffer_new()
         reply.body.withUnsafeBytes { _ = evbuffer_add(buffer, $0.baseAddress, $0.count) }
         evhttp_send_reply(req, Int32(reply.status), HTTPStatusText.reason(reply.status), buffer)
@@ -143,14 +168,36 @@ final class AdminServer {
             }
             ifMatch = value
         }
+        let user: String
+        if let fd = Self.socketFD(req), Self.isUnixSocket(fd) {
+            user = Self.peerUser(fd)
+        } else {
+            // TCP: every request must carry a known bearer token; its name is the actor.
+            guard let name = tokenName(header("Authorization")) else {
+                throw AdminError(401, "unauthorized", "the TCP admin listener needs Authorization: Bearer TOKEN with a token from admin.tokens_file")
+            }
+            user = "token:\(name)"
+        }
         return Request(method: method, path: path, query: query, body: body, ifMatch: ifMatch,
-                       lockToken: header("X-Switchyard-Lock"), actor: Actor(user: Self.peerUser(req), label: header("X-Switchyard-Actor")))
+                       lockToken: header("X-Switchyard-Lock"), actor: Actor(user: user, label: header("X-Switchyard-Actor")))
     }
 
-    static func peerUser(_ req: OpaquePointer) -> String {
+    static func socketFD(_ req: OpaquePointer) -> Int32? {
         guard let connection = evhttp_request_get_connection(req),
-              let bev = evhttp_connection_get_bufferevent(connection) else { return "unknown" }
-        let fd = bufferevent_getfd(bev)
+              let bev = evhttp_connection_get_bufferevent(connection) else { return nil }
+        return bufferevent_getfd(bev)
+    }
+
+    static func isUnixSocket(_ fd: Int32) -> Bool {
+        var storage = sockaddr_storage()
+        var length = socklen_t(MemoryLayout<sockaddr_storage>.size)
+        let ok = withUnsafeMutablePointer(to: &storage) {
+            $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { getsockname(fd, $0, &length) }
+        }
+        return ok == 0 && Int32(storage.ss_family) == AF_UNIX
+    }
+
+    static func peerUser(_ fd: Int32) -> String {
         var uid: UInt32 = 0
         guard sy_peer_uid(fd, &uid) == 0 else { return "unknown" }
         var entry = passwd()
@@ -372,6 +419,7 @@ enum HTTPStatusText {
         switch status {
         case 200: return "OK"
         case 400: return "Bad Request"
+        case 401: return "Unauthorized"
         case 404: return "Not Found"
         case 405: return "Method Not Allowed"
         case 409: return "Conflict"

@@ -73,7 +73,7 @@ public final class ProxyServer {
         let base = event_base_new()!
         controlBase = base
         if let adminConfig = config.admin {
-            admin = try AdminServer(control: control, base: base, socketPath: adminConfig.socket)
+            admin = try AdminServer(control: control, base: base, config: adminConfig)
         }
 
         let finished = DispatchGroup()

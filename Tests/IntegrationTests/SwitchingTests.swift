@@ -14,7 +14,11 @@ final class SwitchingScenario {
     var stateFile: String { "\(scenario.directory)/state.json" }
     let serviceExtra: String
 
-    init(serviceExtra: String = "", workers: Int = 2, secondBlue: Bool = false) throws {
+    /// Extra lines inside `admin:` (indented by four spaces).
+    let adminExtra: String
+
+    init(serviceExtra: String = "", workers: Int = 2, secondBlue: Bool = false, adminExtra: String = "") throws {
+        self.adminExtra = adminExtra
         blue = try scenario.upstream("blue")
         green = try scenario.upstream("green")
         blue2 = secondBlue ? try scenario.upstream("blue2") : nil
@@ -33,7 +37,9 @@ final class SwitchingScenario {
             standby: green
         \(serviceExtra)
         access_log: off
-        admin: { socket: \(socket) }
+        admin:
+          socket: \(socket)
+        \(adminExtra)
         state_file: \(stateFile)
 
         """
@@ -254,6 +260,34 @@ struct SwitchingTests {
         #expect(stat(s.socket, &info) == 0)
         #expect(info.st_mode & 0o777 == 0o600)
         #expect((info.st_mode & S_IFMT) == S_IFSOCK)
+    }
+
+    @Test func tcpAdminRequiresABearerToken() throws {
+        let dir = makeTemporaryDirectory()
+        let tokens = "\(dir)/tokens"
+        try "# name token\npipeline 0123456789abcdef0123\n".write(toFile: tokens, atomically: true, encoding: .utf8)
+        let port = freePort()
+        let s = try SwitchingScenario(adminExtra: "  tcp: 127.0.0.1:\(port)\n  tokens_file: \(tokens)")
+        let url = "http://127.0.0.1:\(port)"
+        func code(_ args: [String]) throws -> String { try curl(["-o", "/dev/null", "-w", "%{http_code}"] + args).output }
+        #expect(try code(["\(url)/v1/status"]) == "401")
+        #expect(try code(["-H", "Authorization: Bearer wrong-token-wrong-token", "\(url)/v1/status"]) == "401")
+        #expect(try code(["-X", "POST", "\(url)/v1/services/web/flip"]) == "401")
+        #expect(try code(["-H", "Authorization: Bearer 0123456789abcdef0123", "\(url)/v1/status"]) == "200")
+        #expect(try code(["-X", "POST", "-H", "Authorization: Bearer 0123456789abcdef0123", "-H", "X-Switchyard-Actor: run 17",
+                          "\(url)/v1/services/web/flip"]) == "200")
+        let (_, audit) = try s.admin("GET", "/v1/audit")
+        let last = (audit["entries"] as? [[String: Any]])?.last
+        #expect(last?["actor"] as? String == "token:pipeline")
+        #expect(last?["actor_label"] as? String == "run 17")
+        // Not loopback: refused by check.
+        let bad = "\(dir)/bad.yaml"
+        try s.configText.replacingOccurrences(of: "127.0.0.1:\(port)", with: "0.0.0.0:\(port)")
+            .replacingOccurrences(of: "pools:", with: "listeners: [{ bind: 127.0.0.1:1 }]\npools:")
+            .write(toFile: bad, atomically: true, encoding: .utf8)
+        let checked = try run(switchyardBinary, ["check", "--config", bad])
+        #expect(checked.status == 1)
+        #expect(checked.error.contains("admin.tcp: 0.0.0.0:\(port) is not a loopback address"))
     }
 
     @Test func drainStopsNewRequestsAndLetsInFlightFinish() throws {
