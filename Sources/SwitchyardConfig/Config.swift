@@ -186,6 +186,8 @@ public struct Timeouts: Sendable, Equatable {
     public var upstreamConnect: Duration = .seconds(2)
     public var upstreamResponse: Duration = .seconds(30)
     public var upstreamIdle: Duration = .seconds(60)
+    /// How long a draining server's open tunnels (WebSocket) are kept before they are closed.
+    public var tunnelDrain: Duration = .seconds(300)
 }
 
 /// An IPv4 or IPv6 address and port, parsed from `host:port` or `[v6]:port`.

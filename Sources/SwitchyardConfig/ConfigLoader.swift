@@ -504,7 +504,7 @@ struct NodeReader {
     mutating func readTimeouts(_ node: Node) -> Timeouts {
         var t = Timeouts()
         guard let fields = mapping(node, "timeouts", allowed: ["client_header", "client_idle", "upstream_connect",
-                                                               "upstream_response", "upstream_idle"]) else { return t }
+                                                               "upstream_response", "upstream_idle", "tunnel_drain"]) else { return t }
         for (key, v) in fields {
             let path = "timeouts.\(key)"
             guard let d = duration(v, path) else { continue }
@@ -515,6 +515,7 @@ struct NodeReader {
             case "upstream_connect": t.upstreamConnect = d
             case "upstream_response": t.upstreamResponse = d
             case "upstream_idle": t.upstreamIdle = d
+            case "tunnel_drain": t.tunnelDrain = d
             default: break
             }
         }

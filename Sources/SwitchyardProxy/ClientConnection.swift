@@ -809,6 +809,9 @@ final class ClientConnection {
         close()
     }
 
+    /// The server this connection tunnels to, while it is a tunnel.
+    var tunnelServerID: Int? { phase == .tunnel && serverID >= 0 ? serverID : nil }
+
     /// Worker is stopping: finish the current exchange, then close.
     func stopGracefully() {
         keepAlive = false

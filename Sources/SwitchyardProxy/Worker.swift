@@ -15,6 +15,7 @@ struct WorkerSettings: Sendable {
     var upstreamConnectMs: Int64
     var upstreamResponseMs: Int64
     var upstreamIdleMs: Int64
+    var tunnelDrainMs: Int64
     var logRequests: Bool
 
     init(config: SwitchyardConfig, workerCount: Int) {
@@ -29,6 +30,7 @@ struct WorkerSettings: Sendable {
         upstreamConnectMs = config.timeouts.upstreamConnect.milliseconds
         upstreamResponseMs = config.timeouts.upstreamResponse.milliseconds
         upstreamIdleMs = config.timeouts.upstreamIdle.milliseconds
+        tunnelDrainMs = config.timeouts.tunnelDrain.milliseconds
         logRequests = config.accessLog != .off
     }
 }
@@ -68,6 +70,11 @@ final class Worker: @unchecked Sendable {
     private var idle: [[UpstreamConnection]] = []
     /// Whether each server (by id) takes new requests; draining ones get no pooled connections.
     private var serverReady: [Bool] = []
+    /// When each server started draining (monotonic ms; `.max` while ready): its tunnels
+    /// are closed `tunnel_drain` later.
+    private var drainingSince: [Int64] = []
+    private var drainCheckEvent: OpaquePointer?
+    private var drainCheckArmed = false
     /// `ServerStats.stride` counters per server id.
     var stats: [Int] = []
     /// The control plane asks for a copy of `stats` by raising `statsRequested`; the worker
@@ -112,10 +119,11 @@ final class Worker: @unchecked Sendable {
         random = SplitMix64(seed: seed ^ UInt64(index))
         requestIDPrefix = UInt32(truncatingIfNeeded: random.next())
         logBuffer.reserveCapacity(64 * 1024)
+        let context = Unmanaged.passUnretained(self).toOpaque()
+        drainCheckEvent = event_new(base, -1, EventFlags.persist, workerDrainCheckCallback, context)
         applySnapshot(snapshot)
         acknowledgedGeneration.store(snapshot.generation, ordering: .releasing)
 
-        let context = Unmanaged.passUnretained(self).toOpaque()
         wakeEvent = event_new(base, -1, EventFlags.persist, workerWakeCallback, context)
         event_add(wakeEvent, nil)
         if accessLog != nil {
@@ -201,11 +209,17 @@ final class Worker: @unchecked Sendable {
             addresses += [Sockets.Address?](repeating: nil, count: grow)
             idle += [[UpstreamConnection]](repeating: [], count: grow)
             serverReady += [Bool](repeating: true, count: grow)
+            drainingSince += [Int64](repeating: .max, count: grow)
             stats += [Int](repeating: 0, count: grow * ServerStats.stride)
         }
         for pool in newSnapshot.pools {
             for server in pool.servers {
                 serverReady[server.id] = server.state == .ready
+                if server.state == .ready {
+                    drainingSince[server.id] = .max
+                } else if drainingSince[server.id] == .max {
+                    drainingSince[server.id] = monotonicMilliseconds()
+                }
                 if server.state != .ready {
                     // Draining: no new requests, so its idle connections have no further use.
                     for connection in idle[server.id] { connection.close() }
@@ -226,6 +240,32 @@ final class Worker: @unchecked Sendable {
             }
         }
         balancers = newBalancers
+        updateDrainCheck()
+    }
+
+    /// A 250 ms check runs only while some server drains.
+    private func updateDrainCheck() {
+        let anyDraining = drainingSince.contains { $0 != .max }
+        guard anyDraining != drainCheckArmed, let drainCheckEvent else { return }
+        drainCheckArmed = anyDraining
+        if anyDraining {
+            var tv = timeval(milliseconds: 250)
+            event_add(drainCheckEvent, &tv)
+        } else {
+            event_del(drainCheckEvent)
+        }
+    }
+
+    /// Closes tunnels to servers that have drained for longer than `tunnel_drain`.
+    fileprivate func closeDrainedTunnels() {
+        let now = monotonicMilliseconds()
+        var c = clients
+        while let client = c {
+            c = client.next
+            if let id = client.tunnelServerID, drainingSince[id] != .max, now - drainingSince[id] >= settings.tunnelDrainMs {
+                client.abort()
+            }
+        }
     }
 
     fileprivate func acceptConnections(_ listenFD: Int32) {
@@ -356,6 +396,12 @@ private let workerWakeCallback: event_callback_fn = { _, _, context in
 
 private let workerAcceptCallback: event_callback_fn = { fd, _, context in
     Unmanaged<Worker>.fromOpaque(context!).takeUnretainedValue().acceptConnections(fd)
+}
+
+private let workerDrainCheckCallback: event_callback_fn = { _, _, context in
+    let worker = Unmanaged<Worker>.fromOpaque(context!).takeUnretainedValue()
+    worker.closeDrainedTunnels()
+    worker.releaseRetired()
 }
 
 private let workerLogFlushCallback: event_callback_fn = { _, _, context in

@@ -313,6 +313,23 @@ struct SwitchingTests {
         #expect(seen == ["blue", "blue2"])
     }
 
+    @Test func drainKeepsTunnelsUntilTheDrainDeadline() throws {
+        let s = try SwitchingScenario(serviceExtra: "timeouts: { tunnel_drain: 1500ms }")
+        let tunnel = try RawClient(port: s.proxy.port)
+        tunnel.send("GET /upgrade HTTP/1.1\r\nHost: t\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n\r\n")
+        #expect(try tunnel.readResponse().status == 101)
+        #expect(try s.admin("PUT", "/v1/pools/blue/servers/b1", body: #"{"state": "drain"}"#).0 == 200)
+        let drainedAt = Date()
+        // Still open and working while the server drains...
+        tunnel.send("still here")
+        while tunnel.buffer.count < 10 { guard tunnel.fill() else { break } }
+        #expect(String(decoding: tunnel.buffer, as: UTF8.self) == "still here")
+        // ...and closed once tunnel_drain has passed.
+        #expect(tunnel.isClosedByPeer(timeout: 5))
+        let after = Date().timeIntervalSince(drainedAt)
+        #expect(after >= 1.4 && after < 3.5, "closed after \(after) s")
+    }
+
     @Test func zeroFailedRequestsUnderLoadWhileSwitching() throws {
         let s = try SwitchingScenario(workers: 2, secondBlue: true)
         let out = "\(s.scenario.directory)/wrk.out"
