@@ -250,6 +250,23 @@ final class AdminServer {
             if weight == nil && state == nil { throw AdminError(400, "nothing to change", "give weight and/or state") }
             return try changed(control.setServer(pool: String(p[2]), server: String(p[4]), weight: weight, serverState: state,
                                                  actor: r.actor, ifMatch: r.ifMatch, lockToken: r.lockToken))
+        case ("POST", 4) where p[0] == "v1" && p[1] == "pools" && p[3] == "servers":
+            guard let name = r.body["name"] as? String, let address = r.body["address"] as? String else {
+                throw AdminError(400, "missing fields", "give name and address: {\"name\": \"b3\", \"address\": \"10.0.0.3:8000\", \"weight\": 100}")
+            }
+            var state = ServerState.ready
+            if let s = r.body["state"] {
+                guard let text = s as? String, let value = ServerState(rawValue: text) else {
+                    throw AdminError(400, "invalid state", "state must be ready, drain or maint")
+                }
+                state = value
+            }
+            let weight = r.body["weight"] as? Int ?? 100
+            return try changed(control.addServer(pool: String(p[2]), name: name, address: address, weight: weight, serverState: state,
+                                                 actor: r.actor, ifMatch: r.ifMatch, lockToken: r.lockToken))
+        case ("DELETE", 5) where p[0] == "v1" && p[1] == "pools" && p[3] == "servers":
+            return try changed(control.removeServer(pool: String(p[2]), name: String(p[4]), actor: r.actor,
+                                                    ifMatch: r.ifMatch, lockToken: r.lockToken))
         case ("POST", 2) where p == ["v1", "lock"]:
             guard let owner = r.body["owner"] as? String, !owner.isEmpty else {
                 throw AdminError(400, "missing owner", "give the owner: {\"owner\": \"deploy-42\", \"ttl\": \"10m\", \"reason\": \"...\"}")

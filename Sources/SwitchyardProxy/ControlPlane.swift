@@ -250,7 +250,7 @@ public final class ControlPlane {
     public func setServer(pool poolName: String, server: String, weight: Int?, serverState: ServerState?,
                           actor: Actor, ifMatch: UInt64?, lockToken: String?) throws(AdminError) -> UInt64 {
         try pool(poolName)
-        guard let current = state.servers[poolName]?[server] else {
+        guard let current = state.servers[poolName]?[server], current.removed != true else {
             let names = state.servers[poolName]!.keys.sorted().joined(separator: ", ")
             throw AdminError(404, "no such server", "pool \(poolName) has no server \(server); servers: \(names)")
         }
@@ -265,6 +265,64 @@ public final class ControlPlane {
             if let serverState { s.state = serverState }
             state.servers[poolName]![server] = s
             return ["weight": s.weight, "state": s.state.rawValue]
+        }
+    }
+
+    public func addServer(pool poolName: String, name: String, address: String, weight: Int, serverState: ServerState,
+                          actor: Actor, ifMatch: UInt64?, lockToken: String?) throws(AdminError) -> UInt64 {
+        try pool(poolName)
+        guard !name.isEmpty, name.allSatisfy({ $0.isASCII && ($0.isLetter || $0.isNumber || "-_.:".contains($0)) }) else {
+            throw AdminError(400, "invalid name", "server names may use letters, digits, '-', '_', '.' and ':'")
+        }
+        if let existing = state.servers[poolName]?[name], existing.removed != true {
+            throw AdminError(409, "server exists", "pool \(poolName) already has a server \(name)")
+        }
+        guard SocketAddress(parsing: address) != nil else {
+            throw AdminError(400, "invalid address", "\"\(address)\" is not IPv4:port, [IPv6]:port or localhost:port")
+        }
+        guard (0...ServerConfig.maxWeight).contains(weight) else {
+            throw AdminError(400, "weight out of range", "weight must be 0 to \(ServerConfig.maxWeight)")
+        }
+        let inFile = config.pool(named: poolName)?.servers.first { $0.name == name }
+        if let inFile, inFile.address.description != SocketAddress(parsing: address)!.description {
+            throw AdminError(409, "server exists", "the configuration file defines \(poolName)/\(name) at \(inFile.address); use that address or another name")
+        }
+        return try mutate(actor: actor, action: "add server", target: "server \(poolName)/\(name)", ifMatch: ifMatch,
+                          lockToken: lockToken, before: nil) { (state: inout RuntimeState) throws(AdminError) -> Any? in
+            state.servers[poolName]![name] = RuntimeState.Server(weight: weight, state: serverState,
+                                                                 address: inFile == nil ? address : nil)
+            return ["address": address, "weight": weight, "state": serverState.rawValue]
+        }
+    }
+
+    /// Removes a server that has been drained (or put in maintenance) and has no request in flight.
+    public func removeServer(pool poolName: String, name: String, actor: Actor, ifMatch: UInt64?, lockToken: String?) throws(AdminError) -> UInt64 {
+        try pool(poolName)
+        guard let current = state.servers[poolName]?[name], current.removed != true else {
+            throw AdminError(404, "no such server", "pool \(poolName) has no server \(name)")
+        }
+        guard current.state != .ready else {
+            throw AdminError(409, "server not drained", "drain \(poolName)/\(name) first (state drain), wait for its active requests to reach zero, then remove it")
+        }
+        let snapshot = self.snapshot()
+        if let id = snapshot.pools.first(where: { $0.name == poolName })?.servers.first(where: { $0.name == name })?.id {
+            let stats = collectStats()
+            let active = id * ServerStats.stride + ServerStats.active < stats.count ? stats[id * ServerStats.stride + ServerStats.active] : 0
+            if active > 0 {
+                throw AdminError(409, "requests in flight", "\(poolName)/\(name) still has \(active) active request(s); wait until it reaches zero")
+            }
+        }
+        let inFile = config.pool(named: poolName)?.servers.contains { $0.name == name } ?? false
+        return try mutate(actor: actor, action: "remove server", target: "server \(poolName)/\(name)", ifMatch: ifMatch,
+                          lockToken: lockToken, before: ["weight": current.weight, "state": current.state.rawValue]) { (state: inout RuntimeState) throws(AdminError) -> Any? in
+            if inFile {
+                var removed = current
+                removed.removed = true
+                state.servers[poolName]![name] = removed
+            } else {
+                state.servers[poolName]![name] = nil
+            }
+            return nil
         }
     }
 

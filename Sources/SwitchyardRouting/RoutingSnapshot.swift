@@ -102,12 +102,22 @@ public final class RoutingSnapshot: Sendable {
     /// only pools and servers the configuration has), taking server ids from `registry`.
     public convenience init(config: SwitchyardConfig, state: RuntimeState? = nil, registry: ServerRegistry) {
         let runtime = state ?? RuntimeState(config: config)
-        let pools = config.pools.map { pool in
-            PoolSnapshot(name: pool.name, balance: pool.balance, servers: pool.servers.map { s in
-                let server = runtime.servers[pool.name]?[s.name] ?? RuntimeState.Server(weight: s.weight, state: .ready)
+        let pools = config.pools.map { pool -> PoolSnapshot in
+            let live = runtime.servers[pool.name] ?? [:]
+            var servers: [ServerSnapshot] = pool.servers.compactMap { s in
+                let server = live[s.name] ?? RuntimeState.Server(weight: s.weight, state: .ready)
+                if server.removed == true { return nil }
                 return ServerSnapshot(id: registry.id(pool: pool.name, server: s.name, address: s.address),
                                       name: s.name, address: s.address, weight: server.weight, state: server.state)
-            })
+            }
+            // Servers added at runtime follow the file's, in name order.
+            let configured = Set(pool.servers.map(\.name))
+            for (name, server) in live.sorted(by: { $0.key < $1.key }) where !configured.contains(name) && server.removed != true {
+                guard let text = server.address, let address = SocketAddress(parsing: text) else { continue }
+                servers.append(ServerSnapshot(id: registry.id(pool: pool.name, server: name, address: address),
+                                              name: name, address: address, weight: server.weight, state: server.state))
+            }
+            return PoolSnapshot(name: pool.name, balance: pool.balance, servers: servers)
         }
         func index(_ name: String?) -> Int? { name.flatMap { n in pools.firstIndex { $0.name == n } } }
         func lower(_ s: String) -> [UInt8] { Array(s.lowercased().utf8) }

@@ -23,6 +23,17 @@ public struct RuntimeState: Codable, Equatable, Sendable {
     public struct Server: Codable, Equatable, Sendable {
         public var weight: Int
         public var state: ServerState
+        /// Set for servers added at runtime (configuration servers take the file's address).
+        public var address: String?
+        /// A configuration server removed at runtime (kept removed until the file changes).
+        public var removed: Bool?
+
+        public init(weight: Int, state: ServerState, address: String? = nil, removed: Bool? = nil) {
+            self.weight = weight
+            self.state = state
+            self.address = address
+            self.removed = removed
+        }
     }
 
     /// Increases with every change; a mutation may require the generation it was based on.
@@ -65,7 +76,7 @@ public struct RuntimeState: Codable, Equatable, Sendable {
         for (pool, entries) in saved.servers {
             guard servers[pool] != nil else { continue }
             for (server, value) in entries {
-                if servers[pool]![server] != nil { servers[pool]![server] = value }
+                if servers[pool]![server] != nil || value.address != nil { servers[pool]![server] = value }
                 else { dropped.append("server \(pool)/\(server) is no longer configured") }
             }
         }

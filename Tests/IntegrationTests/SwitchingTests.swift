@@ -313,6 +313,35 @@ struct SwitchingTests {
         #expect(seen == ["blue", "blue2"])
     }
 
+    @Test func serversAreAddedAndRemovedAtRuntime() throws {
+        let s = try SwitchingScenario()
+        let extra = try s.scenario.upstream("blue3")
+        #expect(try s.admin("POST", "/v1/pools/blue/servers", body: #"{"name": "b3", "address": "\#(extra.address)", "weight": 100}"#).0 == 200)
+        #expect(try s.admin("POST", "/v1/pools/blue/servers", body: #"{"name": "b3", "address": "\#(extra.address)"}"#).0 == 409)
+        let c = try RawClient(port: s.proxy.port)
+        var seen = Set<String>()
+        for _ in 0..<6 { seen.insert(try s.servedBy(c)) }
+        #expect(seen == ["blue", "blue3"])
+        // Added servers survive a crash.
+        s.proxy.process.signal(SIGKILL)
+        _ = s.proxy.process.waitForExit(timeout: 5)
+        s.scenario.proxy = try Proxy(directory: s.scenario.directory, config: s.configText)
+        let c2 = try RawClient(port: s.proxy.port)
+        seen = []
+        for _ in 0..<6 { seen.insert(try s.servedBy(c2)) }
+        #expect(seen == ["blue", "blue3"])
+        // Removal needs a drain first.
+        let (refused, error) = try s.admin("DELETE", "/v1/pools/blue/servers/b3")
+        #expect(refused == 409)
+        #expect((error["detail"] as? String)?.contains("drain") == true)
+        #expect(try s.admin("PUT", "/v1/pools/blue/servers/b3", body: #"{"state": "drain"}"#).0 == 200)
+        #expect(try s.admin("DELETE", "/v1/pools/blue/servers/b3").0 == 200)
+        for _ in 0..<4 { #expect(try s.servedBy(c2) == "blue") }
+        let (_, status) = try s.admin("GET", "/v1/status")
+        let names = ((((status["pools"] as? [String: Any])?["blue"] as? [String: Any])?["servers"]) as? [[String: Any]])?.compactMap { $0["name"] as? String }
+        #expect(names == ["b1"])
+    }
+
     @Test func drainKeepsTunnelsUntilTheDrainDeadline() throws {
         let s = try SwitchingScenario(serviceExtra: "timeouts: { tunnel_drain: 1500ms }")
         let tunnel = try RawClient(port: s.proxy.port)
