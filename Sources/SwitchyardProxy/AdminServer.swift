@@ -292,29 +292,75 @@ final class AdminServer {
 
     // MARK: Status and metrics
 
+    /// The counters of one server or service, read from a merged array.
+    struct Counters {
+        let values: ArraySlice<Int>
+        init(_ array: [Int], index: Int) {
+            let base = index * ServerStats.stride
+            values = base + ServerStats.stride <= array.count ? array[base..<base + ServerStats.stride] : ArraySlice(repeating: 0, count: ServerStats.stride)
+        }
+        init(sum: [Counters]) {
+            var total = [Int](repeating: 0, count: ServerStats.stride)
+            for c in sum { for (i, v) in c.values.enumerated() { total[i] &+= v } }
+            values = total[...]
+        }
+        subscript(_ field: Int) -> Int { values[values.startIndex + field] }
+
+        var json: [String: Any] {
+            ["active_requests": self[ServerStats.active], "requests": self[ServerStats.requests],
+             "responses": ["1xx": self[3], "2xx": self[4], "3xx": self[5], "4xx": self[6], "5xx": self[7]],
+             "failures": self[ServerStats.failures]]
+        }
+
+        /// Prometheus sample lines for these counters, by metric family suffix.
+        func samples(_ labels: String, connections: Bool) -> [(family: String, lines: String)] {
+            var responses = ""
+            for (i, cls) in ["1xx", "2xx", "3xx", "4xx", "5xx"].enumerated() {
+                responses += "{\(labels),class=\"\(cls)\"} \(self[ServerStats.statusClass + i])\n"
+            }
+            var histogram = ""
+            var cumulative = 0
+            for (i, bound) in ServerStats.bucketBounds.enumerated() {
+                cumulative += self[ServerStats.latencyBuckets + i]
+                histogram += "_bucket{\(labels),le=\"\(bound)\"} \(cumulative)\n"
+            }
+            cumulative += self[ServerStats.latencyBuckets + ServerStats.bucketBounds.count]
+            histogram += "_bucket{\(labels),le=\"+Inf\"} \(cumulative)\n"
+            histogram += "_sum{\(labels)} \(Double(self[ServerStats.latencySumMicros]) / 1_000_000)\n"
+            histogram += "_count{\(labels)} \(cumulative)\n"
+            var result: [(String, String)] = [
+                ("_responses_total", responses),
+                ("_failures_total", "{\(labels)} \(self[ServerStats.failures])\n"),
+                ("_active_requests", "{\(labels)} \(self[ServerStats.active])\n"),
+                ("_request_duration_seconds", histogram),
+            ]
+            if connections { result.append(("_open_connections", "{\(labels)} \(self[ServerStats.openConnections])\n")) }
+            return result
+        }
+    }
+
     func status() -> [String: Any] {
         let stats = control.collectStats()
         let snapshot = control.snapshot()
         var services: [String: Any] = [:]
-        for (name, s) in control.state.services { services[name] = ControlPlane.json(s) }
+        for (index, route) in snapshot.services.enumerated() {
+            var s = control.state.services[route.name].map(ControlPlane.json) ?? [:]
+            s["traffic"] = Counters(stats.services, index: index).json
+            services[route.name] = s
+        }
         var pools: [String: Any] = [:]
         for pool in snapshot.pools {
             pools[pool.name] = [
                 "balance": pool.balance.rawValue,
                 "servers": pool.servers.map { server -> [String: Any] in
-                    let base = server.id * ServerStats.stride
-                    func value(_ field: Int) -> Int { base + field < stats.count ? stats[base + field] : 0 }
-                    return [
-                        "name": server.name,
-                        "address": server.address.description,
-                        "weight": server.configuredWeight,
-                        "state": server.state.rawValue,
-                        "active_requests": value(ServerStats.active),
-                        "open_connections": value(ServerStats.openConnections),
-                        "requests": value(ServerStats.requests),
-                        "responses": ["1xx": value(3), "2xx": value(4), "3xx": value(5), "4xx": value(6), "5xx": value(7)],
-                        "failures": value(ServerStats.failures),
-                    ]
+                    let c = Counters(stats.servers, index: server.id)
+                    var out = c.json
+                    out["name"] = server.name
+                    out["address"] = server.address.description
+                    out["weight"] = server.configuredWeight
+                    out["state"] = server.state.rawValue
+                    out["open_connections"] = c[ServerStats.openConnections]
+                    return out
                 },
             ]
         }
@@ -331,45 +377,59 @@ final class AdminServer {
         ]
     }
 
+    /// Prometheus text: per service, per pool (the sum of its servers) and per server, each
+    /// with responses by class, failures, active requests and a latency histogram.
     func metrics() -> String {
         let stats = control.collectStats()
         let snapshot = control.snapshot()
         var out = "# HELP switchyard_generation Runtime state generation.\n# TYPE switchyard_generation gauge\n"
         out += "switchyard_generation \(control.state.generation)\n"
         out += "# HELP switchyard_canary_weight_ratio Canary share of each service (0 to 1).\n# TYPE switchyard_canary_weight_ratio gauge\n"
-        for (name, s) in control.state.services.sorted(by: { $0.key < $1.key }) {
-            out += "switchyard_canary_weight_ratio{service=\"\(name)\"} \(Double(s.canary?.weight ?? 0) / 10000)\n"
+        for route in snapshot.services {
+            out += "switchyard_canary_weight_ratio{service=\"\(route.name)\"} \(Double(route.canaryPool == nil ? 0 : route.canaryWeight) / 10000)\n"
         }
-        var requests = "# HELP switchyard_upstream_responses_total Responses by upstream server and status class.\n# TYPE switchyard_upstream_responses_total counter\n"
-        var active = "# HELP switchyard_upstream_active_requests Requests in flight to each server.\n# TYPE switchyard_upstream_active_requests gauge\n"
-        var open = "# HELP switchyard_upstream_open_connections Open connections to each server.\n# TYPE switchyard_upstream_open_connections gauge\n"
-        var failures = "# HELP switchyard_upstream_failures_total Exchanges that ended without a response.\n# TYPE switchyard_upstream_failures_total counter\n"
-        var latency = "# HELP switchyard_upstream_request_duration_seconds Time from request head to last response byte.\n# TYPE switchyard_upstream_request_duration_seconds histogram\n"
-        var up = "# HELP switchyard_server_ready Whether each server takes new requests (1) or drains/is in maintenance (0).\n# TYPE switchyard_server_ready gauge\n"
-        for pool in snapshot.pools {
-            for server in pool.servers {
-                let labels = "pool=\"\(pool.name)\",server=\"\(server.name)\""
-                let base = server.id * ServerStats.stride
-                func value(_ field: Int) -> Int { base + field < stats.count ? stats[base + field] : 0 }
-                for (i, cls) in ["1xx", "2xx", "3xx", "4xx", "5xx"].enumerated() {
-                    requests += "switchyard_upstream_responses_total{\(labels),class=\"\(cls)\"} \(value(ServerStats.statusClass + i))\n"
+        let families: [(suffix: String, type: String, help: String)] = [
+            ("_responses_total", "counter", "Responses by status class"),
+            ("_failures_total", "counter", "Exchanges that ended without a response"),
+            ("_active_requests", "gauge", "Requests in flight"),
+            ("_request_duration_seconds", "histogram", "Time from request head to last response byte"),
+            ("_open_connections", "gauge", "Open upstream connections"),
+        ]
+        for (prefix, what) in [("switchyard_service", "service"), ("switchyard_pool", "pool"), ("switchyard_upstream", "upstream server")] {
+            var entities: [(labels: String, counters: Counters)] = []
+            switch what {
+            case "service":
+                for (index, route) in snapshot.services.enumerated() {
+                    entities.append(("service=\"\(route.name)\"", Counters(stats.services, index: index)))
                 }
-                active += "switchyard_upstream_active_requests{\(labels)} \(value(ServerStats.active))\n"
-                open += "switchyard_upstream_open_connections{\(labels)} \(value(ServerStats.openConnections))\n"
-                failures += "switchyard_upstream_failures_total{\(labels)} \(value(ServerStats.failures))\n"
-                up += "switchyard_server_ready{\(labels)} \(server.state == .ready ? 1 : 0)\n"
-                var cumulative = 0
-                for (i, bound) in ServerStats.bucketBounds.enumerated() {
-                    cumulative += value(ServerStats.latencyBuckets + i)
-                    latency += "switchyard_upstream_request_duration_seconds_bucket{\(labels),le=\"\(bound)\"} \(cumulative)\n"
+            case "pool":
+                for pool in snapshot.pools {
+                    entities.append(("pool=\"\(pool.name)\"", Counters(sum: pool.servers.map { Counters(stats.servers, index: $0.id) })))
                 }
-                cumulative += value(ServerStats.latencyBuckets + ServerStats.bucketBounds.count)
-                latency += "switchyard_upstream_request_duration_seconds_bucket{\(labels),le=\"+Inf\"} \(cumulative)\n"
-                latency += "switchyard_upstream_request_duration_seconds_sum{\(labels)} \(Double(value(ServerStats.latencySumMicros)) / 1_000_000)\n"
-                latency += "switchyard_upstream_request_duration_seconds_count{\(labels)} \(cumulative)\n"
+            default:
+                for pool in snapshot.pools {
+                    for server in pool.servers {
+                        entities.append(("pool=\"\(pool.name)\",server=\"\(server.name)\"", Counters(stats.servers, index: server.id)))
+                    }
+                }
+            }
+            let samples = entities.map { $0.counters.samples($0.labels, connections: what != "service") }
+            // One group per metric family, as the exposition format requires.
+            for family in families where what != "service" || family.suffix != "_open_connections" {
+                out += "# HELP \(prefix)\(family.suffix) \(family.help), by \(what).\n# TYPE \(prefix)\(family.suffix) \(family.type)\n"
+                for entity in samples {
+                    guard let lines = entity.first(where: { $0.family == family.suffix })?.lines else { continue }
+                    for line in lines.split(separator: "\n") { out += "\(prefix)\(family.suffix)\(line)\n" }
+                }
             }
         }
-        return out + requests + active + open + failures + latency + up
+        out += "# HELP switchyard_server_ready Whether each server takes new requests (1) or drains/is in maintenance (0).\n# TYPE switchyard_server_ready gauge\n"
+        for pool in snapshot.pools {
+            for server in pool.servers {
+                out += "switchyard_server_ready{pool=\"\(pool.name)\",server=\"\(server.name)\"} \(server.state == .ready ? 1 : 0)\n"
+            }
+        }
+        return out
     }
 
     // MARK: Helpers

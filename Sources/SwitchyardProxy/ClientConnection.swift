@@ -61,6 +61,8 @@ final class ClientConnection {
     private var requestBytesCommitted = false
     private var status = 0
     private var poolIndex = -1
+    /// The service of the exchange (configuration index), counted while it is active.
+    private var serviceIndex = -1
     /// The balancer of the pool this exchange uses, kept so a snapshot change mid-exchange
     /// cannot make the exchange count against the wrong pool.
     private var balancer: PoolBalancer?
@@ -282,6 +284,7 @@ final class ClientConnection {
         serverIndex = -1
         serverID = -1
         poolIndex = -1
+        serviceIndex = -1
         balancer = nil
 
         let idStore = scratch + Self.requestIDOffset
@@ -312,6 +315,8 @@ final class ClientConnection {
             failExchange(status: 404, detail: "no service matches this host and path")
             return
         }
+        serviceIndex = service
+        worker.countService(service, ServerStats.active)
         // A fresh sticky id, used only if the service sticks by cookie and the client has none.
         let freshCookie = scratch + Self.cookieValueOffset
         var idWriter = ByteWriter(base: freshCookie, capacity: Self.cookieValueLength)
@@ -864,6 +869,10 @@ final class ClientConnection {
         exchangeLogged = true
         let durationMicros = monotonicMicroseconds() - startMicros
         if serverID >= 0 { worker.recordResponse(serverID: serverID, status: complete ? status : 0, durationMicros: durationMicros) }
+        if serviceIndex >= 0 {
+            worker.countService(serviceIndex, ServerStats.active, -1)
+            worker.recordServiceResponse(serviceIndex, status: complete ? status : 0, durationMicros: durationMicros)
+        }
         guard worker.settings.logRequests else { return }
         var pool = "", upstreamAddress = ""
         if let balancer {

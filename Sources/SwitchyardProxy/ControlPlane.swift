@@ -110,8 +110,8 @@ public final class ControlPlane {
         return elapsed
     }
 
-    /// Counters summed over all workers, `ServerStats.stride` per server id.
-    func collectStats() -> [Int] {
+    /// Counters summed over all workers, `ServerStats.stride` per server id and per service.
+    func collectStats() -> StatsCopy {
         statsRound += 1
         for worker in workers { worker.requestStats(round: statsRound) }
         let deadline = monotonicMicroseconds() + 2_000_000
@@ -119,11 +119,15 @@ public final class ControlPlane {
               monotonicMicroseconds() < deadline {
             sched_yield()
         }
-        var total: [Int] = []
+        var total = StatsCopy()
+        func add(_ from: [Int], to into: inout [Int]) {
+            if into.count < from.count { into += [Int](repeating: 0, count: from.count - into.count) }
+            for i in 0..<from.count { into[i] &+= from[i] }
+        }
         for worker in workers {
             let copy = worker.statsSlot.withLock { $0 }
-            if total.count < copy.count { total += [Int](repeating: 0, count: copy.count - total.count) }
-            for i in 0..<copy.count { total[i] &+= copy[i] }
+            add(copy.servers, to: &total.servers)
+            add(copy.services, to: &total.services)
         }
         return total
     }
@@ -306,7 +310,7 @@ public final class ControlPlane {
         }
         let snapshot = self.snapshot()
         if let id = snapshot.pools.first(where: { $0.name == poolName })?.servers.first(where: { $0.name == name })?.id {
-            let stats = collectStats()
+            let stats = collectStats().servers
             let active = id * ServerStats.stride + ServerStats.active < stats.count ? stats[id * ServerStats.stride + ServerStats.active] : 0
             if active > 0 {
                 throw AdminError(409, "requests in flight", "\(poolName)/\(name) still has \(active) active request(s); wait until it reaches zero")

@@ -15,10 +15,25 @@ public enum ServerStats {
     public static let bucketBounds: [Double] = [0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10]
     public static let stride = latencyBuckets + bucketBounds.count + 1
 
+    /// Counts one finished exchange (status 0: it ended without a response).
+    @inline(__always) static func record(into counters: inout [Int], at base: Int, status: Int, durationMicros: Int64) {
+        counters[base + requests] &+= 1
+        if status >= 100 && status < 600 { counters[base + statusClass + status / 100 - 1] &+= 1 }
+        else { counters[base + failures] &+= 1 }
+        counters[base + latencySumMicros] &+= Int(durationMicros)
+        counters[base + latencyBuckets + bucket(forMicros: durationMicros)] &+= 1
+    }
+
     @inline(__always) static func bucket(forMicros micros: Int64) -> Int {
         let seconds = Double(micros) / 1_000_000
         var i = 0
         while i < bucketBounds.count && seconds > bucketBounds[i] { i += 1 }
         return i
     }
+}
+
+/// A worker's counters as handed to the control plane.
+struct StatsCopy: Sendable {
+    var servers: [Int] = []
+    var services: [Int] = []
 }

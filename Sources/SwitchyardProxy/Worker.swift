@@ -77,11 +77,13 @@ final class Worker: @unchecked Sendable {
     private var drainCheckArmed = false
     /// `ServerStats.stride` counters per server id.
     var stats: [Int] = []
+    /// The same counters per service (by configuration index; services do not change at runtime).
+    var serviceStats: [Int] = []
     /// The control plane asks for a copy of `stats` by raising `statsRequested`; the worker
     /// answers in `statsSlot` and acknowledges in `statsAnswered`.
     let statsRequested = Atomic<UInt64>(0)
     let statsAnswered = Atomic<UInt64>(0)
-    let statsSlot = Mutex<[Int]>([])
+    let statsSlot = Mutex<StatsCopy>(StatsCopy())
 
     private var listeners: [(fd: Int32, event: OpaquePointer)] = []
     private var wakeEvent: OpaquePointer!
@@ -119,6 +121,7 @@ final class Worker: @unchecked Sendable {
         random = SplitMix64(seed: seed ^ UInt64(index))
         requestIDPrefix = UInt32(truncatingIfNeeded: random.next())
         logBuffer.reserveCapacity(64 * 1024)
+        serviceStats = [Int](repeating: 0, count: snapshot.services.count * ServerStats.stride)
         let context = Unmanaged.passUnretained(self).toOpaque()
         drainCheckEvent = event_new(base, -1, EventFlags.persist, workerDrainCheckCallback, context)
         applySnapshot(snapshot)
@@ -167,12 +170,15 @@ final class Worker: @unchecked Sendable {
     }
 
     func recordResponse(serverID: Int, status: Int, durationMicros: Int64) {
-        let base = serverID * ServerStats.stride
-        stats[base + ServerStats.requests] &+= 1
-        if status >= 100 && status < 600 { stats[base + ServerStats.statusClass + status / 100 - 1] &+= 1 }
-        else { stats[base + ServerStats.failures] &+= 1 }
-        stats[base + ServerStats.latencySumMicros] &+= Int(durationMicros)
-        stats[base + ServerStats.latencyBuckets + ServerStats.bucket(forMicros: durationMicros)] &+= 1
+        ServerStats.record(into: &stats, at: serverID * ServerStats.stride, status: status, durationMicros: durationMicros)
+    }
+
+    @inline(__always) func countService(_ index: Int, _ field: Int, _ delta: Int = 1) {
+        serviceStats[index * ServerStats.stride + field] &+= delta
+    }
+
+    func recordServiceResponse(_ index: Int, status: Int, durationMicros: Int64) {
+        ServerStats.record(into: &serviceStats, at: index * ServerStats.stride, status: status, durationMicros: durationMicros)
     }
 
     /// Asks the worker to stop gracefully: no new connections, finish what is in flight.
@@ -195,7 +201,7 @@ final class Worker: @unchecked Sendable {
         acknowledgedGeneration.store(newest.generation, ordering: .releasing)
         let asked = statsRequested.load(ordering: .acquiring)
         if asked != statsAnswered.load(ordering: .relaxed) {
-            statsSlot.withLock { $0 = stats }
+            statsSlot.withLock { $0 = StatsCopy(servers: stats, services: serviceStats) }
             statsAnswered.store(asked, ordering: .releasing)
         }
         if stopRequested.load(ordering: .acquiring) && !stopping { beginStop() }

@@ -254,6 +254,39 @@ struct SwitchingTests {
         #expect(try s.servedBy(try RawClient(port: restarted.port)) == "green")
     }
 
+    @Test func metricsCountPerServicePoolAndServer() throws {
+        let s = try SwitchingScenario()
+        let c = try RawClient(port: s.proxy.port)
+        for _ in 0..<5 { _ = try s.servedBy(c) }
+        c.send("GET /status/503 HTTP/1.1\r\nHost: t\r\n\r\n")
+        #expect(try c.readResponse().status == 503)
+        let text = try curl(["--unix-socket", s.socket, "http://x/metrics"]).output
+        for line in [
+            #"switchyard_service_responses_total{service="web",class="2xx"} 5"#,
+            #"switchyard_service_responses_total{service="web",class="5xx"} 1"#,
+            #"switchyard_pool_responses_total{pool="blue",class="2xx"} 5"#,
+            #"switchyard_upstream_responses_total{pool="blue",server="b1",class="5xx"} 1"#,
+            #"switchyard_service_request_duration_seconds_count{service="web"} 6"#,
+            #"switchyard_upstream_open_connections{pool="blue",server="b1"} 1"#,
+            #"switchyard_server_ready{pool="green",server="g1"} 1"#,
+            "# TYPE switchyard_pool_request_duration_seconds histogram",
+        ] {
+            #expect(text.contains(line + "\n"), "missing: \(line)")
+        }
+        // Each family's samples form one group after its TYPE line.
+        var seen = Set<String>()
+        var current = ""
+        for line in text.split(separator: "\n") where !line.hasPrefix("#") {
+            let name = String(line.prefix { $0 != "{" && $0 != " " })
+                .replacingOccurrences(of: "_bucket", with: "").replacingOccurrences(of: "_sum", with: "").replacingOccurrences(of: "_count", with: "")
+            if name != current {
+                #expect(!seen.contains(name), "family \(name) is split")
+                seen.insert(name)
+                current = name
+            }
+        }
+    }
+
     @Test func adminSocketIsOwnerOnly() throws {
         let s = try SwitchingScenario()
         var info = stat()
