@@ -22,7 +22,8 @@ final class AdminServer {
         tokens = config.tokens.sorted { $0.key < $1.key }.map { ($0.key, Array($0.value.utf8)) }
         guard let http = evhttp_new(base) else { throw ProxyError("evhttp_new failed") }
         self.http = http
-        evhttp_set_allowed_methods(http, UInt16(EVHTTP_REQ_GET.rawValue | EVHTTP_REQ_POST.rawValue | EVHTTP_REQ_PUT.rawValue | EVHTTP_REQ_DELETE.rawValue))
+        // Every method reaches the handler, so that unsupported ones get a JSON 405, not evhttp's HTML 501.
+        evhttp_set_allowed_methods(http, UInt16.max)
         evhttp_set_max_body_size(http, 1 << 20)
         if let socketPath {
             let fd = try Self.listenUnix(path: socketPath)
@@ -123,6 +124,10 @@ final class AdminServer {
         let headers = evhttp_request_get_output_headers(req)
         evhttp_add_header(headers, "Content-Type", reply.contentType)
         if reply.status == 401 { evhttp_add_header(headers, "WWW-Authenticate", "Bearer realm=\"switchyard\"") }
+        if reply.status == 405 {
+            let path = String(cString: evhttp_request_get_uri(req)).split(separator: "?").first ?? ""
+            evhttp_add_header(headers, "Allow", Self.methods(for: path.split(separator: "/")).joined(separator: ", "))
+        }
         let buffer = evbuffer_new()
         reply.body.withUnsafeBytes { _ = evbuffer_add(buffer, $0.baseAddress, $0.count) }
         evhttp_send_reply(req, Int32(reply.status), HTTPStatusText.reason(reply.status), buffer)
@@ -137,7 +142,10 @@ final class AdminServer {
         case EVHTTP_REQ_POST: method = "POST"
         case EVHTTP_REQ_PUT: method = "PUT"
         case EVHTTP_REQ_DELETE: method = "DELETE"
-        default: throw AdminError(405, "method not allowed", "use GET, POST, PUT or DELETE")
+        case EVHTTP_REQ_HEAD: method = "HEAD"
+        case EVHTTP_REQ_PATCH: method = "PATCH"
+        case EVHTTP_REQ_OPTIONS: method = "OPTIONS"
+        default: method = "OTHER"
         }
         let uri = String(cString: evhttp_request_get_uri(req))
         let parts = uri.split(separator: "?", maxSplits: 1)
@@ -145,8 +153,9 @@ final class AdminServer {
         var query: [String: String] = [:]
         if parts.count > 1 {
             for item in parts[1].split(separator: "&") {
-                let kv = item.split(separator: "=", maxSplits: 1)
-                query[String(kv[0])] = kv.count > 1 ? String(kv[1]).removingPercentEncoding ?? String(kv[1]) : "true"
+                let kv = item.split(separator: "=", maxSplits: 1, omittingEmptySubsequences: false)
+                guard let key = kv.first, !key.isEmpty else { continue }
+                query[String(key)] = kv.count > 1 ? String(kv[1]).removingPercentEncoding ?? String(kv[1]) : "true"
             }
         }
         var body: [String: Any] = [:]
@@ -215,7 +224,13 @@ final class AdminServer {
         case ("GET", 2) where p == ["v1", "status"]:
             return Self.ok(status())
         case ("GET", 2) where p == ["v1", "audit"]:
-            let limit = Int(r.query["limit"] ?? "") ?? 100
+            var limit = 100
+            if let text = r.query["limit"] {
+                guard let value = Int(text), (0...ControlPlane.auditMemoryLimit).contains(value) else {
+                    throw AdminError(400, "invalid limit", "limit is a whole number from 0 to \(ControlPlane.auditMemoryLimit)")
+                }
+                limit = value
+            }
             return Self.ok(["entries": Array(control.audit.suffix(limit))])
         case ("GET", 1) where p == ["metrics"]:
             return Reply(status: 200, body: Data(metrics().utf8), contentType: "text/plain; version=0.0.4")
@@ -225,7 +240,10 @@ final class AdminServer {
         case ("PUT", 4) where p[0] == "v1" && p[1] == "services" && p[3] == "canary":
             let weight = try Self.weight(r.body["weight"])
             let pool = r.body["pool"] as? String ?? control.state.services[String(p[2])]?.canary?.pool ?? ""
-            if weight > 0 && pool.isEmpty { throw AdminError(400, "missing pool", "give the canary pool: {\"pool\": \"green\", \"weight\": \"5%\"}") }
+            if weight > 0 && pool.isEmpty {
+                // Whether pool may be left out depends on the state (an existing canary): a conflict, not bad syntax.
+                throw AdminError(409, "no canary pool", "service \(p[2]) has no canary pool yet; give it: {\"pool\": \"green\", \"weight\": \"5%\"}")
+            }
             let sticky = try Self.sticky(r.body)
             return try changed(control.setCanary(service: String(p[2]), pool: pool, weight: weight, sticky: sticky,
                                                  actor: r.actor, ifMatch: r.ifMatch, lockToken: r.lockToken))
@@ -282,7 +300,29 @@ final class AdminServer {
             try control.releaseLock(token: r.lockToken, force: r.query["force"] == "true", actor: r.actor)
             return Self.ok(["unlocked": true])
         default:
+            let allowed = Self.methods(for: p)
+            if !allowed.isEmpty {
+                throw AdminError(405, "method not allowed", "/\(p.joined(separator: "/")) takes \(allowed.joined(separator: ", "))")
+            }
             throw AdminError(404, "no such endpoint", "\(r.method) /\(p.joined(separator: "/")) is not part of the admin API; see docs/admin-api.md")
+        }
+    }
+
+    /// The methods a known path takes (empty for an unknown path).
+    static func methods(for p: [Substring]) -> [String] {
+        switch p.count {
+        case 1 where p == ["metrics"]: return ["GET"]
+        case 2 where p == ["v1", "status"] || p == ["v1", "audit"]: return ["GET"]
+        case 2 where p == ["v1", "lock"]: return ["POST", "DELETE"]
+        case 4 where p[0] == "v1" && p[1] == "services":
+            switch p[3] {
+            case "flip", "rollback": return ["POST"]
+            case "canary", "rules": return ["PUT"]
+            default: return []
+            }
+        case 4 where p[0] == "v1" && p[1] == "pools" && p[3] == "servers": return ["POST"]
+        case 5 where p[0] == "v1" && p[1] == "pools" && p[3] == "servers": return ["PUT", "DELETE"]
+        default: return []
         }
     }
 
