@@ -238,13 +238,14 @@ final class AdminServer {
             let to = r.body["to"] as? String
             return try changed(control.flip(service: String(p[2]), to: to, actor: r.actor, ifMatch: r.ifMatch, lockToken: r.lockToken))
         case ("PUT", 4) where p[0] == "v1" && p[1] == "services" && p[3] == "canary":
+            // Syntax first (400), then what depends on the state (404/409).
             let weight = try Self.weight(r.body["weight"])
+            let sticky = try Self.sticky(r.body)
             let pool = r.body["pool"] as? String ?? control.state.services[String(p[2])]?.canary?.pool ?? ""
             if weight > 0 && pool.isEmpty {
                 // Whether pool may be left out depends on the state (an existing canary): a conflict, not bad syntax.
                 throw AdminError(409, "no canary pool", "service \(p[2]) has no canary pool yet; give it: {\"pool\": \"green\", \"weight\": \"5%\"}")
             }
-            let sticky = try Self.sticky(r.body)
             return try changed(control.setCanary(service: String(p[2]), pool: pool, weight: weight, sticky: sticky,
                                                  actor: r.actor, ifMatch: r.ifMatch, lockToken: r.lockToken))
         case ("PUT", 4) where p[0] == "v1" && p[1] == "services" && p[3] == "rules":

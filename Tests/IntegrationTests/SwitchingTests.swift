@@ -232,6 +232,23 @@ struct SwitchingTests {
         #expect(try s.admin("PUT", "/v1/pools/blue/servers/zz", body: #"{"weight": 5}"#).0 == 404)
     }
 
+    @Test func badAdminInputIsRefusedWithoutHarm() throws {
+        // Cases found by schemathesis against docs/openapi.yaml: each once stopped the process.
+        let s = try SwitchingScenario()
+        #expect(try s.admin("GET", "/v1/audit?limit=-1").0 == 400)
+        #expect(try s.admin("GET", "/v1/audit?limit=99999999999").0 == 400)
+        #expect(try s.admin("GET", "/v1/status?=&&=x&a").0 == 200)
+        let (status, body) = try s.admin("TRACE", "/v1/status")
+        #expect(status == 405)
+        #expect(body["error"] as? String == "method not allowed")
+        #expect(try s.admin("GET", "/v1/services/web/flip").0 == 405)
+        #expect(try s.admin("POST", "/v1/services/web/flip", body: "null").0 == 400)
+        #expect(try s.admin("PUT", "/v1/services/web/canary", body: #"{"weight": "5%", "sticky": {"cookie": 7}}"#).0 == 400)
+        #expect(try s.admin("PUT", "/v1/pools/blue/servers/b1", body: "{}").0 == 400)
+        #expect(s.proxy.process.isRunning)
+        #expect(try s.servedBy(try RawClient(port: s.proxy.port)) == "blue")
+    }
+
     @Test func stateSurvivesKillAndRestart() throws {
         let s = try SwitchingScenario()
         try s.admin("POST", "/v1/services/web/flip")
