@@ -286,6 +286,10 @@ final class AdminServer {
         case ("DELETE", 5) where p[0] == "v1" && p[1] == "pools" && p[3] == "servers":
             return try changed(control.removeServer(pool: String(p[2]), name: String(p[4]), actor: r.actor,
                                                     ifMatch: r.ifMatch, lockToken: r.lockToken))
+        case ("POST", 2) where p == ["v1", "reload"]:
+            try control.checkLockFor(r.lockToken)
+            let (generation, notes) = try control.reload(reset: r.query["reset"] == "true", actor: r.actor)
+            return Self.ok(["generation": generation, "notes": notes, "acknowledged_us": control.publishLatencies.last ?? 0])
         case ("POST", 2) where p == ["v1", "lock"]:
             guard let owner = r.body["owner"] as? String, !owner.isEmpty else {
                 throw AdminError(400, "missing owner", "give the owner: {\"owner\": \"deploy-42\", \"ttl\": \"10m\", \"reason\": \"...\"}")
@@ -315,6 +319,7 @@ final class AdminServer {
         case 1 where p == ["metrics"]: return ["GET"]
         case 2 where p == ["v1", "status"] || p == ["v1", "audit"]: return ["GET"]
         case 2 where p == ["v1", "lock"]: return ["POST", "DELETE"]
+        case 2 where p == ["v1", "reload"]: return ["POST"]
         case 4 where p[0] == "v1" && p[1] == "services":
             switch p[3] {
             case "flip", "rollback": return ["POST"]
@@ -384,9 +389,9 @@ final class AdminServer {
         let stats = control.collectStats()
         let snapshot = control.snapshot()
         var services: [String: Any] = [:]
-        for (index, route) in snapshot.services.enumerated() {
+        for route in snapshot.services {
             var s = control.state.services[route.name].map(ControlPlane.json) ?? [:]
-            s["traffic"] = Counters(stats.services, index: index).json
+            s["traffic"] = Counters(stats.services, index: route.statsID).json
             services[route.name] = s
         }
         var pools: [String: Any] = [:]
@@ -440,8 +445,8 @@ final class AdminServer {
             var entities: [(labels: String, counters: Counters)] = []
             switch what {
             case "service":
-                for (index, route) in snapshot.services.enumerated() {
-                    entities.append(("service=\"\(route.name)\"", Counters(stats.services, index: index)))
+                for route in snapshot.services {
+                    entities.append(("service=\"\(route.name)\"", Counters(stats.services, index: route.statsID)))
                 }
             case "pool":
                 for pool in snapshot.pools {

@@ -61,7 +61,7 @@ final class ClientConnection {
     private var requestBytesCommitted = false
     private var status = 0
     private var poolIndex = -1
-    /// The service of the exchange (configuration index), counted while it is active.
+    /// The service of the exchange (its `statsID`), counted while it is active.
     private var serviceIndex = -1
     /// The balancer of the pool this exchange uses, kept so a snapshot change mid-exchange
     /// cannot make the exchange count against the wrong pool.
@@ -315,8 +315,8 @@ final class ClientConnection {
             failExchange(status: 404, detail: "no service matches this host and path")
             return
         }
-        serviceIndex = service
-        worker.countService(service, ServerStats.active)
+        serviceIndex = snapshot.services[service].statsID
+        worker.countService(serviceIndex, ServerStats.active)
         // A fresh sticky id, used only if the service sticks by cookie and the client has none.
         let freshCookie = scratch + Self.cookieValueOffset
         var idWriter = ByteWriter(base: freshCookie, capacity: Self.cookieValueLength)

@@ -38,7 +38,9 @@ public struct Actor: Sendable {
 /// every worker and returns only once each has acknowledged it; then the state is written
 /// to the state file and the change to the audit trail. Runs on the control thread only.
 public final class ControlPlane {
-    public let config: SwitchyardConfig
+    public private(set) var config: SwitchyardConfig
+    /// The file the configuration came from (reload reads it again); nil for embedded ones.
+    public var configPath: String?
     public private(set) var state: RuntimeState
     public private(set) var lock: LockInfo?
     /// Earlier routing of each service, most recent last, for rollback.
@@ -55,15 +57,22 @@ public final class ControlPlane {
     /// Lines about runtime state that could not be restored (shown at start).
     public private(set) var restoreNotes: [String] = []
 
+    /// The state the configuration file describes, without runtime changes: what a reload
+    /// or restart compares runtime state with to tell what an operator changed.
+    private var fileState: RuntimeState
+
     struct Persisted: Codable {
         var state: RuntimeState
         var lock: LockInfo?
         var history: [String: [RuntimeState.Service]]
+        /// The file's state when `state` was written (absent in older state files).
+        var fileState: RuntimeState?
     }
 
     public init(config: SwitchyardConfig) throws {
         self.config = config
         state = RuntimeState(config: config)
+        fileState = state
         auditPath = config.stateFile.map { $0 + ".audit.jsonl" }
         if let path = config.stateFile, FileManager.default.fileExists(atPath: path) {
             let saved: Persisted
@@ -72,7 +81,8 @@ public final class ControlPlane {
             } catch {
                 throw ProxyError("cannot read state file \(path): \(error); fix or move it away (runtime changes it holds would be lost)")
             }
-            restoreNotes = state.restore(from: saved.state)
+            if let base = saved.fileState { restoreNotes = state.merge(runtime: saved.state, base: base) }
+            else { restoreNotes = state.restore(from: saved.state) }
             lock = saved.lock
             history = saved.history.filter { state.services[$0.key] != nil }
         }
@@ -330,6 +340,66 @@ public final class ControlPlane {
         }
     }
 
+    // MARK: Reload
+
+    /// Settings that live in the workers or the process and so change only with a restart.
+    static func restartOnlyChanges(from old: SwitchyardConfig, to new: SwitchyardConfig) -> [String] {
+        var keys: [String] = []
+        if old.workers != new.workers { keys.append("workers") }
+        if old.listeners != new.listeners { keys.append("listeners") }
+        if old.limits != new.limits { keys.append("limits") }
+        if old.timeouts != new.timeouts { keys.append("timeouts") }
+        if old.accessLog != new.accessLog { keys.append("access_log") }
+        if old.admin != new.admin { keys.append("admin") }
+        if old.stateFile != new.stateFile { keys.append("state_file") }
+        if old.shutdownTimeout != new.shutdownTimeout { keys.append("shutdown_timeout") }
+        return keys
+    }
+
+    /// Reads the configuration file again and applies it without touching existing
+    /// connections: pools, servers and services change at once. Runtime changes are kept
+    /// where what they name still exists (as at a restart), unless `reset` asks to start
+    /// from the file's routing. An invalid file is refused, and the running configuration
+    /// stays. Returns the new generation and warnings for settings that need a restart.
+    public func reload(reset: Bool, actor: Actor) throws(AdminError) -> (generation: UInt64, notes: [String]) {
+        guard let configPath else {
+            throw AdminError(409, "nothing to reload", "this instance runs an embedded configuration, not a file")
+        }
+        let fresh: SwitchyardConfig
+        do {
+            fresh = try ConfigLoader.load(path: configPath)
+        } catch {
+            throw AdminError(400, "invalid configuration", "\(configPath) was not applied; the running configuration stays. Problems:\n\(error.description)")
+        }
+        var notes = Self.restartOnlyChanges(from: config, to: fresh).map {
+            "\($0) changed in the file; it takes effect at the next restart"
+        }
+        var next = RuntimeState(config: fresh, generation: state.generation)
+        let newFileState = next
+        if !reset { notes += next.merge(runtime: state, base: fileState) }
+        next.generation = state.generation + 1
+        let before: [String: Any] = ["pools": config.pools.map(\.name), "services": config.services.map(\.name)]
+        // Keep the parts that only change at restart as they are running.
+        var applied = fresh
+        applied.workers = config.workers
+        applied.listeners = config.listeners
+        applied.limits = config.limits
+        applied.timeouts = config.timeouts
+        applied.accessLog = config.accessLog
+        applied.admin = config.admin
+        applied.stateFile = config.stateFile
+        applied.shutdownTimeout = config.shutdownTimeout
+        config = applied
+        state = next
+        fileState = newFileState
+        history = history.filter { state.services[$0.key] != nil }
+        publish()
+        persist()
+        record(actor: actor, action: reset ? "reload (reset runtime changes)" : "reload", target: configPath, before: before,
+               after: ["pools": config.pools.map(\.name), "services": config.services.map(\.name), "notes": notes])
+        return (state.generation, notes)
+    }
+
     // MARK: Lock
 
     private func currentLock() -> LockInfo? {
@@ -339,6 +409,9 @@ public final class ControlPlane {
         }
         return lock
     }
+
+    /// A reload is a mutation too: refused while someone else holds the lock.
+    func checkLockFor(_ token: String?) throws(AdminError) { try checkLock(token) }
 
     private func checkLock(_ token: String?) throws(AdminError) {
         guard let lock = currentLock() else { return }
@@ -384,7 +457,7 @@ public final class ControlPlane {
     func persist() {
         guard let path = config.stateFile else { return }
         do {
-            let data = try JSONEncoder.switchyard.encode(Persisted(state: state, lock: lock, history: history))
+            let data = try JSONEncoder.switchyard.encode(Persisted(state: state, lock: lock, history: history, fileState: fileState))
             try writeAtomically(data, to: path)
         } catch {
             FileHandle.standardError.write(Data("switchyard: cannot write state file \(path): \(error)\n".utf8))

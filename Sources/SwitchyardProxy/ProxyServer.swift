@@ -21,10 +21,12 @@ public final class ProxyServer {
     public private(set) var boundAddresses: [SocketAddress] = []
 
     /// Loads the saved runtime state (if `state_file` is set) on top of `config`.
-    public init(config: SwitchyardConfig) throws {
+    /// - Parameter configPath: the file `config` came from; SIGHUP and `POST /v1/reload` read it again.
+    public init(config: SwitchyardConfig, configPath: String? = nil) throws {
         self.config = config
         workerCount = config.workers ?? max(1, Int(sysconf(Int32(_SC_NPROCESSORS_ONLN))))
         control = try ControlPlane(config: config)
+        control.configPath = configPath
     }
 
     /// Binds, starts the workers and blocks until SIGTERM/SIGINT has drained them.
@@ -89,6 +91,9 @@ public final class ProxyServer {
         }
 
         let context = Unmanaged.passUnretained(self).toOpaque()
+        let hangup = event_new(base, SIGHUP, EventFlags.signal | EventFlags.persist, serverSignalCallback, context)!
+        event_add(hangup, nil)
+        signalEvents.append(hangup)
         for signalNumber in [SIGTERM, SIGINT] {
             let event = event_new(base, signalNumber, EventFlags.signal | EventFlags.persist, serverSignalCallback, context)!
             event_add(event, nil)
@@ -116,6 +121,17 @@ public final class ProxyServer {
     }
 
     fileprivate func onSignal(_ number: Int32) {
+        if number == SIGHUP {
+            do {
+                let (generation, notes) = try control.reload(reset: false, actor: Actor(user: "SIGHUP", label: nil))
+                var message = "switchyard: SIGHUP: configuration reloaded (generation \(generation))\n"
+                for note in notes { message += "switchyard: reload: \(note)\n" }
+                FileHandle.standardError.write(Data(message.utf8))
+            } catch {
+                FileHandle.standardError.write(Data("switchyard: SIGHUP: \(error.error): \(error.detail)\n".utf8))
+            }
+            return
+        }
         let name = number == SIGTERM ? "SIGTERM" : "SIGINT"
         FileHandle.standardError.write(Data("switchyard: \(name) received; draining connections\n".utf8))
         if let controlBase { event_base_loopbreak(controlBase) }

@@ -77,7 +77,7 @@ final class Worker: @unchecked Sendable {
     private var drainCheckArmed = false
     /// `ServerStats.stride` counters per server id.
     var stats: [Int] = []
-    /// The same counters per service (by configuration index; services do not change at runtime).
+    /// The same counters per service, by the service's `statsID`.
     var serviceStats: [Int] = []
     /// The control plane asks for a copy of `stats` by raising `statsRequested`; the worker
     /// answers in `statsSlot` and acknowledges in `statsAnswered`.
@@ -121,7 +121,6 @@ final class Worker: @unchecked Sendable {
         random = SplitMix64(seed: seed ^ UInt64(index))
         requestIDPrefix = UInt32(truncatingIfNeeded: random.next())
         logBuffer.reserveCapacity(64 * 1024)
-        serviceStats = [Int](repeating: 0, count: snapshot.services.count * ServerStats.stride)
         let context = Unmanaged.passUnretained(self).toOpaque()
         drainCheckEvent = event_new(base, -1, EventFlags.persist, workerDrainCheckCallback, context)
         applySnapshot(snapshot)
@@ -246,6 +245,9 @@ final class Worker: @unchecked Sendable {
             }
         }
         balancers = newBalancers
+        // A reload may add services.
+        let needed = newSnapshot.serviceIDLimit * ServerStats.stride
+        if serviceStats.count < needed { serviceStats += [Int](repeating: 0, count: needed - serviceStats.count) }
         updateDrainCheck()
     }
 

@@ -33,6 +33,8 @@ public struct PoolSnapshot: Sendable, Equatable {
 /// How one service chooses a pool, in the form the data plane reads fastest.
 public struct ServiceRoute: Sendable, Equatable {
     public let name: String
+    /// Stable across snapshots and reloads for the same name: workers key counters by it.
+    public let statsID: Int
     /// Lowercased host names; a leading `*.` matches any subdomain. Empty matches any host.
     let exactHosts: [[UInt8]]
     let wildcardSuffixes: [[UInt8]] // ".example.com"
@@ -90,12 +92,15 @@ public final class RoutingSnapshot: Sendable {
     public let pools: [PoolSnapshot]
     /// One more than the largest server id, so workers can size arrays indexed by id.
     public let serverIDLimit: Int
+    /// One more than the largest service `statsID`.
+    public let serviceIDLimit: Int
 
     public init(generation: UInt64, services: [ServiceRoute], pools: [PoolSnapshot]) {
         self.generation = generation
         self.services = services
         self.pools = pools
         self.serverIDLimit = (pools.flatMap { $0.servers.map(\.id) }.max() ?? -1) + 1
+        self.serviceIDLimit = (services.map(\.statsID).max() ?? -1) + 1
     }
 
     /// Builds a snapshot from a validated configuration and the runtime state (which names
@@ -140,6 +145,7 @@ public final class RoutingSnapshot: Sendable {
             }
             return ServiceRoute(
                 name: service.name,
+                statsID: registry.serviceID(service.name),
                 exactHosts: hosts.filter { !$0.hasPrefix("*.") }.map { Array($0.utf8) },
                 wildcardSuffixes: hosts.filter { $0.hasPrefix("*.") }.map { Array($0.dropFirst().utf8) },
                 pathPrefix: Array((service.match?.pathPrefix ?? "/").utf8),
@@ -346,6 +352,16 @@ public final class ServerRegistry {
     private var ids: [Key: Int] = [:]
 
     public init() {}
+
+    private var serviceIDs: [String: Int] = [:]
+
+    /// A stable id for a service name.
+    public func serviceID(_ name: String) -> Int {
+        if let id = serviceIDs[name] { return id }
+        let id = serviceIDs.count
+        serviceIDs[name] = id
+        return id
+    }
 
     public func id(pool: String, server: String, address: SocketAddress) -> Int {
         let key = Key(pool: pool, server: server, address: address)

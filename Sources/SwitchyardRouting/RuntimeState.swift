@@ -57,6 +57,65 @@ public struct RuntimeState: Codable, Equatable, Sendable {
         }
     }
 
+    /// Merges runtime changes into this state (built from the current configuration file).
+    ///
+    /// `base` is the state the previous file described. Each field (a service's active,
+    /// standby, canary and rules; a server's weight, state, address) keeps its runtime value
+    /// where an operator changed it (it differs from `base`) and takes the new file's value
+    /// otherwise. A kept value that names a pool the file no longer has falls back to the file.
+    /// Returns a line for everything that could not be kept.
+    public mutating func merge(runtime: RuntimeState, base: RuntimeState) -> [String] {
+        var notes: [String] = []
+        let pools = Set(servers.keys)
+        generation = max(generation, runtime.generation)
+        for (name, live) in runtime.services {
+            guard var fresh = services[name] else {
+                if base.services[name] != live { notes.append("service \(name) is no longer in the file; its runtime changes were dropped") }
+                continue
+            }
+            let old = base.services[name]
+            func changed<T: Equatable>(_ value: (Service) -> T) -> Bool { old.map { value($0) != value(live) } ?? true }
+            if changed({ $0.active }) {
+                if pools.contains(live.active) { fresh.active = live.active }
+                else { notes.append("service \(name): active pool \(live.active) is no longer in the file") }
+            }
+            if changed({ $0.standby }) {
+                if live.standby.map(pools.contains) ?? true { fresh.standby = live.standby }
+                else { notes.append("service \(name): standby pool \(live.standby!) is no longer in the file") }
+            }
+            if changed({ $0.canary }) {
+                if live.canary.map({ pools.contains($0.pool) }) ?? true { fresh.canary = live.canary }
+                else { notes.append("service \(name): canary pool \(live.canary!.pool) is no longer in the file") }
+            }
+            if changed({ $0.rules }) {
+                if live.rules.allSatisfy({ pools.contains($0.pool) }) { fresh.rules = live.rules }
+                else { notes.append("service \(name): runtime rules name a pool that is no longer in the file") }
+            }
+            if fresh.canary?.pool == fresh.active { fresh.canary = nil }
+            services[name] = fresh
+        }
+        for (pool, entries) in runtime.servers {
+            guard servers[pool] != nil else {
+                if base.servers[pool] != entries { notes.append("pool \(pool) is no longer in the file; its runtime changes were dropped") }
+                continue
+            }
+            for (server, live) in entries {
+                let old = base.servers[pool]?[server]
+                if let fresh = servers[pool]![server] {
+                    // In the new file: runtime changes to it win.
+                    if old != live { servers[pool]![server] = RuntimeState.Server(weight: old?.weight != live.weight ? live.weight : fresh.weight,
+                                                                                   state: old?.state != live.state ? live.state : fresh.state,
+                                                                                   address: nil, removed: live.removed) }
+                } else if live.address != nil {
+                    servers[pool]![server] = live // added at runtime
+                } else if old == nil || old != live {
+                    notes.append("server \(pool)/\(server) is no longer in the file")
+                }
+            }
+        }
+        return notes
+    }
+
     /// Applies a saved state onto this one (built from the current configuration): runtime
     /// changes are kept where the services, pools and servers they name still exist. Returns
     /// a line for everything that had to be dropped.

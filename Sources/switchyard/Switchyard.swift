@@ -52,7 +52,7 @@ struct Run: ParsableCommand {
     func run() throws {
         let loaded: SwitchyardConfig
         do { loaded = try ConfigLoader.load(path: config) } catch { fail("configuration is invalid:\n\(error)") }
-        do { try ProxyServer(config: loaded).run(readyFile: readyFile) } catch { fail("\(error)") }
+        do { try ProxyServer(config: loaded, configPath: config).run(readyFile: readyFile) } catch { fail("\(error)") }
     }
 }
 

@@ -142,3 +142,50 @@ struct CanaryBucketTests {
         }
     }
 }
+
+@Suite("Reconciling runtime state with the file")
+struct MergeTests {
+    func state(_ yaml: String) -> RuntimeState {
+        RuntimeState(config: try! ConfigLoader.parse(yaml: yaml, file: "t"))
+    }
+
+    static let head = """
+    listeners: [{ bind: 127.0.0.1:1 }]
+    pools:
+      blue: { servers: [{ name: b1, address: 127.0.0.1:2, weight: 100 }] }
+      green: { servers: [{ name: g1, address: 127.0.0.1:3, weight: 100 }] }
+
+    """
+
+    @Test func runtimeChangesWinOnlyWhereAnOperatorMadeThem() {
+        let oldFile = state(Self.head + "services: { web: { active: blue, standby: green } }")
+        var runtime = oldFile
+        runtime.services["web"]!.active = "green"          // an operator flipped
+        runtime.services["web"]!.standby = "blue"
+        runtime.servers["blue"]!["b1"]!.state = .drain     // and drained b1
+        let newFileYAML = Self.head.replacingOccurrences(of: "weight: 100 }] }\n  green", with: "weight: 40 }] }\n  green")
+            + "services: { web: { active: blue, standby: green, rules: [{ header: X, value: y, pool: green }] } }"
+        var merged = state(newFileYAML)
+        let notes = merged.merge(runtime: runtime, base: oldFile)
+        #expect(notes.isEmpty)
+        #expect(merged.services["web"]!.active == "green")          // kept: changed at runtime
+        #expect(merged.services["web"]!.rules.count == 1)           // taken: changed in the file only
+        #expect(merged.servers["blue"]!["b1"]!.state == .drain)     // kept
+        #expect(merged.servers["blue"]!["b1"]!.weight == 40)        // taken from the file
+    }
+
+    @Test func keptValuesNamingRemovedPoolsFallBackToTheFile() {
+        let oldFile = state(Self.head + "services: { web: { active: blue, standby: green } }")
+        var runtime = oldFile
+        runtime.services["web"]!.active = "green"
+        let onlyBlue = """
+        listeners: [{ bind: 127.0.0.1:1 }]
+        pools: { blue: { servers: [{ name: b1, address: 127.0.0.1:2 }] } }
+        services: { web: { active: blue } }
+        """
+        var merged = state(onlyBlue)
+        let notes = merged.merge(runtime: runtime, base: oldFile)
+        #expect(merged.services["web"]!.active == "blue")
+        #expect(notes.contains { $0.contains("active pool green is no longer in the file") })
+    }
+}
