@@ -41,6 +41,30 @@ public struct PoolConfig: Sendable, Equatable {
     public var name: String
     public var balance: BalanceAlgorithm
     public var servers: [ServerConfig]
+    /// Active health checks; `nil` means none (servers are trusted to be up).
+    public var health: HealthCheckConfig?
+
+    public init(name: String, balance: BalanceAlgorithm, servers: [ServerConfig], health: HealthCheckConfig? = nil) {
+        self.name = name
+        self.balance = balance
+        self.servers = servers
+        self.health = health
+    }
+}
+
+/// `health: { path: /healthz, interval: 2s, timeout: 1s, rise: 2, fall: 3, expect: 200-399 }`
+public struct HealthCheckConfig: Sendable, Equatable {
+    public var path: String = "/healthz"
+    public var interval: Duration = .seconds(2)
+    public var timeout: Duration = .seconds(1)
+    /// Consecutive passes that bring a server (back) into rotation.
+    public var rise: Int = 2
+    /// Consecutive failures that take it out.
+    public var fall: Int = 3
+    /// Statuses that count as passing.
+    public var expect: ClosedRange<Int> = 200...399
+
+    public init() {}
 }
 
 public struct ServerConfig: Sendable, Equatable {

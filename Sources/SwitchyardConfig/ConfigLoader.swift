@@ -236,7 +236,7 @@ struct NodeReader {
             if !Self.isValidName(name) {
                 problem(value, path, "pool names may use letters, digits, '-' and '_' only")
             }
-            guard let fields = mapping(value, path, allowed: ["balance", "servers"]) else { continue }
+            guard let fields = mapping(value, path, allowed: ["balance", "servers", "health"]) else { continue }
             var pool = PoolConfig(name: name, balance: .roundRobin, servers: [])
             var hasServers = false
             for (key, v) in fields {
@@ -251,6 +251,8 @@ struct NodeReader {
                 case "servers":
                     hasServers = true
                     pool.servers = readServers(v, path: "\(path).servers")
+                case "health":
+                    pool.health = readHealth(v, path: "\(path).health")
                 default: break
                 }
             }
@@ -367,6 +369,35 @@ struct NodeReader {
             problem(node, "services", "more than one default service (without match): \(defaults.joined(separator: ", ")); give all but one a match")
         }
         return result
+    }
+
+    mutating func readHealth(_ node: Node, path: String) -> HealthCheckConfig? {
+        guard let fields = mapping(node, path, allowed: ["path", "interval", "timeout", "rise", "fall", "expect"]) else { return nil }
+        var h = HealthCheckConfig()
+        for (key, v) in fields {
+            let keyPath = "\(path).\(key)"
+            switch key {
+            case "path":
+                if let p = scalar(v, keyPath) {
+                    if p.hasPrefix("/") && !p.contains(" ") { h.path = p } else { problem(v, keyPath, "must start with / and contain no spaces") }
+                }
+            case "interval", "timeout":
+                guard let d = duration(v, keyPath) else { continue }
+                if d.milliseconds < 10 { problem(v, keyPath, "must be at least 10ms"); continue }
+                if key == "interval" { h.interval = d } else { h.timeout = d }
+            case "rise": h.rise = integer(v, keyPath, range: 1...100) ?? h.rise
+            case "fall": h.fall = integer(v, keyPath, range: 1...100) ?? h.fall
+            case "expect":
+                guard let text = scalar(v, keyPath) else { continue }
+                let parts = text.split(separator: "-").map { Int($0.trimmingCharacters(in: .whitespaces)) }
+                if parts.count == 1, let one = parts[0], (100...599).contains(one) { h.expect = one...one }
+                else if parts.count == 2, let a = parts[0], let b = parts[1], 100 <= a, a <= b, b <= 599 { h.expect = a...b }
+                else { problem(v, keyPath, "\"\(text)\" is not a status or a range; write e.g. 200 or 200-399") }
+            default: break
+            }
+        }
+        if h.timeout > h.interval { problem(node, "\(path).timeout", "must not be longer than interval") }
+        return h
     }
 
     mutating func basisPoints(_ node: Node, _ path: String) -> Int? {

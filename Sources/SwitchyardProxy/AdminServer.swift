@@ -406,6 +406,7 @@ final class AdminServer {
                     out["weight"] = server.configuredWeight
                     out["state"] = server.state.rawValue
                     out["open_connections"] = c[ServerStats.openConnections]
+                    out["health"] = control.health?.json(pool: pool.name, server: server.name) ?? ["status": "not checked"]
                     return out
                 },
             ]
@@ -467,6 +468,12 @@ final class AdminServer {
                     guard let lines = entity.first(where: { $0.family == family.suffix })?.lines else { continue }
                     for line in lines.split(separator: "\n") { out += "\(prefix)\(family.suffix)\(line)\n" }
                 }
+            }
+        }
+        out += "# HELP switchyard_server_healthy Whether active health checks find each server up (1) or down/pending (0).\n# TYPE switchyard_server_healthy gauge\n"
+        for pool in snapshot.pools {
+            for server in pool.servers {
+                out += "switchyard_server_healthy{pool=\"\(pool.name)\",server=\"\(server.name)\"} \(server.healthy ? 1 : 0)\n"
             }
         }
         out += "# HELP switchyard_server_ready Whether each server takes new requests (1) or drains/is in maintenance (0).\n# TYPE switchyard_server_ready gauge\n"

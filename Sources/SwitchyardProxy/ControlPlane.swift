@@ -94,9 +94,25 @@ public final class ControlPlane {
         }
     }
 
+    /// Active health checks, once the control loop runs.
+    var health: HealthChecker?
+
     func snapshot() -> RoutingSnapshot {
+        RoutingSnapshot(config: config, state: state, registry: registry, down: health?.down ?? [])
+    }
+
+    /// The routing as the runtime state alone describes it (which servers exist, their addresses).
+    func snapshotIgnoringHealth() -> RoutingSnapshot {
         RoutingSnapshot(config: config, state: state, registry: registry)
     }
+
+    func startHealthChecks(base: OpaquePointer) {
+        health = HealthChecker(control: self, base: base)
+        health?.sync(startup: true)
+    }
+
+    /// A server went up or down: workers get a new snapshot (the state itself did not change).
+    func healthChanged() { publish() }
 
     // MARK: Publishing
 
@@ -272,6 +288,10 @@ public final class ControlPlane {
             throw AdminError(400, "weight out of range", "weight must be 0 to \(ServerConfig.maxWeight)")
         }
         let action = serverState.map { $0 == .ready ? "undrain" : $0.rawValue } ?? "weight"
+        if serverState == .ready && current.state != .ready {
+            // Back from a drain: in a checked pool it must pass its checks first.
+            health?.markPending(pool: poolName, server: server)
+        }
         return try mutate(actor: actor, action: action, target: "server \(poolName)/\(server)", ifMatch: ifMatch, lockToken: lockToken,
                           before: ["weight": current.weight, "state": current.state.rawValue]) { (state: inout RuntimeState) throws(AdminError) -> Any? in
             var s = current
@@ -301,12 +321,14 @@ public final class ControlPlane {
         if let inFile, inFile.address.description != SocketAddress(parsing: address)!.description {
             throw AdminError(409, "server exists", "the configuration file defines \(poolName)/\(name) at \(inFile.address); use that address or another name")
         }
-        return try mutate(actor: actor, action: "add server", target: "server \(poolName)/\(name)", ifMatch: ifMatch,
-                          lockToken: lockToken, before: nil) { (state: inout RuntimeState) throws(AdminError) -> Any? in
+        let generation = try mutate(actor: actor, action: "add server", target: "server \(poolName)/\(name)", ifMatch: ifMatch,
+                                    lockToken: lockToken, before: nil) { (state: inout RuntimeState) throws(AdminError) -> Any? in
             state.servers[poolName]![name] = RuntimeState.Server(weight: weight, state: serverState,
                                                                  address: inFile == nil ? address : nil)
             return ["address": address, "weight": weight, "state": serverState.rawValue]
         }
+        health?.sync(startup: false) // a checked pool's new server waits for its checks
+        return generation
     }
 
     /// Removes a server that has been drained (or put in maintenance) and has no request in flight.
@@ -393,6 +415,7 @@ public final class ControlPlane {
         state = next
         fileState = newFileState
         history = history.filter { state.services[$0.key] != nil }
+        health?.sync(startup: false)
         publish()
         persist()
         record(actor: actor, action: reset ? "reload (reset runtime changes)" : "reload", target: configPath, before: before,

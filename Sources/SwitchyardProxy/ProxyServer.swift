@@ -77,6 +77,7 @@ public final class ProxyServer {
         if let adminConfig = config.admin {
             admin = try AdminServer(control: control, base: base, config: adminConfig)
         }
+        control.startHealthChecks(base: base)
 
         let finished = DispatchGroup()
         for worker in workers {
@@ -114,6 +115,7 @@ public final class ProxyServer {
             finished.wait()
         }
         admin?.close()
+        control.health?.stop()
         for event in signalEvents { event_free(event) }
         event_base_free(base)
         accessLog?.close()

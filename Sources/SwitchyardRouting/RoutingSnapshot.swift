@@ -13,14 +13,17 @@ public struct ServerSnapshot: Sendable, Equatable {
     /// The weight an operator set, kept while the server drains.
     public let configuredWeight: Int
     public let state: ServerState
+    /// False while active health checks find it down (or it has not passed them yet).
+    public let healthy: Bool
 
-    public init(id: Int, name: String, address: SocketAddress, weight: Int, state: ServerState = .ready) {
+    public init(id: Int, name: String, address: SocketAddress, weight: Int, state: ServerState = .ready, healthy: Bool = true) {
         self.id = id
         self.name = name
         self.address = address
         self.configuredWeight = weight
         self.state = state
-        self.weight = state == .ready ? weight : 0
+        self.healthy = healthy
+        self.weight = state == .ready && healthy ? weight : 0
     }
 }
 
@@ -105,7 +108,9 @@ public final class RoutingSnapshot: Sendable {
 
     /// Builds a snapshot from a validated configuration and the runtime state (which names
     /// only pools and servers the configuration has), taking server ids from `registry`.
-    public convenience init(config: SwitchyardConfig, state: RuntimeState? = nil, registry: ServerRegistry) {
+    /// - Parameter down: servers ("pool/server") that health checks keep out of rotation.
+    public convenience init(config: SwitchyardConfig, state: RuntimeState? = nil, registry: ServerRegistry,
+                            down: Set<String> = []) {
         let runtime = state ?? RuntimeState(config: config)
         let pools = config.pools.map { pool -> PoolSnapshot in
             let live = runtime.servers[pool.name] ?? [:]
@@ -113,14 +118,16 @@ public final class RoutingSnapshot: Sendable {
                 let server = live[s.name] ?? RuntimeState.Server(weight: s.weight, state: .ready)
                 if server.removed == true { return nil }
                 return ServerSnapshot(id: registry.id(pool: pool.name, server: s.name, address: s.address),
-                                      name: s.name, address: s.address, weight: server.weight, state: server.state)
+                                      name: s.name, address: s.address, weight: server.weight, state: server.state,
+                                      healthy: !down.contains("\(pool.name)/\(s.name)"))
             }
             // Servers added at runtime follow the file's, in name order.
             let configured = Set(pool.servers.map(\.name))
             for (name, server) in live.sorted(by: { $0.key < $1.key }) where !configured.contains(name) && server.removed != true {
                 guard let text = server.address, let address = SocketAddress(parsing: text) else { continue }
                 servers.append(ServerSnapshot(id: registry.id(pool: pool.name, server: name, address: address),
-                                              name: name, address: address, weight: server.weight, state: server.state))
+                                              name: name, address: address, weight: server.weight, state: server.state,
+                                              healthy: !down.contains("\(pool.name)/\(name)")))
             }
             return PoolSnapshot(name: pool.name, balance: pool.balance, servers: servers)
         }

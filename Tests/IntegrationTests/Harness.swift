@@ -124,11 +124,12 @@ final class Upstream {
     let name: String
     let requestLogPath: String
 
-    init(name: String, directory: String, extraArguments: [String] = []) throws {
+    init(name: String, directory: String, extraArguments: [String] = [], port fixedPort: UInt16 = 0) throws {
         self.name = name
         let ready = "\(directory)/\(name).port"
+        unlink(ready)
         requestLogPath = "\(directory)/\(name).requests"
-        process = try ManagedProcess(["demo-app", "--name", name, "--listen", "127.0.0.1:0", "--ready-file", ready,
+        process = try ManagedProcess(["demo-app", "--name", name, "--listen", "127.0.0.1:\(fixedPort)", "--ready-file", ready,
                                       "--request-log", requestLogPath] + extraArguments, directory: directory, label: "app-\(name)")
         guard let port = UInt16(try waitForFile(ready).trimmingCharacters(in: .whitespacesAndNewlines)) else {
             throw HarnessError("demo app \(name) wrote no port")
@@ -190,8 +191,8 @@ final class Scenario {
     var upstreams: [Upstream] = []
     var proxy: Proxy!
 
-    func upstream(_ name: String, _ extraArguments: [String] = []) throws -> Upstream {
-        let u = try Upstream(name: name, directory: directory, extraArguments: extraArguments)
+    func upstream(_ name: String, _ extraArguments: [String] = [], port: UInt16 = 0) throws -> Upstream {
+        let u = try Upstream(name: name, directory: directory, extraArguments: extraArguments, port: port)
         upstreams.append(u)
         return u
     }

@@ -45,4 +45,68 @@ struct ResilienceTests {
         #expect(try s.admin("POST", "/v1/reload?reset=true").0 == 200)
         #expect(try s.servedBy(kept) == "blue")
     }
+
+    @Test func healthChecksTakeServersOutAndBringThemBack() throws {
+        let s = Scenario()
+        let a = try s.upstream("a"), b = try s.upstream("b")
+        let socket = "\(s.directory)/admin.sock"
+        let proxy = try s.startProxy("""
+            pools:
+              app:
+                health: { path: /healthz, interval: 200ms, timeout: 150ms, rise: 2, fall: 2, expect: 200-399 }
+                servers: [{ name: a, address: \(a.address) }, { name: b, address: \(b.address) }]
+            services: { web: { active: app } }
+            access_log: off
+            admin: { socket: \(socket) }
+
+            """)
+        func health(_ name: String) throws -> String {
+            let text = try curl(["--unix-socket", socket, "http://x/v1/status"]).output
+            let status = try JSONSerialization.jsonObject(with: Data(text.utf8)) as? [String: Any]
+            let servers = ((status?["pools"] as? [String: Any])?["app"] as? [String: Any])?["servers"] as? [[String: Any]] ?? []
+            return (servers.first { $0["name"] as? String == name }?["health"] as? [String: Any])?["status"] as? String ?? "?"
+        }
+        func waitFor(_ name: String, _ wanted: String) throws -> Bool {
+            let end = Date().addingTimeInterval(5)
+            while Date() < end { if try health(name) == wanted { return true }; usleep(50_000) }
+            return false
+        }
+        #expect(try waitFor("a", "up") && waitFor("b", "up"))
+        b.stop()
+        #expect(try waitFor("b", "down"))
+        #expect(proxy.process.stderr.contains("health: app/b is DOWN after 2 failed check(s)"))
+        let c = try RawClient(port: proxy.port)
+        for _ in 0..<6 {
+            c.send("GET / HTTP/1.1\r\nHost: t\r\n\r\n")
+            #expect(try c.readResponse().header("X-Served-By") == "a")
+        }
+        // Back on the same port: in rotation again after `rise` passing checks.
+        _ = try s.upstream("b", port: b.port)
+        #expect(try waitFor("b", "up"))
+        #expect(proxy.process.stderr.contains("health: app/b is UP after 2 passing check(s)"))
+        var seen = Set<String>()
+        for _ in 0..<6 {
+            c.send("GET / HTTP/1.1\r\nHost: t\r\n\r\n")
+            seen.insert(try c.readResponse().header("X-Served-By") ?? "?")
+        }
+        #expect(seen == ["a", "b"])
+
+        // Readiness: a server added while nothing answers yet stays pending and gets no traffic.
+        let port = freePort()
+        #expect(try curl(["--unix-socket", socket, "-X", "POST", "-d", #"{"name": "n", "address": "127.0.0.1:\#(port)"}"#,
+                          "-o", "/dev/null", "-w", "%{http_code}", "http://x/v1/pools/app/servers"]).output == "200")
+        #expect(try health("n") == "pending")
+        for _ in 0..<6 {
+            c.send("GET / HTTP/1.1\r\nHost: t\r\n\r\n")
+            #expect(try c.readResponse().status == 200)
+        }
+        _ = try s.upstream("n", port: port)
+        #expect(try waitFor("n", "up"))
+        seen = []
+        for _ in 0..<9 {
+            c.send("GET / HTTP/1.1\r\nHost: t\r\n\r\n")
+            seen.insert(try c.readResponse().header("X-Served-By") ?? "?")
+        }
+        #expect(seen.contains("n"))
+    }
 }

@@ -1,0 +1,217 @@
+import CLibevent
+import Foundation
+import Glibc
+import SwitchyardConfig
+import SwitchyardRouting
+
+/// Active health checks, run on the control thread with libevent's HTTP client: workers
+/// never wait for a check. `fall` failures in a row take a server out of rotation, `rise`
+/// passes bring it back; each transition publishes a new snapshot and is logged.
+final class HealthChecker {
+    /// What the checks know about one server.
+    final class ServerHealth {
+        let pool: String
+        let server: String
+        var address: SocketAddress
+        var connection: OpaquePointer?
+        /// In rotation as far as health is concerned.
+        var healthy: Bool
+        /// Added or undrained and not yet passed `rise` checks.
+        var pending: Bool
+        var passes = 0
+        var failures = 0
+        var lastResult = "not checked yet"
+        var lastCheck: Date?
+        var inFlight = false
+        weak var checker: HealthChecker?
+
+        init(pool: String, server: String, address: SocketAddress, healthy: Bool) {
+            self.pool = pool
+            self.server = server
+            self.address = address
+            self.healthy = healthy
+            self.pending = !healthy
+        }
+
+        var key: String { "\(pool)/\(server)" }
+        var status: String { healthy ? "up" : (pending ? "pending" : "down") }
+    }
+
+    private unowned let control: ControlPlane
+    private let base: OpaquePointer
+    private(set) var servers: [String: ServerHealth] = [:]
+    private var timers: [OpaquePointer] = []
+    private var timerContexts: [PoolTimer] = []
+
+    final class PoolTimer {
+        let pool: String
+        weak var checker: HealthChecker?
+        init(pool: String, checker: HealthChecker) { self.pool = pool; self.checker = checker }
+    }
+
+    init(control: ControlPlane, base: OpaquePointer) {
+        self.control = control
+        self.base = base
+    }
+
+    /// Servers health checks keep out of rotation.
+    var down: Set<String> { Set(servers.values.filter { !$0.healthy }.map(\.key)) }
+
+    /// Matches the checked servers to the configuration and runtime state: new servers of a
+    /// checked pool start pending (out of rotation until they pass `rise` checks), except at
+    /// start-up, where servers are assumed up and checked at once.
+    func sync(startup: Bool) {
+        for timer in timers { event_free(timer) }
+        timers.removeAll()
+        timerContexts.removeAll()
+        var wanted: Set<String> = []
+        let snapshot = control.snapshotIgnoringHealth()
+        for pool in control.config.pools {
+            guard let health = pool.health, let live = snapshot.pools.first(where: { $0.name == pool.name }) else { continue }
+            for server in live.servers {
+                let key = "\(pool.name)/\(server.name)"
+                wanted.insert(key)
+                if let existing = servers[key] {
+                    if existing.address != server.address {
+                        if let c = existing.connection { evhttp_connection_free(c) }
+                        existing.connection = nil
+                        existing.address = server.address
+                    }
+                } else {
+                    let entry = ServerHealth(pool: pool.name, server: server.name, address: server.address, healthy: startup)
+                    entry.checker = self
+                    servers[key] = entry
+                }
+            }
+            let context = PoolTimer(pool: pool.name, checker: self)
+            timerContexts.append(context)
+            let timer = event_new(base, -1, EventFlags.persist, healthTimerCallback, Unmanaged.passUnretained(context).toOpaque())!
+            var tv = timeval(milliseconds: health.interval.milliseconds)
+            event_add(timer, &tv)
+            timers.append(timer)
+            runChecks(pool: pool.name) // at once, not one interval later
+        }
+        for (key, entry) in servers where !wanted.contains(key) {
+            if let c = entry.connection { evhttp_connection_free(c) }
+            servers[key] = nil
+        }
+    }
+
+    /// A server that was drained (or just added) must pass its checks before it takes traffic again.
+    func markPending(pool: String, server: String) {
+        guard let entry = servers["\(pool)/\(server)"] else { return }
+        entry.healthy = false
+        entry.pending = true
+        entry.passes = 0
+        check(entry)
+    }
+
+    fileprivate func runChecks(pool: String) {
+        for entry in servers.values where entry.pool == pool { check(entry) }
+    }
+
+    private func check(_ entry: ServerHealth) {
+        guard !entry.inFlight, let health = control.config.pool(named: entry.pool)?.health else { return }
+        if entry.connection == nil {
+            entry.connection = evhttp_connection_base_new(base, nil, entry.address.host, entry.address.port)
+            var tv = timeval(milliseconds: health.timeout.milliseconds)
+            evhttp_connection_set_timeout_tv(entry.connection, &tv)
+            evhttp_connection_set_retries(entry.connection, 0)
+        }
+        guard let connection = entry.connection else { record(entry, passed: false, result: "cannot create a connection"); return }
+        // The request holds the entry until its callback runs.
+        let context = Unmanaged.passRetained(entry).toOpaque()
+        guard let request = evhttp_request_new(healthResponseCallback, context) else {
+            Unmanaged<ServerHealth>.fromOpaque(context).release()
+            return
+        }
+        evhttp_request_set_error_cb(request, healthErrorCallback)
+        evhttp_add_header(evhttp_request_get_output_headers(request), "Host", entry.address.description)
+        evhttp_add_header(evhttp_request_get_output_headers(request), "User-Agent", "switchyard-health-check")
+        entry.inFlight = true
+        entry.lastResult = "no answer"
+        if evhttp_make_request(connection, request, EVHTTP_REQ_GET, health.path) != 0 {
+            entry.inFlight = false
+            record(entry, passed: false, result: "cannot send the check")
+        }
+    }
+
+    fileprivate func completed(_ entry: ServerHealth, status: Int) {
+        entry.inFlight = false
+        guard let health = control.config.pool(named: entry.pool)?.health else { return }
+        if status == 0 {
+            record(entry, passed: false, result: entry.lastResult == "no answer" ? "no response" : entry.lastResult)
+        } else {
+            record(entry, passed: health.expect.contains(status), result: "status \(status)")
+        }
+    }
+
+    fileprivate func failed(_ entry: ServerHealth, reason: String) {
+        entry.lastResult = reason
+    }
+
+    private func record(_ entry: ServerHealth, passed: Bool, result: String) {
+        guard let health = control.config.pool(named: entry.pool)?.health else { return }
+        entry.lastCheck = Date()
+        entry.lastResult = result
+        if passed {
+            entry.passes += 1
+            entry.failures = 0
+            if !entry.healthy && entry.passes >= health.rise {
+                entry.healthy = true
+                entry.pending = false
+                transition(entry, "UP after \(entry.passes) passing check(s)")
+            }
+        } else {
+            entry.failures += 1
+            entry.passes = 0
+            if entry.healthy && entry.failures >= health.fall {
+                entry.healthy = false
+                transition(entry, "DOWN after \(entry.failures) failed check(s) (\(result))")
+            }
+        }
+    }
+
+    private func transition(_ entry: ServerHealth, _ what: String) {
+        FileHandle.standardError.write(Data("switchyard: health: \(entry.key) is \(what)\n".utf8))
+        control.healthChanged()
+    }
+
+    func json(pool: String, server: String) -> [String: Any]? {
+        guard let entry = servers["\(pool)/\(server)"] else { return nil }
+        return ["status": entry.status, "last_result": entry.lastResult,
+                "last_check": entry.lastCheck.map { ISO8601DateFormatter.withFraction.string(from: $0) } ?? NSNull(),
+                "consecutive_passes": entry.passes, "consecutive_failures": entry.failures]
+    }
+
+    func stop() {
+        for timer in timers { event_free(timer) }
+        timers.removeAll()
+        for entry in servers.values { if let c = entry.connection { evhttp_connection_free(c) } }
+        servers.removeAll()
+    }
+}
+
+private let healthTimerCallback: event_callback_fn = { _, _, context in
+    let timer = Unmanaged<HealthChecker.PoolTimer>.fromOpaque(context!).takeUnretainedValue()
+    timer.checker?.runChecks(pool: timer.pool)
+}
+
+private let healthResponseCallback: @convention(c) (OpaquePointer?, UnsafeMutableRawPointer?) -> Void = { request, context in
+    let entry = Unmanaged<HealthChecker.ServerHealth>.fromOpaque(context!).takeRetainedValue()
+    let status = request.map { Int(evhttp_request_get_response_code($0)) } ?? 0
+    entry.checker?.completed(entry, status: status)
+}
+
+private let healthErrorCallback: @convention(c) (evhttp_request_error, UnsafeMutableRawPointer?) -> Void = { error, context in
+    let entry = Unmanaged<HealthChecker.ServerHealth>.fromOpaque(context!).takeUnretainedValue()
+    let reason: String
+    switch error {
+    case EVREQ_HTTP_TIMEOUT: reason = "timeout"
+    case EVREQ_HTTP_EOF: reason = "connection closed"
+    case EVREQ_HTTP_INVALID_HEADER: reason = "invalid response"
+    case EVREQ_HTTP_BUFFER_ERROR: reason = "connection refused or reset"
+    default: reason = "request failed"
+    }
+    entry.checker?.failed(entry, reason: reason)
+}
