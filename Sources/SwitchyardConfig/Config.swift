@@ -43,6 +43,10 @@ public struct PoolConfig: Sendable, Equatable {
     public var servers: [ServerConfig]
     /// Active health checks; `nil` means none (servers are trusted to be up).
     public var health: HealthCheckConfig?
+    /// Passive ejection on consecutive failures; `nil` when turned off.
+    public var outlierDetection: OutlierDetectionConfig? = OutlierDetectionConfig()
+    /// How many times a failed attempt may be retried on another server (see docs/resilience.md).
+    public var retries: Int = 2
 
     public init(name: String, balance: BalanceAlgorithm, servers: [ServerConfig], health: HealthCheckConfig? = nil) {
         self.name = name
@@ -50,6 +54,15 @@ public struct PoolConfig: Sendable, Equatable {
         self.servers = servers
         self.health = health
     }
+}
+
+/// Envoy's defaults: 5 consecutive failures, 30 s base ejection, at most 10% of a pool
+/// (but always at least one server may be ejected).
+public struct OutlierDetectionConfig: Sendable, Equatable {
+    public var consecutiveFailures: Int = 5
+    public var baseEjectionTime: Duration = .seconds(30)
+    public var maxEjectionPercent: Int = 10
+    public init() {}
 }
 
 /// `health: { path: /healthz, interval: 2s, timeout: 1s, rise: 2, fall: 3, expect: 200-399 }`

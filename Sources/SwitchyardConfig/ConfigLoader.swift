@@ -236,7 +236,7 @@ struct NodeReader {
             if !Self.isValidName(name) {
                 problem(value, path, "pool names may use letters, digits, '-' and '_' only")
             }
-            guard let fields = mapping(value, path, allowed: ["balance", "servers", "health"]) else { continue }
+            guard let fields = mapping(value, path, allowed: ["balance", "servers", "health", "outlier_detection", "retries"]) else { continue }
             var pool = PoolConfig(name: name, balance: .roundRobin, servers: [])
             var hasServers = false
             for (key, v) in fields {
@@ -253,6 +253,26 @@ struct NodeReader {
                     pool.servers = readServers(v, path: "\(path).servers")
                 case "health":
                     pool.health = readHealth(v, path: "\(path).health")
+                case "retries":
+                    pool.retries = integer(v, "\(path).retries", range: 0...10) ?? pool.retries
+                case "outlier_detection":
+                    if case .scalar(let text) = v, text.string == "off" { pool.outlierDetection = nil; continue }
+                    guard let o = mapping(v, "\(path).outlier_detection",
+                                          allowed: ["consecutive_failures", "base_ejection_time", "max_ejection_percent"]) else { continue }
+                    var od = OutlierDetectionConfig()
+                    for (ok, ov) in o {
+                        let keyPath = "\(path).outlier_detection.\(ok)"
+                        switch ok {
+                        case "consecutive_failures": od.consecutiveFailures = integer(ov, keyPath, range: 1...1000) ?? od.consecutiveFailures
+                        case "base_ejection_time":
+                            if let d = duration(ov, keyPath) {
+                                if d.milliseconds >= 100 { od.baseEjectionTime = d } else { problem(ov, keyPath, "must be at least 100ms") }
+                            }
+                        case "max_ejection_percent": od.maxEjectionPercent = integer(ov, keyPath, range: 0...100) ?? od.maxEjectionPercent
+                        default: break
+                        }
+                    }
+                    pool.outlierDetection = od
                 default: break
                 }
             }

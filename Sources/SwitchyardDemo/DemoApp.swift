@@ -26,10 +26,14 @@ public final class DemoApp: @unchecked Sendable {
     /// connection closed without an answer: what a server closing an idle keep-alive
     /// connection looks like to a proxy that sent a request at that moment.
     let dropAfter: Int?
+    /// Answer every request with this status (a failing instance, for tests and demos).
+    let alwaysStatus: Int?
 
-    public init(name: String, host: String, port: UInt16, requestLogPath: String?, dropAfter: Int? = nil) throws {
+    public init(name: String, host: String, port: UInt16, requestLogPath: String?, dropAfter: Int? = nil,
+                alwaysStatus: Int? = nil) throws {
         self.name = name
         self.dropAfter = dropAfter
+        self.alwaysStatus = alwaysStatus
         let fd = socket(AF_INET, Int32(SOCK_STREAM.rawValue) | Int32(SOCK_CLOEXEC.rawValue), 0)
         var one: Int32 = 1
         setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, socklen_t(MemoryLayout<Int32>.size))
@@ -184,6 +188,11 @@ public final class DemoApp: @unchecked Sendable {
         let argument = parts.count > 1 ? parts[1] : ""
         let common = "X-Served-By: \(name)\r\n"
 
+        if let alwaysStatus {
+            guard drain(c, framing: framing) else { return false }
+            let body = "\(name) fails with \(alwaysStatus)\n"
+            return c.send("HTTP/1.1 \(alwaysStatus) \(HeadWriter.reasonPhrase(alwaysStatus))\r\n\(common)Content-Length: \(body.utf8.count)\r\n\r\n\(body)")
+        }
         if first == "echo" || first == "continue" {
             if expectsContinue { _ = c.send("HTTP/1.1 100 Continue\r\n\r\n") }
             return echo(c, framing: framing, common: common)

@@ -380,7 +380,10 @@ final class AdminServer {
                 ("_active_requests", "{\(labels)} \(self[ServerStats.active])\n"),
                 ("_request_duration_seconds", histogram),
             ]
-            if connections { result.append(("_open_connections", "{\(labels)} \(self[ServerStats.openConnections])\n")) }
+            if connections {
+                result.append(("_open_connections", "{\(labels)} \(self[ServerStats.openConnections])\n"))
+                result.append(("_ejections_total", "{\(labels)} \(self[ServerStats.ejections])\n"))
+            }
             return result
         }
     }
@@ -406,6 +409,8 @@ final class AdminServer {
                     out["weight"] = server.configuredWeight
                     out["state"] = server.state.rawValue
                     out["open_connections"] = c[ServerStats.openConnections]
+                    out["ejections"] = c[ServerStats.ejections]
+                    out["ejected_in_workers"] = c[ServerStats.ejectedNow]
                     out["health"] = control.health?.json(pool: pool.name, server: server.name) ?? ["status": "not checked"]
                     return out
                 },
@@ -441,6 +446,7 @@ final class AdminServer {
             ("_active_requests", "gauge", "Requests in flight"),
             ("_request_duration_seconds", "histogram", "Time from request head to last response byte"),
             ("_open_connections", "gauge", "Open upstream connections"),
+            ("_ejections_total", "counter", "Ejections by passive outlier detection"),
         ]
         for (prefix, what) in [("switchyard_service", "service"), ("switchyard_pool", "pool"), ("switchyard_upstream", "upstream server")] {
             var entities: [(labels: String, counters: Counters)] = []
@@ -462,7 +468,7 @@ final class AdminServer {
             }
             let samples = entities.map { $0.counters.samples($0.labels, connections: what != "service") }
             // One group per metric family, as the exposition format requires.
-            for family in families where what != "service" || family.suffix != "_open_connections" {
+            for family in families where what != "service" || (family.suffix != "_open_connections" && family.suffix != "_ejections_total") {
                 out += "# HELP \(prefix)\(family.suffix) \(family.help), by \(what).\n# TYPE \(prefix)\(family.suffix) \(family.type)\n"
                 for entity in samples {
                     guard let lines = entity.first(where: { $0.family == family.suffix })?.lines else { continue }

@@ -72,6 +72,10 @@ final class ClientConnection {
     private var triedServers: UInt64 = 0
     private var attempts = 0
     private var retriedStale = false
+    /// The current server's outcome was already reported to outlier detection.
+    private var outcomeRecorded = false
+    /// The exchange ended early because of the upstream (not the client).
+    private var upstreamFault = false
     private var bytesSent = 0
     private var startMicros: Int64 = 0
     private var logMethod = ""
@@ -281,6 +285,8 @@ final class ClientConnection {
         attempts = 0
         triedServers = 0
         retriedStale = false
+        outcomeRecorded = false
+        upstreamFault = false
         serverIndex = -1
         serverID = -1
         poolIndex = -1
@@ -390,6 +396,11 @@ final class ClientConnection {
         return w.overflowed ? 0 : w.count
     }
 
+    /// Retries stop once the request has been going for longer than upstream_response.
+    private var withinDeadline: Bool {
+        (monotonicMicroseconds() - startMicros) / 1000 < worker.settings.upstreamResponseMs
+    }
+
     private var currentServer: ServerSnapshot { balancer!.pool.servers[serverIndex] }
 
     private func pickServer() -> Bool {
@@ -402,6 +413,7 @@ final class ClientConnection {
 
     private func connectUpstream(allowReuse: Bool) {
         attempts += 1
+        outcomeRecorded = false
         balancer?.requestStarted(serverIndex)
         worker.count(serverID, ServerStats.active)
         countedActive = true
@@ -490,8 +502,12 @@ final class ClientConnection {
     /// A connection attempt failed before anything was sent: try another server.
     private func connectionFailed(detail: String, status: Int) {
         releaseUpstream(reuse: false)
-        let limit = min(balancer?.pool.servers.count ?? 0, 3)
-        if attempts < limit, pickServer() {
+        if serverID >= 0 && !outcomeRecorded {
+            worker.recordOutcome(serverID: serverID, failed: true)
+            outcomeRecorded = true
+        }
+        // Nothing was sent: safe to try another server, within the pool's retries and the deadline.
+        if attempts <= (balancer?.pool.retries ?? 0), withinDeadline, pickServer() {
             upstreamHeadSent = 0
             request.sent = 0
             connectUpstream(allowReuse: true)
@@ -569,6 +585,21 @@ final class ClientConnection {
                 connectUpstream(allowReuse: false)
                 return
             }
+            if serverID >= 0 && !outcomeRecorded {
+                worker.recordOutcome(serverID: serverID, failed: true)
+                outcomeRecorded = true
+            }
+            // An idempotent request whose bytes are all still here may go to another server.
+            if !partial && method.isIdempotent && !requestBytesCommitted && request.ended
+                && attempts <= (balancer?.pool.retries ?? 0) && withinDeadline {
+                releaseUpstream(reuse: false)
+                _ = pickServer() // another server when there is one; else the same on a new connection
+                upstreamHeadSent = 0
+                request.sent = 0
+                connectUpstream(allowReuse: false)
+                return
+            }
+            upstreamFault = true
             failExchange(status: 502, detail: "upstream \(currentServer.address) \(what) before a complete response head")
             return
         }
@@ -580,6 +611,7 @@ final class ClientConnection {
             return
         }
         // The body was cut short: close the client connection so it cannot mistake it for complete.
+        upstreamFault = true
         abortExchange()
     }
 
@@ -868,7 +900,12 @@ final class ClientConnection {
         guard !exchangeLogged else { return }
         exchangeLogged = true
         let durationMicros = monotonicMicroseconds() - startMicros
-        if serverID >= 0 { worker.recordResponse(serverID: serverID, status: complete ? status : 0, durationMicros: durationMicros) }
+        if serverID >= 0 {
+            worker.recordResponse(serverID: serverID, status: complete ? status : 0, durationMicros: durationMicros)
+            if !outcomeRecorded {
+                worker.recordOutcome(serverID: serverID, failed: complete ? status >= 500 : upstreamFault)
+            }
+        }
         if serviceIndex >= 0 {
             worker.countService(serviceIndex, ServerStats.active, -1)
             worker.recordServiceResponse(serviceIndex, status: complete ? status : 0, durationMicros: durationMicros)

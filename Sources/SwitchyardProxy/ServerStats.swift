@@ -9,8 +9,12 @@ public enum ServerStats {
     /// Exchanges that ended without a response status (client gone, upstream cut off).
     public static let failures = 8
     public static let latencySumMicros = 9
+    /// Times passive outlier detection ejected the server (summed over workers).
+    public static let ejections = 10
+    /// Workers that have the server ejected right now.
+    public static let ejectedNow = 11
     /// Cumulative-style buckets are computed when exported; stored here per bucket.
-    public static let latencyBuckets = 10
+    public static let latencyBuckets = 12
     /// Upper bounds of the latency buckets, in seconds (the last is +Inf).
     public static let bucketBounds: [Double] = [0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10]
     public static let stride = latencyBuckets + bucketBounds.count + 1

@@ -143,3 +143,9 @@ enum EventFlags {
     static let timeout = Int16(EV_TIMEOUT)
     static let signal = Int16(EV_SIGNAL)
 }
+
+/// Writes an operator message to standard error (rare events only: ejections, returns).
+func logToStandardError(_ text: String) {
+    var line = text + "\n"
+    line.withUTF8 { _ = write(STDERR_FILENO, $0.baseAddress, $0.count) }
+}

@@ -75,6 +75,15 @@ final class Worker: @unchecked Sendable {
     private var drainingSince: [Int64] = []
     private var drainCheckEvent: OpaquePointer?
     private var drainCheckArmed = false
+    /// Passive outlier detection, this worker's view, by server id.
+    private var consecutiveFailures: [Int] = []
+    private var ejectedUntil: [Int64] = []
+    private var ejectionStreak: [Int] = []
+    private var successesSinceReturn: [Int] = []
+    /// Where each server id sits now: (index of its balancer, index in the pool).
+    private var serverLocation: [(pool: Int, index: Int)?] = []
+    private var ejectionCheckEvent: OpaquePointer?
+    private var ejectionCheckArmed = false
     /// `ServerStats.stride` counters per server id.
     var stats: [Int] = []
     /// The same counters per service, by the service's `statsID`.
@@ -123,6 +132,7 @@ final class Worker: @unchecked Sendable {
         logBuffer.reserveCapacity(64 * 1024)
         let context = Unmanaged.passUnretained(self).toOpaque()
         drainCheckEvent = event_new(base, -1, EventFlags.persist, workerDrainCheckCallback, context)
+        ejectionCheckEvent = event_new(base, -1, EventFlags.persist, workerEjectionCheckCallback, context)
         applySnapshot(snapshot)
         acknowledgedGeneration.store(snapshot.generation, ordering: .releasing)
 
@@ -215,6 +225,11 @@ final class Worker: @unchecked Sendable {
             idle += [[UpstreamConnection]](repeating: [], count: grow)
             serverReady += [Bool](repeating: true, count: grow)
             drainingSince += [Int64](repeating: .max, count: grow)
+            consecutiveFailures += [Int](repeating: 0, count: grow)
+            ejectedUntil += [Int64](repeating: 0, count: grow)
+            ejectionStreak += [Int](repeating: 0, count: grow)
+            successesSinceReturn += [Int](repeating: 0, count: grow)
+            serverLocation += [(pool: Int, index: Int)?](repeating: nil, count: grow)
             stats += [Int](repeating: 0, count: grow * ServerStats.stride)
         }
         for pool in newSnapshot.pools {
@@ -245,6 +260,11 @@ final class Worker: @unchecked Sendable {
             }
         }
         balancers = newBalancers
+        for i in 0..<serverLocation.count { serverLocation[i] = nil }
+        for (p, balancer) in balancers.enumerated() {
+            for (i, server) in balancer.pool.servers.enumerated() { serverLocation[server.id] = (p, i) }
+        }
+        refreshEjectionMasks()
         // A reload may add services.
         let needed = newSnapshot.serviceIDLimit * ServerStats.stride
         if serviceStats.count < needed { serviceStats += [Int](repeating: 0, count: needed - serviceStats.count) }
@@ -262,6 +282,76 @@ final class Worker: @unchecked Sendable {
         } else {
             event_del(drainCheckEvent)
         }
+    }
+
+    // MARK: Passive outlier detection
+
+    /// Reports how an attempt on a server ended: a 5xx or a connection failure counts
+    /// against it; enough in a row eject it from this worker's balancing for a while.
+    func recordOutcome(serverID: Int, failed: Bool) {
+        guard serverID < serverLocation.count, let location = serverLocation[serverID],
+              let od = balancers[location.pool].pool.outlierDetection else { return }
+        if !failed {
+            consecutiveFailures[serverID] = 0
+            if ejectionStreak[serverID] > 0 && ejectedUntil[serverID] == 0 {
+                successesSinceReturn[serverID] += 1
+                if successesSinceReturn[serverID] >= 2 * od.consecutiveFailures { ejectionStreak[serverID] = 0 }
+            }
+            return
+        }
+        successesSinceReturn[serverID] = 0
+        consecutiveFailures[serverID] += 1
+        guard ejectedUntil[serverID] == 0, consecutiveFailures[serverID] >= od.consecutiveFailures else { return }
+        let pool = balancers[location.pool].pool
+        let ejected = pool.servers.filter { ejectedUntil[$0.id] != 0 }.count
+        let limit = max(1, pool.servers.count * od.maxEjectionPercent / 100)
+        guard ejected < limit else { return }
+        ejectionStreak[serverID] += 1
+        // The ejection grows with each ejection in a row (capped at 10 times the base).
+        let ms = od.baseEjectionTime.milliseconds * Int64(min(ejectionStreak[serverID], 10))
+        ejectedUntil[serverID] = monotonicMilliseconds() + ms
+        consecutiveFailures[serverID] = 0
+        count(serverID, ServerStats.ejections)
+        count(serverID, ServerStats.ejectedNow)
+        let server = pool.servers[location.index]
+        logToStandardError("switchyard: worker \(index): ejected \(pool.name)/\(server.name) for \(Double(ms) / 1000)s after \(od.consecutiveFailures) consecutive failures")
+        refreshEjectionMasks()
+    }
+
+    private func refreshEjectionMasks() {
+        var any = false
+        for balancer in balancers {
+            var mask: UInt64 = 0
+            for (i, server) in balancer.pool.servers.enumerated() where i < 64 && ejectedUntil[server.id] != 0 {
+                mask |= 1 << UInt64(i)
+                any = true
+            }
+            balancer.ejected = mask
+        }
+        guard any != ejectionCheckArmed, let ejectionCheckEvent else { return }
+        ejectionCheckArmed = any
+        if any {
+            var tv = timeval(milliseconds: 250)
+            event_add(ejectionCheckEvent, &tv)
+        } else {
+            event_del(ejectionCheckEvent)
+        }
+    }
+
+    /// Returns ejected servers whose time is up.
+    fileprivate func returnEjectedServers() {
+        let now = monotonicMilliseconds()
+        var changed = false
+        for id in 0..<ejectedUntil.count where ejectedUntil[id] != 0 && ejectedUntil[id] <= now {
+            ejectedUntil[id] = 0
+            count(id, ServerStats.ejectedNow, -1)
+            changed = true
+            if let location = serverLocation[id] {
+                let pool = balancers[location.pool].pool
+                logToStandardError("switchyard: worker \(index): \(pool.name)/\(pool.servers[location.index].name) returns from ejection")
+            }
+        }
+        if changed { refreshEjectionMasks() }
     }
 
     /// Closes tunnels to servers that have drained for longer than `tunnel_drain`.
@@ -410,6 +500,10 @@ private let workerDrainCheckCallback: event_callback_fn = { _, _, context in
     let worker = Unmanaged<Worker>.fromOpaque(context!).takeUnretainedValue()
     worker.closeDrainedTunnels()
     worker.releaseRetired()
+}
+
+private let workerEjectionCheckCallback: event_callback_fn = { _, _, context in
+    Unmanaged<Worker>.fromOpaque(context!).takeUnretainedValue().returnEjectedServers()
 }
 
 private let workerLogFlushCallback: event_callback_fn = { _, _, context in

@@ -20,6 +20,7 @@ public final class PoolBalancer {
 
     /// Takes a new version of the pool, keeping the state of servers that remain.
     public func update(to newPool: PoolSnapshot) {
+        ejected = 0 // indexes change; the worker sets the mask again
         var newCurrent = [Int](repeating: 0, count: newPool.servers.count)
         var newActive = [Int](repeating: 0, count: newPool.servers.count)
         for (i, server) in newPool.servers.enumerated() {
@@ -37,11 +38,20 @@ public final class PoolBalancer {
     /// weight 0 or was already tried. `tried` has bit `i` set for server index `i`
     /// (servers past the 64th are never excluded).
     public func pick(excluding tried: UInt64 = 0) -> Int? {
+        // Ejected servers are skipped, unless nothing else is left to try.
+        if ejected != 0, let index = pickAny(excluding: tried | ejected) { return index }
+        return pickAny(excluding: tried)
+    }
+
+    private func pickAny(excluding tried: UInt64) -> Int? {
         switch pool.balance {
         case .roundRobin: return pickRoundRobin(excluding: tried)
         case .leastRequest: return pickLeastRequest(excluding: tried)
         }
     }
+
+    /// Servers (bit per index) that passive outlier detection has ejected in this worker.
+    public var ejected: UInt64 = 0
 
     @inline(__always) static func isExcluded(_ i: Int, _ tried: UInt64) -> Bool {
         i < 64 && tried & (1 << UInt64(i)) != 0

@@ -31,6 +31,17 @@ public struct PoolSnapshot: Sendable, Equatable {
     public let name: String
     public let balance: BalanceAlgorithm
     public let servers: [ServerSnapshot]
+    public var outlierDetection: OutlierDetectionConfig?
+    public var retries: Int
+
+    public init(name: String, balance: BalanceAlgorithm, servers: [ServerSnapshot],
+                outlierDetection: OutlierDetectionConfig? = nil, retries: Int = 2) {
+        self.name = name
+        self.balance = balance
+        self.servers = servers
+        self.outlierDetection = outlierDetection
+        self.retries = retries
+    }
 }
 
 /// How one service chooses a pool, in the form the data plane reads fastest.
@@ -129,7 +140,8 @@ public final class RoutingSnapshot: Sendable {
                                               name: name, address: address, weight: server.weight, state: server.state,
                                               healthy: !down.contains("\(pool.name)/\(name)")))
             }
-            return PoolSnapshot(name: pool.name, balance: pool.balance, servers: servers)
+            return PoolSnapshot(name: pool.name, balance: pool.balance, servers: servers,
+                                outlierDetection: pool.outlierDetection, retries: pool.retries)
         }
         func index(_ name: String?) -> Int? { name.flatMap { n in pools.firstIndex { $0.name == n } } }
         func lower(_ s: String) -> [UInt8] { Array(s.lowercased().utf8) }

@@ -96,6 +96,9 @@ struct DemoAppCommand: ParsableCommand {
     @Option(help: "Close each connection without answering once it has served this many requests (for tests).")
     var dropAfter: Int?
 
+    @Option(help: "Answer every request with this status (a failing instance).")
+    var alwaysStatus: Int?
+
     @Flag(help: "Exit when the parent process exits (used by `switchyard demo`).")
     var exitWithParent = false
 
@@ -104,7 +107,7 @@ struct DemoAppCommand: ParsableCommand {
             fail("--listen \(listen) is not an IPv4 address:port")
         }
         let app: DemoApp
-        do { app = try DemoApp(name: name, host: address.host, port: address.port, requestLogPath: requestLog, dropAfter: dropAfter) }
+        do { app = try DemoApp(name: name, host: address.host, port: address.port, requestLogPath: requestLog, dropAfter: dropAfter, alwaysStatus: alwaysStatus) }
         catch { fail("\(error)") }
         if let readyFile {
             try "\(app.port)\n".write(toFile: readyFile + ".tmp", atomically: false, encoding: .utf8)
