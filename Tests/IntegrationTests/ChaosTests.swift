@@ -1,0 +1,104 @@
+import Foundation
+import Glibc
+import Testing
+
+/// Failures under continuous load, each asserting the exact client-visible outcome.
+@Suite("Chaos under load", .serialized)
+struct ChaosTests {
+    /// Runs wrk against `url` for `seconds` while `during` runs; returns wrk's report.
+    func underLoad(_ directory: String, url: String, seconds: Int, connections: Int = 20,
+                   during: () throws -> Void) throws -> String {
+        let out = "\(directory)/wrk-\(UUID().uuidString).out"
+        let pid = try spawn("/usr/bin/wrk", ["-t1", "-c\(connections)", "-d\(seconds)s", url], stdout: out, stderr: out + ".err")
+        usleep(700_000)
+        try during()
+        var status: Int32 = 0
+        waitpid(pid, &status, 0)
+        return try String(contentsOfFile: out, encoding: .utf8)
+    }
+
+    func requests(_ report: String) -> Int {
+        Int(report.split(separator: "\n").first { $0.contains("requests in") }?.split(separator: " ").first ?? "") ?? 0
+    }
+
+    @Test func killedUpstreamLosesNoIdempotentRequest() throws {
+        let s = Scenario()
+        let a = try s.upstream("a"), b = try s.upstream("b")
+        let proxy = try s.startProxy(simpleConfig([(a.address, 100), (b.address, 100)]))
+        let report = try underLoad(s.directory, url: proxy.url + "/", seconds: 4) {
+            usleep(500_000)
+            kill(b.process.pid, SIGKILL)
+        }
+        #expect(requests(report) > 1000)
+        #expect(!report.contains("Non-2xx"), "\(report)")
+        #expect(!report.contains("Socket errors"), "\(report)")
+    }
+
+    @Test func hangingUpstreamGets504WhileOthersServe() throws {
+        let s = Scenario()
+        let good = try s.upstream("good")
+        // An instance that accepts connections and never answers: a listening socket nobody reads.
+        let hangFD = socket(AF_INET, Int32(SOCK_STREAM.rawValue), 0)
+        defer { close(hangFD) }
+        var addr = sockaddr_in()
+        addr.sin_family = sa_family_t(AF_INET)
+        inet_pton(AF_INET, "127.0.0.1", &addr.sin_addr)
+        _ = withUnsafePointer(to: &addr) { $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { bind(hangFD, $0, socklen_t(MemoryLayout<sockaddr_in>.size)) } }
+        listen(hangFD, 128)
+        var length = socklen_t(MemoryLayout<sockaddr_in>.size)
+        _ = withUnsafeMutablePointer(to: &addr) { $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { getsockname(hangFD, $0, &length) } }
+        let hangPort = UInt16(bigEndian: addr.sin_port)
+        let proxy = try s.startProxy(simpleConfig([(good.address, 100), ("127.0.0.1:\(hangPort)", 100)],
+                                                  extra: "timeouts: { upstream_response: 1s }\n")
+            .replacingOccurrences(of: "balance: round_robin", with: "balance: round_robin\n    outlier_detection: off"), workers: 1)
+        // Requests to the hanging server wait; meanwhile the worker keeps serving the good one.
+        var hanging: [RawClient] = []
+        for _ in 0..<4 {
+            let c = try RawClient(port: proxy.port)
+            c.send("GET / HTTP/1.1\r\nHost: t\r\n\r\n")
+            hanging.append(c)
+        }
+        let started = Date()
+        var quick = 0
+        for _ in 0..<20 {
+            if try curl(["-s", "-o", "/dev/null", "-w", "%{http_code}", "--max-time", "0.5", "\(proxy.url)/"]).output == "200" { quick += 1 }
+        }
+        #expect(quick >= 10) // those routed to the good server answer at once: no worker stalls
+        #expect(Date().timeIntervalSince(started) < 8)
+        var timedOut = 0, ok = 0
+        for c in hanging {
+            let r = try c.readResponse()
+            if r.status == 504 { timedOut += 1; #expect(r.bodyText.contains("did not respond within 1.0s")) }
+            if r.status == 200 { ok += 1 }
+        }
+        #expect(timedOut >= 1 && timedOut + ok == 4)
+    }
+
+    @Test func hundredReloadsUnderLoadKeepRequestsAndTunnels() throws {
+        let s = try SwitchingScenario()
+        var tunnels: [RawClient] = []
+        for _ in 0..<3 {
+            let t = try RawClient(port: s.proxy.port)
+            t.send("GET /upgrade HTTP/1.1\r\nHost: t\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n\r\n")
+            #expect(try t.readResponse().status == 101)
+            tunnels.append(t)
+        }
+        let report = try underLoad(s.scenario.directory, url: s.proxy.url + "/", seconds: 6) {
+            for _ in 0..<100 {
+                s.proxy.process.signal(SIGHUP)
+                usleep(30_000)
+            }
+        }
+        #expect(requests(report) > 1000)
+        #expect(!report.contains("Non-2xx"), "\(report)")
+        #expect(!report.contains("Socket errors"), "\(report)")
+        let reloads = s.proxy.process.stderr.components(separatedBy: "SIGHUP: configuration reloaded").count - 1
+        #expect(reloads == 100)
+        for (i, t) in tunnels.enumerated() {
+            t.send("tunnel \(i) alive")
+            let expected = "tunnel \(i) alive"
+            while t.buffer.count < expected.utf8.count { guard t.fill() else { break } }
+            #expect(String(decoding: t.buffer, as: UTF8.self) == expected)
+        }
+    }
+}
