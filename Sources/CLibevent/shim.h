@@ -52,6 +52,49 @@ static inline ssize_t sy_writev(int fd, const struct iovec *vectors, int count) 
     return syscall(SYS_writev, fd, vectors, count);
 }
 
+/* Passing listening sockets between processes (SCM_RIGHTS); the CMSG macros do not import
+   into Swift. At most 253 descriptors per message (the kernel's SCM_MAX_FD). */
+static inline ssize_t sy_send_fds(int sock, const int *fds, int count, const void *data, size_t length) {
+    struct iovec vector = { (void *)data, length };
+    char control[CMSG_SPACE(sizeof(int) * 253)];
+    struct msghdr message = { 0 };
+    message.msg_iov = &vector;
+    message.msg_iovlen = 1;
+    if (count > 0) {
+        if (count > 253) return -1;
+        message.msg_control = control;
+        message.msg_controllen = CMSG_SPACE(sizeof(int) * count);
+        struct cmsghdr *header = CMSG_FIRSTHDR(&message);
+        header->cmsg_level = SOL_SOCKET;
+        header->cmsg_type = SCM_RIGHTS;
+        header->cmsg_len = CMSG_LEN(sizeof(int) * count);
+        int *slot = (int *)CMSG_DATA(header);
+        for (int i = 0; i < count; i++) slot[i] = fds[i];
+    }
+    return sendmsg(sock, &message, 0);
+}
+
+static inline ssize_t sy_recv_fds(int sock, int *fds, int max, int *count, void *data, size_t length) {
+    struct iovec vector = { data, length };
+    char control[CMSG_SPACE(sizeof(int) * 253)];
+    struct msghdr message = { 0 };
+    message.msg_iov = &vector;
+    message.msg_iovlen = 1;
+    message.msg_control = control;
+    message.msg_controllen = sizeof(control);
+    ssize_t received = recvmsg(sock, &message, 0);
+    *count = 0;
+    if (received < 0) return received;
+    for (struct cmsghdr *header = CMSG_FIRSTHDR(&message); header; header = CMSG_NXTHDR(&message, header)) {
+        if (header->cmsg_level == SOL_SOCKET && header->cmsg_type == SCM_RIGHTS) {
+            int n = (int)((header->cmsg_len - CMSG_LEN(0)) / sizeof(int));
+            int *slot = (int *)CMSG_DATA(header);
+            for (int i = 0; i < n && *count < max; i++) fds[(*count)++] = slot[i];
+        }
+    }
+    return received;
+}
+
 static inline short sy_ev_read(void) { return EV_READ; }
 static inline short sy_ev_write(void) { return EV_WRITE; }
 static inline short sy_ev_persist(void) { return EV_PERSIST; }

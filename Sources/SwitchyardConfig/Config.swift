@@ -22,6 +22,8 @@ public struct SwitchyardConfig: Sendable, Equatable {
     public var admin: AdminConfig?
     /// Where runtime changes (flips, canaries, weights, drains, the lock) are persisted.
     public var stateFile: String?
+    /// Unix socket through which a new process takes the listening sockets over (binary upgrade).
+    public var takeoverSocket: String? = nil
 
     public func pool(named name: String) -> PoolConfig? { pools.first { $0.name == name } }
 }

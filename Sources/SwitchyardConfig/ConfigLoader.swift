@@ -153,7 +153,7 @@ struct NodeReader {
     // MARK: The schema
 
     static let rootKeys = ["workers", "listeners", "pools", "services", "access_log", "limits", "timeouts",
-                           "shutdown_timeout", "admin", "state_file"]
+                           "shutdown_timeout", "admin", "state_file", "takeover_socket"]
 
     mutating func readRoot(_ root: Node) -> SwitchyardConfig? {
         guard let pairs = mapping(root, "", allowed: Self.rootKeys) else { return nil }
@@ -182,6 +182,11 @@ struct NodeReader {
             case "timeouts": config.timeouts = readTimeouts(value)
             case "shutdown_timeout": config.shutdownTimeout = duration(value, key) ?? config.shutdownTimeout
             case "admin": config.admin = readAdmin(value)
+            case "takeover_socket":
+                if let path = scalar(value, key) {
+                    if path.isEmpty || path.utf8.count > 100 { problem(value, key, "give a Unix socket path of at most 100 bytes") }
+                    else { config.takeoverSocket = path }
+                }
             case "state_file":
                 if let path = scalar(value, key) {
                     if path.isEmpty { problem(value, key, "empty; give a file path, e.g. /var/lib/switchyard/state.json") }

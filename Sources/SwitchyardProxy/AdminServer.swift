@@ -16,7 +16,11 @@ final class AdminServer {
     private var http: OpaquePointer?
     private let startTime = Date()
 
-    init(control: ControlPlane, base: OpaquePointer, config: AdminConfig) throws {
+    /// The socket file's inode, so that a process that was taken over does not remove its successor's.
+    private var socketInode: ino_t = 0
+
+    /// - Parameter replace: take over the socket path from a running process (binary upgrade).
+    init(control: ControlPlane, base: OpaquePointer, config: AdminConfig, replace: Bool = false) throws {
         self.control = control
         socketPath = config.socket
         tokens = config.tokens.sorted { $0.key < $1.key }.map { ($0.key, Array($0.value.utf8)) }
@@ -26,7 +30,9 @@ final class AdminServer {
         evhttp_set_allowed_methods(http, UInt16.max)
         evhttp_set_max_body_size(http, 1 << 20)
         if let socketPath {
+            if replace { unlink(socketPath) }
             let fd = try Self.listenUnix(path: socketPath)
+            socketInode = Self.inode(socketPath)
             guard evhttp_accept_socket(http, fd) == 0 else { throw ProxyError("cannot serve the admin socket \(socketPath)") }
         }
         if let tcp = config.tcp {
@@ -40,7 +46,12 @@ final class AdminServer {
     func close() {
         if let http { evhttp_free(http) }
         http = nil
-        if let socketPath { unlink(socketPath) }
+        if let socketPath, Self.inode(socketPath) == socketInode { unlink(socketPath) }
+    }
+
+    static func inode(_ path: String) -> ino_t {
+        var info = stat()
+        return stat(path, &info) == 0 ? info.st_ino : 0
     }
 
     /// The actor for a TCP request: the name of the bearer token it carries. Compared in

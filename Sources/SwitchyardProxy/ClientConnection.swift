@@ -850,9 +850,15 @@ final class ClientConnection {
     var tunnelServerID: Int? { phase == .tunnel && serverID >= 0 ? serverID : nil }
 
     /// Worker is stopping: finish the current exchange, then close.
-    func stopGracefully() {
+    /// - Parameter closeIdle: close idle keep-alive connections now (SIGTERM). Otherwise
+    ///   (after a takeover) an idle connection waits up to 2 s for its next request, which is
+    ///   answered with Connection: close: closing under a client that is sending fails its request.
+    func stopGracefully(closeIdle: Bool) {
         keepAlive = false
-        if phase == .idle || phase == .lingering || (phase == .head && (inBuffer?.readable ?? 0) == 0) { close() }
+        if phase == .lingering { close(); return }
+        let idle = phase == .idle || (phase == .head && (inBuffer?.readable ?? 0) == 0)
+        guard idle else { return }
+        if closeIdle { close() } else { setDeadline(.idle, after: 2000) }
     }
 
     /// Shuts down our side and discards what the client still sends for a moment, so that

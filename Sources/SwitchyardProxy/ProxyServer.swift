@@ -14,6 +14,13 @@ public final class ProxyServer {
     /// Runtime state, snapshots, the admin API's operations.
     public let control: ControlPlane
     private var admin: AdminServer?
+    private var takeoverServer: TakeoverServer?
+    /// Set when a new process has taken over: the drain keeps idle connections for one more request.
+    private var handedOver = false
+    /// Every listening socket of every worker, with its bound address (handed over on takeover).
+    private var listenerFDs: [(address: SocketAddress, fd: Int32)] = []
+    /// The binary to start on SIGUSR2 (resolved at start, so an upgraded file on disk is used).
+    private let executablePath: String
     private var accessLog: AccessLog?
     private var controlBase: OpaquePointer?
     private var signalEvents: [OpaquePointer] = []
@@ -27,11 +34,15 @@ public final class ProxyServer {
         workerCount = config.workers ?? max(1, Int(sysconf(Int32(_SC_NPROCESSORS_ONLN))))
         control = try ControlPlane(config: config)
         control.configPath = configPath
+        let argument0 = CommandLine.arguments.first ?? "switchyard"
+        executablePath = argument0.hasPrefix("/") ? argument0 : FileManager.default.currentDirectoryPath + "/" + argument0
     }
 
     /// Binds, starts the workers and blocks until SIGTERM/SIGINT has drained them.
     /// - Parameter readyFile: written (atomically) with one bound address per line once every worker accepts.
-    public func run(readyFile: String? = nil) throws {
+    /// - Parameter takeover: take the listening sockets of the Switchyard running with the same
+    ///   `takeover_socket` instead of binding; it drains and exits once this one serves.
+    public func run(readyFile: String? = nil, takeover: Bool = false) throws {
         signal(SIGPIPE, SIG_IGN)
         // A parent may have left these blocked (the mask is inherited); we must see them.
         var stopSignals = sigset_t()
@@ -56,26 +67,50 @@ public final class ProxyServer {
                                   slot: SnapshotSlot(snapshot), accessLog: accessLog))
         }
 
-        // Worker 0 binds first; when the configuration says port 0 the others reuse the port it got.
+        var inherited: Takeover.Inherited? = nil
+        if takeover {
+            guard let path = config.takeoverSocket else {
+                throw ProxyError("--takeover needs takeover_socket in the configuration (the same path the running process uses)")
+            }
+            inherited = try Takeover.receive(from: path)
+        }
+        var unused = inherited?.listeners ?? []
         for listener in config.listeners {
             var address = listener.bind
-            for worker in workers {
+            // Sockets handed over for this address are served as they are: their queues carry on.
+            let handed = unused.filter { $0.address == address || (address.port == 0 && $0.address.host == address.host) }
+            unused.removeAll { item in handed.contains { $0.fd == item.fd } }
+            if let first = handed.first { address = first.address }
+            for (i, item) in handed.enumerated() {
+                workers[i % workers.count].addListener(fd: item.fd)
+                listenerFDs.append((address, item.fd))
+            }
+            // Workers without one (or a first start) bind their own; with port 0 the others reuse worker 0's port.
+            for worker in workers.dropFirst(min(handed.count, workers.count)) {
                 let fd: Int32
                 do { fd = try Sockets.listen(on: address) } catch {
                     throw ProxyError("cannot listen on \(address): \(error); is another process using the port?")
                 }
                 if address.port == 0 { address.port = Self.localPort(fd) }
                 worker.addListener(fd: fd)
+                listenerFDs.append((address, fd))
             }
             boundAddresses.append(address)
         }
+        for item in unused { Glibc.close(item.fd) } // listeners the new configuration no longer has
 
         control.workers = workers
         control.persist()
         let base = event_base_new()!
         controlBase = base
         if let adminConfig = config.admin {
-            admin = try AdminServer(control: control, base: base, config: adminConfig)
+            admin = try AdminServer(control: control, base: base, config: adminConfig, replace: takeover)
+        }
+        if let path = config.takeoverSocket {
+            takeoverServer = try TakeoverServer(path: path, base: base, listeners: listenerFDs) { [weak self] in
+                self?.handedOver = true
+                if let base = self?.controlBase { event_base_loopbreak(base) }
+            }
         }
         control.startHealthChecks(base: base)
 
@@ -92,22 +127,30 @@ public final class ProxyServer {
         }
 
         let context = Unmanaged.passUnretained(self).toOpaque()
-        let hangup = event_new(base, SIGHUP, EventFlags.signal | EventFlags.persist, serverSignalCallback, context)!
-        event_add(hangup, nil)
-        signalEvents.append(hangup)
+        for signalNumber in [SIGHUP, SIGUSR2] {
+            let event = event_new(base, signalNumber, EventFlags.signal | EventFlags.persist, serverSignalCallback, context)!
+            event_add(event, nil)
+            signalEvents.append(event)
+        }
         for signalNumber in [SIGTERM, SIGINT] {
             let event = event_new(base, signalNumber, EventFlags.signal | EventFlags.persist, serverSignalCallback, context)!
             event_add(event, nil)
             signalEvents.append(event)
         }
         if let readyFile { try writeReadyFile(readyFile) }
+        if let inherited {
+            Takeover.announceReady(inherited)
+            notifySystemd("MAINPID=\(getpid())\nREADY=1")
+        } else {
+            notifySystemd("READY=1")
+        }
         let names = boundAddresses.map(\.description).joined(separator: ", ")
         FileHandle.standardError.write(Data("switchyard: listening on \(names) with \(workerCount) worker(s)\n".utf8))
 
         event_base_dispatch(base)
 
         // Graceful stop: workers stop accepting, finish in-flight requests, close idle connections.
-        for worker in workers { worker.requestStop() }
+        for worker in workers { worker.requestStop(soft: handedOver) }
         let deadline = DispatchTime.now() + .milliseconds(Int(config.shutdownTimeout.milliseconds))
         if finished.wait(timeout: deadline) == .timedOut {
             FileHandle.standardError.write(Data("switchyard: shutdown_timeout reached; closing remaining connections\n".utf8))
@@ -115,6 +158,7 @@ public final class ProxyServer {
             finished.wait()
         }
         admin?.close()
+        takeoverServer?.close()
         control.health?.stop()
         for event in signalEvents { event_free(event) }
         event_base_free(base)
@@ -134,9 +178,32 @@ public final class ProxyServer {
             }
             return
         }
+        if number == SIGUSR2 {
+            startSuccessor()
+            return
+        }
         let name = number == SIGTERM ? "SIGTERM" : "SIGINT"
         FileHandle.standardError.write(Data("switchyard: \(name) received; draining connections\n".utf8))
+        notifySystemd("STOPPING=1")
         if let controlBase { event_base_loopbreak(controlBase) }
+    }
+
+    /// SIGUSR2: start the binary on disk (possibly upgraded) with --takeover; it takes the
+    /// listening sockets, and this process drains once it serves.
+    private func startSuccessor() {
+        guard config.takeoverSocket != nil, let configPath = control.configPath else {
+            FileHandle.standardError.write(Data("switchyard: SIGUSR2: a binary upgrade needs takeover_socket and a configuration file; ignored\n".utf8))
+            return
+        }
+        let child = Process()
+        child.executableURL = URL(fileURLWithPath: executablePath)
+        child.arguments = ["run", "--config", configPath, "--takeover"]
+        do {
+            try child.run()
+            FileHandle.standardError.write(Data("switchyard: SIGUSR2: started \(executablePath) (pid \(child.processIdentifier)) to take over\n".utf8))
+        } catch {
+            FileHandle.standardError.write(Data("switchyard: SIGUSR2: cannot start \(executablePath): \(error); still serving\n".utf8))
+        }
     }
 
     private func writeReadyFile(_ path: String) throws {

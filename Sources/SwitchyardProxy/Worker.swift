@@ -61,6 +61,9 @@ final class Worker: @unchecked Sendable {
     /// Generation of the snapshot this worker routes with; the control plane waits on it.
     let acknowledgedGeneration = Atomic<UInt64>(0)
     private let stopRequested = Atomic<Bool>(false)
+    /// A stop after a takeover: idle keep-alive connections are not closed at once (their next
+    /// request is answered with Connection: close) so no client request races a close.
+    private let softStop = Atomic<Bool>(false)
     private let forcedStopRequested = Atomic<Bool>(false)
 
     private(set) var balancers: [PoolBalancer] = []
@@ -191,7 +194,9 @@ final class Worker: @unchecked Sendable {
     }
 
     /// Asks the worker to stop gracefully: no new connections, finish what is in flight.
-    func requestStop() {
+    /// - Parameter soft: keep idle keep-alive connections for their next request (takeover).
+    func requestStop(soft: Bool = false) {
+        softStop.store(soft, ordering: .relaxed)
         stopRequested.store(true, ordering: .releasing)
         event_active(wakeEvent, EV_READ, 0)
     }
@@ -423,10 +428,11 @@ final class Worker: @unchecked Sendable {
             Glibc.close(l.fd)
         }
         listeners.removeAll()
+        let soft = softStop.load(ordering: .relaxed)
         var c = clients
         while let client = c {
             c = client.next
-            client.stopGracefully()
+            client.stopGracefully(closeIdle: !soft)
         }
         if clientCount == 0 { event_base_loopexit(base, nil) }
     }

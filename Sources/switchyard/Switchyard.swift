@@ -49,10 +49,13 @@ struct Run: ParsableCommand {
     @Option(help: "Write the bound listener addresses here once every worker accepts (port 0 resolved).")
     var readyFile: String?
 
+    @Flag(help: "Take the listening sockets over from the Switchyard running with the same takeover_socket (binary upgrade).")
+    var takeover = false
+
     func run() throws {
         let loaded: SwitchyardConfig
         do { loaded = try ConfigLoader.load(path: config) } catch { fail("configuration is invalid:\n\(error)") }
-        do { try ProxyServer(config: loaded, configPath: config).run(readyFile: readyFile) } catch { fail("\(error)") }
+        do { try ProxyServer(config: loaded, configPath: config).run(readyFile: readyFile, takeover: takeover) } catch { fail("\(error)") }
     }
 }
 

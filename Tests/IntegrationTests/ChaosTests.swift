@@ -101,4 +101,44 @@ struct ChaosTests {
             #expect(String(decoding: t.buffer, as: UTF8.self) == expected)
         }
     }
+
+    @Test func binaryTakeoverUnderLoadFailsNoRequest() throws {
+        let s = Scenario()
+        let a = try s.upstream("a"), b = try s.upstream("b")
+        let socket = "\(s.directory)/admin.sock"
+        let proxy = try s.startProxy(simpleConfig([(a.address, 100), (b.address, 100)],
+            extra: "admin: { socket: \(socket) }\ntakeover_socket: \(s.directory)/takeover.sock\nstate_file: \(s.directory)/state.json\n"))
+        _ = try curl(["--unix-socket", socket, "-X", "PUT", "-d", #"{"weight": 0}"#, "http://x/v1/pools/app/servers/\(b.address)"])
+        var successor: ManagedProcess? = nil
+        let report = try underLoad(s.directory, url: proxy.url + "/", seconds: 5) {
+            usleep(500_000)
+            let ready = "\(s.directory)/successor.ready"
+            successor = try ManagedProcess(["run", "--config", proxy.configPath, "--takeover", "--ready-file", ready],
+                                           directory: s.directory, label: "successor")
+            _ = try waitForFile(ready)
+            #expect(proxy.process.waitForExit(timeout: 10) == 0) // the old process drained and left
+        }
+        defer { successor?.stop() }
+        #expect(requests(report) > 1000)
+        #expect(!report.contains("Non-2xx"), "\(report)")
+        #expect(!report.contains("Socket errors"), "\(report)")
+        #expect(proxy.process.stderr.contains("takeover: the new process serves"))
+        // The successor serves the same port, restored the runtime state, and owns the admin socket.
+        #expect(try curl(["-s", "\(proxy.url)/"]).output == "a GET /\n")
+        let status = try curl(["--unix-socket", socket, "http://x/v1/status"]).output
+        #expect(status.contains(#""weight" : 0"#))
+    }
+
+    @Test func sigusr2StartsTheBinaryOnDiskToTakeOver() throws {
+        let s = Scenario()
+        let a = try s.upstream("a")
+        let proxy = try s.startProxy(simpleConfig([(a.address, 100)], extra: "takeover_socket: \(s.directory)/takeover.sock\n"))
+        proxy.process.signal(SIGUSR2)
+        #expect(proxy.process.waitForExit(timeout: 15) == 0)
+        let line = proxy.process.stderr.split(separator: "\n").first { $0.contains("SIGUSR2: started") } ?? ""
+        let pid = Int32(line.split(separator: "pid ").last?.prefix { $0.isNumber } ?? "") ?? 0
+        #expect(pid > 0)
+        defer { if pid > 0 { kill(pid, SIGTERM) } }
+        #expect(try curl(["-s", "\(proxy.url)/"]).output == "a GET /\n")  // served by the successor
+    }
 }
