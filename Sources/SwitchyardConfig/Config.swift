@@ -49,6 +49,8 @@ public struct PoolConfig: Sendable, Equatable {
     public var outlierDetection: OutlierDetectionConfig? = OutlierDetectionConfig()
     /// How many times a failed attempt may be retried on another server (see docs/resilience.md).
     public var retries: Int = 2
+    /// A server entering rotation ramps its weight up over this time (nil: at once).
+    public var slowStart: Duration? = nil
 
     public init(name: String, balance: BalanceAlgorithm, servers: [ServerConfig], health: HealthCheckConfig? = nil) {
         self.name = name
@@ -78,6 +80,10 @@ public struct HealthCheckConfig: Sendable, Equatable {
     public var fall: Int = 3
     /// Statuses that count as passing.
     public var expect: ClosedRange<Int> = 200...399
+    /// Scale the server's weight by what its `X-Switchyard-Load` header reports.
+    public var adaptWeight: Bool = false
+    /// With `adaptWeight`, a reported CPU use above this share halves the weight.
+    public var overloadCPU: Double = 0.9
 
     public init() {}
 }

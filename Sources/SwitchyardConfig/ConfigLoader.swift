@@ -241,7 +241,7 @@ struct NodeReader {
             if !Self.isValidName(name) {
                 problem(value, path, "pool names may use letters, digits, '-' and '_' only")
             }
-            guard let fields = mapping(value, path, allowed: ["balance", "servers", "health", "outlier_detection", "retries"]) else { continue }
+            guard let fields = mapping(value, path, allowed: ["balance", "servers", "health", "outlier_detection", "retries", "slow_start"]) else { continue }
             var pool = PoolConfig(name: name, balance: .roundRobin, servers: [])
             var hasServers = false
             for (key, v) in fields {
@@ -260,6 +260,8 @@ struct NodeReader {
                     pool.health = readHealth(v, path: "\(path).health")
                 case "retries":
                     pool.retries = integer(v, "\(path).retries", range: 0...10) ?? pool.retries
+                case "slow_start":
+                    if let d = duration(v, "\(path).slow_start") { pool.slowStart = d.milliseconds > 0 ? d : nil }
                 case "outlier_detection":
                     if case .scalar(let text) = v, text.string == "off" { pool.outlierDetection = nil; continue }
                     guard let o = mapping(v, "\(path).outlier_detection",
@@ -397,7 +399,7 @@ struct NodeReader {
     }
 
     mutating func readHealth(_ node: Node, path: String) -> HealthCheckConfig? {
-        guard let fields = mapping(node, path, allowed: ["path", "interval", "timeout", "rise", "fall", "expect"]) else { return nil }
+        guard let fields = mapping(node, path, allowed: ["path", "interval", "timeout", "rise", "fall", "expect", "adapt_weight", "overload_cpu"]) else { return nil }
         var h = HealthCheckConfig()
         for (key, v) in fields {
             let keyPath = "\(path).\(key)"
@@ -410,6 +412,12 @@ struct NodeReader {
                 guard let d = duration(v, keyPath) else { continue }
                 if d.milliseconds < 10 { problem(v, keyPath, "must be at least 10ms"); continue }
                 if key == "interval" { h.interval = d } else { h.timeout = d }
+            case "adapt_weight":
+                guard let text = scalar(v, keyPath) else { continue }
+                if text == "true" || text == "false" { h.adaptWeight = text == "true" } else { problem(v, keyPath, "true or false") }
+            case "overload_cpu":
+                if let text = scalar(v, keyPath), let bp = BasisPoints.parse(text), bp > 0 { h.overloadCPU = Double(bp) / 10000 }
+                else { problem(v, keyPath, "a percentage such as 90%") }
             case "rise": h.rise = integer(v, keyPath, range: 1...100) ?? h.rise
             case "fall": h.fall = integer(v, keyPath, range: 1...100) ?? h.fall
             case "expect":
@@ -421,7 +429,11 @@ struct NodeReader {
             default: break
             }
         }
-        if h.timeout > h.interval { problem(node, "\(path).timeout", "must not be longer than interval") }
+        if !fields.contains(where: { $0.key == "timeout" }) {
+            h.timeout = min(h.timeout, h.interval) // the default never outlasts a shorter interval
+        } else if h.timeout > h.interval {
+            problem(node, "\(path).timeout", "must not be longer than interval (\(h.interval.milliseconds)ms)")
+        }
         return h
     }
 

@@ -28,6 +28,8 @@ public final class DemoApp: @unchecked Sendable {
     let dropAfter: Int?
     /// Answer every request with this status (a failing instance, for tests and demos).
     let alwaysStatus: Int?
+    /// Sent as `X-Switchyard-Load` on every response (e.g. "cpu=95%, memory=40%").
+    public var load: String?
 
     public init(name: String, host: String, port: UInt16, requestLogPath: String?, dropAfter: Int? = nil,
                 alwaysStatus: Int? = nil) throws {
@@ -186,7 +188,7 @@ public final class DemoApp: @unchecked Sendable {
         let parts = path.split(separator: "/").map(String.init)
         let first = parts.first ?? ""
         let argument = parts.count > 1 ? parts[1] : ""
-        let common = "X-Served-By: \(name)\r\n"
+        let common = "X-Served-By: \(name)\r\n" + (load.map { "X-Switchyard-Load: \($0)\r\n" } ?? "")
 
         if let alwaysStatus {
             guard drain(c, framing: framing) else { return false }

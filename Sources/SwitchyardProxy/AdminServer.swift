@@ -418,6 +418,7 @@ final class AdminServer {
                     out["name"] = server.name
                     out["address"] = server.address.description
                     out["weight"] = server.configuredWeight
+                    out["effective_weight"] = server.weight
                     out["state"] = server.state.rawValue
                     out["open_connections"] = c[ServerStats.openConnections]
                     out["ejections"] = c[ServerStats.ejections]
@@ -493,6 +494,20 @@ final class AdminServer {
                 out += "switchyard_server_healthy{pool=\"\(pool.name)\",server=\"\(server.name)\"} \(server.healthy ? 1 : 0)\n"
             }
         }
+        out += "# HELP switchyard_server_effective_weight The weight balancing uses now (0 when drained or down; scaled by slow start and reported load).\n# TYPE switchyard_server_effective_weight gauge\n"
+        for pool in snapshot.pools {
+            for server in pool.servers {
+                out += "switchyard_server_effective_weight{pool=\"\(pool.name)\",server=\"\(server.name)\"} \(server.weight)\n"
+            }
+        }
+        var cpu = "# HELP switchyard_server_reported_cpu_ratio CPU use the instance reports in X-Switchyard-Load.\n# TYPE switchyard_server_reported_cpu_ratio gauge\n"
+        var memory = "# HELP switchyard_server_reported_memory_ratio Memory use the instance reports in X-Switchyard-Load.\n# TYPE switchyard_server_reported_memory_ratio gauge\n"
+        for entry in (control.health?.servers.values.sorted { $0.key < $1.key }) ?? [] {
+            let labels = "pool=\"\(entry.pool)\",server=\"\(entry.server)\""
+            if let v = entry.reportedCPU { cpu += "switchyard_server_reported_cpu_ratio{\(labels)} \(v)\n" }
+            if let v = entry.reportedMemory { memory += "switchyard_server_reported_memory_ratio{\(labels)} \(v)\n" }
+        }
+        out += cpu + memory
         out += "# HELP switchyard_server_ready Whether each server takes new requests (1) or drains/is in maintenance (0).\n# TYPE switchyard_server_ready gauge\n"
         for pool in snapshot.pools {
             for server in pool.servers {

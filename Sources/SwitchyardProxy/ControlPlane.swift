@@ -1,3 +1,4 @@
+import CLibevent
 import Foundation
 import Glibc
 import SwitchyardConfig
@@ -98,7 +99,50 @@ public final class ControlPlane {
     var health: HealthChecker?
 
     func snapshot() -> RoutingSnapshot {
-        RoutingSnapshot(config: config, state: state, registry: registry, down: health?.down ?? [])
+        RoutingSnapshot(config: config, state: state, registry: registry, down: health?.down ?? [],
+                        weightPercent: weightPercents())
+    }
+
+    // MARK: Slow start and reported load
+
+    /// When each ramping server ("pool/server") entered rotation.
+    private var rampStart: [String: Int64] = [:]
+    private var rampTimer: OpaquePointer?
+
+    /// A server entering rotation (up again, undrained, added) ramps up if its pool asks for it.
+    func startRamp(pool: String, server: String) {
+        guard config.pool(named: pool)?.slowStart != nil else { return }
+        rampStart["\(pool)/\(server)"] = monotonicMilliseconds()
+    }
+
+    /// Weight percents: the slow-start ramp (10% to 100%) times what the server reports.
+    func weightPercents() -> [String: Int] {
+        var out: [String: Int] = [:]
+        let now = monotonicMilliseconds()
+        for (key, start) in rampStart {
+            let parts = key.split(separator: "/", maxSplits: 1)
+            guard let slow = config.pool(named: String(parts[0]))?.slowStart, slow.milliseconds > 0 else { rampStart[key] = nil; continue }
+            let percent = Int((now - start) * 100 / slow.milliseconds)
+            if percent >= 100 { rampStart[key] = nil } else { out[key] = max(10, percent) }
+        }
+        if let health {
+            for entry in health.servers.values {
+                let load = health.loadPercent(pool: entry.pool, server: entry.server)
+                if load != 100 { out[entry.key] = (out[entry.key] ?? 100) * load / 100 }
+            }
+        }
+        return out
+    }
+
+    /// While a server ramps, the snapshot is republished every second with its new weight.
+    func startRampTimer(base: OpaquePointer) {
+        rampTimer = event_new(base, -1, EventFlags.persist, rampTimerCallback, Unmanaged.passUnretained(self).toOpaque())
+        var tv = timeval(milliseconds: 1000)
+        event_add(rampTimer, &tv)
+    }
+
+    fileprivate func rampTick() {
+        if !rampStart.isEmpty { publish() }
     }
 
     /// The routing as the runtime state alone describes it (which servers exist, their addresses).
@@ -109,6 +153,7 @@ public final class ControlPlane {
     func startHealthChecks(base: OpaquePointer) {
         health = HealthChecker(control: self, base: base)
         health?.sync(startup: true)
+        startRampTimer(base: base)
     }
 
     /// A server went up or down: workers get a new snapshot (the state itself did not change).
@@ -289,8 +334,9 @@ public final class ControlPlane {
         }
         let action = serverState.map { $0 == .ready ? "undrain" : $0.rawValue } ?? "weight"
         if serverState == .ready && current.state != .ready {
-            // Back from a drain: in a checked pool it must pass its checks first.
+            // Back from a drain: in a checked pool it must pass its checks first; then it ramps up.
             health?.markPending(pool: poolName, server: server)
+            startRamp(pool: poolName, server: server)
         }
         return try mutate(actor: actor, action: action, target: "server \(poolName)/\(server)", ifMatch: ifMatch, lockToken: lockToken,
                           before: ["weight": current.weight, "state": current.state.rawValue]) { (state: inout RuntimeState) throws(AdminError) -> Any? in
@@ -328,6 +374,7 @@ public final class ControlPlane {
             return ["address": address, "weight": weight, "state": serverState.rawValue]
         }
         health?.sync(startup: false) // a checked pool's new server waits for its checks
+        startRamp(pool: poolName, server: name)
         return generation
     }
 
@@ -575,4 +622,8 @@ extension ISO8601DateFormatter {
         f.formatOptions = [.withInternetDateTime, .withFractionalSeconds]
         return f
     }()
+}
+
+private let rampTimerCallback: event_callback_fn = { _, _, context in
+    Unmanaged<ControlPlane>.fromOpaque(context!).takeUnretainedValue().rampTick()
 }

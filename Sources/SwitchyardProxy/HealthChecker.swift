@@ -23,6 +23,13 @@ final class HealthChecker {
         var lastResult = "not checked yet"
         var lastCheck: Date?
         var inFlight = false
+        /// Why the check in flight failed, once libevent has said (kept apart from `lastResult`,
+        /// which describes the last finished check).
+        var pendingError: String?
+        /// What the instance reported in `X-Switchyard-Load` (shares 0...1, weight in percent).
+        var reportedCPU: Double?
+        var reportedMemory: Double?
+        var reportedWeight: Int?
         weak var checker: HealthChecker?
 
         init(pool: String, server: String, address: SocketAddress, healthy: Bool) {
@@ -129,25 +136,32 @@ final class HealthChecker {
         evhttp_add_header(evhttp_request_get_output_headers(request), "Host", entry.address.description)
         evhttp_add_header(evhttp_request_get_output_headers(request), "User-Agent", "switchyard-health-check")
         entry.inFlight = true
-        entry.lastResult = "no answer"
+        entry.pendingError = nil
         if evhttp_make_request(connection, request, EVHTTP_REQ_GET, health.path) != 0 {
             entry.inFlight = false
             record(entry, passed: false, result: "cannot send the check")
         }
     }
 
-    fileprivate func completed(_ entry: ServerHealth, status: Int) {
+    fileprivate func completed(_ entry: ServerHealth, status: Int, load: String? = nil) {
         entry.inFlight = false
         guard let health = control.config.pool(named: entry.pool)?.health else { return }
+        if status > 0 {
+            let before = (entry.reportedCPU, entry.reportedWeight)
+            Self.parseLoad(load, into: entry)
+            if health.adaptWeight && (before.0 != entry.reportedCPU || before.1 != entry.reportedWeight) {
+                control.healthChanged() // the effective weight may have changed
+            }
+        }
         if status == 0 {
-            record(entry, passed: false, result: entry.lastResult == "no answer" ? "no response" : entry.lastResult)
+            record(entry, passed: false, result: entry.pendingError ?? "no response (refused, reset or timed out)")
         } else {
             record(entry, passed: health.expect.contains(status), result: "status \(status)")
         }
     }
 
     fileprivate func failed(_ entry: ServerHealth, reason: String) {
-        entry.lastResult = reason
+        entry.pendingError = reason
     }
 
     private func record(_ entry: ServerHealth, passed: Bool, result: String) {
@@ -160,6 +174,7 @@ final class HealthChecker {
             if !entry.healthy && entry.passes >= health.rise {
                 entry.healthy = true
                 entry.pending = false
+                control.startRamp(pool: entry.pool, server: entry.server)
                 transition(entry, "UP after \(entry.passes) passing check(s)")
             }
         } else {
@@ -177,9 +192,41 @@ final class HealthChecker {
         control.healthChanged()
     }
 
+    /// `X-Switchyard-Load: cpu=75%, memory=40%, weight=50%` (each part optional). Anything
+    /// else in the header is ignored; a missing header clears earlier reports.
+    static func parseLoad(_ text: String?, into entry: ServerHealth) {
+        entry.reportedCPU = nil
+        entry.reportedMemory = nil
+        entry.reportedWeight = nil
+        guard let text else { return }
+        for part in text.split(separator: ",") {
+            let kv = part.split(separator: "=", maxSplits: 1).map { $0.trimmingCharacters(in: .whitespaces) }
+            guard kv.count == 2, let bp = BasisPoints.parse(kv[1]) else { continue }
+            switch kv[0].lowercased() {
+            case "cpu": entry.reportedCPU = Double(bp) / 10000
+            case "memory": entry.reportedMemory = Double(bp) / 10000
+            case "weight": entry.reportedWeight = bp / 100
+            default: break
+            }
+        }
+    }
+
+    /// The percent of its weight a server should get from what it reports (100 when nothing applies).
+    func loadPercent(pool: String, server: String) -> Int {
+        guard let entry = servers["\(pool)/\(server)"], let health = control.config.pool(named: pool)?.health,
+              health.adaptWeight else { return 100 }
+        if let weight = entry.reportedWeight { return max(0, min(100, weight)) }
+        if let cpu = entry.reportedCPU, cpu > health.overloadCPU { return 50 }
+        return 100
+    }
+
     func json(pool: String, server: String) -> [String: Any]? {
         guard let entry = servers["\(pool)/\(server)"] else { return nil }
-        return ["status": entry.status, "last_result": entry.lastResult,
+        var load: [String: Any] = [:]
+        if let v = entry.reportedCPU { load["cpu"] = v }
+        if let v = entry.reportedMemory { load["memory"] = v }
+        if let v = entry.reportedWeight { load["weight_percent"] = v }
+        return ["status": entry.status, "last_result": entry.lastResult, "reported_load": load,
                 "last_check": entry.lastCheck.map { ISO8601DateFormatter.withFraction.string(from: $0) } ?? NSNull(),
                 "consecutive_passes": entry.passes, "consecutive_failures": entry.failures]
     }
@@ -200,7 +247,11 @@ private let healthTimerCallback: event_callback_fn = { _, _, context in
 private let healthResponseCallback: @convention(c) (OpaquePointer?, UnsafeMutableRawPointer?) -> Void = { request, context in
     let entry = Unmanaged<HealthChecker.ServerHealth>.fromOpaque(context!).takeRetainedValue()
     let status = request.map { Int(evhttp_request_get_response_code($0)) } ?? 0
-    entry.checker?.completed(entry, status: status)
+    var load: String? = nil
+    if let request, status > 0, let value = evhttp_find_header(evhttp_request_get_input_headers(request), "X-Switchyard-Load") {
+        load = String(cString: value)
+    }
+    entry.checker?.completed(entry, status: status, load: load)
 }
 
 private let healthErrorCallback: @convention(c) (evhttp_request_error, UnsafeMutableRawPointer?) -> Void = { error, context in

@@ -16,14 +16,21 @@ public struct ServerSnapshot: Sendable, Equatable {
     /// False while active health checks find it down (or it has not passed them yet).
     public let healthy: Bool
 
-    public init(id: Int, name: String, address: SocketAddress, weight: Int, state: ServerState = .ready, healthy: Bool = true) {
+    /// Percent of the configured weight in effect (slow start, reported load); 100 normally.
+    public let weightPercent: Int
+
+    public init(id: Int, name: String, address: SocketAddress, weight: Int, state: ServerState = .ready, healthy: Bool = true,
+                weightPercent: Int = 100) {
         self.id = id
         self.name = name
         self.address = address
         self.configuredWeight = weight
         self.state = state
         self.healthy = healthy
-        self.weight = state == .ready && healthy ? weight : 0
+        self.weightPercent = weightPercent
+        // A positive weight never rounds down to 0: a ramping server still gets some traffic.
+        let scaled = weight * weightPercent / 100
+        self.weight = state == .ready && healthy ? (weight > 0 ? max(1, scaled) : 0) : 0
     }
 }
 
@@ -120,8 +127,9 @@ public final class RoutingSnapshot: Sendable {
     /// Builds a snapshot from a validated configuration and the runtime state (which names
     /// only pools and servers the configuration has), taking server ids from `registry`.
     /// - Parameter down: servers ("pool/server") that health checks keep out of rotation.
+    ///   `weightPercent`: servers ("pool/server") whose weight is scaled (slow start, reported load).
     public convenience init(config: SwitchyardConfig, state: RuntimeState? = nil, registry: ServerRegistry,
-                            down: Set<String> = []) {
+                            down: Set<String> = [], weightPercent: [String: Int] = [:]) {
         let runtime = state ?? RuntimeState(config: config)
         let pools = config.pools.map { pool -> PoolSnapshot in
             let live = runtime.servers[pool.name] ?? [:]
@@ -130,7 +138,8 @@ public final class RoutingSnapshot: Sendable {
                 if server.removed == true { return nil }
                 return ServerSnapshot(id: registry.id(pool: pool.name, server: s.name, address: s.address),
                                       name: s.name, address: s.address, weight: server.weight, state: server.state,
-                                      healthy: !down.contains("\(pool.name)/\(s.name)"))
+                                      healthy: !down.contains("\(pool.name)/\(s.name)"),
+                                      weightPercent: weightPercent["\(pool.name)/\(s.name)"] ?? 100)
             }
             // Servers added at runtime follow the file's, in name order.
             let configured = Set(pool.servers.map(\.name))
@@ -138,7 +147,8 @@ public final class RoutingSnapshot: Sendable {
                 guard let text = server.address, let address = SocketAddress(parsing: text) else { continue }
                 servers.append(ServerSnapshot(id: registry.id(pool: pool.name, server: name, address: address),
                                               name: name, address: address, weight: server.weight, state: server.state,
-                                              healthy: !down.contains("\(pool.name)/\(name)")))
+                                              healthy: !down.contains("\(pool.name)/\(name)"),
+                                              weightPercent: weightPercent["\(pool.name)/\(name)"] ?? 100))
             }
             return PoolSnapshot(name: pool.name, balance: pool.balance, servers: servers,
                                 outlierDetection: pool.outlierDetection, retries: pool.retries)

@@ -138,16 +138,24 @@ struct CtlStatus: ParsableCommand {
             print(name.padding(toLength: 16, withPad: " ", startingAt: 0) + " " + "\(v["active"] ?? "")".padding(toLength: 12, withPad: " ", startingAt: 0)
                   + " " + standby.padding(toLength: 12, withPad: " ", startingAt: 0) + " " + canary)
         }
-        print("\nSERVER                     ADDRESS                WEIGHT  STATE  ACTIVE  CONNS  REQUESTS   5XX")
+        print("\nSERVER                 ADDRESS                WEIGHT    EFF  STATE  HEALTH   ACTIVE  CONNS  REQUESTS   5XX  EJECTED  LAST CHECK")
         for (pool, value) in ((s["pools"] as? [String: Any]) ?? [:]).sorted(by: { $0.key < $1.key }) {
             for server in ((value as? [String: Any])?["servers"] as? [[String: Any]]) ?? [] {
                 let responses = server["responses"] as? [String: Any] ?? [:]
+                let health = server["health"] as? [String: Any] ?? [:]
                 let name = "\(pool)/\(server["name"] ?? "")"
-                print(name.padding(toLength: 26, withPad: " ", startingAt: 0) + " "
+                var last = health["last_result"] as? String ?? "-"
+                if let load = health["reported_load"] as? [String: Any], let cpu = load["cpu"] as? Double {
+                    last += String(format: ", cpu %.0f%%", cpu * 100)
+                }
+                print(name.padding(toLength: 22, withPad: " ", startingAt: 0) + " "
                       + "\(server["address"] ?? "")".padding(toLength: 22, withPad: " ", startingAt: 0)
-                      + String(format: " %6d  %-5@ %7d %6d %9d %5d", server["weight"] as? Int ?? 0, "\(server["state"] ?? "")" as NSString,
-                               server["active_requests"] as? Int ?? 0, server["open_connections"] as? Int ?? 0,
-                               server["requests"] as? Int ?? 0, responses["5xx"] as? Int ?? 0))
+                      + String(format: " %6d %6d  ", server["weight"] as? Int ?? 0, server["effective_weight"] as? Int ?? 0)
+                      + "\(server["state"] ?? "")".padding(toLength: 6, withPad: " ", startingAt: 0) + " "
+                      + "\(health["status"] ?? "-")".padding(toLength: 8, withPad: " ", startingAt: 0)
+                      + String(format: " %6d %6d %9d %5d %8d  ", server["active_requests"] as? Int ?? 0,
+                               server["open_connections"] as? Int ?? 0, server["requests"] as? Int ?? 0,
+                               responses["5xx"] as? Int ?? 0, server["ejected_in_workers"] as? Int ?? 0) + last)
             }
         }
     }

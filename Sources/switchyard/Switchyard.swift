@@ -102,6 +102,9 @@ struct DemoAppCommand: ParsableCommand {
     @Option(help: "Answer every request with this status (a failing instance).")
     var alwaysStatus: Int?
 
+    @Option(help: "Report this load in X-Switchyard-Load on every response, e.g. \"cpu=95%, memory=40%\".")
+    var load: String?
+
     @Flag(help: "Exit when the parent process exits (used by `switchyard demo`).")
     var exitWithParent = false
 
@@ -112,6 +115,7 @@ struct DemoAppCommand: ParsableCommand {
         let app: DemoApp
         do { app = try DemoApp(name: name, host: address.host, port: address.port, requestLogPath: requestLog, dropAfter: dropAfter, alwaysStatus: alwaysStatus) }
         catch { fail("\(error)") }
+        app.load = load
         if let readyFile {
             try "\(app.port)\n".write(toFile: readyFile + ".tmp", atomically: false, encoding: .utf8)
             rename(readyFile + ".tmp", readyFile)

@@ -165,4 +165,52 @@ struct ResilienceTests {
         }
         #expect(failedPosts == 3)                                   // POST is not replayed after the server read it
     }
+
+    @Test func reportedLoadAndSlowStartScaleTheWeight() throws {
+        let s = Scenario()
+        let busy = try s.upstream("busy", ["--load", "cpu=97%, memory=40%, weight=25%"])
+        let calm = try s.upstream("calm")
+        let socket = "\(s.directory)/admin.sock"
+        let proxy = try s.startProxy("""
+            pools:
+              app:
+                health: { interval: 100ms, timeout: 80ms, rise: 1, fall: 2, adapt_weight: true }
+                servers: [{ name: busy, address: \(busy.address) }, { name: calm, address: \(calm.address) }]
+              ramp:
+                slow_start: 2s
+                servers: [{ name: r1, address: \(calm.address) }]
+            services: { web: { active: app } }
+            access_log: off
+            admin: { socket: \(socket) }
+
+            """, workers: 1)
+        func server(_ pool: String, _ name: String) throws -> [String: Any] {
+            let text = try curl(["--unix-socket", socket, "http://x/v1/status"]).output
+            let status = try JSONSerialization.jsonObject(with: Data(text.utf8)) as? [String: Any]
+            let servers = ((status?["pools"] as? [String: Any])?[pool] as? [String: Any])?["servers"] as? [[String: Any]] ?? []
+            return servers.first { $0["name"] as? String == name } ?? [:]
+        }
+        // The busy instance reports weight=25%: once checked, it gets a quarter of its weight.
+        let end = Date().addingTimeInterval(3)
+        while Date() < end, try server("app", "busy")["effective_weight"] as? Int != 25 { usleep(50_000) }
+        #expect(try server("app", "busy")["effective_weight"] as? Int == 25)
+        let load = (try server("app", "busy")["health"] as? [String: Any])?["reported_load"] as? [String: Any]
+        #expect(load?["cpu"] as? Double == 0.97)
+        let c = try RawClient(port: proxy.port)
+        var counts: [String: Int] = [:]
+        for _ in 0..<125 {
+            c.send("GET / HTTP/1.1\r\nHost: t\r\n\r\n")
+            counts[try c.readResponse().header("X-Served-By") ?? "?", default: 0] += 1
+        }
+        #expect(counts["busy"] == 25 && counts["calm"] == 100, "\(counts)")
+
+        // Slow start: undrained, r1 starts at 10% of its weight and reaches 100% after 2 s.
+        #expect(try curl(["--unix-socket", socket, "-X", "PUT", "-d", #"{"state": "drain"}"#, "-o", "/dev/null", "-w", "%{http_code}",
+                          "http://x/v1/pools/ramp/servers/r1"]).output == "200")
+        _ = try curl(["--unix-socket", socket, "-X", "PUT", "-d", #"{"state": "ready"}"#, "http://x/v1/pools/ramp/servers/r1"])
+        let early = try server("ramp", "r1")["effective_weight"] as? Int ?? -1
+        #expect(early >= 10 && early < 40, "effective weight right after undrain: \(early)")
+        usleep(2_600_000)
+        #expect(try server("ramp", "r1")["effective_weight"] as? Int == 100)
+    }
 }
