@@ -35,7 +35,9 @@ public struct ByteWriter {
         bytes.withUnsafeBufferPointer { if let b = $0.baseAddress { append(b, $0.count) } }
     }
 
-    public mutating func append(_ s: String) {
+    /// Named apart from `append(_: StaticString)` on purpose: with two unlabelled overloads a
+    /// literal binds to `String`, and every literal on the request path paid for a bridge.
+    public mutating func append(string s: String) {
         var s = s
         s.withUTF8 { if let b = $0.baseAddress { append(b, $0.count) } }
     }
@@ -53,10 +55,12 @@ public struct ByteWriter {
     }
 
     public mutating func append(hex value: UInt64, width: Int) {
-        let digits: StaticString = "0123456789abcdef"
+        guard count + width <= capacity else { overflowed = true; return }
         var shift = (width - 1) * 4
         while shift >= 0 {
-            append(byte: digits.utf8Start[Int((value >> UInt64(shift)) & 0xF)])
+            let d = UInt8(truncatingIfNeeded: (value >> UInt64(shift)) & 0xF)
+            base[count] = d < 10 ? 48 + d : 87 + d
+            count += 1
             shift -= 4
         }
     }
@@ -207,9 +211,9 @@ public enum HeadWriter {
         defer { body.base.deallocate() }
         body.append(decimal: status)
         body.append(byte: sp)
-        body.append(reason)
+        body.append(string: reason)
         body.append(": ")
-        body.append(detail)
+        body.append(string: detail)
         body.append(" (request id ")
         append(requestID, into: &body)
         body.append(")\n")
@@ -217,7 +221,7 @@ public enum HeadWriter {
         w.append("HTTP/1.1 ")
         w.append(decimal: status)
         w.append(byte: sp)
-        w.append(reason)
+        w.append(string: reason)
         w.append("\r\nContent-Type: text/plain; charset=utf-8\r\nContent-Length: ")
         w.append(decimal: body.count)
         w.append("\r\nX-Request-Id: ")

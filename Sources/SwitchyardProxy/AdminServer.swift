@@ -125,12 +125,10 @@ final class AdminServer {
 
     fileprivate func handle(_ req: OpaquePointer) {
         let reply: Reply
-        do {
+        do throws(AdminError) {
             reply = try route(try parse(req))
-        } catch let error as AdminError {
-            reply = Self.error(error)
         } catch {
-            reply = Self.error(AdminError(500, "internal error", "\(error)"))
+            reply = Self.error(error)
         }
         let headers = evhttp_request_get_output_headers(req)
         evhttp_add_header(headers, "Content-Type", reply.contentType)

@@ -325,8 +325,10 @@ final class ClientConnection {
         worker.countService(serviceIndex, ServerStats.active)
         // A fresh sticky id, used only if the service sticks by cookie and the client has none.
         let freshCookie = scratch + Self.cookieValueOffset
-        var idWriter = ByteWriter(base: freshCookie, capacity: Self.cookieValueLength)
-        idWriter.append(hex: worker.random.next(), width: 16)
+        if snapshot.services[service].sticksByCookie {
+            var idWriter = ByteWriter(base: freshCookie, capacity: Self.cookieValueLength)
+            idWriter.append(hex: worker.random.next(), width: 16)
+        }
         let choice = snapshot.choosePool(service: service, head: head, source: source,
                                          clientIP: UnsafeBufferPointer(start: scratch, count: clientIPLength),
                                          freshCookieValue: UnsafeBufferPointer(start: freshCookie, count: Self.cookieValueLength),

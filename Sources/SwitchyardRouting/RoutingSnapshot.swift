@@ -72,6 +72,11 @@ public struct ServiceRoute: Sendable, Equatable {
     /// Lowercased preview header name and the token it must carry.
     public let previewHeader: [UInt8]?
     public let previewToken: [UInt8]
+    /// No preview, no rules, no canary: every request goes to the active pool. Lets the
+    /// request path skip the decision (and copying this struct's arrays) entirely.
+    public let isPlain: Bool
+    /// The service sticks by cookie, so a request may need a fresh cookie value.
+    public let sticksByCookie: Bool
 
     public enum Sticky: Sendable, Equatable {
         case none
@@ -186,7 +191,9 @@ public final class RoutingSnapshot: Sendable {
                 sticky: sticky,
                 rules: rules,
                 previewHeader: service.preview.map { lower($0.header) },
-                previewToken: Array((service.preview?.token ?? "").utf8))
+                previewToken: Array((service.preview?.token ?? "").utf8),
+                isPlain: service.preview == nil && rules.isEmpty && (canary == nil || canary!.weight == 0 || index(canary!.pool) == nil),
+                sticksByCookie: { if case .cookie = sticky { return true } else { return false } }())
         }
         self.init(generation: runtime.generation, services: services, pools: pools)
     }
@@ -204,6 +211,9 @@ public final class RoutingSnapshot: Sendable {
     public func choosePool(service index: Int, head: HTTPHead, source: UnsafePointer<UInt8>,
                            clientIP: UnsafeBufferPointer<UInt8>, freshCookieValue: UnsafeBufferPointer<UInt8>,
                            random: inout SplitMix64) -> PoolChoice {
+        if services[index].isPlain {
+            return PoolChoice(pool: services[index].activePool, reason: .active, setsStickyCookie: false)
+        }
         let route = services[index]
         if let header = route.previewHeader, let standby = route.standbyPool,
            let value = Self.headerValue(head, source: source, lowercasedName: header),
