@@ -76,8 +76,7 @@ final class Worker: @unchecked Sendable {
     /// When each server started draining (monotonic ms; `.max` while ready): its tunnels
     /// are closed `tunnel_drain` later.
     private var drainingSince: [Int64] = []
-    private var drainCheckEvent: OpaquePointer?
-    private var drainCheckArmed = false
+    private var drainCheck = PeriodicCheck()
     /// Passive outlier detection, this worker's view, by server id.
     private var consecutiveFailures: [Int] = []
     private var ejectedUntil: [Int64] = []
@@ -85,8 +84,7 @@ final class Worker: @unchecked Sendable {
     private var successesSinceReturn: [Int] = []
     /// Where each server id sits now: (index of its balancer, index in the pool).
     private var serverLocation: [(pool: Int, index: Int)?] = []
-    private var ejectionCheckEvent: OpaquePointer?
-    private var ejectionCheckArmed = false
+    private var ejectionCheck = PeriodicCheck()
     /// `ServerStats.stride` counters per server id.
     var stats: [Int] = []
     /// The same counters per service, by the service's `statsID`.
@@ -134,8 +132,8 @@ final class Worker: @unchecked Sendable {
         requestIDPrefix = UInt32(truncatingIfNeeded: random.next())
         logBuffer.reserveCapacity(64 * 1024)
         let context = Unmanaged.passUnretained(self).toOpaque()
-        drainCheckEvent = event_new(base, -1, EventFlags.persist, workerDrainCheckCallback, context)
-        ejectionCheckEvent = event_new(base, -1, EventFlags.persist, workerEjectionCheckCallback, context)
+        drainCheck.event = event_new(base, -1, EventFlags.persist, workerDrainCheckCallback, context)
+        ejectionCheck.event = event_new(base, -1, EventFlags.persist, workerEjectionCheckCallback, context)
         applySnapshot(snapshot)
         acknowledgedGeneration.store(snapshot.generation, ordering: .releasing)
 
@@ -278,15 +276,7 @@ final class Worker: @unchecked Sendable {
 
     /// A 250 ms check runs only while some server drains.
     private func updateDrainCheck() {
-        let anyDraining = drainingSince.contains { $0 != .max }
-        guard anyDraining != drainCheckArmed, let drainCheckEvent else { return }
-        drainCheckArmed = anyDraining
-        if anyDraining {
-            var tv = timeval(milliseconds: 250)
-            event_add(drainCheckEvent, &tv)
-        } else {
-            event_del(drainCheckEvent)
-        }
+        drainCheck.set(drainingSince.contains { $0 != .max }, everyMilliseconds: 250)
     }
 
     // MARK: Passive outlier detection
@@ -333,14 +323,7 @@ final class Worker: @unchecked Sendable {
             }
             balancer.ejected = mask
         }
-        guard any != ejectionCheckArmed, let ejectionCheckEvent else { return }
-        ejectionCheckArmed = any
-        if any {
-            var tv = timeval(milliseconds: 250)
-            event_add(ejectionCheckEvent, &tv)
-        } else {
-            event_del(ejectionCheckEvent)
-        }
+        ejectionCheck.set(any, everyMilliseconds: 250)
     }
 
     /// Returns ejected servers whose time is up.
@@ -489,6 +472,23 @@ final class Worker: @unchecked Sendable {
         guard let accessLog, !logBuffer.isEmpty else { return }
         accessLog.submit(logBuffer)
         logBuffer.removeAll(keepingCapacity: true)
+    }
+}
+
+/// A persistent timer that is armed only while there is something to check.
+struct PeriodicCheck {
+    var event: OpaquePointer?
+    private var armed = false
+
+    mutating func set(_ on: Bool, everyMilliseconds ms: Int64) {
+        guard on != armed, let event else { return }
+        armed = on
+        if on {
+            var tv = timeval(milliseconds: ms)
+            event_add(event, &tv)
+        } else {
+            event_del(event)
+        }
     }
 }
 

@@ -61,16 +61,8 @@ struct ChaosTests {
         let s = Scenario()
         let good = try s.upstream("good")
         // An instance that accepts connections and never answers: a listening socket nobody reads.
-        let hangFD = socket(AF_INET, Int32(SOCK_STREAM.rawValue), 0)
+        let (hangFD, hangPort) = loopbackListener()
         defer { close(hangFD) }
-        var addr = sockaddr_in()
-        addr.sin_family = sa_family_t(AF_INET)
-        inet_pton(AF_INET, "127.0.0.1", &addr.sin_addr)
-        _ = withUnsafePointer(to: &addr) { $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { bind(hangFD, $0, socklen_t(MemoryLayout<sockaddr_in>.size)) } }
-        listen(hangFD, 128)
-        var length = socklen_t(MemoryLayout<sockaddr_in>.size)
-        _ = withUnsafeMutablePointer(to: &addr) { $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { getsockname(hangFD, $0, &length) } }
-        let hangPort = UInt16(bigEndian: addr.sin_port)
         let proxy = try s.startProxy(simpleConfig([(good.address, 100), ("127.0.0.1:\(hangPort)", 100)],
                                                   extra: "timeouts: { upstream_response: 1s }\n")
             .replacingOccurrences(of: "balance: round_robin", with: "balance: round_robin\n    outlier_detection: off"), workers: 1)

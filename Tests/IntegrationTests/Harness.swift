@@ -352,15 +352,22 @@ func curl(_ arguments: [String]) throws -> (status: Int32, output: String, error
     try run("/usr/bin/curl", ["-sS", "--max-time", "30"] + arguments)
 }
 
-/// A TCP port that was free a moment ago (for listeners that cannot take port 0).
-func freePort() -> UInt16 {
+/// A listening socket on 127.0.0.1 and a free port chosen by the kernel.
+func loopbackListener() -> (fd: Int32, port: UInt16) {
     let fd = socket(AF_INET, Int32(SOCK_STREAM.rawValue), 0)
-    defer { close(fd) }
     var addr = sockaddr_in()
     addr.sin_family = sa_family_t(AF_INET)
     inet_pton(AF_INET, "127.0.0.1", &addr.sin_addr)
     _ = withUnsafePointer(to: &addr) { $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { bind(fd, $0, socklen_t(MemoryLayout<sockaddr_in>.size)) } }
+    listen(fd, 128)
     var length = socklen_t(MemoryLayout<sockaddr_in>.size)
     _ = withUnsafeMutablePointer(to: &addr) { $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { getsockname(fd, $0, &length) } }
-    return UInt16(bigEndian: addr.sin_port)
+    return (fd, UInt16(bigEndian: addr.sin_port))
+}
+
+/// A TCP port that was free a moment ago (for listeners that cannot take port 0).
+func freePort() -> UInt16 {
+    let (fd, port) = loopbackListener()
+    close(fd)
+    return port
 }
