@@ -57,6 +57,33 @@ struct ChaosTests {
         #expect(!report.contains("Socket errors"), "\(report)")
     }
 
+    @Test func failingUpstreamIsEjectedUnderLoad() throws {
+        let s = Scenario()
+        let good = try s.upstream("good")
+        let bad = try s.upstream("bad", ["--always-status", "500"])
+        let socket = "\(s.directory)/admin.sock"
+        let proxy = try s.startProxy("""
+            pools:
+              app:
+                outlier_detection: { consecutive_failures: 3, base_ejection_time: 30s, max_ejection_percent: 50 }
+                servers: [{ name: good, address: \(good.address) }, { name: bad, address: \(bad.address) }]
+            services: { web: { active: app } }
+            access_log: off
+            admin: { socket: \(socket) }
+
+            """, workers: 2)
+        let connections = 20
+        let report = try underLoad(s.directory, url: proxy.url + "/", seconds: 4, connections: connections) {}
+        #expect(requests(report) > 1000)
+        // Each worker sees 3 failures in a row and ejects the server; requests already in flight
+        // on it when that happens fail too. Everything else goes to the healthy server.
+        let failed = Int(report.split(separator: "\n").first { $0.contains("Non-2xx") }?.split(separator: ":").last?
+            .trimmingCharacters(in: .whitespaces) ?? "0") ?? 0
+        #expect(failed >= 3 && failed <= 3 * 2 + connections, "\(report)")
+        let metrics = try curl(["--unix-socket", socket, "http://x/metrics"]).output
+        #expect(metrics.contains(#"switchyard_upstream_ejections_total{pool="app",server="bad"} 2"#))
+    }
+
     @Test func hangingUpstreamGets504WhileOthersServe() throws {
         let s = Scenario()
         let good = try s.upstream("good")
