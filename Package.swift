@@ -29,7 +29,7 @@ let package = Package(
 
         // The data plane: workers, connections, upstream pools.
         .target(name: "SwitchyardProxy",
-                dependencies: ["CLibevent", "SwitchyardHTTP", "SwitchyardConfig", "SwitchyardRouting"],
+                dependencies: ["CLibevent", "COpenSSL", "SwitchyardHTTP", "SwitchyardConfig", "SwitchyardRouting"],
                 swiftSettings: hotPathSettings),
 
         // The demo/test upstream ("whoami"-style app), blocking sockets and threads on purpose.

@@ -30,6 +30,23 @@ public struct SwitchyardConfig: Sendable, Equatable {
 
 public struct ListenerConfig: Sendable, Equatable {
     public var bind: SocketAddress
+    /// TLS termination; `nil` for plain HTTP.
+    public var tls: TLSListenerConfig? = nil
+}
+
+/// `tls: { certificates: [{cert, key}], min_version: "1.2", alpn: [http/1.1] }`
+public struct TLSListenerConfig: Sendable, Equatable {
+    public struct Certificate: Sendable, Equatable {
+        public var cert: String
+        public var key: String
+    }
+    /// The first is the default; the others are chosen by SNI from their names.
+    public var certificates: [Certificate]
+    /// "1.2" or "1.3".
+    public var minVersion: String = "1.2"
+    public var alpn: [String] = ["http/1.1"]
+    /// Where each path was written in the file, for errors found when the files are read.
+    public var lines: [String: Int] = [:]
 }
 
 public enum BalanceAlgorithm: String, Sendable, Equatable, CaseIterable {

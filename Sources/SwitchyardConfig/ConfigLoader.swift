@@ -211,14 +211,16 @@ struct NodeReader {
         var seen = Set<SocketAddress>()
         for (i, item) in items.enumerated() {
             let path = "listeners[\(i)]"
-            guard let pairs = mapping(item, path, allowed: ["bind"]) else { continue }
+            guard let pairs = mapping(item, path, allowed: ["bind", "tls"]) else { continue }
             guard let bindNode = pairs.first(where: { $0.key == "bind" })?.value else {
                 problem(item, "\(path).bind", "missing; give the address to listen on, e.g. 127.0.0.1:8080")
                 continue
             }
             guard let address = socketAddress(bindNode, "\(path).bind", allowsAnyPort: true) else { continue }
             if !seen.insert(address).inserted { problem(bindNode, "\(path).bind", "\(address) is listed twice") }
-            result.append(ListenerConfig(bind: address))
+            var listener = ListenerConfig(bind: address)
+            if let tlsNode = pairs.first(where: { $0.key == "tls" })?.value { listener.tls = readTLS(tlsNode, path: "\(path).tls") }
+            result.append(listener)
         }
         return result
     }
@@ -396,6 +398,43 @@ struct NodeReader {
             problem(node, "services", "more than one default service (without match): \(defaults.joined(separator: ", ")); give all but one a match")
         }
         return result
+    }
+
+    mutating func readTLS(_ node: Node, path: String) -> TLSListenerConfig? {
+        guard let fields = mapping(node, path, allowed: ["certificates", "min_version", "alpn"]) else { return nil }
+        var tls = TLSListenerConfig(certificates: [])
+        for (key, v) in fields {
+            switch key {
+            case "certificates":
+                guard let items = sequence(v, "\(path).certificates") else { continue }
+                for (i, item) in items.enumerated() {
+                    let itemPath = "\(path).certificates[\(i)]"
+                    guard let c = mapping(item, itemPath, allowed: ["cert", "key"]) else { continue }
+                    guard let certNode = c.first(where: { $0.key == "cert" })?.value, let cert = scalar(certNode, "\(itemPath).cert"),
+                          let keyNode = c.first(where: { $0.key == "key" })?.value, let key = scalar(keyNode, "\(itemPath).key") else {
+                        problem(item, itemPath, "needs cert and key (PEM file paths)")
+                        continue
+                    }
+                    tls.certificates.append(.init(cert: cert, key: key))
+                    tls.lines[cert] = certNode.mark?.line ?? 0
+                    tls.lines[key] = keyNode.mark?.line ?? 0
+                }
+            case "min_version":
+                if let text = scalar(v, "\(path).min_version") {
+                    if text == "1.2" || text == "1.3" { tls.minVersion = text }
+                    else { problem(v, "\(path).min_version", "\"\(text)\" is not supported; use \"1.2\" or \"1.3\" (older versions are refused)") }
+                }
+            case "alpn":
+                guard let items = sequence(v, "\(path).alpn") else { continue }
+                tls.alpn = items.enumerated().compactMap { scalar($0.element, "\(path).alpn[\($0.offset)]") }
+                if tls.alpn.contains(where: { $0 != "http/1.1" && $0 != "http/1.0" }) {
+                    problem(v, "\(path).alpn", "only http/1.1 (and http/1.0) are served; HTTP/2 is not supported yet")
+                }
+            default: break
+            }
+        }
+        if tls.certificates.isEmpty { problem(node, "\(path).certificates", "give at least one {cert, key}; the first is the default") }
+        return tls
     }
 
     mutating func readHealth(_ node: Node, path: String) -> HealthCheckConfig? {

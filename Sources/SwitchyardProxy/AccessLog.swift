@@ -85,7 +85,7 @@ public final class AccessLog: Sendable {
 enum AccessLogLine {
     static func append(to out: inout [UInt8], requestID: UnsafeBufferPointer<UInt8>, client: UnsafeBufferPointer<UInt8>,
                        method: String, path: String, status: Int, bytes: Int, durationMicros: Int64,
-                       pool: String, upstream: String, complete: Bool) {
+                       pool: String, upstream: String, complete: Bool, tls: (version: String, cipher: String)? = nil) {
         out.append(contentsOf: #"{"time":""#.utf8)
         appendTimestamp(to: &out)
         out.append(contentsOf: #"","request_id":""#.utf8)
@@ -109,6 +109,12 @@ enum AccessLogLine {
         appendEscaped(pool, to: &out)
         out.append(contentsOf: #"","upstream":""#.utf8)
         appendEscaped(upstream, to: &out)
+        if let tls {
+            out.append(contentsOf: #"","tls":""#.utf8)
+            appendEscaped(tls.version, to: &out)
+            out.append(contentsOf: #"","cipher":""#.utf8)
+            appendEscaped(tls.cipher, to: &out)
+        }
         out.append(contentsOf: complete ? #""}"#.utf8 : #"","aborted":true}"#.utf8)
         out.append(10)
     }

@@ -1,4 +1,5 @@
 import CLibevent
+import COpenSSL
 import Glibc
 import SwitchyardHTTP
 import SwitchyardRouting
@@ -15,6 +16,10 @@ final class ClientConnection {
     var next: ClientConnection?
     unowned(unsafe) var previous: ClientConnection?
 
+    /// The TLS session on a TLS listener (nil for plain HTTP).
+    private var ssl: OpaquePointer?
+    private var handshaking = false
+    private let tls: TLSServerContext?
     private var readEvent: OpaquePointer!
     private var writeEvent: OpaquePointer!
     private var reading = false
@@ -86,9 +91,10 @@ final class ClientConnection {
     enum TimeoutKind { case idle, header, body, send, linger }
     private var timeoutKind: TimeoutKind = .idle
 
-    init(worker: Worker, fd: Int32, peer: inout sockaddr_storage) {
+    init(worker: Worker, fd: Int32, peer: inout sockaddr_storage, tls: TLSServerContext? = nil) {
         self.worker = worker
         self.fd = fd
+        self.tls = tls
         scratch = .allocate(capacity: Self.scratchSize)
         clientIPLength = Sockets.formatIP(&peer, into: scratch, capacity: Self.requestIDOffset)
     }
@@ -102,7 +108,85 @@ final class ClientConnection {
         writeEvent = event_new(worker.base, fd, EventFlags.write | EventFlags.persist, clientWriteCallback, context)
         deadline.event = event_new(worker.base, -1, 0, clientTimerCallback, context)
         wantRead(true)
-        setDeadline(.header, after: worker.settings.clientHeaderMs)
+        setDeadline(.header, after: worker.settings.clientHeaderMs) // also bounds a stalled handshake
+        if let tls, let session = SSL_new(tls.defaultContext) {
+            ssl = session
+            SSL_set_fd(session, fd)
+            SSL_set_accept_state(session)
+            handshaking = true
+        }
+    }
+
+    // MARK: TLS
+
+    private func continueHandshake() {
+        guard let ssl else { return }
+        let r = SSL_do_handshake(ssl)
+        if r == 1 {
+            handshaking = false
+            wantWrite(false)
+            onReadable() // the client may have sent its request with the last handshake bytes
+            return
+        }
+        switch SSL_get_error(ssl, r) {
+        case SSL_ERROR_WANT_READ: wantWrite(false)
+        case SSL_ERROR_WANT_WRITE: wantWrite(true)
+        default:
+            worker.tlsHandshakeFailures += 1
+            ERR_clear_error()
+            close()
+        }
+    }
+
+    /// Reads from the client: > 0 bytes, 0 end of stream, -1 nothing yet, -2 failed.
+    @inline(__always)
+    private func receive(_ p: UnsafeMutablePointer<UInt8>, _ n: Int) -> Int {
+        guard let ssl else {
+            let r = sy_recv(fd, p, n)
+            if r >= 0 { return r }
+            return errno == EAGAIN || errno == EINTR ? -1 : -2
+        }
+        let r = SSL_read(ssl, p, Int32(min(n, Int(Int32.max))))
+        if r > 0 { return Int(r) }
+        switch SSL_get_error(ssl, r) {
+        case SSL_ERROR_WANT_READ: return -1
+        case SSL_ERROR_WANT_WRITE: wantWrite(true); return -1
+        case SSL_ERROR_ZERO_RETURN: return 0
+        default: ERR_clear_error(); return -2
+        }
+    }
+
+    /// Writes up to two pieces to the client: bytes written (possibly fewer), -1 blocked, -2 failed.
+    @inline(__always)
+    private func transmit(_ vectors: inout (iovec, iovec), _ count: Int32) -> Int {
+        guard let ssl else {
+            let n = withUnsafePointer(to: &vectors) {
+                $0.withMemoryRebound(to: iovec.self, capacity: 2) { sy_writev(fd, $0, count) }
+            }
+            if n >= 0 { return n }
+            return errno == EAGAIN || errno == EINTR ? -1 : -2
+        }
+        var total = 0
+        for i in 0..<Int(count) {
+            let v = i == 0 ? vectors.0 : vectors.1
+            let r = SSL_write(ssl, v.iov_base, Int32(v.iov_len))
+            if r > 0 {
+                total += Int(r)
+                if Int(r) < v.iov_len { return total }
+                continue
+            }
+            let error = SSL_get_error(ssl, r)
+            if error == SSL_ERROR_WANT_WRITE || error == SSL_ERROR_WANT_READ { return total > 0 ? total : -1 }
+            ERR_clear_error()
+            return total > 0 ? total : -2
+        }
+        return total
+    }
+
+    /// "TLSv1.3 TLS_AES_128_GCM_SHA256" for the access log, nil for plain HTTP.
+    private var tlsDescription: (version: String, cipher: String)? {
+        guard let ssl, let cipher = SSL_get_current_cipher(ssl) else { return nil }
+        return (String(cString: SSL_get_version(ssl)), String(cString: SSL_CIPHER_get_name(cipher)))
     }
 
     // MARK: Event interest and timers
@@ -129,6 +213,7 @@ final class ClientConnection {
 
     fileprivate func onTimer() {
         guard !closed, deadline.fire() else { return }
+        if handshaking { worker.tlsHandshakeFailures += 1 } // a client that stalled mid-handshake
         switch timeoutKind {
         case .idle, .linger, .send:
             close()
@@ -150,24 +235,29 @@ final class ClientConnection {
 
     fileprivate func onReadable() {
         if phase == .lingering { drainLingering(); return }
-        let buffer: IOBuffer
-        if let b = inBuffer { buffer = b } else { buffer = worker.buffers.take(); inBuffer = buffer }
-        if buffer.writable == 0 { makeRoom() }
-        if buffer.writable == 0 { wantRead(false); return }
-        let n = sy_recv(fd, buffer.writePointer, buffer.writable)
-        if n > 0 {
-            buffer.writeIndex += n
-            drive()
-        } else if n == 0 {
-            onClientEOF()
-        } else {
-            let e = errno
-            if e == EAGAIN || e == EINTR { return }
-            close()
-        }
+        if handshaking { continueHandshake(); return }
+        repeat {
+            let buffer: IOBuffer
+            if let b = inBuffer { buffer = b } else { buffer = worker.buffers.take(); inBuffer = buffer }
+            if buffer.writable == 0 { makeRoom() }
+            if buffer.writable == 0 { wantRead(false); return }
+            let n = receive(buffer.writePointer, buffer.writable)
+            if n > 0 {
+                buffer.writeIndex += n
+                drive()
+            } else if n == 0 {
+                onClientEOF()
+                return
+            } else {
+                if n == -2 { close() }
+                return
+            }
+            // TLS may hold decrypted bytes that epoll will never announce.
+        } while !closed && ssl != nil && reading && SSL_pending(ssl) > 0
     }
 
     fileprivate func onWritable() {
+        if handshaking { continueHandshake(); return }
         pushToClient()
     }
 
@@ -355,7 +445,7 @@ final class ClientConnection {
         fallbackHost.withUnsafeBufferPointer { fallback in
             let info = ForwardingInfo(
                 clientAddress: UnsafeBufferPointer(start: scratch, count: clientIPLength),
-                scheme: "http",
+                scheme: ssl == nil ? "http" : "https",
                 requestID: UnsafeBufferPointer(start: idStore, count: requestIDLength),
                 requestIDGenerated: head.requestIDIndex < 0,
                 fallbackHost: fallback)
@@ -732,12 +822,9 @@ final class ClientConnection {
             count += 1
         }
         if count > 0 {
-            let n = withUnsafePointer(to: &vectors) {
-                $0.withMemoryRebound(to: iovec.self, capacity: 2) { sy_writev(fd, $0, count) }
-            }
+            let n = transmit(&vectors, count)
             if n < 0 {
-                let e = errno
-                if e == EAGAIN || e == EINTR { blockedOnClient(); return }
+                if n == -1 { blockedOnClient(); return }
                 close() // the client is gone
                 return
             }
@@ -866,6 +953,7 @@ final class ClientConnection {
     /// Shuts down our side and discards what the client still sends for a moment, so that
     /// an error response is not destroyed by a reset when the client has unread bytes.
     private func closeGracefully() {
+        if let ssl { SSL_shutdown(ssl) } // close_notify, best effort: the socket is non-blocking
         if clientEOF { close(); return }
         phase = .lingering
         shutdown(fd, Int32(SHUT_WR))
@@ -896,6 +984,8 @@ final class ClientConnection {
         event_free(readEvent)
         event_free(writeEvent)
         event_free(deadline.event)
+        if let ssl { SSL_free(ssl) }
+        ssl = nil
         Glibc.close(fd)
         worker.unlink(self)
         worker.retire(self)
@@ -932,7 +1022,7 @@ final class ClientConnection {
                              method: logMethod, path: logPath,
                              status: complete ? status : (status == 0 ? 499 : status),
                              bytes: bytesSent, durationMicros: durationMicros,
-                             pool: pool, upstream: upstreamAddress, complete: complete)
+                             pool: pool, upstream: upstreamAddress, complete: complete, tls: tlsDescription)
         if worker.logBuffer.count > 64 * 1024 { worker.flushLog() }
     }
 }

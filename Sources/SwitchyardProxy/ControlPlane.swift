@@ -199,6 +199,7 @@ public final class ControlPlane {
             let copy = worker.statsSlot.withLock { $0 }
             add(copy.servers, to: &total.servers)
             add(copy.services, to: &total.services)
+            total.tlsHandshakeFailures += copy.tlsHandshakeFailures
         }
         return total
     }

@@ -77,12 +77,13 @@ public final class ProxyServer {
         var unused = inherited?.listeners ?? []
         for listener in config.listeners {
             var address = listener.bind
+            let tls = try listener.tls.map { try TLSServerContext(config: $0, listener: "listeners \(listener.bind)") }
             // Sockets handed over for this address are served as they are: their queues carry on.
             let handed = unused.filter { $0.address == address || (address.port == 0 && $0.address.host == address.host) }
             unused.removeAll { item in handed.contains { $0.fd == item.fd } }
             if let first = handed.first { address = first.address }
             for (i, item) in handed.enumerated() {
-                workers[i % workers.count].addListener(fd: item.fd)
+                workers[i % workers.count].addListener(fd: item.fd, tls: tls)
                 listenerFDs.append((address, item.fd))
             }
             // Workers without one (or a first start) bind their own; with port 0 the others reuse worker 0's port.
@@ -92,7 +93,7 @@ public final class ProxyServer {
                     throw ProxyError("cannot listen on \(address): \(error); is another process using the port?")
                 }
                 if address.port == 0 { address.port = Self.localPort(fd) }
-                worker.addListener(fd: fd)
+                worker.addListener(fd: fd, tls: tls)
                 listenerFDs.append((address, fd))
             }
             boundAddresses.append(address)
@@ -211,6 +212,12 @@ public final class ProxyServer {
         let temporary = path + ".tmp"
         try text.write(toFile: temporary, atomically: false, encoding: .utf8)
         guard rename(temporary, path) == 0 else { throw ProxyError("cannot write ready file \(path)") }
+    }
+
+    /// Problems with a TLS listener's certificate files (for `switchyard check`); lines starting
+    /// with "warning" do not make the configuration invalid.
+    public static func checkTLS(_ tls: TLSListenerConfig, listener: String) -> [String] {
+        TLSServerContext.check(tls, listener: listener)
     }
 
     static func localPort(_ fd: Int32) -> UInt16 {

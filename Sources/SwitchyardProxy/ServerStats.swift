@@ -55,4 +55,5 @@ public enum ServerStats {
 struct StatsCopy: Sendable {
     var servers: [Int] = []
     var services: [Int] = []
+    var tlsHandshakeFailures = 0
 }

@@ -96,6 +96,10 @@ final class Worker: @unchecked Sendable {
     let statsSlot = Mutex<StatsCopy>(StatsCopy())
 
     private var listeners: [(fd: Int32, event: OpaquePointer)] = []
+    /// TLS termination per listening socket (absent for plain HTTP).
+    private var listenerTLS: [Int32: TLSServerContext] = [:]
+    /// TLS handshakes that failed or stalled (reported in metrics).
+    var tlsHandshakeFailures = 0
     private var wakeEvent: OpaquePointer!
     private var logFlushEvent: OpaquePointer?
     private var shutdownEvent: OpaquePointer?
@@ -147,7 +151,8 @@ final class Worker: @unchecked Sendable {
     }
 
     /// Starts accepting on an already-bound listening socket.
-    func addListener(fd: Int32) {
+    func addListener(fd: Int32, tls: TLSServerContext? = nil) {
+        if let tls { listenerTLS[fd] = tls }
         let event = event_new(base, fd, EventFlags.read | EventFlags.persist, workerAcceptCallback,
                               Unmanaged.passUnretained(self).toOpaque())!
         event_add(event, nil)
@@ -213,7 +218,7 @@ final class Worker: @unchecked Sendable {
         acknowledgedGeneration.store(newest.generation, ordering: .releasing)
         let asked = statsRequested.load(ordering: .acquiring)
         if asked != statsAnswered.load(ordering: .relaxed) {
-            statsSlot.withLock { $0 = StatsCopy(servers: stats, services: serviceStats) }
+            statsSlot.withLock { $0 = StatsCopy(servers: stats, services: serviceStats, tlsHandshakeFailures: tlsHandshakeFailures) }
             statsAnswered.store(asked, ordering: .releasing)
         }
         if stopRequested.load(ordering: .acquiring) && !stopping { beginStop() }
@@ -370,7 +375,7 @@ final class Worker: @unchecked Sendable {
             if fd < 0 { return } // EAGAIN, or a transient error such as EMFILE: try again on the next event
             var one: Int32 = 1
             setsockopt(fd, Int32(IPPROTO_TCP), TCP_NODELAY, &one, socklen_t(MemoryLayout<Int32>.size))
-            let client = ClientConnection(worker: self, fd: fd, peer: &storage)
+            let client = ClientConnection(worker: self, fd: fd, peer: &storage, tls: listenerTLS[listenFD])
             link(client)
             client.start()
         }

@@ -69,9 +69,22 @@ struct Check: ParsableCommand {
     func run() throws {
         do {
             let loaded = try ConfigLoader.load(path: config)
+            // Certificates are files the YAML only names: read and check them too.
+            var tlsErrors = 0
+            for listener in loaded.listeners {
+                guard let tls = listener.tls else { continue }
+                for problem in ProxyServer.checkTLS(tls, listener: "listeners \(listener.bind)") {
+                    FileHandle.standardError.write(Data("\(config): \(problem)\n".utf8))
+                    if !problem.hasPrefix("warning") { tlsErrors += 1 }
+                }
+            }
+            if tlsErrors > 0 {
+                FileHandle.standardError.write(Data("\(config): configuration is invalid (\(tlsErrors) problem(s))\n".utf8))
+                throw ExitCode(1)
+            }
             let servers = loaded.pools.reduce(0) { $0 + $1.servers.count }
             print("\(config): configuration is valid (\(loaded.listeners.count) listener(s), \(loaded.pools.count) pool(s), \(servers) server(s), \(loaded.services.count) service(s))")
-        } catch {
+        } catch let error as ConfigError {
             FileHandle.standardError.write(Data("\(error)\n".utf8))
             FileHandle.standardError.write(Data("\(config): configuration is invalid (\(error.problems.count) problem(s))\n".utf8))
             throw ExitCode(1)

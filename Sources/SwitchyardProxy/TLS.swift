@@ -1,0 +1,98 @@
+import COpenSSL
+import Foundation
+import Glibc
+import SwitchyardConfig
+
+/// The TLS side of one listener: one SSL_CTX per certificate (the first is the default),
+/// chosen per connection by SNI. Shared by all workers: OpenSSL contexts are thread-safe
+/// for creating connections.
+final class TLSServerContext: @unchecked Sendable {
+    /// TLS 1.2 ciphers (TLS 1.3 uses OpenSSL's default suites): forward secrecy and AEAD only.
+    static let cipherList = "ECDHE-ECDSA-AES128-GCM-SHA256:ECDHE-RSA-AES128-GCM-SHA256:ECDHE-ECDSA-AES256-GCM-SHA384:ECDHE-RSA-AES256-GCM-SHA384:ECDHE-ECDSA-CHACHA20-POLY1305:ECDHE-RSA-CHACHA20-POLY1305"
+
+    let contexts: [OpaquePointer]
+    private let certificates: [OpaquePointer]
+    private let table: UnsafeMutablePointer<sy_sni_table>
+    private let alpn: UnsafeMutablePointer<sy_alpn_list>
+
+    var defaultContext: OpaquePointer { contexts[0] }
+
+    /// Loads every certificate and key; throws with the problems `check` would print.
+    init(config: TLSListenerConfig, listener: String) throws {
+        let problems = Self.check(config, listener: listener)
+        if let error = problems.first(where: { !$0.hasPrefix("warning") }) { throw ProxyError(error) }
+        var contexts: [OpaquePointer] = []
+        var certificates: [OpaquePointer] = []
+        let wire = config.alpn.flatMap { [UInt8($0.utf8.count)] + Array($0.utf8) }
+        alpn = .allocate(capacity: 1)
+        let wireBytes = UnsafeMutablePointer<UInt8>.allocate(capacity: max(1, wire.count))
+        wireBytes.initialize(from: wire, count: wire.count)
+        alpn.pointee = sy_alpn_list(wire: wireBytes, length: UInt32(wire.count))
+        for certificate in config.certificates {
+            guard let ctx = SSL_CTX_new(TLS_server_method()) else { throw ProxyError("SSL_CTX_new failed") }
+            _ = sy_ssl_ctx_set_min_proto_version(ctx, config.minVersion == "1.3" ? sy_tls1_3() : sy_tls1_2())
+            SSL_CTX_set_cipher_list(ctx, Self.cipherList)
+            // Partial writes with a buffer that may move: the data plane retries from its own buffers.
+            _ = sy_ssl_ctx_set_mode(ctx, Int(SSL_MODE_ENABLE_PARTIAL_WRITE | SSL_MODE_ACCEPT_MOVING_WRITE_BUFFER | SSL_MODE_RELEASE_BUFFERS))
+            SSL_CTX_set_options(ctx, sy_server_options())
+            guard SSL_CTX_use_certificate_chain_file(ctx, certificate.cert) == 1,
+                  SSL_CTX_use_PrivateKey_file(ctx, certificate.key, SSL_FILETYPE_PEM) == 1,
+                  SSL_CTX_check_private_key(ctx) == 1, let x509 = SSL_CTX_get0_certificate(ctx) else {
+                throw ProxyError("\(listener): cannot load \(certificate.cert) with \(certificate.key): \(Self.lastError())")
+            }
+            sy_ssl_ctx_use_alpn(ctx, alpn)
+            contexts.append(ctx)
+            certificates.append(x509)
+        }
+        table = .allocate(capacity: 1)
+        let ctxArray = UnsafeMutablePointer<OpaquePointer?>.allocate(capacity: contexts.count)
+        let certArray = UnsafeMutablePointer<OpaquePointer?>.allocate(capacity: certificates.count)
+        for i in 0..<contexts.count { ctxArray[i] = contexts[i]; certArray[i] = certificates[i] }
+        table.pointee = sy_sni_table(contexts: ctxArray, certificates: certArray, count: Int32(contexts.count))
+        for ctx in contexts { sy_ssl_ctx_use_sni_table(ctx, table) }
+        self.contexts = contexts
+        self.certificates = certificates
+    }
+
+    /// What `switchyard check` reports about a listener's certificates: files readable, key
+    /// matching the certificate, not expired; a warning when one expires within 14 days.
+    static func check(_ config: TLSListenerConfig, listener: String) -> [String] {
+        var problems: [String] = []
+        for (i, c) in config.certificates.enumerated() {
+            let at = "\(listener).tls.certificates[\(i)]"
+            let line = config.lines[c.cert].map { " (line \($0))" } ?? ""
+            guard let certFile = fopen(c.cert, "r") else {
+                problems.append("\(at).cert\(line): cannot read \(c.cert): \(String(cString: strerror(errno)))"); continue
+            }
+            let certificate = PEM_read_X509(certFile, nil, nil, nil)
+            fclose(certFile)
+            guard let certificate else { problems.append("\(at).cert\(line): \(c.cert) holds no PEM certificate"); continue }
+            defer { X509_free(certificate) }
+            guard let keyFile = fopen(c.key, "r") else {
+                problems.append("\(at).key: cannot read \(c.key): \(String(cString: strerror(errno)))"); continue
+            }
+            let key = PEM_read_PrivateKey(keyFile, nil, nil, nil)
+            fclose(keyFile)
+            guard let key else { problems.append("\(at).key: \(c.key) holds no PEM private key"); continue }
+            defer { EVP_PKEY_free(key) }
+            if X509_check_private_key(certificate, key) != 1 {
+                problems.append("\(at).key: \(c.key) does not match the certificate \(c.cert); give the key the certificate was issued for")
+            }
+            let days = sy_x509_days_left(certificate)
+            if days < 0 {
+                problems.append("\(at).cert\(line): \(c.cert) has expired; renew it")
+            } else if days < 14 {
+                problems.append("warning: \(at).cert: \(c.cert) expires in \(days) day(s)")
+            }
+        }
+        return problems
+    }
+
+    static func lastError() -> String {
+        var text = [CChar](repeating: 0, count: 256)
+        let code = ERR_get_error()
+        if code == 0 { return "unknown OpenSSL error" }
+        ERR_error_string_n(code, &text, text.count)
+        return String(cString: text)
+    }
+}

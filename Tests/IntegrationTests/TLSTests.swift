@@ -1,0 +1,138 @@
+import Foundation
+import Glibc
+import Testing
+
+/// A throwaway CA and certificates, made with the openssl command for each test.
+struct TestPKI {
+    let directory: String
+    var ca: String { "\(directory)/ca.pem" }
+    func cert(_ name: String) -> String { "\(directory)/\(name).pem" }
+    func key(_ name: String) -> String { "\(directory)/\(name).key" }
+
+    init(directory: String, names: [String], expired: [String] = []) throws {
+        self.directory = directory
+        func openssl(_ args: [String]) throws {
+            let r = try run("/usr/bin/openssl", args)
+            if r.status != 0 { throw HarnessError("openssl \(args.joined(separator: " ")): \(r.error)") }
+        }
+        try openssl(["req", "-x509", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:P-256", "-nodes", "-keyout", "\(directory)/ca.key",
+                     "-out", ca, "-subj", "/CN=Switchyard Test CA", "-days", "30"])
+        for name in names + expired {
+            try openssl(["req", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:P-256", "-nodes", "-keyout", key(name),
+                         "-out", "\(directory)/\(name).csr", "-subj", "/CN=\(name).test"])
+            try "subjectAltName=DNS:\(name).test,DNS:*.\(name).test\n".write(toFile: "\(directory)/\(name).ext", atomically: true, encoding: .utf8)
+            try openssl(["x509", "-req", "-in", "\(directory)/\(name).csr", "-CA", ca, "-CAkey", "\(directory)/ca.key", "-CAcreateserial",
+                         "-days", expired.contains(name) ? "-1" : "30", "-extfile", "\(directory)/\(name).ext", "-out", cert(name)])
+        }
+    }
+
+    func listenerTLS(_ names: [String], extra: String = "") -> String {
+        "    tls:\n      certificates:\n" + names.map { "        - { cert: \(cert($0)), key: \(key($0)) }\n" }.joined() + extra
+    }
+}
+
+@Suite("TLS termination", .serialized)
+struct TLSTests {
+    @Test func terminatesTLSWithSNIAndForwardsAsHTTPS() throws {
+        let s = Scenario()
+        let pki = try TestPKI(directory: s.directory, names: ["site", "api"])
+        let app = try s.upstream("app")
+        let port = freePort()
+        let proxy = try s.startProxy("""
+            pools: { app: { servers: [{ address: \(app.address) }] } }
+            services: { web: { active: app } }
+            access_log: \(s.directory)/access.log
+            timeouts: { client_header: 1s }
+            admin: { socket: \(s.directory)/admin.sock }
+
+            """.replacingOccurrences(of: "pools:", with: "  - bind: 127.0.0.1:\(port)\n" + pki.listenerTLS(["site", "api"]) + "pools:"))
+        _ = proxy
+        func fetch(_ host: String, _ path: String = "/", _ extra: [String] = []) throws -> (status: Int32, output: String, error: String) {
+            try curl(["-v", "--cacert", pki.ca, "--resolve", "\(host):\(port):127.0.0.1"] + extra + ["https://\(host):\(port)\(path)"])
+        }
+        // SNI picks the certificate by name, wildcards included; anything else gets the default.
+        #expect(try fetch("site.test").error.contains("subject: CN=site.test"))
+        #expect(try fetch("api.test").error.contains("subject: CN=api.test"))
+        #expect(try fetch("v2.api.test").error.contains("subject: CN=api.test"))
+        #expect(try curl(["-v", "-k", "https://127.0.0.1:\(port)/"]).error.contains("subject: CN=site.test"))
+        let headers = try fetch("site.test", "/headers")
+        #expect(headers.output.contains("X-Forwarded-Proto: https"))
+        #expect(headers.error.contains("ALPN: server accepted http/1.1"))
+        // Bodies both ways through TLS, bigger than the buffers; keep-alive reuse on one TLS connection.
+        let file = "\(s.directory)/body.bin"
+        FileManager.default.createFile(atPath: file, contents: Data((0..<3_000_000).map { UInt8(truncatingIfNeeded: $0 &* 7) }))
+        let echoed = "\(s.directory)/echoed.bin"
+        #expect(try fetch("site.test", "/echo", ["--data-binary", "@\(file)", "-o", echoed]).status == 0)
+        #expect(FileManager.default.contentsEqual(atPath: file, andPath: echoed))
+        let two = try curl(["-v", "--cacert", pki.ca, "--resolve", "site.test:\(port):127.0.0.1",
+                            "https://site.test:\(port)/a", "https://site.test:\(port)/b"])
+        #expect(two.output == "app GET /a\napp GET /b\n")
+        #expect(two.error.contains("Re-using existing connection"))
+        // The access log records the TLS version and cipher.
+        usleep(300_000)
+        let log = try String(contentsOfFile: "\(s.directory)/access.log", encoding: .utf8)
+        #expect(log.contains(#""tls":"TLSv1.3""#))
+    }
+
+    @Test func oldVersionsAndBadHandshakesAreRefusedAndCounted() throws {
+        let s = Scenario()
+        let pki = try TestPKI(directory: s.directory, names: ["site", "api"])
+        let app = try s.upstream("app")
+        let port = freePort()
+        _ = try s.startProxy("""
+            pools: { app: { servers: [{ address: \(app.address) }] } }
+            services: { web: { active: app } }
+            access_log: off
+            timeouts: { client_header: 1s }
+            admin: { socket: \(s.directory)/admin.sock }
+
+            """.replacingOccurrences(of: "pools:", with: "  - bind: 127.0.0.1:\(port)\n" + pki.listenerTLS(["site"]) + "pools:"))
+        let old = try run("/usr/bin/openssl", ["s_client", "-connect", "127.0.0.1:\(port)", "-tls1_1"])
+        #expect(old.status != 0)
+        #expect(try curl(["-s", "-o", "/dev/null", "-w", "%{http_code}", "--cacert", pki.ca, "--tls-max", "1.2",
+                          "--resolve", "site.test:\(port):127.0.0.1", "https://site.test:\(port)/"]).output == "200") // 1.2 works
+        // Plain HTTP to a TLS port, and a client that stalls mid-handshake: closed, counted, no harm.
+        let plain = try RawClient(port: port)
+        plain.send("GET / HTTP/1.1\r\nHost: t\r\n\r\n")
+        #expect(plain.isClosedByPeer())
+        let stalled = try RawClient(port: port)
+        stalled.send([0x16, 0x03, 0x01])
+        #expect(stalled.isClosedByPeer(timeout: 4))
+        let metrics = try curl(["--unix-socket", "\(s.directory)/admin.sock", "http://x/metrics"]).output
+        let line = metrics.split(separator: "\n").first { $0.hasPrefix("switchyard_tls_handshake_failures_total ") } ?? ""
+        #expect((Int(line.split(separator: " ").last ?? "") ?? 0) >= 3, "\(line)")
+        #expect(try curl(["-s", "--cacert", pki.ca, "--resolve", "site.test:\(port):127.0.0.1", "https://site.test:\(port)/"]).output == "app GET /\n")
+    }
+
+    @Test func checkValidatesCertificates() throws {
+        let dir = makeTemporaryDirectory()
+        defer { try? FileManager.default.removeItem(atPath: dir) }
+        let pki = try TestPKI(directory: dir, names: ["site", "api"], expired: ["old"])
+        func check(_ certificates: String) throws -> (status: Int32, output: String, error: String) {
+            let path = "\(dir)/c.yaml"
+            try """
+            listeners:
+              - bind: 127.0.0.1:8443
+                tls:
+                  certificates:
+            \(certificates)
+            pools: { app: { servers: [{ address: 127.0.0.1:9001 }] } }
+            services: { web: { active: app } }
+            """.write(toFile: path, atomically: true, encoding: .utf8)
+            return try run(switchyardBinary, ["check", "--config", path])
+        }
+        #expect(try check("        - { cert: \(pki.cert("site")), key: \(pki.key("site")) }").status == 0)
+        let mismatch = try check("        - { cert: \(pki.cert("site")), key: \(pki.key("api")) }")
+        #expect(mismatch.status == 1)
+        #expect(mismatch.error.contains("does not match the certificate"))
+        let expired = try check("        - { cert: \(pki.cert("old")), key: \(pki.key("old")) }")
+        #expect(expired.status == 1)
+        #expect(expired.error.contains("has expired"))
+        let missing = try check("        - { cert: \(dir)/nope.pem, key: \(pki.key("site")) }")
+        #expect(missing.status == 1)
+        #expect(missing.error.contains("cannot read \(dir)/nope.pem"))
+        let version = try check("        - { cert: \(pki.cert("site")), key: \(pki.key("site")) }\n      min_version: \"1.1\"")
+        #expect(version.status == 1)
+        #expect(version.error.contains("min_version: \"1.1\" is not supported"))
+    }
+}
