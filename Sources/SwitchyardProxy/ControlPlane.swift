@@ -97,6 +97,9 @@ public final class ControlPlane {
 
     /// Active health checks, once the control loop runs.
     var health: HealthChecker?
+    /// Loads the listeners' certificates from a reloaded configuration; returns how many TLS
+    /// listeners were updated. Set by the server once its listeners are bound.
+    var reloadCertificates: ((SwitchyardConfig) throws -> Int)?
 
     func snapshot() -> RoutingSnapshot {
         RoutingSnapshot(config: config, state: state, registry: registry, down: health?.down ?? [],
@@ -416,7 +419,8 @@ public final class ControlPlane {
     static func restartOnlyChanges(from old: SwitchyardConfig, to new: SwitchyardConfig) -> [String] {
         var keys: [String] = []
         if old.workers != new.workers { keys.append("workers") }
-        if old.listeners != new.listeners { keys.append("listeners") }
+        // Certificates reload; the addresses themselves need a restart.
+        if old.listeners.map(\.bind) != new.listeners.map(\.bind) { keys.append("listeners") }
         if old.limits != new.limits { keys.append("limits") }
         if old.timeouts != new.timeouts { keys.append("timeouts") }
         if old.accessLog != new.accessLog { keys.append("access_log") }
@@ -444,6 +448,14 @@ public final class ControlPlane {
         var notes = Self.restartOnlyChanges(from: config, to: fresh).map {
             "\($0) changed in the file; it takes effect at the next restart"
         }
+        if let reloadCertificates, fresh.listeners.map(\.bind) == config.listeners.map(\.bind) {
+            do {
+                let count = try reloadCertificates(fresh)
+                if count > 0 { notes.append("certificates reloaded for \(count) TLS listener(s); new handshakes use them") }
+            } catch {
+                throw AdminError(400, "invalid certificates", "\(error); the running configuration and certificates stay")
+            }
+        }
         var next = RuntimeState(config: fresh, generation: state.generation)
         let newFileState = next
         if !reset { notes += next.merge(runtime: state, base: fileState) }
@@ -452,7 +464,7 @@ public final class ControlPlane {
         // Keep the parts that only change at restart as they are running.
         var applied = fresh
         applied.workers = config.workers
-        applied.listeners = config.listeners
+        if applied.listeners.map(\.bind) != config.listeners.map(\.bind) { applied.listeners = config.listeners }
         applied.limits = config.limits
         applied.timeouts = config.timeouts
         applied.accessLog = config.accessLog

@@ -83,7 +83,7 @@ public final class ProxyServer {
             unused.removeAll { item in handed.contains { $0.fd == item.fd } }
             if let first = handed.first { address = first.address }
             for (i, item) in handed.enumerated() {
-                workers[i % workers.count].addListener(fd: item.fd, tls: tls)
+                workers[i % workers.count].addListener(fd: item.fd, tls: tls, address: item.address)
                 listenerFDs.append((address, item.fd))
             }
             // Workers without one (or a first start) bind their own; with port 0 the others reuse worker 0's port.
@@ -93,7 +93,7 @@ public final class ProxyServer {
                     throw ProxyError("cannot listen on \(address): \(error); is another process using the port?")
                 }
                 if address.port == 0 { address.port = Self.localPort(fd) }
-                worker.addListener(fd: fd, tls: tls)
+                worker.addListener(fd: fd, tls: tls, address: address)
                 listenerFDs.append((address, fd))
             }
             boundAddresses.append(address)
@@ -102,6 +102,21 @@ public final class ProxyServer {
 
         control.workers = workers
         control.persist()
+        // A reload reads the certificates again; the new ones serve new handshakes.
+        let bound = boundAddresses
+        let workerList = workers
+        control.reloadCertificates = { fresh in
+            var contexts: [SocketAddress: TLSServerContext] = [:]
+            for (listener, address) in zip(fresh.listeners, bound) {
+                guard let tls = listener.tls else { continue }
+                contexts[address] = try TLSServerContext(config: tls, listener: "listeners \(listener.bind)")
+            }
+            for worker in workerList {
+                worker.tlsSlot.withLock { $0 = contexts }
+                worker.notifySnapshot()
+            }
+            return contexts.count
+        }
         let base = event_base_new()!
         controlBase = base
         if let adminConfig = config.admin {

@@ -98,6 +98,11 @@ final class Worker: @unchecked Sendable {
     private var listeners: [(fd: Int32, event: OpaquePointer)] = []
     /// TLS termination per listening socket (absent for plain HTTP).
     private var listenerTLS: [Int32: TLSServerContext] = [:]
+    /// The address each TLS listening socket serves, to match reloaded certificates to it.
+    private var listenerAddress: [Int32: SocketAddress] = [:]
+    /// New certificates from a reload, by listener address; taken on the next wake-up. Only
+    /// new handshakes use them: established connections keep their session.
+    let tlsSlot = Mutex<[SocketAddress: TLSServerContext]?>(nil)
     /// TLS handshakes that failed or stalled (reported in metrics).
     var tlsHandshakeFailures = 0
     private var wakeEvent: OpaquePointer!
@@ -151,8 +156,9 @@ final class Worker: @unchecked Sendable {
     }
 
     /// Starts accepting on an already-bound listening socket.
-    func addListener(fd: Int32, tls: TLSServerContext? = nil) {
+    func addListener(fd: Int32, tls: TLSServerContext? = nil, address: SocketAddress? = nil) {
         if let tls { listenerTLS[fd] = tls }
+        if let address { listenerAddress[fd] = address }
         let event = event_new(base, fd, EventFlags.read | EventFlags.persist, workerAcceptCallback,
                               Unmanaged.passUnretained(self).toOpaque())!
         event_add(event, nil)
@@ -215,6 +221,9 @@ final class Worker: @unchecked Sendable {
     fileprivate func onWake() {
         let newest = slot.load()
         if newest !== snapshot { applySnapshot(newest) }
+        if let reloaded = tlsSlot.withLock({ value -> [SocketAddress: TLSServerContext]? in defer { value = nil }; return value }) {
+            for (fd, address) in listenerAddress { if let tls = reloaded[address] { listenerTLS[fd] = tls } }
+        }
         acknowledgedGeneration.store(newest.generation, ordering: .releasing)
         let asked = statsRequested.load(ordering: .acquiring)
         if asked != statsAnswered.load(ordering: .relaxed) {

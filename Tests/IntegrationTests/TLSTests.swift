@@ -135,4 +135,64 @@ struct TLSTests {
         #expect(version.status == 1)
         #expect(version.error.contains("min_version: \"1.1\" is not supported"))
     }
+
+    @Test func reloadSwapsCertificatesWithoutTouchingEstablishedConnections() throws {
+        let s = Scenario()
+        var pki = try TestPKI(directory: s.directory, names: ["site"])
+        let app = try s.upstream("app")
+        let port = freePort()
+        let socket = "\(s.directory)/admin.sock"
+        _ = try s.startProxy("""
+            pools: { app: { servers: [{ address: \(app.address) }] } }
+            services: { web: { active: app } }
+            access_log: off
+            admin: { socket: \(socket) }
+
+            """.replacingOccurrences(of: "pools:", with: "  - bind: 127.0.0.1:\(port)\n" + pki.listenerTLS(["site"]) + "pools:"))
+        func serial() throws -> String {
+            let hello = try run("/bin/sh", ["-c", "openssl s_client -connect 127.0.0.1:\(port) -servername site.test </dev/null 2>/dev/null | openssl x509 -noout -serial"])
+            return hello.output.trimmingCharacters(in: .whitespacesAndNewlines)
+        }
+        let before = try serial()
+        #expect(before.hasPrefix("serial="))
+        // A TLS keep-alive connection held open across the reload (Python's ssl module).
+        let go = "\(s.directory)/go"
+        let script = """
+        import socket, ssl, os, time, sys
+        ctx = ssl.create_default_context(cafile="\(pki.ca)")
+        c = ctx.wrap_socket(socket.create_connection(("127.0.0.1", \(port))), server_hostname="site.test")
+        def ask(path):
+            c.sendall(b"GET " + path + b" HTTP/1.1\\r\\nHost: site.test\\r\\n\\r\\n")
+            data = b""
+            while b"\\r\\n\\r\\n" not in data or not data.split(b"\\r\\n\\r\\n", 1)[1].endswith(b"\\n"): data += c.recv(4096)
+            return data.split(b"\\r\\n\\r\\n", 1)[1].decode()
+        print("first", ask(b"/one").strip(), flush=True)
+        while not os.path.exists("\(go)"): time.sleep(0.05)
+        print("second", ask(b"/two").strip(), flush=True)
+        """
+        try script.write(toFile: "\(s.directory)/held.py", atomically: true, encoding: .utf8)
+        let held = try spawn("/usr/bin/env", ["python3", "\(s.directory)/held.py"], stdout: "\(s.directory)/held.out", stderr: "\(s.directory)/held.err")
+        _ = try waitForFile("\(s.directory)/held.out")
+        // New certificate files (a new key and serial) in the same place, then a reload.
+        pki = try TestPKI(directory: s.directory, names: ["site"])
+        let (status, body) = try curl(["--unix-socket", socket, "-X", "POST", "-w", "\n%{http_code}", "http://x/v1/reload"]).output
+            .split(separator: "\n").last.map { (String($0), "") } ?? ("", "")
+        #expect(status == "200", "\(body)")
+        FileManager.default.createFile(atPath: go, contents: nil)
+        var exitStatus: Int32 = 0
+        waitpid(held, &exitStatus, 0)
+        let out = try String(contentsOfFile: "\(s.directory)/held.out", encoding: .utf8)
+        #expect(out.contains("first app GET /one"))
+        #expect(out.contains("second app GET /two"), "the connection held across the reload: \(out)")
+        let after = try serial()
+        #expect(after.hasPrefix("serial=") && after != before, "new handshakes get the new certificate")
+
+        // A key that does not match: the reload is refused and the current certificate stays.
+        try FileManager.default.removeItem(atPath: pki.key("site"))
+        try FileManager.default.copyItem(atPath: "\(s.directory)/ca.key", toPath: pki.key("site"))
+        let refused = try curl(["--unix-socket", socket, "-X", "POST", "-w", "\n%{http_code}", "http://x/v1/reload"]).output
+        #expect(refused.hasSuffix("400"))
+        #expect(refused.contains("invalid certificates"))
+        #expect(try serial() == after)
+    }
 }
