@@ -45,6 +45,8 @@ public struct TLSListenerConfig: Sendable, Equatable {
     /// "1.2" or "1.3".
     public var minVersion: String = "1.2"
     public var alpn: [String] = ["http/1.1"]
+    /// When set, clients must present a certificate signed by this CA (mTLS).
+    public var clientCA: String? = nil
     /// Where each path was written in the file, for errors found when the files are read.
     public var lines: [String: Int] = [:]
 }

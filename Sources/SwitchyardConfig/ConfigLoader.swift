@@ -401,7 +401,7 @@ struct NodeReader {
     }
 
     mutating func readTLS(_ node: Node, path: String) -> TLSListenerConfig? {
-        guard let fields = mapping(node, path, allowed: ["certificates", "min_version", "alpn"]) else { return nil }
+        guard let fields = mapping(node, path, allowed: ["certificates", "min_version", "alpn", "client_ca"]) else { return nil }
         var tls = TLSListenerConfig(certificates: [])
         for (key, v) in fields {
             switch key {
@@ -419,6 +419,8 @@ struct NodeReader {
                     tls.lines[cert] = certNode.mark?.line ?? 0
                     tls.lines[key] = keyNode.mark?.line ?? 0
                 }
+            case "client_ca":
+                if let file = scalar(v, "\(path).client_ca") { tls.clientCA = file; tls.lines[file] = v.mark?.line ?? 0 }
             case "min_version":
                 if let text = scalar(v, "\(path).min_version") {
                     if text == "1.2" || text == "1.3" { tls.minVersion = text }

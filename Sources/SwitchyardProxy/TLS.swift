@@ -41,6 +41,16 @@ final class TLSServerContext: @unchecked Sendable {
                 throw ProxyError("\(listener): cannot load \(certificate.cert) with \(certificate.key): \(Self.lastError())")
             }
             sy_ssl_ctx_use_alpn(ctx, alpn)
+            if let clientCA = config.clientCA {
+                // mTLS: no certificate, or one not signed by this CA, fails the handshake.
+                guard SSL_CTX_load_verify_locations(ctx, clientCA, nil) == 1 else {
+                    throw ProxyError("\(listener): cannot load client_ca \(clientCA): \(Self.lastError())")
+                }
+                SSL_CTX_set_verify(ctx, sy_verify_required(), nil)
+                SSL_CTX_set_client_CA_list(ctx, SSL_load_client_CA_file(clientCA))
+                let sessionContext = Array("switchyard".utf8)
+                SSL_CTX_set_session_id_context(ctx, sessionContext, UInt32(sessionContext.count))
+            }
             contexts.append(ctx)
             certificates.append(x509)
         }
@@ -58,6 +68,15 @@ final class TLSServerContext: @unchecked Sendable {
     /// matching the certificate, not expired; a warning when one expires within 14 days.
     static func check(_ config: TLSListenerConfig, listener: String) -> [String] {
         var problems: [String] = []
+        if let clientCA = config.clientCA {
+            if let file = fopen(clientCA, "r") {
+                let ca = PEM_read_X509(file, nil, nil, nil)
+                fclose(file)
+                if let ca { X509_free(ca) } else { problems.append("\(listener).tls.client_ca: \(clientCA) holds no PEM certificate") }
+            } else {
+                problems.append("\(listener).tls.client_ca: cannot read \(clientCA): \(String(cString: strerror(errno)))")
+            }
+        }
         for (i, c) in config.certificates.enumerated() {
             let at = "\(listener).tls.certificates[\(i)]"
             let line = config.lines[c.cert].map { " (line \($0))" } ?? ""

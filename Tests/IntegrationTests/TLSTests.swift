@@ -195,4 +195,28 @@ struct TLSTests {
         #expect(refused.contains("invalid certificates"))
         #expect(try serial() == after)
     }
+
+    @Test func clientCertificatesAreRequiredWithClientCA() throws {
+        let s = Scenario()
+        let pki = try TestPKI(directory: s.directory, names: ["site", "client"])
+        let app = try s.upstream("app")
+        let port = freePort()
+        _ = try s.startProxy("""
+            pools: { app: { servers: [{ address: \(app.address) }] } }
+            services: { web: { active: app } }
+            access_log: off
+
+            """.replacingOccurrences(of: "pools:", with: "  - bind: 127.0.0.1:\(port)\n"
+                + pki.listenerTLS(["site"], extra: "      client_ca: \(pki.ca)\n") + "pools:"))
+        let base = ["-s", "--cacert", pki.ca, "--resolve", "site.test:\(port):127.0.0.1"]
+        let without = try curl(base + ["https://site.test:\(port)/"])
+        #expect(without.status != 0) // handshake refused without a client certificate
+        let with = try curl(base + ["--cert", pki.cert("client"), "--key", pki.key("client"), "https://site.test:\(port)/"])
+        #expect(with.output == "app GET /\n")
+        // A certificate from another CA is refused too.
+        let other = try TestPKI(directory: makeTemporaryDirectory(), names: ["stranger"])
+        defer { try? FileManager.default.removeItem(atPath: other.directory) }
+        let stranger = try curl(base + ["--cert", other.cert("stranger"), "--key", other.key("stranger"), "https://site.test:\(port)/"])
+        #expect(stranger.status != 0)
+    }
 }
