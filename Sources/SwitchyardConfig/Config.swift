@@ -70,6 +70,8 @@ public struct PoolConfig: Sendable, Equatable {
     public var retries: Int = 2
     /// A server entering rotation ramps its weight up over this time (nil: at once).
     public var slowStart: Duration? = nil
+    /// TLS to this pool's servers; `nil` for plain HTTP.
+    public var tls: UpstreamTLSConfig? = nil
 
     public init(name: String, balance: BalanceAlgorithm, servers: [ServerConfig], health: HealthCheckConfig? = nil) {
         self.name = name
@@ -77,6 +79,18 @@ public struct PoolConfig: Sendable, Equatable {
         self.servers = servers
         self.health = health
     }
+}
+
+/// `tls: { enabled: true, ca: PATH, server_name: NAME, verify: true, client_cert: PATH, client_key: PATH }`
+public struct UpstreamTLSConfig: Sendable, Equatable {
+    /// CA bundle to verify servers with; the system's when absent.
+    public var ca: String? = nil
+    /// SNI and the name the certificate must carry; the server's IP address when absent.
+    public var serverName: String? = nil
+    public var verify: Bool = true
+    public var clientCert: String? = nil
+    public var clientKey: String? = nil
+    public init() {}
 }
 
 /// Envoy's defaults: 5 consecutive failures, 30 s base ejection, at most 10% of a pool

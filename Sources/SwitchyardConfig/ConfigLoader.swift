@@ -243,7 +243,7 @@ struct NodeReader {
             if !Self.isValidName(name) {
                 problem(value, path, "pool names may use letters, digits, '-' and '_' only")
             }
-            guard let fields = mapping(value, path, allowed: ["balance", "servers", "health", "outlier_detection", "retries", "slow_start"]) else { continue }
+            guard let fields = mapping(value, path, allowed: ["balance", "servers", "health", "outlier_detection", "retries", "slow_start", "tls"]) else { continue }
             var pool = PoolConfig(name: name, balance: .roundRobin, servers: [])
             var hasServers = false
             for (key, v) in fields {
@@ -262,6 +262,28 @@ struct NodeReader {
                     pool.health = readHealth(v, path: "\(path).health")
                 case "retries":
                     pool.retries = integer(v, "\(path).retries", range: 0...10) ?? pool.retries
+                case "tls":
+                    guard let t = mapping(v, "\(path).tls", allowed: ["enabled", "ca", "server_name", "verify", "client_cert", "client_key"]) else { continue }
+                    var tls = UpstreamTLSConfig()
+                    var enabled = true
+                    for (tk, tv) in t {
+                        let keyPath = "\(path).tls.\(tk)"
+                        guard let text = scalar(tv, keyPath) else { continue }
+                        switch tk {
+                        case "enabled", "verify":
+                            guard text == "true" || text == "false" else { problem(tv, keyPath, "true or false"); continue }
+                            if tk == "enabled" { enabled = text == "true" } else { tls.verify = text == "true" }
+                        case "ca": tls.ca = text
+                        case "server_name": tls.serverName = text
+                        case "client_cert": tls.clientCert = text
+                        case "client_key": tls.clientKey = text
+                        default: break
+                        }
+                    }
+                    if (tls.clientCert == nil) != (tls.clientKey == nil) {
+                        problem(v, "\(path).tls", "client_cert and client_key go together")
+                    }
+                    pool.tls = enabled ? tls : nil
                 case "slow_start":
                     if let d = duration(v, "\(path).slow_start") { pool.slowStart = d.milliseconds > 0 ? d : nil }
                 case "outlier_detection":

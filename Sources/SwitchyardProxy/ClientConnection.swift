@@ -521,10 +521,12 @@ final class ClientConnection {
             return
         }
         do {
-            let connection = try UpstreamConnection.open(worker: worker, serverID: serverID, address: address, owner: self)
+            let tls = worker.upstreamTLS.isEmpty ? nil : worker.upstreamTLS[balancer!.pool.name]
+            let connection = try UpstreamConnection.open(worker: worker, serverID: serverID, address: address, tls: tls,
+                                                         host: tls == nil ? "" : currentServer.address.host, owner: self)
             upstream = connection
             connection.wantRead(true)
-            if connection.connected { sendToUpstream() }
+            if connection.ready { sendToUpstream() }
         } catch {
             connectionFailed(detail: "could not connect to upstream \(currentServer.address) (\(String(cString: strerror(error.code))))",
                              status: 502)
@@ -535,7 +537,7 @@ final class ClientConnection {
 
     /// Writes the request head and any ready body bytes to the upstream.
     private func sendToUpstream() {
-        guard let connection = upstream, connection.connected else { return }
+        guard let connection = upstream, connection.ready else { return }
         var vectors = (iovec(), iovec())
         var count: Int32 = 0
         var headPart = 0
@@ -551,12 +553,10 @@ final class ClientConnection {
             count += 1
         }
         if count == 0 { connection.wantWrite(false); return }
-        let n = withUnsafePointer(to: &vectors) {
-            $0.withMemoryRebound(to: iovec.self, capacity: 2) { sy_writev(connection.fd, $0, count) }
-        }
+        let n = connection.transmit(&vectors, count)
         if n < 0 {
             let e = errno
-            if e == EAGAIN || e == EINTR {
+            if n == -1 {
                 connection.wantWrite(true)
                 connection.setDeadline(kind: .response, after: worker.settings.upstreamResponseMs)
                 return
@@ -634,24 +634,32 @@ final class ClientConnection {
             let e = Sockets.pendingError(connection.fd)
             if e != 0 { upstreamConnectFailed(connection, errorCode: e); return }
         }
-        let buffer: IOBuffer
-        if let b = connection.inBuffer { buffer = b } else { buffer = worker.buffers.take(); connection.inBuffer = buffer }
-        if buffer.writable == 0 { buffer.compact() }
-        if buffer.writable == 0 { connection.wantRead(false); return }
-        let n = sy_recv(connection.fd, buffer.writePointer, buffer.writable)
-        if n > 0 {
-            buffer.writeIndex += n
-            if phase == .exchange {
-                connection.setDeadline(kind: .response, after: worker.settings.upstreamResponseMs)
+        repeat {
+            let buffer: IOBuffer
+            if let b = connection.inBuffer { buffer = b } else { buffer = worker.buffers.take(); connection.inBuffer = buffer }
+            if buffer.writable == 0 { buffer.compact() }
+            if buffer.writable == 0 { connection.wantRead(false); return }
+            let n = connection.receive(buffer.writePointer, buffer.writable)
+            if n > 0 {
+                buffer.writeIndex += n
+                if phase == .exchange {
+                    connection.setDeadline(kind: .response, after: worker.settings.upstreamResponseMs)
+                }
+                handleResponseBytes()
+            } else if n == 0 {
+                upstreamEnded(reason: nil)
+                return
+            } else {
+                if n == -2 { upstreamFailed(connection, errorCode: errno) }
+                return
             }
-            handleResponseBytes()
-        } else if n == 0 {
-            upstreamEnded(reason: nil)
-        } else {
-            let e = errno
-            if e == EAGAIN || e == EINTR { return }
-            upstreamFailed(connection, errorCode: e)
-        }
+            // TLS may hold decrypted bytes that epoll will never announce.
+        } while upstream === connection && connection.hasPendingTLSData
+    }
+
+    /// The TLS handshake with the upstream failed (e.g. its certificate did not verify).
+    func upstreamTLSFailed(_ connection: UpstreamConnection, reason: String) {
+        connectionFailed(detail: "TLS to upstream \(currentServer.address) failed: \(reason)", status: 502)
     }
 
     /// The upstream closed its side (or failed) while this exchange used it.

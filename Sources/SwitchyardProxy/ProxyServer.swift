@@ -100,6 +100,10 @@ public final class ProxyServer {
         }
         for item in unused { Glibc.close(item.fd) } // listeners the new configuration no longer has
 
+        // TLS to upstreams: one client context per pool that asks for it.
+        var upstreamTLS: [String: TLSClientContext] = [:]
+        for pool in config.pools { if let tls = pool.tls { upstreamTLS[pool.name] = try TLSClientContext(config: tls, pool: pool.name) } }
+        for worker in workers { worker.upstreamTLS = upstreamTLS }
         control.workers = workers
         control.persist()
         // A reload reads the certificates again; the new ones serve new handshakes.

@@ -115,3 +115,44 @@ final class TLSServerContext: @unchecked Sendable {
         return String(cString: text)
     }
 }
+
+/// TLS to one pool's servers: one client SSL_CTX (verification, CA, client certificate).
+final class TLSClientContext: @unchecked Sendable {
+    let context: OpaquePointer
+    let config: UpstreamTLSConfig
+
+    init(config: UpstreamTLSConfig, pool: String) throws {
+        self.config = config
+        guard let ctx = SSL_CTX_new(TLS_client_method()) else { throw ProxyError("SSL_CTX_new failed") }
+        _ = sy_ssl_ctx_set_min_proto_version(ctx, sy_tls1_2())
+        _ = sy_ssl_ctx_set_mode(ctx, Int(SSL_MODE_ENABLE_PARTIAL_WRITE | SSL_MODE_ACCEPT_MOVING_WRITE_BUFFER | SSL_MODE_RELEASE_BUFFERS))
+        if config.verify {
+            let loaded = config.ca.map { SSL_CTX_load_verify_locations(ctx, $0, nil) } ?? SSL_CTX_set_default_verify_paths(ctx)
+            guard loaded == 1 else {
+                throw ProxyError("pools.\(pool).tls.ca: cannot load \(config.ca ?? "the system CAs"): \(TLSServerContext.lastError())")
+            }
+            SSL_CTX_set_verify(ctx, SSL_VERIFY_PEER, nil)
+        }
+        if let cert = config.clientCert, let key = config.clientKey {
+            guard SSL_CTX_use_certificate_chain_file(ctx, cert) == 1, SSL_CTX_use_PrivateKey_file(ctx, key, SSL_FILETYPE_PEM) == 1,
+                  SSL_CTX_check_private_key(ctx) == 1 else {
+                throw ProxyError("pools.\(pool).tls: cannot load client_cert \(cert) with client_key \(key): \(TLSServerContext.lastError())")
+            }
+        }
+        context = ctx
+    }
+
+    /// A client session for `host` (the server's IP when no server_name is configured).
+    func session(fd: Int32, host: String) -> OpaquePointer? {
+        guard let ssl = SSL_new(context) else { return nil }
+        SSL_set_fd(ssl, fd)
+        SSL_set_connect_state(ssl)
+        if let name = config.serverName {
+            _ = sy_ssl_set_sni(ssl, name)
+            if config.verify { SSL_set1_host(ssl, name) }
+        } else if config.verify {
+            X509_VERIFY_PARAM_set1_ip_asc(SSL_get0_param(ssl), host)
+        }
+        return ssl
+    }
+}

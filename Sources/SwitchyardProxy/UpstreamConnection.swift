@@ -1,4 +1,5 @@
 import CLibevent
+import COpenSSL
 import Glibc
 
 /// One TCP connection to an upstream server. While a request uses it, events go to the
@@ -13,6 +14,11 @@ final class UpstreamConnection {
     private var reading = false
     private var writing = false
     private(set) var connected: Bool
+    /// The TLS session for pools with `tls` (nil for plain HTTP).
+    private var ssl: OpaquePointer?
+    private var handshaking = false
+    /// Connected, and (for TLS) the handshake is done: the request may be sent.
+    var ready: Bool { connected && !handshaking }
     /// Whether this connection has carried a request before (a failure on it may be a
     /// stale keep-alive connection, which is safe to retry).
     var hasServedRequest = false
@@ -34,10 +40,14 @@ final class UpstreamConnection {
     }
 
     /// Opens a connection to the server. Throws when the connect failed at once.
-    static func open(worker: Worker, serverID: Int, address: Sockets.Address,
+    static func open(worker: Worker, serverID: Int, address: Sockets.Address, tls: TLSClientContext? = nil, host: String = "",
                      owner: ClientConnection) throws(Sockets.Failure) -> UpstreamConnection {
         let (fd, connected) = try Sockets.connect(to: address)
         let connection = UpstreamConnection(worker: worker, fd: fd, serverID: serverID, connected: connected)
+        if let tls {
+            connection.ssl = tls.session(fd: fd, host: host)
+            connection.handshaking = true
+        }
         // The connection keeps itself alive until `close()`; libevent holds only this pointer.
         let context = Unmanaged.passRetained(connection).toOpaque()
         connection.readEvent = event_new(worker.base, fd, EventFlags.read | EventFlags.persist, upstreamReadCallback, context)
@@ -45,12 +55,83 @@ final class UpstreamConnection {
         connection.deadline.event = event_new(worker.base, -1, 0, upstreamTimerCallback, context)
         connection.owner = owner
         worker.count(serverID, ServerStats.openConnections)
-        if !connected {
+        if !connected || connection.handshaking {
             connection.wantWrite(true)
             connection.setDeadline(kind: .connect, after: worker.settings.upstreamConnectMs)
         }
         return connection
     }
+
+    // MARK: TLS
+
+    /// Drives the client handshake; tells the owner when the request can go, or why it failed.
+    private func continueHandshake() {
+        guard let ssl, let owner else { return }
+        let r = SSL_do_handshake(ssl)
+        if r == 1 {
+            handshaking = false
+            clearDeadline()
+            owner.upstreamWritable(self)
+            return
+        }
+        switch SSL_get_error(ssl, r) {
+        case SSL_ERROR_WANT_READ: wantWrite(false)
+        case SSL_ERROR_WANT_WRITE: wantWrite(true)
+        default:
+            let verify = SSL_get_verify_result(ssl)
+            let reason = verify != Int(X509_V_OK) ? String(cString: X509_verify_cert_error_string(verify)) : TLSServerContext.lastError()
+            ERR_clear_error()
+            owner.upstreamTLSFailed(self, reason: reason)
+        }
+    }
+
+    /// Reads: > 0 bytes, 0 end of stream, -1 nothing yet, -2 failed (errno or TLS).
+    @inline(__always)
+    func receive(_ p: UnsafeMutablePointer<UInt8>, _ n: Int) -> Int {
+        guard let ssl else {
+            let r = sy_recv(fd, p, n)
+            if r >= 0 { return r }
+            return errno == EAGAIN || errno == EINTR ? -1 : -2
+        }
+        let r = SSL_read(ssl, p, Int32(min(n, Int(Int32.max))))
+        if r > 0 { return Int(r) }
+        switch SSL_get_error(ssl, r) {
+        case SSL_ERROR_WANT_READ: return -1
+        case SSL_ERROR_WANT_WRITE: wantWrite(true); return -1
+        case SSL_ERROR_ZERO_RETURN: return 0
+        default: ERR_clear_error(); return -2
+        }
+    }
+
+    /// Writes up to two pieces: bytes written (possibly fewer), -1 blocked, -2 failed.
+    @inline(__always)
+    func transmit(_ vectors: inout (iovec, iovec), _ count: Int32) -> Int {
+        guard let ssl else {
+            let n = withUnsafePointer(to: &vectors) {
+                $0.withMemoryRebound(to: iovec.self, capacity: 2) { sy_writev(fd, $0, count) }
+            }
+            if n >= 0 { return n }
+            return errno == EAGAIN || errno == EINTR ? -1 : -2
+        }
+        var total = 0
+        for i in 0..<Int(count) {
+            let v = i == 0 ? vectors.0 : vectors.1
+            let r = SSL_write(ssl, v.iov_base, Int32(v.iov_len))
+            if r > 0 {
+                total += Int(r)
+                if Int(r) < v.iov_len { return total }
+                continue
+            }
+            let error = SSL_get_error(ssl, r)
+            if error == SSL_ERROR_WANT_WRITE || error == SSL_ERROR_WANT_READ { return total > 0 ? total : -1 }
+            ERR_clear_error()
+            return total > 0 ? total : -2
+        }
+        return total
+    }
+
+    /// Decrypted bytes TLS holds that epoll will not announce.
+    var hasPendingTLSData: Bool { ssl.map { SSL_pending($0) > 0 } ?? false }
 
     // MARK: Event interest
 
@@ -83,6 +164,7 @@ final class UpstreamConnection {
     // MARK: Events
 
     fileprivate func onReadable() {
+        if handshaking && connected { continueHandshake(); return }
         guard let owner else {
             // Idle: the server closed the connection or sent something unasked. Either way it is done.
             worker.removeIdleConnection(self)
@@ -98,8 +180,9 @@ final class UpstreamConnection {
             let error = Sockets.pendingError(fd)
             if error != 0 { owner.upstreamConnectFailed(self, errorCode: error); return }
             connected = true
-            clearDeadline()
+            if !handshaking { clearDeadline() }
         }
+        if handshaking { continueHandshake(); return }
         owner.upstreamWritable(self)
     }
 
@@ -124,6 +207,8 @@ final class UpstreamConnection {
         event_free(readEvent)
         event_free(writeEvent)
         event_free(deadline.event)
+        if let ssl { SSL_free(ssl) }
+        ssl = nil
         Glibc.close(fd)
         worker.retire(self)
         Unmanaged.passUnretained(self).release()

@@ -103,6 +103,8 @@ final class Worker: @unchecked Sendable {
     /// New certificates from a reload, by listener address; taken on the next wake-up. Only
     /// new handshakes use them: established connections keep their session.
     let tlsSlot = Mutex<[SocketAddress: TLSServerContext]?>(nil)
+    /// TLS client contexts for pools that talk TLS to their servers, by pool name.
+    var upstreamTLS: [String: TLSClientContext] = [:]
     /// TLS handshakes that failed or stalled (reported in metrics).
     var tlsHandshakeFailures = 0
     private var wakeEvent: OpaquePointer!

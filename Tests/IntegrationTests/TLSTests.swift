@@ -219,4 +219,70 @@ struct TLSTests {
         let stranger = try curl(base + ["--cert", other.cert("stranger"), "--key", other.key("stranger"), "https://site.test:\(port)/"])
         #expect(stranger.status != 0)
     }
+
+    /// A Python HTTPS upstream with `cert`/`key`; answers "tls upstream N" (N: its connection count).
+    func startTLSUpstream(_ s: Scenario, cert: String, key: String) throws -> (pid: pid_t, port: UInt16) {
+        let port = freePort()
+        let script = """
+        import http.server, ssl, threading
+        connections = 0
+        lock = threading.Lock()
+        class H(http.server.BaseHTTPRequestHandler):
+            protocol_version = "HTTP/1.1"
+            def setup(self):
+                global connections
+                with lock: connections += 1; self.number = connections
+                super().setup()
+            def do_GET(self):
+                body = ("tls upstream %d\\n" % self.number).encode()
+                self.send_response(200); self.send_header("Content-Length", str(len(body))); self.end_headers(); self.wfile.write(body)
+            def log_message(self, *args): pass
+        server = http.server.ThreadingHTTPServer(("127.0.0.1", \(port)), H)
+        context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+        context.load_cert_chain("\(cert)", "\(key)")
+        server.socket = context.wrap_socket(server.socket, server_side=True)
+        print("ready", flush=True)
+        server.serve_forever()
+        """
+        let path = "\(s.directory)/tls-upstream-\(port).py"
+        try script.write(toFile: path, atomically: true, encoding: .utf8)
+        let out = "\(s.directory)/tls-upstream-\(port).out"
+        let pid = try spawn("/usr/bin/env", ["python3", path], stdout: out, stderr: out + ".err")
+        _ = try waitForFile(out)
+        return (pid, port)
+    }
+
+    @Test func talksTLSToUpstreamsWithVerification() throws {
+        let s = Scenario()
+        let pki = try TestPKI(directory: s.directory, names: ["site"])
+        let other = try TestPKI(directory: makeTemporaryDirectory(), names: ["x"])
+        defer { try? FileManager.default.removeItem(atPath: other.directory) }
+        let upstream = try startTLSUpstream(s, cert: pki.cert("site"), key: pki.key("site"))
+        defer { kill(upstream.pid, SIGKILL); waitpid(upstream.pid, nil, 0) }
+        let proxy = try s.startProxy("""
+            pools:
+              good: { tls: { ca: \(pki.ca), server_name: site.test }, servers: [{ address: 127.0.0.1:\(upstream.port) }] }
+              wrongca: { tls: { ca: \(other.ca), server_name: site.test }, servers: [{ address: 127.0.0.1:\(upstream.port) }] }
+              noverify: { tls: { verify: false }, servers: [{ address: 127.0.0.1:\(upstream.port) }] }
+            services:
+              good: { match: { path_prefix: /good }, active: good }
+              wrongca: { match: { path_prefix: /wrongca }, active: wrongca }
+              noverify: { match: { path_prefix: /noverify }, active: noverify }
+            access_log: off
+
+            """, workers: 1)
+        // Verified, and the TLS connection is reused for the next request (keep-alive pool).
+        let c = try RawClient(port: proxy.port)
+        c.send("GET /good HTTP/1.1\r\nHost: t\r\n\r\n")
+        let first = try c.readResponse()
+        #expect(first.status == 200)
+        c.send("GET /good HTTP/1.1\r\nHost: t\r\n\r\n")
+        #expect(try c.readResponse().bodyText == first.bodyText) // same upstream connection number
+        // A certificate from another CA fails verification: 502 naming the cause.
+        let refused = try curl(["-s", "-w", "\n%{http_code}", "\(proxy.url)/wrongca"]).output
+        #expect(refused.hasSuffix("502"))
+        #expect(refused.contains("TLS to upstream 127.0.0.1:\(upstream.port) failed: certificate verify failed") ||
+                refused.contains("unable to get local issuer certificate"), "\(refused)")
+        #expect(try curl(["-s", "\(proxy.url)/noverify"]).output.hasPrefix("tls upstream"))
+    }
 }
