@@ -191,6 +191,66 @@ def callgrind_instructions(name, cmd, port, stop_signal):
     (_, idle), (requests, loaded) = results
     return (loaded - idle) / requests, requests
 
+def https():
+    """HTTPS on the client side: the same ECDSA P-256 certificate for all three; keep-alive
+    throughput, and the rate of new handshakes (Connection: close, a handshake per request)."""
+    start_upstream()
+    subprocess.run(["openssl", "req", "-x509", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:P-256", "-nodes",
+                    "-keyout", f"{work}/key.pem", "-out", f"{work}/cert.pem", "-subj", "/CN=bench.test", "-days", "2",
+                    "-addext", "subjectAltName=DNS:bench.test"], check=True, capture_output=True)
+    open(f"{work}/combined.pem", "w").write(open(f"{work}/cert.pem").read() + open(f"{work}/key.pem").read())
+    ports = {"switchyard": free_port(), "nginx": free_port(), "haproxy": free_port()}
+    conf = nginx_conf("proxy-tls.conf", f"""upstream app {{ server 127.0.0.1:{up_port}; keepalive 128; }}
+      ssl_session_cache shared:SSL:10m;
+      server {{ listen 127.0.0.1:{ports['nginx']} ssl; ssl_certificate {work}/cert.pem; ssl_certificate_key {work}/key.pem;
+        ssl_protocols TLSv1.2 TLSv1.3;
+        location / {{ proxy_pass http://app; proxy_http_version 1.1; proxy_set_header Connection ""; }} }}""")
+    start(["nginx", "-c", conf, "-p", work]); wait_port(ports["nginx"])
+    ha = write("haproxy-tls.cfg", f"""
+global
+  nbthread 1
+  maxconn 8000
+  ssl-default-bind-options ssl-min-ver TLSv1.2
+defaults
+  mode http
+  timeout connect 2s
+  timeout client 60s
+  timeout server 60s
+  option http-keep-alive
+frontend fe
+  bind 127.0.0.1:{ports['haproxy']} ssl crt {work}/combined.pem
+  default_backend be
+backend be
+  http-reuse always
+  server s1 127.0.0.1:{up_port}
+""")
+    start(["haproxy", "-f", ha]); wait_port(ports["haproxy"])
+    sy = write("switchyard-tls.yaml", f"""
+workers: 1
+listeners:
+  - bind: 127.0.0.1:{ports['switchyard']}
+    tls: {{ certificates: [{{ cert: {work}/cert.pem, key: {work}/key.pem }}] }}
+pools: {{ app: {{ servers: [{{ address: 127.0.0.1:{up_port} }}] }} }}
+services: {{ web: {{ active: app }} }}
+access_log: off
+limits: {{ max_connections: 20000 }}
+""")
+    start([binary, "run", "--config", sy]); wait_port(ports["switchyard"])
+    for label, extra in (("keep-alive", ()), ("new handshake per request", ("-H", "Connection: close"))):
+        results = {name: [] for name in ports}
+        for r in range(ROUNDS):
+            names = list(ports) if r % 2 == 0 else list(reversed(list(ports)))
+            for name in names:
+                out = subprocess.run(["wrk", "-t1", "-c50", f"-d{DURATION}s", "--latency", *extra, f"https://127.0.0.1:{ports[name]}/"],
+                                     capture_output=True, text=True).stdout
+                rps = float(re.search(r"Requests/sec:\s+([\d.]+)", out).group(1))
+                results[name].append(rps)
+                print(f"round {r+1} {label:<26} {name:<11} {rps:>10.0f} req/s", flush=True)
+        med = {n: statistics.median(v) for n, v in results.items()}
+        print(f"\nHTTPS {label}, medians over {ROUNDS} rounds (wrk -t1 -c50 -d{DURATION}s, ECDSA P-256, 1 worker each):")
+        for n in ports: print(f"  {n:<11} {med[n]:>10.0f} req/s")
+        print(f"ratio switchyard/nginx {med['switchyard']/med['nginx']:.2f}x, switchyard/haproxy {med['switchyard']/med['haproxy']:.2f}x\n", flush=True)
+
 def instructions():
     if subprocess.run(["which", "valgrind"], capture_output=True).returncode != 0:
         raise SystemExit("valgrind is needed: apt-get install valgrind")
@@ -219,6 +279,7 @@ access_log: off
 
 try:
     if mode == "instructions": instructions()
+    if mode == "https": https()
     if mode in ("throughput", "all"): throughput()
     if mode in ("memory", "all"):
         stop_all(); procs.clear(); memory()
