@@ -20,6 +20,7 @@
 #include <event2/bufferevent.h>
 #include <event2/http.h>
 #include <event2/keyvalq_struct.h>
+#include <event2/bufferevent_ssl.h>
 #include <sys/un.h>
 #include <sys/stat.h>
 #include <pwd.h>

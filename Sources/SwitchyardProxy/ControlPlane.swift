@@ -97,6 +97,8 @@ public final class ControlPlane {
 
     /// Active health checks, once the control loop runs.
     var health: HealthChecker?
+    /// TLS client contexts of pools that talk TLS (health checks use them too).
+    var upstreamTLS: [String: TLSClientContext] = [:]
     /// Loads the listeners' certificates from a reloaded configuration; returns how many TLS
     /// listeners were updated. Set by the server once its listeners are bound.
     var reloadCertificates: ((SwitchyardConfig) throws -> Int)?

@@ -1,4 +1,5 @@
 import CLibevent
+import COpenSSL
 import Foundation
 import Glibc
 import SwitchyardConfig
@@ -120,7 +121,18 @@ final class HealthChecker {
     private func check(_ entry: ServerHealth) {
         guard !entry.inFlight, let health = control.config.pool(named: entry.pool)?.health else { return }
         if entry.connection == nil {
-            entry.connection = evhttp_connection_base_new(base, nil, entry.address.host, entry.address.port)
+            if let tls = control.upstreamTLS[entry.pool] {
+                // A TLS pool is checked over TLS, verified like its traffic.
+                guard let ssl = tls.session(fd: -1, host: entry.address.host),
+                      let bev = bufferevent_openssl_socket_new(base, -1, ssl, BUFFEREVENT_SSL_CONNECTING,
+                                                               Int32(BEV_OPT_CLOSE_ON_FREE.rawValue | BEV_OPT_DEFER_CALLBACKS.rawValue)) else {
+                    record(entry, passed: false, result: "cannot start TLS")
+                    return
+                }
+                entry.connection = evhttp_connection_base_bufferevent_new(base, nil, bev, entry.address.host, entry.address.port)
+            } else {
+                entry.connection = evhttp_connection_base_new(base, nil, entry.address.host, entry.address.port)
+            }
             var tv = timeval(milliseconds: health.timeout.milliseconds)
             evhttp_connection_set_timeout_tv(entry.connection, &tv)
             evhttp_connection_set_retries(entry.connection, 0)

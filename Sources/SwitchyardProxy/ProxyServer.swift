@@ -104,6 +104,7 @@ public final class ProxyServer {
         var upstreamTLS: [String: TLSClientContext] = [:]
         for pool in config.pools { if let tls = pool.tls { upstreamTLS[pool.name] = try TLSClientContext(config: tls, pool: pool.name) } }
         for worker in workers { worker.upstreamTLS = upstreamTLS }
+        control.upstreamTLS = upstreamTLS
         control.workers = workers
         control.persist()
         // A reload reads the certificates again; the new ones serve new handshakes.

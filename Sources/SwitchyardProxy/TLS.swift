@@ -145,7 +145,7 @@ final class TLSClientContext: @unchecked Sendable {
     /// A client session for `host` (the server's IP when no server_name is configured).
     func session(fd: Int32, host: String) -> OpaquePointer? {
         guard let ssl = SSL_new(context) else { return nil }
-        SSL_set_fd(ssl, fd)
+        if fd >= 0 { SSL_set_fd(ssl, fd) }
         SSL_set_connect_state(ssl)
         if let name = config.serverName {
             _ = sy_ssl_set_sni(ssl, name)

@@ -261,14 +261,18 @@ struct TLSTests {
         defer { kill(upstream.pid, SIGKILL); waitpid(upstream.pid, nil, 0) }
         let proxy = try s.startProxy("""
             pools:
-              good: { tls: { ca: \(pki.ca), server_name: site.test }, servers: [{ address: 127.0.0.1:\(upstream.port) }] }
-              wrongca: { tls: { ca: \(other.ca), server_name: site.test }, servers: [{ address: 127.0.0.1:\(upstream.port) }] }
+              good: { tls: { ca: \(pki.ca), server_name: site.test }, health: { path: /healthz, interval: 200ms, rise: 1, fall: 1 },
+                      servers: [{ name: g, address: 127.0.0.1:\(upstream.port) }] }
+              wrongca: { tls: { ca: \(other.ca), server_name: site.test }, servers: [{ name: w, address: 127.0.0.1:\(upstream.port) }] }
+              checked: { tls: { ca: \(other.ca), server_name: site.test }, health: { path: /healthz, interval: 200ms, rise: 1, fall: 1 },
+                         servers: [{ name: c, address: 127.0.0.1:\(upstream.port) }] }
               noverify: { tls: { verify: false }, servers: [{ address: 127.0.0.1:\(upstream.port) }] }
             services:
               good: { match: { path_prefix: /good }, active: good }
               wrongca: { match: { path_prefix: /wrongca }, active: wrongca }
               noverify: { match: { path_prefix: /noverify }, active: noverify }
             access_log: off
+            admin: { socket: \(s.directory)/admin.sock }
 
             """, workers: 1)
         // Verified, and the TLS connection is reused for the next request (keep-alive pool).
@@ -284,5 +288,19 @@ struct TLSTests {
         #expect(refused.contains("TLS to upstream 127.0.0.1:\(upstream.port) failed: certificate verify failed") ||
                 refused.contains("unable to get local issuer certificate"), "\(refused)")
         #expect(try curl(["-s", "\(proxy.url)/noverify"]).output.hasPrefix("tls upstream"))
+        // Health checks of a TLS pool go over TLS, verified the same way.
+        func health(_ pool: String) throws -> [String: Any] {
+            let text = try curl(["--unix-socket", "\(s.directory)/admin.sock", "http://x/v1/status"]).output
+            let status = try JSONSerialization.jsonObject(with: Data(text.utf8)) as? [String: Any]
+            let server = (((status?["pools"] as? [String: Any])?[pool] as? [String: Any])?["servers"] as? [[String: Any]])?.first
+            return server?["health"] as? [String: Any] ?? [:]
+        }
+        let end = Date().addingTimeInterval(4)
+        while Date() < end, try health("checked")["status"] as? String != "down" || health("good")["last_result"] as? String != "status 200" {
+            usleep(100_000)
+        }
+        #expect(try health("good")["status"] as? String == "up")
+        #expect(try health("good")["last_result"] as? String == "status 200")
+        #expect(try health("checked")["status"] as? String == "down") // its certificate does not verify
     }
 }
