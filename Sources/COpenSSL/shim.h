@@ -17,6 +17,7 @@ static inline const char *sy_openssl_version_text(void) { return OPENSSL_VERSION
 static inline int sy_tls1_2(void) { return TLS1_2_VERSION; }
 static inline long sy_ssl_set_sni(SSL *ssl, const char *name) { return SSL_set_tlsext_host_name(ssl, name); }
 static inline int sy_verify_required(void) { return SSL_VERIFY_PEER | SSL_VERIFY_FAIL_IF_NO_PEER_CERT; }
+static inline int sy_verify_optional(void) { return SSL_VERIFY_PEER; }
 static inline uint64_t sy_server_options(void) { return SSL_OP_NO_RENEGOTIATION | SSL_OP_CIPHER_SERVER_PREFERENCE; }
 static inline int sy_tls1_3(void) { return TLS1_3_VERSION; }
 

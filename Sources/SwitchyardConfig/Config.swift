@@ -207,6 +207,9 @@ public struct AdminConfig: Sendable, Equatable {
     /// Tokens for the TCP listener, by name (the name is the actor in the audit trail).
     public var tokens: [String: String]
     public var tokensFile: String?
+    /// TLS for the TCP listener; with `client_ca`, a verified client certificate authenticates
+    /// like a token (its common name is the actor).
+    public var tls: TLSListenerConfig? = nil
 }
 
 /// Canary weights: "2.5%" is 250 basis points; 0.01% steps from 0% to 100%.

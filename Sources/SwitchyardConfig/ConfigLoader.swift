@@ -542,7 +542,7 @@ struct NodeReader {
     }
 
     mutating func readAdmin(_ node: Node) -> AdminConfig? {
-        guard let fields = mapping(node, "admin", allowed: ["socket", "tcp", "tokens_file"]) else { return nil }
+        guard let fields = mapping(node, "admin", allowed: ["socket", "tcp", "tokens_file", "tls"]) else { return nil }
         var admin = AdminConfig(socket: nil, tcp: nil, tokens: [:], tokensFile: nil)
         for (key, v) in fields {
             switch key {
@@ -552,11 +552,9 @@ struct NodeReader {
                 admin.socket = path
             case "tcp":
                 guard let address = socketAddress(v, "admin.tcp") else { continue }
-                let loopback = address.family == .ipv4 ? address.host.hasPrefix("127.") : address.host == "::1"
-                if !loopback {
-                    problem(v, "admin.tcp", "\(address) is not a loopback address; the TCP admin listener has no TLS yet, so bind it to 127.0.0.1 or [::1]")
-                }
                 admin.tcp = address
+            case "tls":
+                admin.tls = readTLS(v, path: "admin.tls")
             case "tokens_file":
                 guard let path = scalar(v, "admin.tokens_file") else { continue }
                 admin.tokensFile = path
@@ -580,8 +578,14 @@ struct NodeReader {
         if admin.socket == nil && admin.tcp == nil {
             problem(node, "admin", "give socket (a Unix socket path) and/or tcp (a loopback address)")
         }
-        if admin.tcp != nil && admin.tokens.isEmpty {
-            problem(node, "admin.tokens_file", "the TCP listener needs tokens; give tokens_file with lines NAME TOKEN")
+        if let tcp = admin.tcp {
+            let loopback = tcp.family == .ipv4 ? tcp.host.hasPrefix("127.") : tcp.host == "::1"
+            if !loopback && admin.tls == nil {
+                problem(node, "admin.tcp", "\(tcp) is not a loopback address; without admin.tls the TCP admin listener must be bound to 127.0.0.1 or [::1]")
+            }
+            if admin.tokens.isEmpty && admin.tls?.clientCA == nil {
+                problem(node, "admin.tokens_file", "the TCP listener needs a way to authenticate: tokens_file (lines NAME TOKEN) and/or admin.tls.client_ca")
+            }
         }
         return admin
     }

@@ -1,4 +1,5 @@
 import CLibevent
+import COpenSSL
 import Foundation
 import Glibc
 import SwitchyardConfig
@@ -14,6 +15,9 @@ final class AdminServer {
     /// Bearer tokens accepted on the TCP listener, by name.
     let tokens: [(name: String, token: [UInt8])]
     private var http: OpaquePointer?
+    /// The TCP listener has its own evhttp, so that TLS applies to it and not to the Unix socket.
+    private var tcpHTTP: OpaquePointer?
+    private var tcpTLS: TLSServerContext?
     private let startTime = Date()
 
     /// The socket file's inode, so that a process that was taken over does not remove its successor's.
@@ -35,17 +39,44 @@ final class AdminServer {
             socketInode = Self.inode(socketPath)
             guard evhttp_accept_socket(http, fd) == 0 else { throw ProxyError("cannot serve the admin socket \(socketPath)") }
         }
+        evhttp_set_gencb(http, adminRequestCallback, Unmanaged.passUnretained(self).toOpaque())
         if let tcp = config.tcp {
-            guard evhttp_bind_socket(http, tcp.host, tcp.port) == 0 else {
+            guard let tcpHTTP = evhttp_new(base) else { throw ProxyError("evhttp_new failed") }
+            self.tcpHTTP = tcpHTTP
+            evhttp_set_allowed_methods(tcpHTTP, UInt16.max)
+            evhttp_set_max_body_size(tcpHTTP, 1 << 20)
+            if let tls = config.tls {
+                tcpTLS = try TLSServerContext(config: tls, listener: "admin", requireClientCertificate: false)
+                evhttp_set_bevcb(tcpHTTP, adminTLSBufferEventCallback, Unmanaged.passUnretained(self).toOpaque())
+            }
+            guard evhttp_bind_socket(tcpHTTP, tcp.host, tcp.port) == 0 else {
                 throw ProxyError("cannot listen on admin.tcp \(tcp): \(String(cString: strerror(errno))); is the port in use?")
             }
+            evhttp_set_gencb(tcpHTTP, adminRequestCallback, Unmanaged.passUnretained(self).toOpaque())
         }
-        evhttp_set_gencb(http, adminRequestCallback, Unmanaged.passUnretained(self).toOpaque())
+    }
+
+    /// A TLS session for each TCP admin connection.
+    fileprivate func tlsBufferEvent(_ base: OpaquePointer?) -> OpaquePointer? {
+        guard let tcpTLS, let ssl = SSL_new(tcpTLS.defaultContext) else { return nil }
+        return bufferevent_openssl_socket_new(base, -1, ssl, BUFFEREVENT_SSL_ACCEPTING, Int32(BEV_OPT_CLOSE_ON_FREE.rawValue))
+    }
+
+    /// The common name of a verified client certificate on a TLS admin connection.
+    static func clientCertificateName(_ req: OpaquePointer) -> String? {
+        guard let connection = evhttp_request_get_connection(req), let bev = evhttp_connection_get_bufferevent(connection),
+              let ssl = bufferevent_openssl_get_ssl(bev), SSL_get_verify_result(ssl) == Int(X509_V_OK),
+              let certificate = SSL_get0_peer_certificate(ssl), let subject = X509_get_subject_name(certificate) else { return nil }
+        var name = [CChar](repeating: 0, count: 256)
+        guard X509_NAME_get_text_by_NID(subject, NID_commonName, &name, Int32(name.count)) > 0 else { return nil }
+        return String(cString: name)
     }
 
     func close() {
         if let http { evhttp_free(http) }
         http = nil
+        if let tcpHTTP { evhttp_free(tcpHTTP) }
+        tcpHTTP = nil
         if let socketPath, Self.inode(socketPath) == socketInode { unlink(socketPath) }
     }
 
@@ -190,11 +221,14 @@ final class AdminServer {
         if let fd = Self.socketFD(req), Self.isUnixSocket(fd) {
             user = Self.peerUser(fd)
         } else {
-            // TCP: every request must carry a known bearer token; its name is the actor.
-            guard let name = tokenName(header("Authorization")) else {
-                throw AdminError(401, "unauthorized", "the TCP admin listener needs Authorization: Bearer TOKEN with a token from admin.tokens_file")
+            // TCP: a verified client certificate, or a known bearer token; its name is the actor.
+            if let name = Self.clientCertificateName(req) {
+                user = "cert:\(name)"
+            } else if let name = tokenName(header("Authorization")) {
+                user = "token:\(name)"
+            } else {
+                throw AdminError(401, "unauthorized", "the TCP admin listener needs Authorization: Bearer TOKEN (admin.tokens_file) or a client certificate signed by admin.tls.client_ca")
             }
-            user = "token:\(name)"
         }
         return Request(method: method, path: path, query: query, body: body, ifMatch: ifMatch,
                        lockToken: header("X-Switchyard-Lock"), actor: Actor(user: user, label: header("X-Switchyard-Actor")))
@@ -595,4 +629,9 @@ enum HTTPStatusText {
 private let adminRequestCallback: @convention(c) (OpaquePointer?, UnsafeMutableRawPointer?) -> Void = { req, context in
     guard let req, let context else { return }
     Unmanaged<AdminServer>.fromOpaque(context).takeUnretainedValue().handle(req)
+}
+
+private let adminTLSBufferEventCallback: @convention(c) (OpaquePointer?, UnsafeMutableRawPointer?) -> OpaquePointer? = { base, context in
+    guard let context else { return nil }
+    return Unmanaged<AdminServer>.fromOpaque(context).takeUnretainedValue().tlsBufferEvent(base)
 }

@@ -18,7 +18,10 @@ final class TLSServerContext: @unchecked Sendable {
     var defaultContext: OpaquePointer { contexts[0] }
 
     /// Loads every certificate and key; throws with the problems `check` would print.
-    init(config: TLSListenerConfig, listener: String) throws {
+    /// - Parameter requireClientCertificate: with `client_ca`, refuse clients without a certificate
+    ///   (listeners); when false, a certificate is asked for but optional (the admin listener,
+    ///   where a bearer token also authenticates).
+    init(config: TLSListenerConfig, listener: String, requireClientCertificate: Bool = true) throws {
         let problems = Self.check(config, listener: listener)
         if let error = problems.first(where: { !$0.hasPrefix("warning") }) { throw ProxyError(error) }
         var contexts: [OpaquePointer] = []
@@ -46,7 +49,7 @@ final class TLSServerContext: @unchecked Sendable {
                 guard SSL_CTX_load_verify_locations(ctx, clientCA, nil) == 1 else {
                     throw ProxyError("\(listener): cannot load client_ca \(clientCA): \(Self.lastError())")
                 }
-                SSL_CTX_set_verify(ctx, sy_verify_required(), nil)
+                SSL_CTX_set_verify(ctx, requireClientCertificate ? sy_verify_required() : sy_verify_optional(), nil)
                 SSL_CTX_set_client_CA_list(ctx, SSL_load_client_CA_file(clientCA))
                 let sessionContext = Array("switchyard".utf8)
                 SSL_CTX_set_session_id_context(ctx, sessionContext, UInt32(sessionContext.count))

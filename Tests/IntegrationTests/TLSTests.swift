@@ -303,4 +303,33 @@ struct TLSTests {
         #expect(try health("good")["last_result"] as? String == "status 200")
         #expect(try health("checked")["status"] as? String == "down") // its certificate does not verify
     }
+
+    @Test func tcpAdminOverTLSTakesATokenOrAClientCertificate() throws {
+        let s = Scenario()
+        let pki = try TestPKI(directory: s.directory, names: ["admin", "operator"])
+        try "pipeline 0123456789abcdef0123\n".write(toFile: "\(s.directory)/tokens", atomically: true, encoding: .utf8)
+        let app = try s.upstream("app")
+        let port = freePort()
+        _ = try s.startProxy("""
+            pools: { app: { servers: [{ address: \(app.address) }] } }
+            services: { web: { active: app } }
+            access_log: off
+            admin:
+              tcp: 127.0.0.1:\(port)
+              tokens_file: \(s.directory)/tokens
+              tls: { certificates: [{ cert: \(pki.cert("admin")), key: \(pki.key("admin")) }], client_ca: \(pki.ca) }
+
+            """)
+        let base = ["-s", "-o", "/dev/null", "-w", "%{http_code}", "--cacert", pki.ca, "--resolve", "admin.test:\(port):127.0.0.1"]
+        let url = "https://admin.test:\(port)"
+        #expect(try curl(base + ["\(url)/v1/status"]).output == "401")
+        #expect(try curl(base + ["-H", "Authorization: Bearer 0123456789abcdef0123", "\(url)/v1/status"]).output == "200")
+        #expect(try curl(base + ["--cert", pki.cert("operator"), "--key", pki.key("operator"), "-X", "POST",
+                                 "\(url)/v1/lock", "-d", #"{"owner": "ops"}"#]).output == "200")
+        let audit = try curl(["-s", "--cacert", pki.ca, "--resolve", "admin.test:\(port):127.0.0.1",
+                              "--cert", pki.cert("operator"), "--key", pki.key("operator"), "\(url)/v1/audit"]).output
+        #expect(audit.contains(#""actor" : "cert:operator.test""#))
+        // Plain HTTP to the TLS admin port gets nowhere.
+        #expect(try curl(["-s", "-o", "/dev/null", "-w", "%{http_code}", "--max-time", "3", "http://127.0.0.1:\(port)/v1/status"]).output != "200")
+    }
 }
