@@ -7,6 +7,11 @@
 #include <openssl/x509v3.h>
 #include <openssl/pem.h>
 #include <openssl/opensslv.h>
+#include <openssl/evp.h>
+#include <openssl/rand.h>
+#include <openssl/core_names.h>
+#include <pthread.h>
+#include <stdlib.h>
 
 /* Function-like macros do not import into Swift; these wrappers expose them. */
 static inline long sy_ssl_ctx_set_min_proto_version(SSL_CTX *ctx, int version) {
@@ -72,5 +77,71 @@ static inline int sy_x509_days_left(X509 *certificate) {
     int days = 0, seconds = 0;
     if (!ASN1_TIME_diff(&days, &seconds, NULL, X509_get0_notAfter(certificate))) return -100000;
     return days;
+}
+/* Session ticket keys with rotation: tickets are encrypted with the current key; a ticket
+   made with the previous key is still accepted (and renewed), older ones are not. Shared by
+   every context of a listener; the lock is taken once per handshake, never per request. */
+typedef struct { unsigned char name[16]; unsigned char aes[32]; unsigned char hmac[32]; } sy_ticket_key;
+typedef struct {
+    pthread_mutex_t lock;
+    sy_ticket_key current;
+    sy_ticket_key previous;
+    int has_previous;
+} sy_ticket_keys;
+
+static inline sy_ticket_keys *sy_ticket_keys_new(void) {
+    sy_ticket_keys *keys = (sy_ticket_keys *)calloc(1, sizeof(sy_ticket_keys));
+    if (keys == NULL) return NULL;
+    pthread_mutex_init(&keys->lock, NULL);
+    if (RAND_bytes((unsigned char *)&keys->current, sizeof(sy_ticket_key)) != 1) { free(keys); return NULL; }
+    return keys;
+}
+
+static inline int sy_ticket_keys_rotate(sy_ticket_keys *keys) {
+    sy_ticket_key fresh;
+    if (RAND_bytes((unsigned char *)&fresh, sizeof(fresh)) != 1) return 0;
+    pthread_mutex_lock(&keys->lock);
+    keys->previous = keys->current;
+    keys->has_previous = 1;
+    keys->current = fresh;
+    pthread_mutex_unlock(&keys->lock);
+    OPENSSL_cleanse(&fresh, sizeof(fresh));
+    return 1;
+}
+
+static int sy_ticket_callback(SSL *ssl, unsigned char name[16], unsigned char *iv, EVP_CIPHER_CTX *cipher,
+                              EVP_MAC_CTX *mac, int encrypt) {
+    sy_ticket_keys *keys = (sy_ticket_keys *)SSL_CTX_get_app_data(SSL_get_SSL_CTX(ssl));
+    if (keys == NULL) return -1;
+    sy_ticket_key *key = NULL;
+    int result = 1;
+    pthread_mutex_lock(&keys->lock);
+    if (encrypt) {
+        key = &keys->current;
+        memcpy(name, key->name, 16);
+        if (RAND_bytes(iv, 16) != 1) { pthread_mutex_unlock(&keys->lock); return -1; }
+    } else if (memcmp(name, keys->current.name, 16) == 0) {
+        key = &keys->current;
+    } else if (keys->has_previous && memcmp(name, keys->previous.name, 16) == 0) {
+        key = &keys->previous;
+        result = 2; /* valid, but issue a ticket under the current key */
+    } else {
+        pthread_mutex_unlock(&keys->lock);
+        return 0; /* unknown or expired key: full handshake */
+    }
+    OSSL_PARAM params[3];
+    params[0] = OSSL_PARAM_construct_octet_string(OSSL_MAC_PARAM_KEY, key->hmac, sizeof(key->hmac));
+    params[1] = OSSL_PARAM_construct_utf8_string(OSSL_MAC_PARAM_DIGEST, "SHA256", 0);
+    params[2] = OSSL_PARAM_construct_end();
+    int ok = EVP_MAC_CTX_set_params(mac, params) == 1 &&
+        (encrypt ? EVP_EncryptInit_ex(cipher, EVP_aes_256_cbc(), NULL, key->aes, iv)
+                 : EVP_DecryptInit_ex(cipher, EVP_aes_256_cbc(), NULL, key->aes, iv)) == 1;
+    pthread_mutex_unlock(&keys->lock);
+    return ok ? result : -1;
+}
+
+static inline void sy_ssl_ctx_use_ticket_keys(SSL_CTX *ctx, sy_ticket_keys *keys) {
+    SSL_CTX_set_app_data(ctx, keys);
+    SSL_CTX_set_tlsext_ticket_key_evp_cb(ctx, sy_ticket_callback);
 }
 #endif

@@ -47,6 +47,8 @@ public struct TLSListenerConfig: Sendable, Equatable {
     public var alpn: [String] = ["http/1.1"]
     /// When set, clients must present a certificate signed by this CA (mTLS).
     public var clientCA: String? = nil
+    /// How often the session ticket key changes (tickets stay valid for two periods).
+    public var sessionTicketRotation: Duration = .seconds(12 * 3600)
     /// Where each path was written in the file, for errors found when the files are read.
     public var lines: [String: Int] = [:]
 }

@@ -423,7 +423,7 @@ struct NodeReader {
     }
 
     mutating func readTLS(_ node: Node, path: String) -> TLSListenerConfig? {
-        guard let fields = mapping(node, path, allowed: ["certificates", "min_version", "alpn", "client_ca"]) else { return nil }
+        guard let fields = mapping(node, path, allowed: ["certificates", "min_version", "alpn", "client_ca", "session_ticket_rotation"]) else { return nil }
         var tls = TLSListenerConfig(certificates: [])
         for (key, v) in fields {
             switch key {
@@ -443,6 +443,11 @@ struct NodeReader {
                 }
             case "client_ca":
                 if let file = scalar(v, "\(path).client_ca") { tls.clientCA = file; tls.lines[file] = v.mark?.line ?? 0 }
+            case "session_ticket_rotation":
+                if let d = duration(v, "\(path).session_ticket_rotation") {
+                    if d.milliseconds >= 1000 { tls.sessionTicketRotation = d }
+                    else { problem(v, "\(path).session_ticket_rotation", "must be at least 1s") }
+                }
             case "min_version":
                 if let text = scalar(v, "\(path).min_version") {
                     if text == "1.2" || text == "1.3" { tls.minVersion = text }

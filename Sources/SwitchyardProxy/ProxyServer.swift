@@ -1,4 +1,5 @@
 import CLibevent
+import COpenSSL
 import Foundation
 import Glibc
 import SwitchyardConfig
@@ -17,6 +18,9 @@ public final class ProxyServer {
     private var takeoverServer: TakeoverServer?
     /// Set when a new process has taken over: the drain keeps idle connections for one more request.
     private var handedOver = false
+    /// Session ticket keys per TLS listener, with the timers that rotate them.
+    private var ticketRotations: [(keys: UnsafeMutablePointer<sy_ticket_keys>, every: Duration)] = []
+    private var ticketTimers: [OpaquePointer] = []
     /// Every listening socket of every worker, with its bound address (handed over on takeover).
     private var listenerFDs: [(address: SocketAddress, fd: Int32)] = []
     /// The binary to start on SIGUSR2 (resolved at start, so an upgraded file on disk is used).
@@ -78,6 +82,7 @@ public final class ProxyServer {
         for listener in config.listeners {
             var address = listener.bind
             let tls = try listener.tls.map { try TLSServerContext(config: $0, listener: "listeners \(listener.bind)") }
+            if let tls, let config = listener.tls { ticketRotations.append((tls.ticketKeys, config.sessionTicketRotation)) }
             // Sockets handed over for this address are served as they are: their queues carry on.
             let handed = unused.filter { $0.address == address || (address.port == 0 && $0.address.host == address.host) }
             unused.removeAll { item in handed.contains { $0.fd == item.fd } }
@@ -110,14 +115,26 @@ public final class ProxyServer {
         // A reload reads the certificates again; the new ones serve new handshakes.
         let bound = boundAddresses
         let workerList = workers
-        control.reloadCertificates = { fresh in
+        // TLS listeners and their ticket keys were set up in the same order.
+        var keysByAddress: [SocketAddress: UnsafeMutablePointer<sy_ticket_keys>] = [:]
+        for ((_, address), rotation) in zip(zip(config.listeners, bound).filter { $0.0.tls != nil }, ticketRotations) {
+            keysByAddress[address] = rotation.keys
+        }
+        control.reloadCertificates = { [unowned control] fresh in
             var contexts: [SocketAddress: TLSServerContext] = [:]
             for (listener, address) in zip(fresh.listeners, bound) {
                 guard let tls = listener.tls else { continue }
-                contexts[address] = try TLSServerContext(config: tls, listener: "listeners \(listener.bind)")
+                // The same ticket keys: sessions from before the reload still resume.
+                contexts[address] = try TLSServerContext(config: tls, listener: "listeners \(listener.bind)",
+                                                         ticketKeys: keysByAddress[address])
             }
+            // Pools' TLS to their servers: new connections use the new settings.
+            var upstream: [String: TLSClientContext] = [:]
+            for pool in fresh.pools { if let tls = pool.tls { upstream[pool.name] = try TLSClientContext(config: tls, pool: pool.name) } }
+            control.upstreamTLS = upstream
             for worker in workerList {
                 worker.tlsSlot.withLock { $0 = contexts }
+                worker.upstreamTLSSlot.withLock { $0 = upstream }
                 worker.notifySnapshot()
             }
             return contexts.count
@@ -134,6 +151,12 @@ public final class ProxyServer {
             }
         }
         control.startHealthChecks(base: base)
+        for rotation in ticketRotations {
+            let timer = event_new(base, -1, EventFlags.persist, ticketRotationCallback, UnsafeMutableRawPointer(rotation.keys))!
+            var tv = timeval(milliseconds: rotation.every.milliseconds)
+            event_add(timer, &tv)
+            ticketTimers.append(timer)
+        }
 
         let finished = DispatchGroup()
         for worker in workers {
@@ -250,6 +273,10 @@ public final class ProxyServer {
             $0.withMemoryRebound(to: sockaddr_in.self, capacity: 1) { UInt16(bigEndian: $0.pointee.sin_port) }
         }
     }
+}
+
+private let ticketRotationCallback: event_callback_fn = { _, _, context in
+    _ = sy_ticket_keys_rotate(context!.assumingMemoryBound(to: sy_ticket_keys.self))
 }
 
 private let serverSignalCallback: event_callback_fn = { fd, _, context in

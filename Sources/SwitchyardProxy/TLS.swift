@@ -11,6 +11,8 @@ final class TLSServerContext: @unchecked Sendable {
     static let cipherList = "ECDHE-ECDSA-AES128-GCM-SHA256:ECDHE-RSA-AES128-GCM-SHA256:ECDHE-ECDSA-AES256-GCM-SHA384:ECDHE-RSA-AES256-GCM-SHA384:ECDHE-ECDSA-CHACHA20-POLY1305:ECDHE-RSA-CHACHA20-POLY1305"
 
     let contexts: [OpaquePointer]
+    /// The listener's session ticket keys (kept across certificate reloads).
+    let ticketKeys: UnsafeMutablePointer<sy_ticket_keys>
     private let certificates: [OpaquePointer]
     private let table: UnsafeMutablePointer<sy_sni_table>
     private let alpn: UnsafeMutablePointer<sy_alpn_list>
@@ -21,9 +23,12 @@ final class TLSServerContext: @unchecked Sendable {
     /// - Parameter requireClientCertificate: with `client_ca`, refuse clients without a certificate
     ///   (listeners); when false, a certificate is asked for but optional (the admin listener,
     ///   where a bearer token also authenticates).
-    init(config: TLSListenerConfig, listener: String, requireClientCertificate: Bool = true) throws {
+    init(config: TLSListenerConfig, listener: String, requireClientCertificate: Bool = true,
+         ticketKeys existing: UnsafeMutablePointer<sy_ticket_keys>? = nil) throws {
         let problems = Self.check(config, listener: listener)
         if let error = problems.first(where: { !$0.hasPrefix("warning") }) { throw ProxyError(error) }
+        guard let keys = existing ?? sy_ticket_keys_new() else { throw ProxyError("cannot make session ticket keys") }
+        ticketKeys = keys
         var contexts: [OpaquePointer] = []
         var certificates: [OpaquePointer] = []
         let wire = config.alpn.flatMap { [UInt8($0.utf8.count)] + Array($0.utf8) }
@@ -44,6 +49,7 @@ final class TLSServerContext: @unchecked Sendable {
                 throw ProxyError("\(listener): cannot load \(certificate.cert) with \(certificate.key): \(Self.lastError())")
             }
             sy_ssl_ctx_use_alpn(ctx, alpn)
+            sy_ssl_ctx_use_ticket_keys(ctx, keys)
             if let clientCA = config.clientCA {
                 // mTLS: no certificate, or one not signed by this CA, fails the handshake.
                 guard SSL_CTX_load_verify_locations(ctx, clientCA, nil) == 1 else {

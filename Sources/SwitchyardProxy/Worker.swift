@@ -105,6 +105,8 @@ final class Worker: @unchecked Sendable {
     let tlsSlot = Mutex<[SocketAddress: TLSServerContext]?>(nil)
     /// TLS client contexts for pools that talk TLS to their servers, by pool name.
     var upstreamTLS: [String: TLSClientContext] = [:]
+    /// Upstream TLS settings from a reload, taken on the next wake-up (new connections use them).
+    let upstreamTLSSlot = Mutex<[String: TLSClientContext]?>(nil)
     /// TLS handshakes that failed or stalled (reported in metrics).
     var tlsHandshakeFailures = 0
     private var wakeEvent: OpaquePointer!
@@ -223,6 +225,9 @@ final class Worker: @unchecked Sendable {
     fileprivate func onWake() {
         let newest = slot.load()
         if newest !== snapshot { applySnapshot(newest) }
+        if let upstream = upstreamTLSSlot.withLock({ value -> [String: TLSClientContext]? in defer { value = nil }; return value }) {
+            upstreamTLS = upstream
+        }
         if let reloaded = tlsSlot.withLock({ value -> [SocketAddress: TLSServerContext]? in defer { value = nil }; return value }) {
             for (fd, address) in listenerAddress { if let tls = reloaded[address] { listenerTLS[fd] = tls } }
         }

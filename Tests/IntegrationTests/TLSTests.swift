@@ -332,4 +332,49 @@ struct TLSTests {
         // Plain HTTP to the TLS admin port gets nowhere.
         #expect(try curl(["-s", "-o", "/dev/null", "-w", "%{http_code}", "--max-time", "3", "http://127.0.0.1:\(port)/v1/status"]).output != "200")
     }
+
+    @Test func sessionsResumeAndTicketKeysRotate() throws {
+        let s = Scenario()
+        let pki = try TestPKI(directory: s.directory, names: ["site"])
+        let app = try s.upstream("app")
+        let port = freePort()
+        _ = try s.startProxy("""
+            pools: { app: { servers: [{ address: \(app.address) }] } }
+            services: { web: { active: app } }
+            access_log: off
+
+            """.replacingOccurrences(of: "pools:", with: "  - bind: 127.0.0.1:\(port)\n"
+                + pki.listenerTLS(["site"], extra: "      session_ticket_rotation: 1s\n") + "pools:"))
+        let session = "\(s.directory)/session.pem"
+        func handshake(_ args: [String]) throws -> String {
+            try run("/bin/sh", ["-c", "openssl s_client -connect 127.0.0.1:\(port) -servername site.test -tls1_2 -CAfile \(pki.ca) "
+                                + args.joined(separator: " ") + " </dev/null 2>/dev/null"]).output
+        }
+        #expect(try handshake(["-sess_out", session]).contains("New, TLSv1.2"))
+        #expect(try handshake(["-sess_in", session]).contains("Reused, TLSv1.2"))   // resumed with the ticket
+        usleep(2_600_000) // two rotations: the ticket's key is gone
+        #expect(try handshake(["-sess_in", session]).contains("New, TLSv1.2"))
+    }
+
+    @Test func reloadAppliesNewUpstreamTLSSettings() throws {
+        let s = Scenario()
+        let pki = try TestPKI(directory: s.directory, names: ["site"])
+        let other = try TestPKI(directory: makeTemporaryDirectory(), names: ["x"])
+        defer { try? FileManager.default.removeItem(atPath: other.directory) }
+        let upstream = try startTLSUpstream(s, cert: pki.cert("site"), key: pki.key("site"))
+        defer { kill(upstream.pid, SIGKILL); waitpid(upstream.pid, nil, 0) }
+        let socket = "\(s.directory)/admin.sock"
+        let proxy = try s.startProxy("""
+            pools: { app: { tls: { ca: \(other.ca), server_name: site.test }, servers: [{ address: 127.0.0.1:\(upstream.port) }] } }
+            services: { web: { active: app } }
+            access_log: off
+            admin: { socket: \(socket) }
+
+            """)
+        #expect(try curl(["-s", "-o", "/dev/null", "-w", "%{http_code}", "\(proxy.url)/"]).output == "502")
+        let fixed = try String(contentsOfFile: proxy.configPath, encoding: .utf8).replacingOccurrences(of: other.ca, with: pki.ca)
+        try fixed.write(toFile: proxy.configPath, atomically: true, encoding: .utf8)
+        #expect(try curl(["-s", "-o", "/dev/null", "-w", "%{http_code}", "--unix-socket", socket, "-X", "POST", "http://x/v1/reload"]).output == "200")
+        #expect(try curl(["-s", "\(proxy.url)/"]).output.hasPrefix("tls upstream"))
+    }
 }
