@@ -138,49 +138,17 @@ final class ClientConnection {
         }
     }
 
-    /// Reads from the client: > 0 bytes, 0 end of stream, -1 nothing yet, -2 failed.
+    /// Reads from the client (see `SocketIO` for the result).
     @inline(__always)
     private func receive(_ p: UnsafeMutablePointer<UInt8>, _ n: Int) -> Int {
-        guard let ssl else {
-            let r = sy_recv(fd, p, n)
-            if r >= 0 { return r }
-            return errno == EAGAIN || errno == EINTR ? -1 : -2
-        }
-        let r = SSL_read(ssl, p, Int32(min(n, Int(Int32.max))))
-        if r > 0 { return Int(r) }
-        switch SSL_get_error(ssl, r) {
-        case SSL_ERROR_WANT_READ: return -1
-        case SSL_ERROR_WANT_WRITE: wantWrite(true); return -1
-        case SSL_ERROR_ZERO_RETURN: return 0
-        default: ERR_clear_error(); return -2
-        }
+        let r = SocketIO.receive(fd: fd, ssl: ssl, into: p, count: n)
+        if r == SocketIO.againWhenWritable { wantWrite(true); return SocketIO.again }
+        return r
     }
 
-    /// Writes up to two pieces to the client: bytes written (possibly fewer), -1 blocked, -2 failed.
     @inline(__always)
     private func transmit(_ vectors: inout (iovec, iovec), _ count: Int32) -> Int {
-        guard let ssl else {
-            let n = withUnsafePointer(to: &vectors) {
-                $0.withMemoryRebound(to: iovec.self, capacity: 2) { sy_writev(fd, $0, count) }
-            }
-            if n >= 0 { return n }
-            return errno == EAGAIN || errno == EINTR ? -1 : -2
-        }
-        var total = 0
-        for i in 0..<Int(count) {
-            let v = i == 0 ? vectors.0 : vectors.1
-            let r = SSL_write(ssl, v.iov_base, Int32(v.iov_len))
-            if r > 0 {
-                total += Int(r)
-                if Int(r) < v.iov_len { return total }
-                continue
-            }
-            let error = SSL_get_error(ssl, r)
-            if error == SSL_ERROR_WANT_WRITE || error == SSL_ERROR_WANT_READ { return total > 0 ? total : -1 }
-            ERR_clear_error()
-            return total > 0 ? total : -2
-        }
-        return total
+        SocketIO.transmit(fd: fd, ssl: ssl, &vectors, count: count)
     }
 
     /// "TLSv1.3 TLS_AES_128_GCM_SHA256" for the access log, nil for plain HTTP.
