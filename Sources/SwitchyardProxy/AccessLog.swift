@@ -131,14 +131,14 @@ enum AccessLogLine {
     }
 
     static func appendEscaped(_ bytes: UnsafeBufferPointer<UInt8>, to out: inout [UInt8]) {
-        let hex: [UInt8] = Array("0123456789abcdef".utf8)
+        @inline(__always) func hex(_ d: UInt8) -> UInt8 { d < 10 ? 48 + d : 87 + d }
         for b in bytes {
             switch b {
             case UInt8(ascii: "\""), UInt8(ascii: "\\"):
                 out.append(UInt8(ascii: "\\")); out.append(b)
             case 0..<0x20, 0x7F...0xFF:
                 out.append(contentsOf: #"\u00"#.utf8)
-                out.append(hex[Int(b >> 4)]); out.append(hex[Int(b & 0xF)])
+                out.append(hex(b >> 4)); out.append(hex(b & 0xF))
             default:
                 out.append(b)
             }

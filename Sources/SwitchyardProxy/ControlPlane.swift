@@ -82,8 +82,8 @@ public final class ControlPlane {
             } catch {
                 throw ProxyError("cannot read state file \(path): \(error); fix or move it away (runtime changes it holds would be lost)")
             }
-            if let base = saved.fileState { restoreNotes = state.merge(runtime: saved.state, base: base) }
-            else { restoreNotes = state.restore(from: saved.state) }
+            // Without a recorded file state (older state files), every saved value counts as an operator's change.
+            restoreNotes = state.merge(runtime: saved.state, base: saved.fileState ?? RuntimeState(config: config, generation: 0))
             lock = saved.lock
             history = saved.history.filter { state.services[$0.key] != nil }
         }

@@ -115,30 +115,4 @@ public struct RuntimeState: Codable, Equatable, Sendable {
         }
         return notes
     }
-
-    /// Applies a saved state onto this one (built from the current configuration): runtime
-    /// changes are kept where the services, pools and servers they name still exist. Returns
-    /// a line for everything that had to be dropped.
-    public mutating func restore(from saved: RuntimeState) -> [String] {
-        var dropped: [String] = []
-        let pools = Set(servers.keys)
-        generation = max(generation, saved.generation)
-        for (name, service) in saved.services {
-            guard services[name] != nil else { dropped.append("service \(name) is no longer configured"); continue }
-            let named = [service.active] + (service.standby.map { [$0] } ?? []) + (service.canary.map { [$0.pool] } ?? []) + service.rules.map(\.pool)
-            if let missing = named.first(where: { !pools.contains($0) }) {
-                dropped.append("service \(name): pool \(missing) is no longer configured; its runtime routing was reset to the file's")
-                continue
-            }
-            services[name] = service
-        }
-        for (pool, entries) in saved.servers {
-            guard servers[pool] != nil else { continue }
-            for (server, value) in entries {
-                if servers[pool]![server] != nil || value.address != nil { servers[pool]![server] = value }
-                else { dropped.append("server \(pool)/\(server) is no longer configured") }
-            }
-        }
-        return dropped
-    }
 }

@@ -17,6 +17,12 @@ struct ChaosTests {
         return try String(contentsOfFile: out, encoding: .utf8)
     }
 
+    /// wrk's count of non-2xx/3xx responses (0 when it printed none).
+    func nonSuccess(_ report: String) -> Int {
+        Int(report.split(separator: "\n").first { $0.contains("Non-2xx") }?.split(separator: ":").last?
+            .trimmingCharacters(in: .whitespaces) ?? "0") ?? 0
+    }
+
     func requests(_ report: String) -> Int {
         Int(report.split(separator: "\n").first { $0.contains("requests in") }?.split(separator: " ").first ?? "") ?? 0
     }
@@ -51,8 +57,7 @@ struct ChaosTests {
         let report = try String(contentsOfFile: out, encoding: .utf8)
         #expect(requests(report) > 1000)
         // A POST the killed server had read may not be replayed: at most one per connection was in flight on it.
-        let failed = Int(report.split(separator: "\n").first { $0.contains("Non-2xx") }?.split(separator: ":").last?
-            .trimmingCharacters(in: .whitespaces) ?? "0") ?? 0
+        let failed = nonSuccess(report)
         #expect(failed <= connections, "\(report)")
         #expect(!report.contains("Socket errors"), "\(report)")
     }
@@ -77,8 +82,7 @@ struct ChaosTests {
         #expect(requests(report) > 1000)
         // Each worker sees 3 failures in a row and ejects the server; requests already in flight
         // on it when that happens fail too. Everything else goes to the healthy server.
-        let failed = Int(report.split(separator: "\n").first { $0.contains("Non-2xx") }?.split(separator: ":").last?
-            .trimmingCharacters(in: .whitespaces) ?? "0") ?? 0
+        let failed = nonSuccess(report)
         #expect(failed >= 3 && failed <= 3 * 2 + connections, "\(report)")
         let metrics = try curl(["--unix-socket", socket, "http://x/metrics"]).output
         #expect(metrics.contains(#"switchyard_upstream_ejections_total{pool="app",server="bad"} 2"#))

@@ -26,6 +26,12 @@ struct TestPKI {
         }
     }
 
+    /// A TLS listener item on 127.0.0.1:`port`, to put before the rest of a scenario's configuration
+    /// (the harness's own listener list comes first).
+    func tlsListener(port: UInt16, _ names: [String], extra: String = "") -> String {
+        "  - bind: 127.0.0.1:\(port)\n" + listenerTLS(names, extra: extra)
+    }
+
     func listenerTLS(_ names: [String], extra: String = "") -> String {
         "    tls:\n      certificates:\n" + names.map { "        - { cert: \(cert($0)), key: \(key($0)) }\n" }.joined() + extra
     }
@@ -38,15 +44,14 @@ struct TLSTests {
         let pki = try TestPKI(directory: s.directory, names: ["site", "api"])
         let app = try s.upstream("app")
         let port = freePort()
-        let proxy = try s.startProxy("""
+        _ = try s.startProxy(pki.tlsListener(port: port, ["site", "api"]) + """
             pools: { app: { servers: [{ address: \(app.address) }] } }
             services: { web: { active: app } }
             access_log: \(s.directory)/access.log
             timeouts: { client_header: 1s }
             admin: { socket: \(s.directory)/admin.sock }
 
-            """.replacingOccurrences(of: "pools:", with: "  - bind: 127.0.0.1:\(port)\n" + pki.listenerTLS(["site", "api"]) + "pools:"))
-        _ = proxy
+            """)
         func fetch(_ host: String, _ path: String = "/", _ extra: [String] = []) throws -> (status: Int32, output: String, error: String) {
             try curl(["-v", "--cacert", pki.ca, "--resolve", "\(host):\(port):127.0.0.1"] + extra + ["https://\(host):\(port)\(path)"])
         }
@@ -79,14 +84,14 @@ struct TLSTests {
         let pki = try TestPKI(directory: s.directory, names: ["site", "api"])
         let app = try s.upstream("app")
         let port = freePort()
-        _ = try s.startProxy("""
+        _ = try s.startProxy(pki.tlsListener(port: port, ["site"]) + """
             pools: { app: { servers: [{ address: \(app.address) }] } }
             services: { web: { active: app } }
             access_log: off
             timeouts: { client_header: 1s }
             admin: { socket: \(s.directory)/admin.sock }
 
-            """.replacingOccurrences(of: "pools:", with: "  - bind: 127.0.0.1:\(port)\n" + pki.listenerTLS(["site"]) + "pools:"))
+            """)
         let old = try run("/usr/bin/openssl", ["s_client", "-connect", "127.0.0.1:\(port)", "-tls1_1"])
         #expect(old.status != 0)
         #expect(try curl(["-s", "-o", "/dev/null", "-w", "%{http_code}", "--cacert", pki.ca, "--tls-max", "1.2",
@@ -142,13 +147,13 @@ struct TLSTests {
         let app = try s.upstream("app")
         let port = freePort()
         let socket = "\(s.directory)/admin.sock"
-        _ = try s.startProxy("""
+        _ = try s.startProxy(pki.tlsListener(port: port, ["site"]) + """
             pools: { app: { servers: [{ address: \(app.address) }] } }
             services: { web: { active: app } }
             access_log: off
             admin: { socket: \(socket) }
 
-            """.replacingOccurrences(of: "pools:", with: "  - bind: 127.0.0.1:\(port)\n" + pki.listenerTLS(["site"]) + "pools:"))
+            """)
         func serial() throws -> String {
             let hello = try run("/bin/sh", ["-c", "openssl s_client -connect 127.0.0.1:\(port) -servername site.test </dev/null 2>/dev/null | openssl x509 -noout -serial"])
             return hello.output.trimmingCharacters(in: .whitespacesAndNewlines)
@@ -201,13 +206,12 @@ struct TLSTests {
         let pki = try TestPKI(directory: s.directory, names: ["site", "client"])
         let app = try s.upstream("app")
         let port = freePort()
-        _ = try s.startProxy("""
+        _ = try s.startProxy(pki.tlsListener(port: port, ["site"], extra: "      client_ca: \(pki.ca)\n") + """
             pools: { app: { servers: [{ address: \(app.address) }] } }
             services: { web: { active: app } }
             access_log: off
 
-            """.replacingOccurrences(of: "pools:", with: "  - bind: 127.0.0.1:\(port)\n"
-                + pki.listenerTLS(["site"], extra: "      client_ca: \(pki.ca)\n") + "pools:"))
+            """)
         let base = ["-s", "--cacert", pki.ca, "--resolve", "site.test:\(port):127.0.0.1"]
         let without = try curl(base + ["https://site.test:\(port)/"])
         #expect(without.status != 0) // handshake refused without a client certificate
@@ -338,13 +342,12 @@ struct TLSTests {
         let pki = try TestPKI(directory: s.directory, names: ["site"])
         let app = try s.upstream("app")
         let port = freePort()
-        _ = try s.startProxy("""
+        _ = try s.startProxy(pki.tlsListener(port: port, ["site"], extra: "      session_ticket_rotation: 1s\n") + """
             pools: { app: { servers: [{ address: \(app.address) }] } }
             services: { web: { active: app } }
             access_log: off
 
-            """.replacingOccurrences(of: "pools:", with: "  - bind: 127.0.0.1:\(port)\n"
-                + pki.listenerTLS(["site"], extra: "      session_ticket_rotation: 1s\n") + "pools:"))
+            """)
         let session = "\(s.directory)/session.pem"
         func handshake(_ args: [String]) throws -> String {
             try run("/bin/sh", ["-c", "openssl s_client -connect 127.0.0.1:\(port) -servername site.test -tls1_2 -CAfile \(pki.ca) "
