@@ -21,6 +21,8 @@ let package = Package(
                        providers: [.apt(["libevent-dev"])]),
         .systemLibrary(name: "COpenSSL", pkgConfig: "openssl",
                        providers: [.apt(["libssl-dev"])]),
+        .systemLibrary(name: "CSQLite", pkgConfig: "sqlite3",
+                       providers: [.apt(["libsqlite3-dev"])]),
 
         // Pure Swift: no sockets, no libevent. Unit-tested directly.
         .target(name: "SwitchyardHTTP", swiftSettings: hotPathSettings),
@@ -35,13 +37,18 @@ let package = Package(
         // The demo/test upstream ("whoami"-style app), blocking sockets and threads on purpose.
         .target(name: "SwitchyardDemo", dependencies: ["SwitchyardHTTP"]),
 
+        // The orchestrator: rollout plans, strategies, analysis, history and notifications.
+        // It drives proxies only through their admin API, like any operator.
+        .target(name: "SwitchyardDeploy", dependencies: ["SwitchyardConfig", "COpenSSL", "CSQLite"]),
+
         .executableTarget(name: "switchyard",
-                          dependencies: ["SwitchyardProxy", "SwitchyardConfig", "SwitchyardDemo", "COpenSSL",
+                          dependencies: ["SwitchyardProxy", "SwitchyardConfig", "SwitchyardDemo", "SwitchyardDeploy", "COpenSSL",
                                          .product(name: "ArgumentParser", package: "swift-argument-parser")]),
 
         .testTarget(name: "SwitchyardHTTPTests", dependencies: ["SwitchyardHTTP"]),
         .testTarget(name: "SwitchyardConfigTests", dependencies: ["SwitchyardConfig"]),
         .testTarget(name: "SwitchyardRoutingTests", dependencies: ["SwitchyardRouting", "SwitchyardConfig", "SwitchyardHTTP"]),
+        .testTarget(name: "SwitchyardDeployTests", dependencies: ["SwitchyardDeploy"]),
         .testTarget(name: "IntegrationTests"),
     ]
 )

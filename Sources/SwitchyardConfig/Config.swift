@@ -177,12 +177,38 @@ public struct CanaryConfig: Sendable, Equatable, Codable {
     /// Share of traffic in basis points: 250 = 2.5%.
     public var weight: Int
     public var sticky: StickyKey?
+    /// Armed, the proxy itself takes the canary out of rotation when it fails.
+    public var guardrail: CanaryGuard?
 
-    public init(pool: String, weight: Int, sticky: StickyKey?) {
+    public init(pool: String, weight: Int, sticky: StickyKey?, guardrail: CanaryGuard? = nil) {
         self.pool = pool
         self.weight = weight
         self.sticky = sticky
+        self.guardrail = guardrail
     }
+
+    enum CodingKeys: String, CodingKey { case pool, weight, sticky, guardrail = "guard" }
+}
+
+/// `canary.guard`: when the canary pool's share of 5xx responses and failed exchanges over
+/// the last `window` reaches `maxErrorRate` (with at least `minRequests` finished), the
+/// proxy sets the canary weight to 0 at once and records why in the audit trail.
+public struct CanaryGuard: Sendable, Equatable, Codable {
+    /// Basis points: 5000 = 50%.
+    public var maxErrorRate: Int
+    public var minRequests: Int
+    public var windowMilliseconds: Int64
+
+    public init(maxErrorRate: Int, minRequests: Int, windowMilliseconds: Int64) {
+        self.maxErrorRate = maxErrorRate
+        self.minRequests = minRequests
+        self.windowMilliseconds = windowMilliseconds
+    }
+
+    enum CodingKeys: String, CodingKey { case maxErrorRate = "max_error_rate", minRequests = "min_requests", windowMilliseconds = "window_ms" }
+
+    public static let defaultMinRequests = 20
+    public static let defaultWindowMilliseconds: Int64 = 10_000
 }
 
 /// `{ header: X-Canary, value: always, pool: green }` or `{ cookie: canary, value: always, pool: green }`.

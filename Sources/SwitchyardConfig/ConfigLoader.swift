@@ -10,6 +10,14 @@ public struct ConfigProblem: Sendable, Equatable, CustomStringConvertible {
     public var keyPath: String
     public var message: String
 
+    public init(file: String, line: Int, column: Int, keyPath: String, message: String) {
+        self.file = file
+        self.line = line
+        self.column = column
+        self.keyPath = keyPath
+        self.message = message
+    }
+
     public var description: String {
         let location = line > 0 ? "\(file):\(line):\(column)" : file
         return keyPath.isEmpty ? "\(location): \(message)" : "\(location): \(keyPath): \(message)"
@@ -19,6 +27,7 @@ public struct ConfigProblem: Sendable, Equatable, CustomStringConvertible {
 /// Every problem found in a configuration file; loading reports them all at once.
 public struct ConfigError: Error, Sendable, CustomStringConvertible {
     public var problems: [ConfigProblem]
+    public init(problems: [ConfigProblem]) { self.problems = problems }
     public var description: String { problems.map(\.description).joined(separator: "\n") }
 }
 
@@ -76,19 +85,20 @@ public enum DurationText {
 }
 
 /// Walks the YAML node tree, collecting problems instead of stopping at the first.
-struct NodeReader {
-    let file: String
-    var problems: [ConfigProblem] = []
+/// Public so that other YAML documents (rollout plans) report problems the same way.
+public struct NodeReader {
+    public let file: String
+    public var problems: [ConfigProblem] = []
 
-    init(file: String) { self.file = file }
+    public init(file: String) { self.file = file }
 
-    mutating func problem(_ node: Node?, _ path: String, _ message: String) {
+    public mutating func problem(_ node: Node?, _ path: String, _ message: String) {
         let mark = node?.mark
         problems.append(ConfigProblem(file: file, line: mark?.line ?? 0, column: mark?.column ?? 0,
                                       keyPath: path, message: message))
     }
 
-    func yamlProblem(_ error: YamlError) -> ConfigProblem {
+    public func yamlProblem(_ error: YamlError) -> ConfigProblem {
         switch error {
         case .scanner(_, let problem, let mark, _), .parser(_, let problem, let mark, _):
             return ConfigProblem(file: file, line: mark.line, column: mark.column, keyPath: "",
@@ -99,7 +109,7 @@ struct NodeReader {
     }
 
     /// The pairs of a mapping, after checking that every key is one of `allowed`.
-    mutating func mapping(_ node: Node, _ path: String, allowed: [String]) -> [(key: String, value: Node)]? {
+    public mutating func mapping(_ node: Node, _ path: String, allowed: [String]) -> [(key: String, value: Node)]? {
         guard case .mapping(let m) = node else {
             problem(node, path, "expected a mapping (key: value pairs)")
             return nil
@@ -120,12 +130,12 @@ struct NodeReader {
         return result
     }
 
-    mutating func scalar(_ node: Node, _ path: String) -> String? {
+    public mutating func scalar(_ node: Node, _ path: String) -> String? {
         guard case .scalar(let s) = node else { problem(node, path, "expected a single value"); return nil }
         return s.string
     }
 
-    mutating func integer(_ node: Node, _ path: String, range: ClosedRange<Int>) -> Int? {
+    public mutating func integer(_ node: Node, _ path: String, range: ClosedRange<Int>) -> Int? {
         guard let text = scalar(node, path) else { return nil }
         guard let value = Int(text) else { problem(node, path, "\"\(text)\" is not a whole number"); return nil }
         guard range.contains(value) else {
@@ -136,7 +146,7 @@ struct NodeReader {
     }
 
     /// Durations: `250ms`, `10s`, `2m`, `1h`, or a bare number of seconds.
-    mutating func duration(_ node: Node, _ path: String) -> Duration? {
+    public mutating func duration(_ node: Node, _ path: String) -> Duration? {
         guard let text = scalar(node, path) else { return nil }
         if let d = Self.parseDuration(text) { return d }
         problem(node, path, "\"\(text)\" is not a duration; write e.g. 500ms, 10s, 2m or 1h")
@@ -145,7 +155,7 @@ struct NodeReader {
 
     static func parseDuration(_ text: String) -> Duration? { DurationText.parse(text) }
 
-    mutating func sequence(_ node: Node, _ path: String) -> [Node]? {
+    public mutating func sequence(_ node: Node, _ path: String) -> [Node]? {
         guard case .sequence(let s) = node else { problem(node, path, "expected a list"); return nil }
         return Array(s)
     }
@@ -372,13 +382,14 @@ struct NodeReader {
                 case "match": service.match = readMatch(v, path: "\(path).match")
                 case "preview": service.preview = readPreview(v, path: "\(path).preview")
                 case "canary":
-                    guard let c = mapping(v, "\(path).canary", allowed: ["pool", "weight", "sticky"]) else { continue }
+                    guard let c = mapping(v, "\(path).canary", allowed: ["pool", "weight", "sticky", "guard"]) else { continue }
                     var canary = CanaryConfig(pool: "", weight: 0, sticky: nil)
                     for (ck, cv) in c {
                         switch ck {
                         case "pool": canary.pool = poolName(cv, "\(path).canary.pool") ?? ""
                         case "weight": canary.weight = basisPoints(cv, "\(path).canary.weight") ?? 0
                         case "sticky": canary.sticky = readSticky(cv, path: "\(path).canary.sticky")
+                        case "guard": canary.guardrail = readGuard(cv, path: "\(path).canary.guard")
                         default: break
                         }
                     }
@@ -505,11 +516,39 @@ struct NodeReader {
         return h
     }
 
-    mutating func basisPoints(_ node: Node, _ path: String) -> Int? {
+    public mutating func basisPoints(_ node: Node, _ path: String) -> Int? {
         guard let text = scalar(node, path) else { return nil }
         if let value = BasisPoints.parse(text) { return value }
         problem(node, path, "\"\(text)\" is not a weight; write a percentage from 0% to 100% in steps of 0.01%, e.g. 2.5%")
         return nil
+    }
+
+    /// `{max_error_rate: 50%, min_requests: 20, window: 10s}`; only the rate is required.
+    mutating func readGuard(_ node: Node, path: String) -> CanaryGuard? {
+        guard let fields = mapping(node, path, allowed: ["max_error_rate", "min_requests", "window"]) else { return nil }
+        var result = CanaryGuard(maxErrorRate: 0, minRequests: CanaryGuard.defaultMinRequests,
+                                 windowMilliseconds: CanaryGuard.defaultWindowMilliseconds)
+        for (key, v) in fields {
+            switch key {
+            case "max_error_rate":
+                if let bp = basisPoints(v, "\(path).max_error_rate") {
+                    if bp == 0 { problem(v, "\(path).max_error_rate", "0% would trip on the first error; use e.g. 20%") }
+                    result.maxErrorRate = bp
+                }
+            case "min_requests": result.minRequests = integer(v, "\(path).min_requests", range: 1...1_000_000) ?? result.minRequests
+            case "window":
+                if let d = duration(v, "\(path).window") {
+                    if d.milliseconds < 100 { problem(v, "\(path).window", "too short; the guard looks every 100ms, use at least 1s") }
+                    result.windowMilliseconds = d.milliseconds
+                }
+            default: break
+            }
+        }
+        if !fields.contains(where: { $0.key == "max_error_rate" }) {
+            problem(node, "\(path).max_error_rate", "missing; the error rate that trips the guard, e.g. 20%")
+            return nil
+        }
+        return result
     }
 
     mutating func readSticky(_ node: Node, path: String) -> StickyKey? {

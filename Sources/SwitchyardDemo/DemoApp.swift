@@ -30,6 +30,11 @@ public final class DemoApp: @unchecked Sendable {
     let alwaysStatus: Int?
     /// Sent as `X-Switchyard-Load` on every response (e.g. "cpu=95%, memory=40%").
     public var load: String?
+    /// Share of requests (0 to 1) answered 500, except `/health`: a bad release whose health
+    /// check still passes, as bad releases usually do.
+    public var errorShare: Double = 0
+    /// Added before every answer except `/health`: a slow release.
+    public var delayMilliseconds = 0
 
     public init(name: String, host: String, port: UInt16, requestLogPath: String?, dropAfter: Int? = nil,
                 alwaysStatus: Int? = nil) throws {
@@ -190,6 +195,14 @@ public final class DemoApp: @unchecked Sendable {
         let argument = parts.count > 1 ? parts[1] : ""
         let common = "X-Served-By: \(name)\r\n" + (load.map { "X-Switchyard-Load: \($0)\r\n" } ?? "")
 
+        if first != "health" {
+            if delayMilliseconds > 0 { usleep(UInt32(delayMilliseconds) * 1000) }
+            if errorShare > 0 && Double.random(in: 0..<1) < errorShare {
+                guard drain(c, framing: framing) else { return false }
+                let body = "\(name) failed this request (--error-rate)\n"
+                return c.send("HTTP/1.1 500 Internal Server Error\r\n\(common)Content-Length: \(body.utf8.count)\r\n\r\n\(body)")
+            }
+        }
         if let alwaysStatus {
             guard drain(c, framing: framing) else { return false }
             let body = "\(name) fails with \(alwaysStatus)\n"

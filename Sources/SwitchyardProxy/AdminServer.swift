@@ -284,12 +284,13 @@ final class AdminServer {
             // Syntax first (400), then what depends on the state (404/409).
             let weight = try Self.weight(r.body["weight"])
             let sticky = try Self.sticky(r.body)
+            let guardrail = try Self.guardrail(r.body)
             let pool = r.body["pool"] as? String ?? control.state.services[String(p[2])]?.canary?.pool ?? ""
             if weight > 0 && pool.isEmpty {
                 // Whether pool may be left out depends on the state (an existing canary): a conflict, not bad syntax.
                 throw AdminError(409, "no canary pool", "service \(p[2]) has no canary pool yet; give it: {\"pool\": \"green\", \"weight\": \"5%\"}")
             }
-            return try changed(control.setCanary(service: String(p[2]), pool: pool, weight: weight, sticky: sticky,
+            return try changed(control.setCanary(service: String(p[2]), pool: pool, weight: weight, sticky: sticky, guardrail: guardrail,
                                                  actor: r.actor, ifMatch: r.ifMatch, lockToken: r.lockToken))
         case ("PUT", 4) where p[0] == "v1" && p[1] == "services" && p[3] == "rules":
             let rules = try Self.rules(r.body["rules"])
@@ -438,6 +439,7 @@ final class AdminServer {
         for route in snapshot.services {
             var s = control.state.services[route.name].map(ControlPlane.json) ?? [:]
             s["traffic"] = Counters(stats.services, index: route.statsID).json
+            s["guard_trip"] = control.guardTrips[route.name] ?? NSNull()
             services[route.name] = s
         }
         var pools: [String: Any] = [:]
@@ -591,6 +593,32 @@ final class AdminServer {
         if let name = s["header"] as? String, !name.isEmpty { return .some(.header(name)) }
         if s["client_ip"] as? Bool == true { return .some(.clientIP) }
         throw AdminError(400, "invalid sticky", "sticky is {\"cookie\": NAME}, {\"header\": NAME}, {\"client_ip\": true} or null")
+    }
+
+    /// `nil`: keep the current guard; `.some(nil)`: disarm; otherwise the new guard.
+    static func guardrail(_ body: [String: Any]) throws(AdminError) -> CanaryGuard?? {
+        guard body.keys.contains("guard") else { return nil }
+        if body["guard"] is NSNull { return .some(nil) }
+        let usage = "guard is {\"max_error_rate\": \"20%\", \"min_requests\": 20, \"window\": \"10s\"} or null"
+        guard let g = body["guard"] as? [String: Any], Set(g.keys).isSubset(of: ["max_error_rate", "min_requests", "window"]) else {
+            throw AdminError(400, "invalid guard", usage)
+        }
+        guard let rateText = g["max_error_rate"] as? String, let rate = BasisPoints.parse(rateText), rate > 0 else {
+            throw AdminError(400, "invalid guard", "max_error_rate is a percentage above 0%; \(usage)")
+        }
+        var result = CanaryGuard(maxErrorRate: rate, minRequests: CanaryGuard.defaultMinRequests,
+                                 windowMilliseconds: CanaryGuard.defaultWindowMilliseconds)
+        if let m = g["min_requests"] {
+            guard let n = m as? Int, n >= 1, !(m is Bool) else { throw AdminError(400, "invalid guard", "min_requests is a whole number of at least 1; \(usage)") }
+            result.minRequests = n
+        }
+        if let w = g["window"] {
+            guard let text = w as? String, let d = DurationText.parse(text), d.milliseconds >= 100 else {
+                throw AdminError(400, "invalid guard", "window is a duration of at least 100ms such as 10s; \(usage)")
+            }
+            result.windowMilliseconds = d.milliseconds
+        }
+        return .some(result)
     }
 
     static func rules(_ value: Any?) throws(AdminError) -> [RouteRule] {

@@ -159,10 +159,87 @@ public final class ControlPlane {
         health = HealthChecker(control: self, base: base)
         health?.sync(startup: true)
         startRampTimer(base: base)
+        startGuardTimer(base: base)
     }
 
     /// A server went up or down: workers get a new snapshot (the state itself did not change).
     func healthChanged() { publish() }
+
+    // MARK: Canary guard
+
+    /// A finished exchange count of the canary pool at one moment.
+    struct GuardSample { var time: Int64; var requests: Int; var errors: Int }
+    /// Per service: what the samples belong to (a new canary or guard starts afresh) and the samples.
+    private var guardSamples: [String: (key: String, samples: [GuardSample])] = [:]
+    /// The last trip per service, shown in status so the orchestrator can tell why the canary went.
+    public private(set) var guardTrips: [String: [String: Any]] = [:]
+    private var guardTimer: OpaquePointer?
+    static let guardTickMilliseconds: Int64 = 100
+
+    func startGuardTimer(base: OpaquePointer) {
+        guardTimer = event_new(base, -1, EventFlags.persist, guardTimerCallback, Unmanaged.passUnretained(self).toOpaque())
+        var tv = timeval(milliseconds: Self.guardTickMilliseconds)
+        event_add(guardTimer, &tv)
+    }
+
+    /// Every 100 ms while some canary has an armed guard: sums the canary pool's finished
+    /// exchanges and errors (5xx and exchanges without a response) and trips when the share
+    /// over the guard's window reaches its threshold. Costs nothing without an armed guard.
+    fileprivate func guardTick() {
+        let armed = state.services.filter { $0.value.canary?.guardrail != nil && ($0.value.canary?.weight ?? 0) > 0 }
+        guardSamples = guardSamples.filter { armed[$0.key] != nil }
+        guard !armed.isEmpty else { return }
+        let stats = collectStats()
+        let snapshot = snapshot()
+        let now = monotonicMilliseconds()
+        for (name, service) in armed.sorted(by: { $0.key < $1.key }) {
+            let canary = service.canary!, rule = canary.guardrail!
+            guard let pool = snapshot.pools.first(where: { $0.name == canary.pool }) else { continue }
+            var requests = 0, errors = 0
+            for server in pool.servers {
+                let base = server.id * ServerStats.stride
+                guard base + ServerStats.stride <= stats.servers.count else { continue }
+                requests += stats.servers[base + ServerStats.requests]
+                errors += stats.servers[base + ServerStats.statusClass + 4] + stats.servers[base + ServerStats.failures]
+            }
+            let key = "\(canary.pool)|\(rule.maxErrorRate)|\(rule.minRequests)|\(rule.windowMilliseconds)"
+            var entry = guardSamples[name]
+            if entry == nil || entry!.key != key { entry = (key, []) }
+            entry!.samples.append(GuardSample(time: now, requests: requests, errors: errors))
+            // Keep the newest sample at or before the window's start as the baseline.
+            while entry!.samples.count > 2 && entry!.samples[1].time <= now - rule.windowMilliseconds { entry!.samples.removeFirst() }
+            guardSamples[name] = entry
+            let first = entry!.samples.first!
+            let finished = requests - first.requests, failed = errors - first.errors
+            guard finished >= rule.minRequests, finished > 0, failed * BasisPoints.whole >= rule.maxErrorRate * finished else { continue }
+            trip(service: name, canary: canary, finished: finished, failed: failed,
+                 seconds: Double(now - first.time) / 1000)
+        }
+    }
+
+    private func trip(service name: String, canary: CanaryConfig, finished: Int, failed: Int, seconds: Double) {
+        let rate = Double(failed) / Double(finished)
+        let reason = String(format: "canary pool %@ failed %d of %d requests (%.1f%%) in %.1fs; the guard trips at %@",
+                            canary.pool, failed, finished, rate * 100, seconds, BasisPoints.format(canary.guardrail!.maxErrorRate))
+        let current = state.services[name]!
+        let trip: [String: Any] = ["time": ISO8601DateFormatter.withFraction.string(from: Date()), "pool": canary.pool,
+                                   "weight": BasisPoints.format(canary.weight), "requests": finished, "errors": failed,
+                                   "error_rate": rate, "reason": reason]
+        // The guard acts for the proxy itself: it passes its own lock check, even during a deploy.
+        _ = try? mutate(actor: Actor(user: "switchyard-guard", label: nil), action: "guard trip", target: "service \(name)",
+                        ifMatch: nil, lockToken: lock?.token, before: Self.json(current)) { (state: inout RuntimeState) throws(AdminError) -> Any? in
+            var s = current
+            s.canary = nil
+            state.services[name] = s
+            pushHistory(name, current)
+            var after = Self.json(s)
+            after["guard_trip"] = trip
+            return after
+        }
+        guardTrips[name] = trip
+        guardSamples[name] = nil
+        FileHandle.standardError.write(Data("switchyard: canary guard tripped for service \(name): \(reason); canary weight set to 0\n".utf8))
+    }
 
     // MARK: Publishing
 
@@ -279,6 +356,7 @@ public final class ControlPlane {
     }
 
     public func setCanary(service name: String, pool canaryPool: String, weight: Int, sticky: StickyKey??,
+                          guardrail: CanaryGuard?? = nil,
                           actor: Actor, ifMatch: UInt64?, lockToken: String?) throws(AdminError) -> UInt64 {
         let current = try service(name)
         if weight > 0 {
@@ -294,7 +372,8 @@ public final class ControlPlane {
                 s.canary = nil
             } else {
                 let keep = sticky ?? current.canary?.sticky
-                s.canary = CanaryConfig(pool: canaryPool, weight: weight, sticky: keep ?? nil)
+                let keepGuard = guardrail ?? current.canary?.guardrail
+                s.canary = CanaryConfig(pool: canaryPool, weight: weight, sticky: keep ?? nil, guardrail: keepGuard ?? nil)
             }
             state.services[name] = s
             pushHistory(name, current)
@@ -587,6 +666,10 @@ public final class ControlPlane {
             case .clientIP?: canary["sticky"] = ["client_ip": true]
             case nil: break
             }
+            if let g = c.guardrail {
+                canary["guard"] = ["max_error_rate": BasisPoints.format(g.maxErrorRate), "min_requests": g.minRequests,
+                                   "window": "\(Double(g.windowMilliseconds) / 1000)s"]
+            }
             out["canary"] = canary
         } else {
             out["canary"] = NSNull()
@@ -637,6 +720,10 @@ extension ISO8601DateFormatter {
         f.formatOptions = [.withInternetDateTime, .withFractionalSeconds]
         return f
     }()
+}
+
+private let guardTimerCallback: event_callback_fn = { _, _, context in
+    Unmanaged<ControlPlane>.fromOpaque(context!).takeUnretainedValue().guardTick()
 }
 
 private let rampTimerCallback: event_callback_fn = { _, _, context in

@@ -14,7 +14,7 @@ struct Switchyard: ParsableCommand {
         if arguments.first == "ctl" {
             let shared: Set<String> = ["--admin", "--actor", "--lock-token", "--if-match"]
             var moved: [String] = []
-            var i = 1
+            let i = 1
             while i < arguments.count, arguments[i].hasPrefix("--") {
                 let name = String(arguments[i].split(separator: "=", maxSplits: 1)[0])
                 guard shared.contains(name) else { break }
@@ -31,7 +31,7 @@ struct Switchyard: ParsableCommand {
         commandName: "switchyard",
         abstract: "A reverse-proxy traffic switcher: weighted pools, blue/green and canary routing.",
         version: "0.1.0",
-        subcommands: [Run.self, Check.self, Ctl.self, Demo.self, DemoAppCommand.self])
+        subcommands: [Run.self, Check.self, Ctl.self, Deploy.self, VersionCommand.self, HistoryCommand.self, Demo.self, DemoAppCommand.self])
 }
 
 /// Prints a problem for the operator and exits with `code`.
@@ -118,6 +118,12 @@ struct DemoAppCommand: ParsableCommand {
     @Option(help: "Report this load in X-Switchyard-Load on every response, e.g. \"cpu=95%, memory=40%\".")
     var load: String?
 
+    @Option(help: "Answer this share of requests (all but /health) with 500, e.g. 30% (a bad release).")
+    var errorRate: String?
+
+    @Option(help: "Wait this long before each answer (all but /health), e.g. 300ms (a slow release).")
+    var delay: String?
+
     @Flag(help: "Exit when the parent process exits (used by `switchyard demo`).")
     var exitWithParent = false
 
@@ -129,6 +135,14 @@ struct DemoAppCommand: ParsableCommand {
         do { app = try DemoApp(name: name, host: address.host, port: address.port, requestLogPath: requestLog, dropAfter: dropAfter, alwaysStatus: alwaysStatus) }
         catch { fail("\(error)") }
         app.load = load
+        if let errorRate {
+            guard let bp = BasisPoints.parse(errorRate) else { fail("--error-rate \(errorRate) is not a percentage such as 30%") }
+            app.errorShare = Double(bp) / Double(BasisPoints.whole)
+        }
+        if let delay {
+            guard let d = DurationText.parse(delay) else { fail("--delay \(delay) is not a duration such as 300ms") }
+            app.delayMilliseconds = Int(d.milliseconds)
+        }
         if let readyFile {
             try "\(app.port)\n".write(toFile: readyFile + ".tmp", atomically: false, encoding: .utf8)
             rename(readyFile + ".tmp", readyFile)

@@ -1,0 +1,128 @@
+import Foundation
+import Glibc
+
+/// What one hook command did.
+public struct HookResult: Sendable {
+    public var exitCode: Int32
+    public var durationMilliseconds: Int
+    /// Standard output and error together; the last 64 KiB when longer.
+    public var output: String
+    public var timedOut: Bool
+}
+
+/// Runs hook commands with `/bin/sh -c`. Placeholders such as `{version}` are replaced by
+/// shell-quoted values, so a value can never become shell syntax; the same values are also
+/// in the environment (`SWITCHYARD_VERSION`, `SWITCHYARD_ENV`, ...).
+public enum HookRunner {
+    public static let knownPlaceholders = ["version", "env", "pool", "service", "preview_url", "server", "address", "previous_version"]
+    static let outputLimit = 64 * 1024
+
+    public static func placeholders(in command: String) -> [String] {
+        var names: [String] = []
+        var rest = command[...]
+        while let open = rest.firstIndex(of: "{"), let close = rest[open...].firstIndex(of: "}") {
+            let name = rest[rest.index(after: open)..<close]
+            if !name.isEmpty && name.allSatisfy({ $0.isLetter || $0 == "_" }) { names.append(String(name)) }
+            rest = rest[rest.index(after: close)...]
+        }
+        return names
+    }
+
+    static func quote(_ value: String) -> String {
+        if !value.isEmpty && value.allSatisfy({ $0.isASCII && ($0.isLetter || $0.isNumber || "-_./:@%+=,".contains($0)) }) { return value }
+        return "'" + value.replacingOccurrences(of: "'", with: "'\\''") + "'"
+    }
+
+    public static func expand(_ command: String, values: [String: String]) -> String {
+        var out = command
+        for (name, value) in values { out = out.replacingOccurrences(of: "{\(name)}", with: quote(value)) }
+        return out
+    }
+
+    /// Runs one command; kills its whole process group after `timeout`.
+    public static func run(_ command: String, values: [String: String], timeout: Duration) -> HookResult {
+        let expanded = expand(command, values: values)
+        let start = Date()
+        var pipeFDs: [Int32] = [0, 0]
+        guard pipe(&pipeFDs) == 0 else { return HookResult(exitCode: 127, durationMilliseconds: 0, output: "cannot create a pipe", timedOut: false) }
+        var actions = posix_spawn_file_actions_t()
+        posix_spawn_file_actions_init(&actions)
+        posix_spawn_file_actions_adddup2(&actions, pipeFDs[1], 1)
+        posix_spawn_file_actions_adddup2(&actions, pipeFDs[1], 2)
+        posix_spawn_file_actions_addclose(&actions, pipeFDs[0])
+        posix_spawn_file_actions_addopen(&actions, 0, "/dev/null", O_RDONLY, 0)
+        var attributes = posix_spawnattr_t()
+        posix_spawnattr_init(&attributes)
+        // Own process group (so a timeout kills the whole tree) and default signal handling.
+        posix_spawnattr_setpgroup(&attributes, 0)
+        var none = sigset_t()
+        sigemptyset(&none)
+        posix_spawnattr_setsigmask(&attributes, &none)
+        var defaults = sigset_t()
+        sigemptyset(&defaults)
+        for s in [SIGPIPE, SIGINT, SIGTERM, SIGHUP] { sigaddset(&defaults, s) }
+        posix_spawnattr_setsigdefault(&attributes, &defaults)
+        posix_spawnattr_setflags(&attributes, Int16(POSIX_SPAWN_SETPGROUP | POSIX_SPAWN_SETSIGMASK | POSIX_SPAWN_SETSIGDEF))
+        var environment = ProcessInfo.processInfo.environment
+        for (name, value) in values { environment["SWITCHYARD_" + name.uppercased()] = value }
+        let envStrings = environment.map { "\($0.key)=\($0.value)" }
+        let argv = ["/bin/sh", "-c", expanded]
+        var pid: pid_t = 0
+        let rc = withCStrings(argv) { cArgv in withCStrings(envStrings) { cEnv in posix_spawn(&pid, "/bin/sh", &actions, &attributes, cArgv, cEnv) } }
+        posix_spawn_file_actions_destroy(&actions)
+        posix_spawnattr_destroy(&attributes)
+        close(pipeFDs[1])
+        guard rc == 0 else {
+            close(pipeFDs[0])
+            return HookResult(exitCode: 127, durationMilliseconds: 0, output: "cannot start /bin/sh: \(String(cString: strerror(rc)))", timedOut: false)
+        }
+        var output = [UInt8]()
+        var buffer = [UInt8](repeating: 0, count: 16384)
+        let deadline = start.addingTimeInterval(Double(timeout.milliseconds) / 1000)
+        var timedOut = false
+        var status: Int32 = 0
+        var reaped = false
+        // Stop at EOF, or once the shell has exited: an instance the hook started in the
+        // background may hold the pipe open for as long as it runs.
+        while true {
+            let left = deadline.timeIntervalSinceNow
+            if left <= 0 { timedOut = true; break }
+            var p = pollfd(fd: pipeFDs[0], events: Int16(POLLIN), revents: 0)
+            let ready = poll(&p, 1, Int32(min(left * 1000, 100)) + 1)
+            if ready < 0 && errno == EINTR { continue }
+            if ready > 0 {
+                let n = buffer.withUnsafeMutableBytes { read(pipeFDs[0], $0.baseAddress, $0.count) }
+                if n <= 0 { break }
+                output.append(contentsOf: buffer[0..<n])
+                if output.count > 2 * outputLimit { output.removeFirst(output.count - outputLimit) }
+                continue
+            }
+            if waitpid(pid, &status, WNOHANG) == pid {
+                reaped = true
+                _ = fcntl(pipeFDs[0], F_SETFL, O_NONBLOCK)
+                while output.count < 2 * outputLimit {
+                    let n = buffer.withUnsafeMutableBytes { read(pipeFDs[0], $0.baseAddress, $0.count) }
+                    if n <= 0 { break }
+                    output.append(contentsOf: buffer[0..<n])
+                }
+                break
+            }
+        }
+        if timedOut { kill(-pid, SIGKILL) }
+        close(pipeFDs[0])
+        if !reaped { while waitpid(pid, &status, 0) < 0 && errno == EINTR {} }
+        let exited = (status & 0x7f) == 0
+        let code: Int32 = timedOut ? 124 : (exited ? (status >> 8) & 0xff : 128 + (status & 0x7f))
+        if output.count > outputLimit { output.removeFirst(output.count - outputLimit) }
+        var text = String(decoding: output, as: UTF8.self)
+        if timedOut { text += "\n[switchyard: killed after \(timeout.milliseconds / 1000)s]" }
+        return HookResult(exitCode: code, durationMilliseconds: Int(Date().timeIntervalSince(start) * 1000), output: text, timedOut: timedOut)
+    }
+
+    private static func withCStrings<R>(_ strings: [String], _ body: ([UnsafeMutablePointer<CChar>?]) -> R) -> R {
+        var pointers: [UnsafeMutablePointer<CChar>?] = strings.map { strdup($0) }
+        pointers.append(nil)
+        defer { for p in pointers { free(p) } }
+        return body(pointers)
+    }
+}

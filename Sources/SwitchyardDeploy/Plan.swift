@@ -1,0 +1,422 @@
+import Foundation
+import SwitchyardConfig
+import Yams
+
+/// A rollout plan: one service, promoted through environments in order.
+public struct DeployPlan: Sendable {
+    public var path: String
+    public var service: String
+    public var environments: [Environment]
+    public var analysis: Analysis
+    public var hooks: Hooks
+    public var notify: [NotifyTarget]
+    /// SQLite file (relative paths are relative to the working directory, as in a pipeline).
+    public var history: String
+    /// How long a proxy keeps the deploy lock without renewal; renewed every third of it.
+    public var lockTTL: Duration
+    /// Create a git tag named after the version when every environment succeeded.
+    public var gitTag: Bool
+
+    public enum Strategy: String, Sendable, CaseIterable { case bluegreen, canary, rolling }
+
+    /// How the admin API of one proxy is reached.
+    public enum AdminAddress: Sendable, Equatable, CustomStringConvertible {
+        case unix(path: String)
+        case tcp(host: String, port: UInt16, tls: Bool)
+
+        public var description: String {
+            switch self {
+            case .unix(let path): return "unix://\(path)"
+            case .tcp(let host, let port, let tls): return "\(tls ? "https" : "http")://\(host):\(port)"
+            }
+        }
+
+        public static func parse(_ text: String) -> AdminAddress? {
+            if text.hasPrefix("unix://") {
+                let path = String(text.dropFirst("unix://".count))
+                return path.hasPrefix("/") ? .unix(path: path) : nil
+            }
+            for (scheme, tls) in [("https://", true), ("http://", false)] where text.hasPrefix(scheme) {
+                var rest = Substring(text.dropFirst(scheme.count))
+                if rest.hasSuffix("/") { rest = rest.dropLast() }
+                guard let colon = rest.lastIndex(of: ":"), let port = UInt16(rest[rest.index(after: colon)...]), port > 0 else { return nil }
+                let host = String(rest[..<colon]).trimmingCharacters(in: CharacterSet(charactersIn: "[]"))
+                return host.isEmpty ? nil : .tcp(host: host, port: port, tls: tls)
+            }
+            return nil
+        }
+    }
+
+    public enum Step: Sendable, Equatable {
+        /// Canary share in basis points.
+        case weight(Int)
+        /// Wait (analysis runs meanwhile); `nil` waits for `deploy promote`.
+        case pause(Duration?)
+    }
+
+    public enum RollbackMode: Sendable, Equatable {
+        case instant
+        /// Halve the canary weight every `interval` down to 0.
+        case gradual(interval: Duration)
+    }
+
+    public struct Environment: Sendable {
+        public var name: String
+        public var admin: AdminAddress
+        /// Bearer token for a TCP admin listener: read from this variable (default
+        /// `SWITCHYARD_TOKEN_<NAME>`) or from `tokenFile`.
+        public var tokenEnv: String
+        public var tokenFile: String?
+        /// CA bundle that signs an https admin listener's certificate (default: system roots).
+        public var ca: String?
+        public var strategy: Strategy
+        public var manualApproval: Bool
+        public var steps: [Step]
+        /// The pool receiving the new version; default: the standby (blue/green, canary) or active (rolling) pool.
+        public var pool: String?
+        public var previewURL: String?
+        /// Blue/green: analysis of the new active pool after the flip.
+        public var watch: Duration?
+        /// Blue/green: the previous pool stays as standby, watched, this long after the flip.
+        public var keepPrevious: Duration
+        public var drainTimeout: Duration
+        public var healthTimeout: Duration
+        public var guardrail: CanaryGuard?
+        public var rollback: RollbackMode
+    }
+
+    public struct Analysis: Sendable {
+        public var interval: Duration = .seconds(30)
+        public var minRequests = 100
+        /// Basis points of 5xx and failed exchanges.
+        public var maxErrorRate: Int?
+        /// Canary error rate allowed as a multiple of the baseline's.
+        public var maxErrorRateVsBaseline: Double?
+        public var maxP99: Duration?
+        public var failureLimit = 2
+    }
+
+    public struct Hooks: Sendable {
+        public var preDeploy: [String] = []
+        public var start: [String] = []
+        public var smoke: [String] = []
+        /// Rolling: replaces one server (`{server}`, `{address}`) with `{version}`.
+        public var update: [String] = []
+        public var postDeploy: [String] = []
+        /// Blue/green: after `keep_previous`, for the previous pool.
+        public var retire: [String] = []
+        public var timeout: Duration = .seconds(600)
+    }
+
+    public struct NotifyTarget: Sendable {
+        public enum Kind: String, Sendable { case slack, webhook }
+        public var kind: Kind
+        /// Never printed: a webhook URL is a credential.
+        public var url: String?
+        public var urlEnv: String?
+        public var ca: String?
+        /// The URL now (`url_env` is read when a rollout starts).
+        public func resolvedURL(environment: [String: String]) -> String? {
+            url ?? urlEnv.flatMap { environment[$0] }.flatMap { $0.isEmpty ? nil : $0 }
+        }
+    }
+}
+
+/// Reads and validates rollout plans, reporting problems with file:line:column like the proxy's configuration.
+public enum PlanLoader {
+    public static func load(path: String) throws(ConfigError) -> DeployPlan {
+        let text: String
+        do {
+            text = try String(contentsOfFile: path, encoding: .utf8)
+        } catch {
+            throw ConfigError(problems: [ConfigProblem(file: path, line: 0, column: 0, keyPath: "",
+                message: "cannot read the plan (\(error.localizedDescription)); check the path")])
+        }
+        return try parse(yaml: text, file: path)
+    }
+
+    public static func parse(yaml: String, file: String) throws(ConfigError) -> DeployPlan {
+        var reader = NodeReader(file: file)
+        let root: Node?
+        do {
+            root = try Yams.compose(yaml: yaml)
+        } catch let error as YamlError {
+            throw ConfigError(problems: [reader.yamlProblem(error)])
+        } catch {
+            throw ConfigError(problems: [ConfigProblem(file: file, line: 0, column: 0, keyPath: "", message: "invalid YAML: \(error)")])
+        }
+        guard let root else {
+            throw ConfigError(problems: [ConfigProblem(file: file, line: 0, column: 0, keyPath: "",
+                message: "the plan is empty; it needs service and environments")])
+        }
+        let plan = readPlan(root, file: file, reader: &reader)
+        if !reader.problems.isEmpty || plan == nil {
+            throw ConfigError(problems: reader.problems.sorted { ($0.line, $0.column) < ($1.line, $1.column) })
+        }
+        return plan!
+    }
+
+    static let rootKeys = ["service", "environments", "analysis", "hooks", "notify", "history", "lock_ttl", "git_tag"]
+    static let environmentKeys = ["name", "admin", "token_env", "token_file", "ca", "strategy", "approval", "steps", "pool",
+                                  "preview_url", "watch", "keep_previous", "drain_timeout", "health_timeout", "guard", "rollback"]
+
+    static func readPlan(_ root: Node, file: String, reader r: inout NodeReader) -> DeployPlan? {
+        guard let fields = r.mapping(root, "", allowed: rootKeys) else { return nil }
+        var plan = DeployPlan(path: file, service: "", environments: [], analysis: .init(), hooks: .init(), notify: [],
+                              history: ".switchyard/history.sqlite", lockTTL: .seconds(120), gitTag: false)
+        for (key, v) in fields {
+            switch key {
+            case "service":
+                if let s = r.scalar(v, key) {
+                    if isName(s) { plan.service = s } else { r.problem(v, key, "\"\(s)\" is not a service name (letters, digits, - _ .)") }
+                }
+            case "environments": plan.environments = readEnvironments(v, reader: &r)
+            case "analysis": plan.analysis = readAnalysis(v, reader: &r)
+            case "hooks": plan.hooks = readHooks(v, reader: &r)
+            case "notify": plan.notify = readNotify(v, reader: &r)
+            case "history": if let s = r.scalar(v, key), !s.isEmpty { plan.history = s }
+            case "lock_ttl":
+                if let d = r.duration(v, key) {
+                    if d < .seconds(3) { r.problem(v, key, "too short; the lock is renewed every third of it, use at least 3s") } else { plan.lockTTL = d }
+                }
+            case "git_tag":
+                if let s = r.scalar(v, key) {
+                    guard s == "true" || s == "false" else { r.problem(v, key, "true or false"); continue }
+                    plan.gitTag = s == "true"
+                }
+            default: break
+            }
+        }
+        if !fields.contains(where: { $0.key == "service" }) { r.problem(root, "service", "missing; name the service as the proxies' configuration does") }
+        if !fields.contains(where: { $0.key == "environments" }) { r.problem(root, "environments", "missing; list dev, stage, prod... in promotion order") }
+        let needsAnalysis = plan.environments.contains { $0.strategy != .bluegreen || $0.watch != nil }
+        if needsAnalysis && plan.analysis.maxErrorRate == nil && plan.analysis.maxP99 == nil && plan.analysis.maxErrorRateVsBaseline == nil {
+            r.problem(root, "analysis", "a canary, rolling or watched rollout needs a criterion: max_error_rate, max_error_rate_vs_baseline or max_p99")
+        }
+        return plan
+    }
+
+    static func isName(_ s: String) -> Bool {
+        !s.isEmpty && s.allSatisfy { $0.isASCII && ($0.isLetter || $0.isNumber || "-_.".contains($0)) }
+    }
+
+    static func readEnvironments(_ node: Node, reader r: inout NodeReader) -> [DeployPlan.Environment] {
+        guard let items = r.sequence(node, "environments") else { return [] }
+        if items.isEmpty { r.problem(node, "environments", "empty; list at least one environment") }
+        var result: [DeployPlan.Environment] = []
+        for (i, item) in items.enumerated() {
+            let path = "environments[\(i)]"
+            guard let fields = r.mapping(item, path, allowed: environmentKeys) else { continue }
+            var env = DeployPlan.Environment(name: "", admin: .unix(path: "/"), tokenEnv: "", tokenFile: nil, ca: nil, strategy: .bluegreen,
+                                             manualApproval: false, steps: [], pool: nil, previewURL: nil, watch: nil,
+                                             keepPrevious: .zero, drainTimeout: .seconds(30), healthTimeout: .seconds(60),
+                                             guardrail: nil, rollback: .instant)
+            var sawAdmin = false, sawStrategy = false
+            for (key, v) in fields {
+                let keyPath = "\(path).\(key)"
+                switch key {
+                case "name":
+                    if let s = r.scalar(v, keyPath) {
+                        if isName(s) { env.name = s } else { r.problem(v, keyPath, "\"\(s)\" is not a name (letters, digits, - _ .)") }
+                        if result.contains(where: { $0.name == s }) { r.problem(v, keyPath, "environment \(s) appears twice") }
+                    }
+                case "admin":
+                    sawAdmin = true
+                    if let s = r.scalar(v, keyPath) {
+                        if let a = DeployPlan.AdminAddress.parse(s) { env.admin = a }
+                        else { r.problem(v, keyPath, "\"\(s)\" is not an admin address; write unix:///run/switchyard/admin.sock or https://host:9901") }
+                    }
+                case "token_env": if let s = r.scalar(v, keyPath) { env.tokenEnv = s }
+                case "token_file": env.tokenFile = r.scalar(v, keyPath)
+                case "ca": env.ca = r.scalar(v, keyPath)
+                case "strategy":
+                    sawStrategy = true
+                    if let s = r.scalar(v, keyPath) {
+                        if let value = DeployPlan.Strategy(rawValue: s) { env.strategy = value }
+                        else { r.problem(v, keyPath, "\"\(s)\" is not a strategy; use bluegreen, canary or rolling") }
+                    }
+                case "approval":
+                    if let s = r.scalar(v, keyPath) {
+                        guard s == "manual" || s == "auto" else { r.problem(v, keyPath, "\"\(s)\": use manual (wait for `switchyard deploy approve`) or auto"); continue }
+                        env.manualApproval = s == "manual"
+                    }
+                case "steps": env.steps = readSteps(v, path: keyPath, reader: &r)
+                case "pool": env.pool = r.scalar(v, keyPath)
+                case "preview_url": env.previewURL = r.scalar(v, keyPath)
+                case "watch": env.watch = r.duration(v, keyPath)
+                case "keep_previous": env.keepPrevious = r.duration(v, keyPath) ?? .zero
+                case "drain_timeout": env.drainTimeout = r.duration(v, keyPath) ?? env.drainTimeout
+                case "health_timeout": env.healthTimeout = r.duration(v, keyPath) ?? env.healthTimeout
+                case "guard": env.guardrail = readGuard(v, path: keyPath, reader: &r)
+                case "rollback":
+                    if case .scalar = v, let s = r.scalar(v, keyPath) {
+                        guard s == "instant" else { r.problem(v, keyPath, "\"\(s)\": use instant, or {gradual: 10s} to halve the weight every 10s"); continue }
+                        env.rollback = .instant
+                    } else if let g = r.mapping(v, keyPath, allowed: ["gradual"]), let d = g.first.flatMap({ r.duration($0.value, "\(keyPath).gradual") }) {
+                        env.rollback = .gradual(interval: d)
+                    }
+                default: break
+                }
+            }
+            if env.name.isEmpty && !fields.contains(where: { $0.key == "name" }) { r.problem(item, "\(path).name", "missing; e.g. dev, stage or prod") }
+            if !sawAdmin { r.problem(item, "\(path).admin", "missing; the proxy's admin socket (unix:///...) or https://host:port") }
+            if !sawStrategy { r.problem(item, "\(path).strategy", "missing; bluegreen, canary or rolling") }
+            if env.tokenEnv.isEmpty { env.tokenEnv = "SWITCHYARD_TOKEN_" + env.name.uppercased().map { $0.isLetter || $0.isNumber ? String($0) : "_" }.joined() }
+            if env.strategy == .canary {
+                if !env.steps.contains(where: { if case .weight = $0 { return true } else { return false } }) {
+                    r.problem(item, "\(path).steps", "a canary needs steps with weights, e.g. [{weight: 5%}, {pause: 2m}, {weight: 50%}, {pause: 5m}]")
+                }
+            } else if !env.steps.isEmpty {
+                r.problem(item, "\(path).steps", "steps apply to the canary strategy only")
+            }
+            if env.guardrail != nil && env.strategy != .canary { r.problem(item, "\(path).guard", "the guard protects a canary; use it with strategy: canary") }
+            result.append(env)
+        }
+        return result
+    }
+
+    static func readSteps(_ node: Node, path: String, reader r: inout NodeReader) -> [DeployPlan.Step] {
+        guard let items = r.sequence(node, path) else { return [] }
+        var steps: [DeployPlan.Step] = []
+        var last = 0
+        for (i, item) in items.enumerated() {
+            let stepPath = "\(path)[\(i)]"
+            guard let f = r.mapping(item, stepPath, allowed: ["weight", "pause"]), f.count == 1 else {
+                r.problem(item, stepPath, "each step is {weight: 5%} or {pause: 2m} (or {pause: manual})"); continue
+            }
+            let (key, v) = f[0]
+            if key == "weight" {
+                guard let bp = r.basisPoints(v, "\(stepPath).weight") else { continue }
+                if bp == 0 { r.problem(v, "\(stepPath).weight", "a step of 0% sends nothing to the canary; start above 0%") }
+                if bp < last { r.problem(v, "\(stepPath).weight", "weights only rise; \(BasisPoints.format(bp)) follows \(BasisPoints.format(last))") }
+                last = bp
+                steps.append(.weight(bp))
+            } else {
+                if case .scalar(let s) = v, s.string == "manual" { steps.append(.pause(nil)); continue }
+                if let d = r.duration(v, "\(stepPath).pause") { steps.append(.pause(d)) }
+            }
+        }
+        return steps
+    }
+
+    static func readGuard(_ node: Node, path: String, reader r: inout NodeReader) -> CanaryGuard? {
+        guard let fields = r.mapping(node, path, allowed: ["max_error_rate", "min_requests", "window"]) else { return nil }
+        var g = CanaryGuard(maxErrorRate: 0, minRequests: CanaryGuard.defaultMinRequests, windowMilliseconds: CanaryGuard.defaultWindowMilliseconds)
+        for (key, v) in fields {
+            switch key {
+            case "max_error_rate": g.maxErrorRate = r.basisPoints(v, "\(path).\(key)") ?? 0
+            case "min_requests": g.minRequests = r.integer(v, "\(path).\(key)", range: 1...1_000_000) ?? g.minRequests
+            case "window":
+                if let d = r.duration(v, "\(path).\(key)") {
+                    if d < .milliseconds(100) { r.problem(v, "\(path).\(key)", "use at least 1s") } else { g.windowMilliseconds = d.milliseconds }
+                }
+            default: break
+            }
+        }
+        if g.maxErrorRate == 0 { r.problem(node, "\(path).max_error_rate", "missing or 0%; the error share that trips the guard, e.g. 20%"); return nil }
+        return g
+    }
+
+    static func readAnalysis(_ node: Node, reader r: inout NodeReader) -> DeployPlan.Analysis {
+        var a = DeployPlan.Analysis()
+        guard let fields = r.mapping(node, "analysis", allowed: ["interval", "min_requests", "max_error_rate", "max_error_rate_vs_baseline",
+                                                                 "max_p99", "failure_limit"]) else { return a }
+        for (key, v) in fields {
+            let path = "analysis.\(key)"
+            switch key {
+            case "interval":
+                if let d = r.duration(v, path) {
+                    if d < .milliseconds(100) { r.problem(v, path, "too short; use at least 1s") } else { a.interval = d }
+                }
+            case "min_requests": a.minRequests = r.integer(v, path, range: 1...100_000_000) ?? a.minRequests
+            case "max_error_rate": a.maxErrorRate = r.basisPoints(v, path)
+            case "max_error_rate_vs_baseline":
+                if let s = r.scalar(v, path) {
+                    let number = s.hasSuffix("x") ? String(s.dropLast()) : s
+                    if let f = Double(number), f >= 1, f.isFinite { a.maxErrorRateVsBaseline = f }
+                    else { r.problem(v, path, "\"\(s)\" is not a factor of at least 1; write e.g. 2x") }
+                }
+            case "max_p99": a.maxP99 = r.duration(v, path)
+            case "failure_limit": a.failureLimit = r.integer(v, path, range: 1...1000) ?? a.failureLimit
+            default: break
+            }
+        }
+        return a
+    }
+
+    static func readHooks(_ node: Node, reader r: inout NodeReader) -> DeployPlan.Hooks {
+        var h = DeployPlan.Hooks()
+        guard let fields = r.mapping(node, "hooks", allowed: ["pre_deploy", "start", "smoke", "update", "post_deploy", "retire", "timeout"]) else { return h }
+        for (key, v) in fields {
+            let path = "hooks.\(key)"
+            if key == "timeout" { h.timeout = r.duration(v, path) ?? h.timeout; continue }
+            var commands: [String] = []
+            if case .scalar = v, let s = r.scalar(v, path) { if !s.isEmpty { commands = [s] } }
+            else if let items = r.sequence(v, path) {
+                for (i, item) in items.enumerated() { if let s = r.scalar(item, "\(path)[\(i)]") { commands.append(s) } }
+            }
+            for c in commands {
+                let unknown = HookRunner.placeholders(in: c).filter { !HookRunner.knownPlaceholders.contains($0) }
+                if !unknown.isEmpty {
+                    r.problem(v, path, "unknown placeholder \(unknown.map { "{\($0)}" }.joined(separator: ", ")) in \"\(c)\"; known: \(HookRunner.knownPlaceholders.map { "{\($0)}" }.joined(separator: " "))")
+                }
+            }
+            switch key {
+            case "pre_deploy": h.preDeploy = commands
+            case "start": h.start = commands
+            case "smoke": h.smoke = commands
+            case "update": h.update = commands
+            case "post_deploy": h.postDeploy = commands
+            case "retire": h.retire = commands
+            default: break
+            }
+        }
+        return h
+    }
+
+    static func readNotify(_ node: Node, reader r: inout NodeReader) -> [DeployPlan.NotifyTarget] {
+        guard let items = r.sequence(node, "notify") else { return [] }
+        var result: [DeployPlan.NotifyTarget] = []
+        for (i, item) in items.enumerated() {
+            let path = "notify[\(i)]"
+            guard let f = r.mapping(item, path, allowed: ["kind", "url", "url_env", "ca"]) else { continue }
+            var t = DeployPlan.NotifyTarget(kind: .webhook, url: nil, urlEnv: nil, ca: nil)
+            for (key, v) in f {
+                switch key {
+                case "kind":
+                    if let s = r.scalar(v, "\(path).kind") {
+                        if let k = DeployPlan.NotifyTarget.Kind(rawValue: s) { t.kind = k } else { r.problem(v, "\(path).kind", "\"\(s)\": use slack or webhook") }
+                    }
+                case "url":
+                    // The URL itself is a secret: problems name the key, never the value.
+                    if let s = r.scalar(v, "\(path).url") {
+                        if HTTPURL(s) == nil { r.problem(v, "\(path).url", "not an http:// or https:// URL") } else { t.url = s }
+                    }
+                case "url_env": t.urlEnv = r.scalar(v, "\(path).url_env")
+                case "ca": t.ca = r.scalar(v, "\(path).ca")
+                default: break
+                }
+            }
+            if (t.url == nil) == (t.urlEnv == nil) { r.problem(item, path, "give exactly one of url or url_env (the variable that holds the URL)") }
+            result.append(t)
+        }
+        return result
+    }
+}
+
+/// Versions: `[ticket]-[module]-[yyyyMMddHHmmss]` in UTC, e.g. `OPS-142-api-20261121153000`.
+public enum VersionName {
+    public static func make(ticket: String, module: String, at date: Date = Date()) -> String {
+        var calendar = Calendar(identifier: .gregorian)
+        calendar.timeZone = TimeZone(identifier: "UTC")!
+        let c = calendar.dateComponents([.year, .month, .day, .hour, .minute, .second], from: date)
+        let stamp = String(format: "%04d%02d%02d%02d%02d%02d", c.year!, c.month!, c.day!, c.hour!, c.minute!, c.second!)
+        return "\(ticket)-\(module)-\(stamp)"
+    }
+
+    /// Versions go into hook commands, tags and file names: a conservative alphabet.
+    public static func isValid(_ version: String) -> Bool {
+        !version.isEmpty && version.count <= 128 && version.first != "-"
+            && version.allSatisfy { $0.isASCII && ($0.isLetter || $0.isNumber || "-_.+".contains($0)) }
+    }
+}

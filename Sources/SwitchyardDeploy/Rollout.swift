@@ -1,0 +1,708 @@
+import Foundation
+import Glibc
+import SwitchyardConfig
+
+/// How a rollout ended; the process exit code follows it.
+public enum RolloutOutcome: Equatable, Sendable {
+    /// Every environment runs the new version.
+    case promoted
+    /// The new version was turned back (analysis, guard, hook, smoke test or abort); traffic is on the previous version.
+    case rolledBack(String)
+    /// Refused before anything moved (lock held, bad plan, proxy unreachable), or the
+    /// orchestrator lost the proxy and cannot vouch for where traffic is.
+    case error(String)
+
+    public var exitCode: Int32 {
+        switch self {
+        case .promoted: return 0
+        case .rolledBack: return 1
+        case .error: return 2
+        }
+    }
+}
+
+/// Set by SIGINT/SIGTERM: the rollout rolls back and exits, as an abort would.
+nonisolated(unsafe) public var rolloutInterrupted: sig_atomic_t = 0
+
+/// Runs one rollout: locks every environment's proxy, then promotes the version through
+/// the environments in order with each one's strategy, analysing as it goes, and rolls
+/// back where it fails. Only the admin API is used, as an operator would.
+public final class Rollout {
+    public struct Options {
+        public var actor: String
+        public var json = false
+        public init(actor: String, json: Bool) { self.actor = actor; self.json = json }
+    }
+
+    struct Failure: Error {
+        let reason: String
+        /// The proxy could not be reached: where traffic is may not be known.
+        var unreachable = false
+    }
+
+    /// What the central wait loop returns when it ends early.
+    enum Interruption: Error { case abort(String), promoteFull }
+
+    let plan: DeployPlan
+    let version: String
+    let options: Options
+    let history: History
+    let printer: ProgressPrinter
+    var notifier: Notifier!
+    var clients: [String: AdminClient] = [:]
+    var rolloutID = 0
+    var deploymentID: Int?
+    var currentEnvironment: String?
+    var paused = false
+    var approvals: Set<String> = []
+    var skipWait = false
+    var lastRenew = Date()
+    var lastHeartbeat = Date.distantPast
+    let analyzer: Analyzer
+    let environment = ProcessInfo.processInfo.environment
+    var live: (phase: String, progress: Double, weight: String?, errorRate: Double?, p99: Double?, until: Date?) = ("starting", 0, nil, nil, nil, nil)
+
+    public init(plan: DeployPlan, version: String, options: Options, history: History) {
+        self.plan = plan
+        self.version = version
+        self.options = options
+        self.history = history
+        printer = ProgressPrinter(json: options.json)
+        analyzer = Analyzer(plan.analysis)
+    }
+
+    // MARK: Events
+
+    func emit(_ kind: DeployEvent.Kind, _ text: String, _ fields: [String: Any] = [:]) {
+        let event = DeployEvent(kind: kind, service: plan.service, version: version, environment: currentEnvironment, text: text, fields: fields)
+        printer.print(event)
+        if event.isNotified { notifier?.send(event) }
+    }
+
+    func step(_ kind: String, _ detail: String, weight: String? = nil, analysis: AnalysisResult? = nil) {
+        if let deploymentID { history.recordStep(deployment: deploymentID, kind: kind, detail: detail, weight: weight, analysis: analysis) }
+    }
+
+    // MARK: Running
+
+    public func run() -> RolloutOutcome {
+        history.markCrashed(service: plan.service)
+        if let running = history.query("SELECT * FROM rollouts WHERE service = ? AND outcome = 'running' ORDER BY id DESC LIMIT 1", [.text(plan.service)]).first {
+            return refuse("rollout #\(running["id"] ?? "?") of \(plan.service) (version \(running["version"] ?? "?"), by \(running["actor"] ?? "?"), pid \(running["pid"] ?? "?")) is running since \(running["started_at"] ?? "?")")
+        }
+        for env in plan.environments {
+            do { clients[env.name] = try AdminClient(environment: env, actor: options.actor, processEnvironment: environment) }
+            catch { return refuse(error.description) }
+        }
+        // Every proxy must know the service before anything starts.
+        for env in plan.environments {
+            do {
+                let status = try clients[env.name]!.status()
+                guard status.service(plan.service) != nil else {
+                    return refuse("\(env.name) (\(env.admin)) has no service \(plan.service); services there: \(((status.raw["services"] as? [String: Any]) ?? [:]).keys.sorted().joined(separator: ", "))")
+                }
+                if let pool = env.pool, !status.pools.contains(pool) {
+                    return refuse("\(env.name): pool \(pool) is not configured there; pools: \(status.pools.joined(separator: ", "))")
+                }
+            } catch {
+                return refuse(error.description)
+            }
+        }
+        rolloutID = history.startRollout(service: plan.service, version: version, actor: options.actor, plan: plan.path)
+        // The lock covers the whole promotion path: a second rollout of the service is refused everywhere.
+        var locked: [String] = []
+        for env in plan.environments {
+            let client = clients[env.name]!
+            do {
+                let answer = try client.call("POST", "/v1/lock", body: [
+                    "owner": "switchyard-deploy/\(plan.service)", "ttl": "\(plan.lockTTL.milliseconds)ms",
+                    "reason": "rollout #\(rolloutID) of \(plan.service) version \(version) by \(options.actor)",
+                ])
+                client.lockToken = answer["token"] as? String
+                history.saveLock(rollout: rolloutID, environment: env.name, token: client.lockToken ?? "")
+                locked.append(env.name)
+            } catch {
+                for name in locked { releaseLock(name) }
+                let reason: String
+                if case .refused(423, _, let detail) = error { reason = "\(env.name) is locked: \(detail)" } else { reason = "\(env.name): \(error)" }
+                history.finishRollout(rolloutID, outcome: "refused", reason: reason)
+                return refuse(reason, recorded: true)
+            }
+        }
+        notifier = Notifier(plan: plan, environment: environment) { [printer] message in
+            printer.print(DeployEvent(kind: .notice, service: "", version: "", environment: nil, text: "warning: \(message)"))
+        }
+        emit(.started, "rollout #\(rolloutID): \(plan.service) \(version) through \(plan.environments.map(\.name).joined(separator: " → ")) by \(options.actor)",
+             ["rollout": rolloutID, "environments": plan.environments.map(\.name)])
+        let outcome = runEnvironments()
+        for env in plan.environments { releaseLock(env.name) }
+        printer.end()
+        switch outcome {
+        case .promoted:
+            if plan.gitTag {
+                let r = HookRunner.run("git tag -a {version} -m {message}", values: ["version": version, "message": "switchyard rollout #\(rolloutID) of \(plan.service)"], timeout: .seconds(30))
+                history.recordHook(rollout: rolloutID, deployment: nil, phase: "git_tag", command: "git tag -a \(version)", result: r)
+                emit(.notice, r.exitCode == 0 ? "tagged \(version) in git" : "warning: git tag \(version) failed (exit \(r.exitCode)): \(Self.lastLine(r.output))")
+            }
+            history.finishRollout(rolloutID, outcome: "promoted", reason: nil)
+            currentEnvironment = nil
+            emit(.finished, "promoted \(plan.service) \(version) in \(plan.environments.map(\.name).joined(separator: ", "))", ["outcome": "promoted", "rollout": rolloutID])
+        case .rolledBack(let reason):
+            history.finishRollout(rolloutID, outcome: "rolled_back", reason: reason)
+            emit(.finished, "rolled back: \(reason)", ["outcome": "rolled_back", "reason": reason, "rollout": rolloutID])
+        case .error(let reason):
+            history.finishRollout(rolloutID, outcome: "failed", reason: reason)
+            emit(.failed, "failed: \(reason)", ["outcome": "failed", "reason": reason, "rollout": rolloutID])
+        }
+        notifier.finish(timeout: 15)
+        return outcome
+    }
+
+    func refuse(_ reason: String, recorded: Bool = false) -> RolloutOutcome {
+        emit(.refused, "refused: \(reason)", ["reason": reason])
+        return .error(reason)
+    }
+
+    func releaseLock(_ environment: String) {
+        guard let client = clients[environment], client.lockToken != nil else { return }
+        do {
+            try client.call("DELETE", "/v1/lock")
+            history.releaseLock(rollout: rolloutID, environment: environment)
+        } catch {
+            emit(.notice, "warning: could not release the lock of \(environment): \(error); it expires by itself after \(plan.lockTTL.milliseconds / 1000)s")
+        }
+        client.lockToken = nil
+    }
+
+    func runEnvironments() -> RolloutOutcome {
+        if !plan.hooks.preDeploy.isEmpty {
+            if let failure = runHooks("pre_deploy", plan.hooks.preDeploy, values: baseValues(pool: nil, env: nil)) {
+                return .rolledBack("pre_deploy hook failed before any traffic moved: \(failure)")
+            }
+        }
+        for (index, env) in plan.environments.enumerated() {
+            currentEnvironment = env.name
+            let client = clients[env.name]!
+            let status: ProxyStatus
+            do { status = try client.status() } catch { return .error("\(error)") }
+            let active = status.active(plan.service) ?? ""
+            let target: String
+            switch env.strategy {
+            case .rolling: target = env.pool ?? active
+            default:
+                guard let t = env.pool ?? status.standby(plan.service), t != active else {
+                    return .error("\(env.name): service \(plan.service) has no standby pool to deploy \(version) to (active: \(active)); add standby to its configuration or pool: to the plan")
+                }
+                target = t
+            }
+            let previousVersion = history.lastPromotedVersion(service: plan.service, environment: env.name)
+            deploymentID = history.startDeployment(rollout: rolloutID, service: plan.service, environment: env.name, version: version,
+                                                   strategy: env.strategy.rawValue, actor: options.actor, pool: target,
+                                                   previousPool: env.strategy == .rolling ? nil : active, previousVersion: previousVersion)
+            history.heartbeat(rolloutID, environment: env.name, progress: "starting")
+            emit(.environment, "\(env.name): \(env.strategy.rawValue) of \(version) to pool \(target) (\(index + 1) of \(plan.environments.count); active now: \(active))",
+                 ["strategy": env.strategy.rawValue, "pool": target, "active": active])
+            do {
+                if env.manualApproval { try waitForApproval(env) }
+                switch env.strategy {
+                case .canary: try runCanary(env, client: client, target: target, active: active)
+                case .bluegreen: try runBlueGreen(env, client: client, target: target, active: active)
+                case .rolling: try runRolling(env, client: client, pool: target, previousVersion: previousVersion)
+                }
+            } catch let failure as Failure {
+                history.finishDeployment(deploymentID!, outcome: failure.unreachable ? "failed" : "rolled_back", reason: failure.reason)
+                if failure.unreachable { return .error(failure.reason) }
+                emit(.rolledBack, "\(env.name): rolled back: \(failure.reason)", ["reason": failure.reason])
+                return .rolledBack("\(env.name): \(failure.reason)")
+            } catch {
+                return .error("\(error)")
+            }
+            history.finishDeployment(deploymentID!, outcome: "promoted", reason: nil)
+            emit(.promoted, "\(env.name): \(version) is live on pool \(env.strategy == .rolling ? target : target)", ["pool": target])
+            if !plan.hooks.postDeploy.isEmpty, let failure = runHooks("post_deploy", plan.hooks.postDeploy, values: baseValues(pool: target, env: env)) {
+                emit(.notice, "warning: post_deploy hook failed (the version stays): \(failure)")
+            }
+        }
+        return .promoted
+    }
+
+    // MARK: Hooks
+
+    func baseValues(pool: String?, env: DeployPlan.Environment?) -> [String: String] {
+        var values = ["version": version, "service": plan.service, "env": env?.name ?? "", "pool": pool ?? "", "preview_url": env?.previewURL ?? ""]
+        values["previous_version"] = env.flatMap { history.lastPromotedVersion(service: plan.service, environment: $0.name) } ?? ""
+        return values
+    }
+
+    /// Runs hook commands in order; returns why the first failing one failed.
+    func runHooks(_ phase: String, _ commands: [String], values: [String: String]) -> String? {
+        for command in commands {
+            let expanded = HookRunner.expand(command, values: values)
+            emit(.hook, "\(phase): \(expanded)", ["phase": phase, "command": expanded])
+            let result = HookRunner.run(command, values: values, timeout: plan.hooks.timeout)
+            history.recordHook(rollout: rolloutID, deployment: deploymentID, phase: phase, command: expanded, result: result)
+            if result.exitCode != 0 {
+                return "\(phase) hook `\(expanded)` \(result.timedOut ? "timed out" : "exited with \(result.exitCode)"): \(Self.lastLine(result.output))"
+            }
+            emit(.hook, "\(phase): done in \(result.durationMilliseconds)ms", ["phase": phase, "exit_code": 0])
+        }
+        return nil
+    }
+
+    static func lastLine(_ text: String) -> String {
+        text.split(separator: "\n").last.map { String($0.prefix(300)) } ?? "(no output)"
+    }
+
+    // MARK: The wait loop
+
+    /// Waits `seconds` (nil: until promoted), in short ticks: handles controls, renews the
+    /// locks, keeps the heartbeat, and calls `tick` (which may throw to end the wait).
+    /// Paused time does not count. Returns early after `deploy promote`.
+    func wait(_ seconds: Double?, tick: (() throws -> Void)? = nil) throws {
+        var deadline = seconds.map { Date().addingTimeInterval($0) }
+        skipWait = false
+        while true {
+            let before = Date()
+            try housekeeping()
+            if skipWait { skipWait = false; return }
+            if !paused {
+                try tick?()
+                if let deadline, Date() >= deadline { return }
+            }
+            live.until = deadline
+            printer.status(environment: currentEnvironment ?? "-", phase: paused ? "PAUSED (deploy resume)" : live.phase, progress: live.progress,
+                           weight: live.weight, errorRate: live.errorRate, p99: live.p99, remaining: deadline?.timeIntervalSinceNow)
+            usleep(200_000)
+            if paused, deadline != nil { deadline = deadline!.addingTimeInterval(Date().timeIntervalSince(before)) }
+        }
+    }
+
+    /// Controls, lock renewal and heartbeat; throws `Interruption` for abort and full promotion.
+    func housekeeping() throws {
+        if rolloutInterrupted != 0 { throw Interruption.abort("interrupted by a signal (SIGINT/SIGTERM)") }
+        if Date().timeIntervalSince(lastRenew) * 1000 >= Double(plan.lockTTL.milliseconds) / 3 {
+            lastRenew = Date()
+            for env in plan.environments {
+                guard let client = clients[env.name], client.lockToken != nil else { continue }
+                do {
+                    try client.call("POST", "/v1/lock", body: ["owner": "switchyard-deploy/\(plan.service)", "ttl": "\(plan.lockTTL.milliseconds)ms",
+                                                             "reason": "rollout #\(rolloutID) of \(plan.service) version \(version) by \(options.actor)"])
+                } catch {
+                    emit(.notice, "warning: could not renew the lock of \(env.name): \(error)")
+                }
+            }
+        }
+        if Date().timeIntervalSince(lastHeartbeat) >= 2 {
+            lastHeartbeat = Date()
+            history.heartbeat(rolloutID, environment: currentEnvironment, progress: live.phase + (live.weight.map { " at \($0)" } ?? ""))
+        }
+        for control in history.pendingControls(rollout: rolloutID) {
+            let id = control["id"] as! Int
+            let command = control["command"] as? String ?? ""
+            let argument = control["argument"] as? String
+            let actor = control["actor"] as? String ?? "?"
+            switch command {
+            case "pause":
+                paused = true
+                history.handleControl(id, result: "paused")
+                step("pause", "paused by \(actor)")
+                emit(.paused, "paused by \(actor); `switchyard deploy resume` continues", ["actor": actor])
+            case "resume":
+                paused = false
+                history.handleControl(id, result: "resumed")
+                step("resume", "resumed by \(actor)")
+                emit(.resumed, "resumed by \(actor)", ["actor": actor])
+            case "approve":
+                if let argument, !argument.isEmpty, plan.environments.contains(where: { $0.name == argument }) == false {
+                    history.handleControl(id, result: "refused: no environment \(argument) in the plan")
+                    continue
+                }
+                approvals.insert(argument.flatMap { $0.isEmpty ? nil : $0 } ?? currentEnvironment ?? "")
+                history.handleControl(id, result: "approved")
+                emit(.approved, "approved by \(actor)", ["actor": actor])
+            case "promote":
+                history.handleControl(id, result: argument == "full" ? "promoting fully" : "skipping to the next step")
+                step("promote", "\(argument == "full" ? "full promotion" : "next step") by \(actor)")
+                emit(.notice, argument == "full" ? "full promotion by \(actor): remaining steps and analysis skipped" : "promoted to the next step by \(actor)")
+                if argument == "full" { throw Interruption.promoteFull }
+                paused = false
+                skipWait = true
+            case "abort":
+                history.handleControl(id, result: "rolling back")
+                throw Interruption.abort("aborted by \(actor)")
+            default:
+                history.handleControl(id, result: "unknown command")
+            }
+        }
+    }
+
+    func waitForApproval(_ env: DeployPlan.Environment) throws {
+        emit(.approvalNeeded, "\(env.name) waits for approval: switchyard deploy approve \(plan.path)", ["plan": plan.path])
+        step("approval", "waiting for approval")
+        live.phase = "waiting for approval (deploy approve)"
+        while !approvals.contains(env.name) {
+            do {
+                try wait(1)
+            } catch Interruption.abort(let reason) {
+                throw Failure(reason: "\(reason) while waiting for approval; nothing moved")
+            } catch Interruption.promoteFull {
+                approvals.insert(env.name)
+            }
+        }
+        step("approval", "approved")
+    }
+
+    // MARK: Admin calls with retries
+
+    /// Retries an admin call for a few seconds (a proxy restarting); then the rollout stops
+    /// as an error, because it can no longer vouch for where traffic is.
+    @discardableResult
+    func admin(_ client: AdminClient, _ method: String, _ path: String, body: [String: Any]? = nil) throws -> [String: Any] {
+        var attempt = 0
+        while true {
+            do { return try client.call(method, path, body: body) }
+            catch {
+                if case .refused = error { throw Failure(reason: "\(client.environment) refused \(method) \(path): \(error)") }
+                attempt += 1
+                if attempt >= 10 { throw Failure(reason: "\(error); check the proxy, then `switchyard deploy status \(plan.path)`", unreachable: true) }
+                usleep(500_000)
+            }
+        }
+    }
+
+    func status(_ client: AdminClient) throws -> ProxyStatus { ProxyStatus(try admin(client, "GET", "/v1/status")) }
+
+    func metrics(_ client: AdminClient) throws -> MetricsSample {
+        var attempt = 0
+        while true {
+            do { return try client.metrics() } catch {
+                attempt += 1
+                if attempt >= 10 { throw Failure(reason: "\(error)", unreachable: true) }
+                usleep(500_000)
+            }
+        }
+    }
+
+    /// Waits until every server of `pool` that takes traffic passes its health checks
+    /// (a pool without checks counts as healthy) and, with `after`, was checked since then.
+    func waitHealthy(_ env: DeployPlan.Environment, _ client: AdminClient, pool: String, server: String? = nil, after: Date? = nil) throws {
+        live.phase = "waiting for \(server.map { "\(pool)/\($0)" } ?? "pool \(pool)") to be healthy"
+        emit(.health, live.phase)
+        let start = Date()
+        let parser = ISO8601DateFormatter()
+        parser.formatOptions = [.withInternetDateTime, .withFractionalSeconds]
+        var lastProblem = "no answer yet"
+        while true {
+            let status = try self.status(client)
+            var servers = status.servers(pool).filter { ($0["state"] as? String) != "maint" }
+            if let server { servers = servers.filter { $0["name"] as? String == server } }
+            let unhealthy = servers.filter { s in
+                let h = ProxyStatus.health(s)
+                if h == "not checked" { return false }
+                if h != "up" { return true }
+                if let after, let text = ProxyStatus.lastCheck(s), let checked = parser.date(from: text) { return checked < after }
+                return false
+            }
+            if servers.isEmpty { lastProblem = "pool \(pool) has no servers" }
+            else if unhealthy.isEmpty {
+                emit(.health, "\(server.map { "\(pool)/\($0)" } ?? "pool \(pool)") is healthy (\(servers.count) server(s))")
+                return
+            } else {
+                lastProblem = unhealthy.map { "\($0["name"] ?? "?"): \(ProxyStatus.health($0)) (\(($0["health"] as? [String: Any])?["last_result"] ?? "-"))" }.joined(separator: ", ")
+            }
+            if Date().timeIntervalSince(start) * 1000 > Double(env.healthTimeout.milliseconds) {
+                throw Failure(reason: "\(server.map { "\(pool)/\($0)" } ?? "pool \(pool)") not healthy within \(env.healthTimeout.milliseconds / 1000)s: \(lastProblem)")
+            }
+            do { try wait(0.5) } catch Interruption.promoteFull { return }
+        }
+    }
+
+    // MARK: Analysis over time
+
+    /// Analyses `pool` (against `baseline`) every interval for `duration`, then until the
+    /// latest conclusive result is a pass. Throws `Failure` when failed intervals reach the
+    /// failure limit, or when `guardCheck` finds the proxy's guard tripped.
+    func analyse(_ client: AdminClient, pool: String, server: String? = nil, baseline: String?, duration: Double?,
+                 failures: inout Int, label: String, guardCheck: (() throws -> Void)? = nil) throws {
+        func counters(_ m: MetricsSample, _ p: String) -> PoolCounters { server != nil && p == pool ? (m.servers["\(p)/\(server!)"] ?? PoolCounters()) : (m.pools[p] ?? PoolCounters()) }
+        var start = try metrics(client)
+        let began = Date()
+        let interval = Double(plan.analysis.interval.milliseconds) / 1000
+        var lastConclusive: AnalysisResult.Verdict?
+        var nextAnalysis = Date().addingTimeInterval(interval)
+        var lastGuardCheck = Date()
+        var localFailures = failures
+        defer { failures = localFailures }
+        var done = false
+        while !done {
+            try wait(0.2) { [self] in
+                if let guardCheck, Date().timeIntervalSince(lastGuardCheck) >= 0.5 {
+                    lastGuardCheck = Date()
+                    try guardCheck()
+                }
+                guard Date() >= nextAnalysis else { return }
+                nextAnalysis = Date().addingTimeInterval(interval)
+                let now = try metrics(client)
+                let window = counters(now, pool).since(counters(start, pool))
+                let base = baseline.map { counters(now, $0).since(counters(start, $0)) }
+                let result = analyzer.judge(window, baseline: base)
+                live.errorRate = result.requests > 0 ? result.errorRate : live.errorRate
+                live.p99 = result.p99 ?? live.p99
+                step("analysis", "\(label): \(result.verdict.rawValue): \(result.summary)", weight: live.weight, analysis: result)
+                var fields: [String: Any] = ["verdict": result.verdict.rawValue, "requests": result.requests, "error_rate": result.errorRate]
+                if let p99 = result.p99 { fields["p99_ms"] = p99 * 1000 }
+                if let b = result.baselineErrorRate { fields["baseline_error_rate"] = b }
+                if let w = live.weight { fields["weight"] = w }
+                switch result.verdict {
+                case .inconclusive:
+                    emit(.analysis, "\(label): inconclusive (\(result.summary)); waiting for more traffic", fields)
+                case .pass:
+                    emit(.analysis, "\(label): pass (\(result.summary))", fields)
+                    lastConclusive = .pass
+                    start = now
+                case .fail:
+                    localFailures += 1
+                    fields["failures"] = localFailures
+                    emit(.analysis, "\(label): FAIL \(localFailures) of \(plan.analysis.failureLimit) (\(result.summary))", fields)
+                    lastConclusive = .fail
+                    start = now
+                    if localFailures >= plan.analysis.failureLimit {
+                        throw Failure(reason: "analysis failed \(localFailures) time(s): \(result.reasons.joined(separator: "; "))")
+                    }
+                }
+            }
+            let elapsed = Date().timeIntervalSince(began)
+            if let duration {
+                live.progress = min(1, elapsed / max(duration, 0.001))
+                if elapsed >= duration && lastConclusive == .pass { done = true }
+            }
+            if skipWait { done = true }
+        }
+    }
+
+    // MARK: Canary
+
+    func runCanary(_ env: DeployPlan.Environment, client: AdminClient, target: String, active: String) throws {
+        var weight = 0
+        do {
+            let started = Date()
+            if let failure = runHooks("start", plan.hooks.start, values: baseValues(pool: target, env: env)) { throw Failure(reason: failure) }
+            try waitHealthy(env, client, pool: target, after: started)
+            var failures = 0
+            let steps = env.steps
+            var stepStart = Date()
+            let guardCheck: () throws -> Void = { [self] in
+                let s = try status(client)
+                if let trip = s.guardTrip(plan.service), let time = trip["time"] as? String, Self.parseTime(time).map({ $0 >= stepStart.addingTimeInterval(-1) }) ?? false,
+                   s.canaryPool(plan.service) == nil {
+                    let reason = "the proxy's guard tripped: \(trip["reason"] ?? "")"
+                    emit(.guardTripped, "\(env.name): \(reason)", ["trip": trip])
+                    throw Failure(reason: reason)
+                }
+                if weight > 0 && s.canaryPool(plan.service) != target {
+                    throw Failure(reason: "the canary of \(plan.service) was removed outside this rollout (now: \(s.canaryWeight(plan.service) ?? "none")); see `switchyard ctl audit`")
+                }
+            }
+            for (i, s) in steps.enumerated() {
+                live.progress = Double(i) / Double(steps.count)
+                switch s {
+                case .weight(let w):
+                    weight = w
+                    var body: [String: Any] = ["pool": target, "weight": BasisPoints.format(w)]
+                    if let g = env.guardrail {
+                        body["guard"] = ["max_error_rate": BasisPoints.format(g.maxErrorRate), "min_requests": g.minRequests, "window": "\(g.windowMilliseconds)ms"]
+                    }
+                    if stepStart.timeIntervalSinceNow < -0.001 || i == 0 { stepStart = Date() }
+                    try admin(client, "PUT", "/v1/services/\(plan.service)/canary", body: body)
+                    live.weight = BasisPoints.format(w)
+                    live.phase = "canary step \(i + 1)/\(steps.count)"
+                    step("weight", "canary \(target) at \(BasisPoints.format(w))", weight: BasisPoints.format(w))
+                    emit(.step, "canary \(target) at \(BasisPoints.format(w)) (step \(i + 1) of \(steps.count))",
+                         ["weight": BasisPoints.format(w), "step": i + 1, "steps": steps.count, "pool": target])
+                case .pause(let d):
+                    live.phase = d == nil ? "paused until `deploy promote`" : "canary step \(i + 1)/\(steps.count): analysing"
+                    step("pause", d.map { "pause \($0.milliseconds / 1000)s" } ?? "pause until promoted", weight: live.weight)
+                    if d == nil {
+                        emit(.paused, "waiting for `switchyard deploy promote \(plan.path)` at \(live.weight ?? "0%")")
+                        try wait(nil, tick: guardCheck)
+                    } else {
+                        try analyse(client, pool: target, baseline: active, duration: Double(d!.milliseconds) / 1000, failures: &failures,
+                                    label: "step \(i + 1)", guardCheck: guardCheck)
+                    }
+                }
+            }
+        } catch Interruption.promoteFull {
+            // Skip the remaining steps and analysis.
+        } catch Interruption.abort(let reason) {
+            try rollbackCanary(env, client: client, from: weight, target: target)
+            throw Failure(reason: reason)
+        } catch let failure as Failure where !failure.unreachable {
+            try rollbackCanary(env, client: client, from: weight, target: target)
+            throw failure
+        }
+        // Promotion: the canary pool becomes active, and the canary is cleared in the same change.
+        try admin(client, "POST", "/v1/services/\(plan.service)/flip", body: ["to": target])
+        live.weight = "100%"
+        live.progress = 1
+        step("promote", "pool \(target) is active; \(active) is standby")
+        emit(.flipped, "promoted: pool \(target) takes all traffic; \(active) is standby", ["pool": target, "previous": active])
+    }
+
+    func rollbackCanary(_ env: DeployPlan.Environment, client: AdminClient, from weight: Int, target: String) throws {
+        emit(.rollingBack, "rolling back the canary \(target) from \(BasisPoints.format(weight))")
+        if case .gradual(let interval) = env.rollback, weight > 100 {
+            var w = weight / 2
+            while w >= 100 {
+                try admin(client, "PUT", "/v1/services/\(plan.service)/canary", body: ["pool": target, "weight": BasisPoints.format(w)])
+                live.weight = BasisPoints.format(w)
+                step("rollback", "canary down to \(BasisPoints.format(w))", weight: live.weight)
+                emit(.notice, "canary down to \(BasisPoints.format(w))")
+                usleep(UInt32(min(Int64(UInt32.max / 1000), interval.milliseconds)) * 1000)
+                w /= 2
+            }
+        }
+        try admin(client, "PUT", "/v1/services/\(plan.service)/canary", body: ["weight": "0%"])
+        live.weight = "0%"
+        step("rollback", "canary weight 0%: all traffic on the stable pool", weight: "0%")
+    }
+
+    static func parseTime(_ text: String) -> Date? {
+        let f = ISO8601DateFormatter()
+        f.formatOptions = [.withInternetDateTime, .withFractionalSeconds]
+        return f.date(from: text)
+    }
+
+    // MARK: Blue/green
+
+    func runBlueGreen(_ env: DeployPlan.Environment, client: AdminClient, target: String, active: String) throws {
+        var flipped = false
+        do {
+            live.phase = "starting \(target)"
+            let started = Date()
+            if let failure = runHooks("start", plan.hooks.start, values: baseValues(pool: target, env: env)) { throw Failure(reason: failure) }
+            try waitHealthy(env, client, pool: target, after: started)
+            live.phase = "smoke tests against the preview"
+            if let failure = runHooks("smoke", plan.hooks.smoke, values: baseValues(pool: target, env: env)) {
+                throw Failure(reason: "\(failure); traffic never moved")
+            }
+            step("smoke", "smoke tests passed")
+            try admin(client, "POST", "/v1/services/\(plan.service)/flip", body: ["to": target])
+            flipped = true
+            live.progress = 0.5
+            live.weight = "100%"
+            step("flip", "pool \(target) is active; \(active) is standby")
+            emit(.flipped, "flipped: pool \(target) takes all traffic; \(active) is standby for instant rollback", ["pool": target, "previous": active])
+            var failures = 0
+            let watch = env.watch.map { Double($0.milliseconds) / 1000 } ?? Double(plan.analysis.interval.milliseconds) / 1000
+            let keep = Double(env.keepPrevious.milliseconds) / 1000
+            if watch > 0 {
+                live.phase = "watching \(target)"
+                try analyse(client, pool: target, baseline: nil, duration: watch, failures: &failures, label: "watch")
+            }
+            if keep > 0 {
+                live.phase = "keeping \(active) for rollback"
+                emit(.notice, "keeping \(active) as standby for \(Int(keep))s; analysis continues")
+                try analyse(client, pool: target, baseline: nil, duration: keep, failures: &failures, label: "keep")
+            }
+        } catch Interruption.promoteFull {
+            if !flipped {
+                try admin(client, "POST", "/v1/services/\(plan.service)/flip", body: ["to": target])
+                step("flip", "pool \(target) is active (full promotion)")
+            }
+        } catch let interruption as Interruption {
+            guard case .abort(let reason) = interruption else { throw interruption }
+            if flipped { try flipBack(client, to: active, from: target) }
+            throw Failure(reason: reason)
+        } catch let failure as Failure where !failure.unreachable {
+            if flipped { try flipBack(client, to: active, from: target) }
+            throw failure
+        }
+        if !plan.hooks.retire.isEmpty, let failure = runHooks("retire", plan.hooks.retire, values: baseValues(pool: active, env: env)) {
+            emit(.notice, "warning: retire hook failed: \(failure)")
+        }
+    }
+
+    func flipBack(_ client: AdminClient, to active: String, from target: String) throws {
+        emit(.rollingBack, "flipping back to \(active)")
+        try admin(client, "POST", "/v1/services/\(plan.service)/flip", body: ["to": active])
+        live.weight = "0%"
+        step("rollback", "flipped back: pool \(active) is active again")
+    }
+
+    // MARK: Rolling
+
+    func runRolling(_ env: DeployPlan.Environment, client: AdminClient, pool: String, previousVersion: String?) throws {
+        let servers = try status(client).servers(pool).filter { ($0["state"] as? String) == "ready" }
+            .map { (name: $0["name"] as? String ?? "", address: $0["address"] as? String ?? "") }
+        guard !servers.isEmpty else { throw Failure(reason: "pool \(pool) has no server in rotation to update") }
+        var changed: [(name: String, address: String)] = []
+        var failures = 0
+        do {
+            for (i, server) in servers.enumerated() {
+                live.progress = Double(i) / Double(servers.count)
+                live.phase = "server \(i + 1)/\(servers.count): \(server.name)"
+                changed.append(server)
+                try replace(env, client, pool: pool, server: server, version: version, label: "\(i + 1) of \(servers.count)")
+                live.phase = "server \(i + 1)/\(servers.count): analysing \(server.name)"
+                try analyse(client, pool: pool, server: server.name, baseline: nil, duration: Double(plan.analysis.interval.milliseconds) / 1000,
+                            failures: &failures, label: "\(pool)/\(server.name)")
+            }
+        } catch Interruption.promoteFull {
+            // The rest of the servers are updated without analysis.
+            for server in servers where !changed.contains(where: { $0.name == server.name }) {
+                try replace(env, client, pool: pool, server: server, version: version, label: "rest")
+            }
+        } catch let e where !(e is Failure && (e as! Failure).unreachable) {
+            let reason: String
+            if let f = e as? Failure { reason = f.reason } else if case Interruption.abort(let r) = e { reason = r } else { reason = "\(e)" }
+            try restore(env, client, pool: pool, servers: changed, previousVersion: previousVersion, reason: reason)
+            throw Failure(reason: reason)
+        }
+    }
+
+    /// Drain, update hook, healthy, undrain: one server.
+    func replace(_ env: DeployPlan.Environment, _ client: AdminClient, pool: String, server: (name: String, address: String), version: String, label: String) throws {
+        let path = "/v1/pools/\(pool)/servers/\(server.name)"
+        try admin(client, "PUT", path, body: ["state": "drain"])
+        step("drain", "\(pool)/\(server.name) draining (\(label))")
+        emit(.step, "\(pool)/\(server.name): draining (\(label))", ["server": server.name, "pool": pool])
+        let deadline = Date().addingTimeInterval(Double(env.drainTimeout.milliseconds) / 1000)
+        while true {
+            let active = try status(client).servers(pool).first { $0["name"] as? String == server.name }?["active_requests"] as? Int ?? 0
+            if active == 0 { break }
+            if Date() >= deadline {
+                emit(.notice, "warning: \(pool)/\(server.name) still has \(active) request(s) after drain_timeout \(env.drainTimeout.milliseconds / 1000)s; updating anyway")
+                break
+            }
+            usleep(100_000)
+        }
+        var values = baseValues(pool: pool, env: env)
+        values["version"] = version
+        values["server"] = server.name
+        values["address"] = server.address
+        let hookStart = Date()
+        if let failure = runHooks("update", plan.hooks.update, values: values) { throw Failure(reason: failure) }
+        try waitHealthy(env, client, pool: pool, server: server.name, after: hookStart)
+        try admin(client, "PUT", path, body: ["state": "ready"])
+        try waitHealthy(env, client, pool: pool, server: server.name)
+        step("undrain", "\(pool)/\(server.name) runs \(version) and is back in rotation")
+        emit(.step, "\(pool)/\(server.name): \(version) in rotation", ["server": server.name, "pool": pool])
+    }
+
+    func restore(_ env: DeployPlan.Environment, _ client: AdminClient, pool: String, servers: [(name: String, address: String)],
+                 previousVersion: String?, reason: String) throws {
+        emit(.rollingBack, "restoring \(servers.map(\.name).joined(separator: ", ")) after: \(reason)")
+        guard let previousVersion else {
+            for server in servers {
+                try admin(client, "PUT", "/v1/pools/\(pool)/servers/\(server.name)", body: ["state": "drain"])
+            }
+            step("rollback", "no previous version of \(plan.service) in \(env.name) is recorded; \(servers.map(\.name).joined(separator: ", ")) left drained")
+            emit(.notice, "no earlier promoted version in history: \(servers.map(\.name).joined(separator: ", ")) left drained, out of rotation")
+            return
+        }
+        for server in servers.reversed() {
+            try replace(env, client, pool: pool, server: server, version: previousVersion, label: "restore to \(previousVersion)")
+        }
+        step("rollback", "restored \(servers.map(\.name).joined(separator: ", ")) to \(previousVersion)")
+    }
+}

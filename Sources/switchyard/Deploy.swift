@@ -1,0 +1,415 @@
+import ArgumentParser
+import Foundation
+import Glibc
+import SwitchyardConfig
+import SwitchyardDeploy
+
+/// `switchyard deploy`: progressive rollouts driven through the proxies' admin API.
+/// Exit codes: 0 promoted (or done); 1 rolled back (or refused by a proxy); 2 error, refused or bad usage.
+struct Deploy: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        abstract: "Roll a version out through the plan's environments (canary, blue/green, rolling).",
+        discussion: "See docs/deploy.md. Exit codes of `run`: 0 promoted, 1 rolled back, 2 error or refused.",
+        subcommands: [DeployCheck.self, DeployRun.self, DeployStatus.self, DeployPause.self, DeployResume.self,
+                      DeployPromote.self, DeployAbort.self, DeployApprove.self, DeployUnlock.self])
+}
+
+func deployFail(_ message: String) -> Never {
+    FileHandle.standardError.write(Data("switchyard deploy: \(message)\n".utf8))
+    Glibc.exit(2)
+}
+
+func loadPlan(_ path: String) -> DeployPlan {
+    do { return try PlanLoader.load(path: path) } catch { deployFail("the plan is invalid:\n\(error)") }
+}
+
+func openHistory(_ path: String) -> History {
+    do { return try History(path: path) } catch { deployFail(error.description) }
+}
+
+/// Who acts: --actor, else $SWITCHYARD_ACTOR, the CI's user ($GITHUB_ACTOR, $BUILD_USER_ID), or the login user.
+func deployActor(_ explicit: String?) -> String {
+    let e = ProcessInfo.processInfo.environment
+    if let name = explicit ?? e["SWITCHYARD_ACTOR"] ?? e["GITHUB_ACTOR"].map({ "github:\($0)" }) ?? e["BUILD_USER_ID"].map({ "jenkins:\($0)" }) {
+        return name
+    }
+    if let entry = getpwuid(getuid()), let name = entry.pointee.pw_name { return String(cString: name) }
+    return e["USER"] ?? "uid \(getuid())"
+}
+
+struct DeployCheck: ParsableCommand {
+    static let configuration = CommandConfiguration(commandName: "check", abstract: "Validate a rollout plan; exit 0 when valid, 2 with each problem otherwise.")
+    @Argument(help: "The plan (YAML).") var plan: String
+    @Flag(help: "Also connect to every environment's admin API and check the service and pools there.") var connect = false
+
+    func run() throws {
+        let p = loadPlan(plan)
+        var problems = 0
+        for env in p.environments {
+            let steps = env.steps.map { s -> String in
+                switch s {
+                case .weight(let w): return BasisPoints.format(w)
+                case .pause(let d): return d.map { "pause \($0.milliseconds / 1000)s" } ?? "pause until promoted"
+                }
+            }
+            print("\(env.name): \(env.strategy.rawValue) via \(env.admin)\(env.manualApproval ? ", manual approval" : "")\(steps.isEmpty ? "" : " [\(steps.joined(separator: ", "))]")")
+            guard connect else { continue }
+            do {
+                let client = try AdminClient(environment: env, actor: deployActor(nil), processEnvironment: ProcessInfo.processInfo.environment)
+                let status = try client.status()
+                if status.service(p.service) == nil {
+                    print("  problem: no service \(p.service) there"); problems += 1
+                } else {
+                    print("  reachable; \(p.service) active \(status.active(p.service) ?? "?"), standby \(status.standby(p.service) ?? "none")")
+                }
+                if let lock = status.lock { print("  locked by \(lock["owner"] ?? "?") since \(lock["since"] ?? "?"): \(lock["reason"] ?? "")") }
+            } catch {
+                print("  problem: \(error)"); problems += 1
+            }
+        }
+        print("plan \(plan) is valid: service \(p.service), \(p.environments.count) environment(s), history \(p.history)")
+        if problems > 0 { throw ExitCode(2) }
+    }
+}
+
+struct DeployRun: ParsableCommand {
+    static let configuration = CommandConfiguration(commandName: "run", abstract: "Start a rollout and stay in the foreground until it is promoted, rolled back or refused.")
+    @Argument(help: "The plan (YAML).") var plan: String
+    @Option(help: "The version, e.g. from `switchyard version --ticket OPS-142 --module api`.") var version: String
+    @Option(help: "Who deploys, for the locks, audit and history (default: $SWITCHYARD_ACTOR, $GITHUB_ACTOR, $USER).") var actor: String?
+    @Flag(help: "Print one JSON event per line instead of the terminal view.") var json = false
+
+    func run() throws {
+        let p = loadPlan(plan)
+        guard VersionName.isValid(version) else { deployFail("version \"\(version)\" may hold only letters, digits and - _ . + (it goes into hooks and tags)") }
+        let history = openHistory(p.history)
+        signal(SIGINT) { _ in rolloutInterrupted = 1 }
+        signal(SIGTERM) { _ in rolloutInterrupted = 1 }
+        signal(SIGPIPE, SIG_IGN)
+        let rollout = Rollout(plan: p, version: version, options: .init(actor: deployActor(actor), json: json), history: history)
+        let outcome = rollout.run()
+        throw ExitCode(outcome.exitCode)
+    }
+}
+
+/// The shared argument of the control commands: the plan names the service and the history.
+struct ControlOptions: ParsableArguments {
+    @Argument(help: "The plan (YAML) of the rollout.") var plan: String
+    @Option(help: "Who acts (recorded).") var actor: String?
+
+    /// Sends a control command to the running rollout and waits for it to be handled.
+    func send(_ command: String, argument: String? = nil) {
+        let p = loadPlan(plan)
+        let history = openHistory(p.history)
+        history.markCrashed(service: p.service)
+        guard let rollout = history.latestRollout(service: p.service), rollout["outcome"] as? String == "running", let id = rollout["id"] as? Int else {
+            deployFail("no rollout of \(p.service) is running (see `switchyard deploy status \(plan)`)")
+        }
+        let control = history.addControl(rollout: id, command: command, argument: argument, actor: deployActor(actor))
+        let deadline = Date().addingTimeInterval(15)
+        while Date() < deadline {
+            if let row = history.control(control), let result = row["result"] as? String {
+                print("rollout #\(id) of \(p.service) \(rollout["version"] ?? ""): \(result)")
+                if result.hasPrefix("refused") { Glibc.exit(1) }
+                return
+            }
+            usleep(100_000)
+        }
+        deployFail("rollout #\(id) did not take the \(command) within 15s; is its process (pid \(rollout["pid"] ?? "?")) stuck?")
+    }
+}
+
+struct DeployPause: ParsableCommand {
+    static let configuration = CommandConfiguration(commandName: "pause", abstract: "Pause the running rollout (weights stay; analysis stops counting time).")
+    @OptionGroup var options: ControlOptions
+    func run() { options.send("pause") }
+}
+
+struct DeployResume: ParsableCommand {
+    static let configuration = CommandConfiguration(commandName: "resume", abstract: "Resume a paused rollout.")
+    @OptionGroup var options: ControlOptions
+    func run() { options.send("resume") }
+}
+
+struct DeployPromote: ParsableCommand {
+    static let configuration = CommandConfiguration(commandName: "promote", abstract: "End the current pause or wait now; with --full, promote the current environment at once.")
+    @OptionGroup var options: ControlOptions
+    @Flag(help: "Skip the remaining steps and analysis of the current environment.") var full = false
+    func run() { options.send("promote", argument: full ? "full" : nil) }
+}
+
+struct DeployApprove: ParsableCommand {
+    static let configuration = CommandConfiguration(commandName: "approve", abstract: "Approve the environment waiting for manual approval.")
+    @OptionGroup var options: ControlOptions
+    @Option(help: "The environment to approve (default: the one waiting).") var env: String?
+    func run() { options.send("approve", argument: env) }
+}
+
+struct DeployAbort: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "abort",
+        abstract: "Roll the running rollout back now.",
+        discussion: "When the rollout's process is gone (killed, machine lost), abort restores traffic itself with the locks the rollout recorded: canary weight 0, or a flip back to the previous pool.")
+    @OptionGroup var options: ControlOptions
+
+    func run() throws {
+        let p = loadPlan(options.plan)
+        let history = openHistory(p.history)
+        history.markCrashed(service: p.service)
+        guard let rollout = history.latestRollout(service: p.service), let id = rollout["id"] as? Int else { deployFail("no rollout of \(p.service) in \(p.history)") }
+        if rollout["outcome"] as? String == "running" { options.send("abort"); return }
+        guard rollout["outcome"] as? String == "crashed" else { deployFail("rollout #\(id) already ended: \(rollout["outcome"] ?? "?")") }
+        // The orchestrator is gone: act for it with the lock tokens it recorded.
+        let actor = deployActor(options.actor)
+        let locks = history.heldLocks(rollout: id)
+        var problems = 0
+        for deployment in history.deployments(rollout: id) {
+            guard let envName = deployment["environment"] as? String, let env = p.environments.first(where: { $0.name == envName }) else { continue }
+            guard deployment["outcome"] as? String == "crashed" else { continue }
+            do {
+                let client = try AdminClient(environment: env, actor: actor, processEnvironment: ProcessInfo.processInfo.environment)
+                client.lockToken = locks[envName]
+                let status = try client.status()
+                let pool = deployment["pool"] as? String, previous = deployment["previous_pool"] as? String
+                switch deployment["strategy"] as? String {
+                case "canary":
+                    if status.active(p.service) == pool, let previous {
+                        try client.call("POST", "/v1/services/\(p.service)/flip", body: ["to": previous])
+                        print("\(envName): the canary had been promoted; flipped back to \(previous)")
+                    } else {
+                        try client.call("PUT", "/v1/services/\(p.service)/canary", body: ["weight": "0%"])
+                        print("\(envName): canary weight set to 0%; all traffic on \(status.active(p.service) ?? "?")")
+                    }
+                case "bluegreen":
+                    if status.active(p.service) == pool, let previous {
+                        try client.call("POST", "/v1/services/\(p.service)/flip", body: ["to": previous])
+                        print("\(envName): flipped back to \(previous)")
+                    } else {
+                        print("\(envName): never flipped; \(status.active(p.service) ?? "?") is active")
+                    }
+                default:
+                    print("\(envName): a rolling update cannot be undone without its hooks; check the servers of \(pool ?? "?") (`switchyard ctl status`) and run the rollout again with the previous version")
+                    problems += 1
+                }
+                history.recordStep(deployment: deployment["id"] as! Int, kind: "abort", detail: "aborted by \(actor) after the orchestrator crashed")
+                history.finishDeployment(deployment["id"] as! Int, outcome: "rolled_back", reason: "aborted by \(actor) after the orchestrator crashed")
+            } catch {
+                print("\(envName): \(error)")
+                problems += 1
+            }
+        }
+        for (envName, _) in locks {
+            guard let env = p.environments.first(where: { $0.name == envName }),
+                  let client = try? AdminClient(environment: env, actor: actor, processEnvironment: ProcessInfo.processInfo.environment) else { continue }
+            client.lockToken = locks[envName]
+            if (try? client.call("DELETE", "/v1/lock")) != nil { print("\(envName): lock released") }
+            history.releaseLock(rollout: id, environment: envName)
+        }
+        history.query("UPDATE rollouts SET outcome = 'rolled_back', reason = COALESCE(reason, '') || '; aborted by ' || ? WHERE id = ?", [.text(actor), .int(id)])
+        if problems > 0 { throw ExitCode(2) }
+    }
+}
+
+struct DeployUnlock: ParsableCommand {
+    static let configuration = CommandConfiguration(commandName: "unlock", abstract: "Break the deploy lock of a crashed rollout (recorded in each proxy's audit trail).")
+    @Argument(help: "The plan (YAML).") var plan: String
+    @Flag(help: "Required: breaking someone's lock is deliberate.") var force = false
+    @Option(help: "Only this environment (default: all in the plan).") var env: String?
+    @Option(help: "Who acts (recorded).") var actor: String?
+
+    func run() throws {
+        guard force else { deployFail("unlock breaks another rollout's lock; repeat with --force if its orchestrator is gone (see `switchyard deploy status`)") }
+        let p = loadPlan(plan)
+        let history = openHistory(p.history)
+        history.markCrashed(service: p.service)
+        if let running = history.latestRollout(service: p.service), running["outcome"] as? String == "running" {
+            FileHandle.standardError.write(Data("switchyard deploy: warning: rollout #\(running["id"] ?? "?") (pid \(running["pid"] ?? "?")) still runs and will lose its lock\n".utf8))
+        }
+        var failed = false
+        for e in p.environments where env == nil || e.name == env {
+            do {
+                let client = try AdminClient(environment: e, actor: deployActor(actor), processEnvironment: ProcessInfo.processInfo.environment)
+                let status = try client.status()
+                guard let lock = status.lock else { print("\(e.name): not locked"); continue }
+                try client.call("DELETE", "/v1/lock?force=true")
+                print("\(e.name): broke the lock of \(lock["owner"] ?? "?") (since \(lock["since"] ?? "?"): \(lock["reason"] ?? ""))")
+            } catch {
+                print("\(e.name): \(error)")
+                failed = true
+            }
+        }
+        if let latest = history.latestRollout(service: p.service), let id = latest["id"] as? Int {
+            _ = history.addControl(rollout: id, command: "unlock --force", argument: env, actor: deployActor(actor))
+            for (name, _) in history.heldLocks(rollout: id) where env == nil || name == env { history.releaseLock(rollout: id, environment: name) }
+        }
+        if failed { throw ExitCode(2) }
+    }
+}
+
+struct DeployStatus: ParsableCommand {
+    static let configuration = CommandConfiguration(commandName: "status", abstract: "The latest rollout of the plan's service, and where traffic is now in every environment.")
+    @Argument(help: "The plan (YAML).") var plan: String
+    @Flag(help: "Print JSON.") var json = false
+
+    func run() throws {
+        let p = loadPlan(plan)
+        let history = openHistory(p.history)
+        history.markCrashed(service: p.service)
+        var out: [String: Any] = ["service": p.service]
+        let rollout = history.latestRollout(service: p.service)
+        if let rollout, let id = rollout["id"] as? Int {
+            var r = rollout
+            r["alive"] = rollout["outcome"] as? String == "running"
+            r["deployments"] = history.deployments(rollout: id)
+            r["held_locks"] = Array(history.heldLocks(rollout: id).keys).sorted()
+            out["rollout"] = r
+        }
+        var live: [[String: Any]] = []
+        for env in p.environments {
+            var entry: [String: Any] = ["environment": env.name, "admin": env.admin.description]
+            do {
+                let client = try AdminClient(environment: env, actor: deployActor(nil), processEnvironment: ProcessInfo.processInfo.environment)
+                let s = try client.status()
+                entry["active"] = s.active(p.service) ?? NSNull()
+                entry["standby"] = s.standby(p.service) ?? NSNull()
+                entry["canary"] = s.canaryPool(p.service).map { ["pool": $0, "weight": s.canaryWeight(p.service) ?? "?"] } ?? NSNull()
+                entry["lock"] = s.lock ?? NSNull()
+                entry["guard_trip"] = s.guardTrip(p.service) ?? NSNull()
+            } catch {
+                entry["error"] = "\(error)"
+            }
+            live.append(entry)
+        }
+        out["environments"] = live
+        if json {
+            let data = try JSONSerialization.data(withJSONObject: out, options: [.sortedKeys, .prettyPrinted])
+            print(String(decoding: data, as: UTF8.self))
+            return
+        }
+        if let r = rollout {
+            let outcome = r["outcome"] as? String ?? "?"
+            print("rollout #\(r["id"] ?? "?"): \(p.service) \(r["version"] ?? "?") by \(r["actor"] ?? "?"), started \(r["started_at"] ?? "?")")
+            switch outcome {
+            case "running":
+                print("  RUNNING (pid \(r["pid"] ?? "?") on \(r["host"] ?? "?")): \(r["environment"] ?? "-"), \(r["progress"] ?? "-"); heartbeat \(r["heartbeat_at"] ?? "?")")
+            case "crashed":
+                print("  CRASHED: \(r["reason"] ?? "")")
+                print("  It was at \(r["environment"] ?? "-"): \(r["progress"] ?? "-"). Traffic stays where it was left (below).")
+                print("  To roll back: switchyard deploy abort \(plan)   (uses the rollout's own locks)")
+                print("  To keep traffic as it is and free the proxies: switchyard deploy unlock --force \(plan)")
+            default:
+                print("  \(outcome.uppercased())\(r["ended_at"].map { " at \($0)" } ?? "")\((r["reason"] as? String).map { ": \($0)" } ?? "")")
+            }
+            for d in history.deployments(rollout: r["id"] as! Int) {
+                print("  #\(d["id"] ?? "?") \(d["environment"] ?? "?"): \(d["strategy"] ?? "?") to \(d["pool"] ?? "?"): \(d["outcome"] ?? "?")\((d["reason"] as? String).map { " (\($0))" } ?? "")")
+            }
+        } else {
+            print("no rollout of \(p.service) recorded in \(p.history)")
+        }
+        print("\nwhere traffic is now:")
+        for e in live {
+            let name = "\(e["environment"] ?? "")".padding(toLength: 8, withPad: " ", startingAt: 0)
+            if let error = e["error"] { print("  \(name) unreachable: \(error)"); continue }
+            var line = "  \(name) active \(e["active"] ?? "?")"
+            if let c = e["canary"] as? [String: Any] { line += ", canary \(c["pool"] ?? "?") at \(c["weight"] ?? "?")" } else { line += ", no canary" }
+            if let s = e["standby"] as? String { line += ", standby \(s)" }
+            if let lock = e["lock"] as? [String: Any] { line += "; LOCKED by \(lock["owner"] ?? "?") since \(lock["since"] ?? "?") until \(lock["expires"] ?? "?") (\(lock["reason"] ?? ""))" }
+            print(line)
+            if let trip = e["guard_trip"] as? [String: Any] { print("           guard tripped at \(trip["time"] ?? "?"): \(trip["reason"] ?? "")") }
+        }
+    }
+}
+
+struct VersionCommand: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "version",
+        abstract: "Print a version name: [ticket]-[module]-[yyyyMMddHHmmss] in UTC, e.g. OPS-142-api-20261121153000.")
+    @Option(help: "The ticket, e.g. OPS-142.") var ticket: String
+    @Option(help: "The module, e.g. api.") var module: String
+
+    func run() {
+        let name = VersionName.make(ticket: ticket, module: module)
+        guard VersionName.isValid(name) else { deployFail("ticket and module may hold only letters, digits and - _ .") }
+        print(name)
+    }
+}
+
+struct HistoryCommand: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "history",
+        abstract: "List deployments (one per environment of each rollout), newest first.",
+        subcommands: [HistoryList.self, HistoryShow.self], defaultSubcommand: HistoryList.self)
+}
+
+struct HistoryOptions: ParsableArguments {
+    @Option(help: "The history database (default: the plan's, else .switchyard/history.sqlite).") var db: String?
+    @Option(help: "Read the database path from this plan.") var plan: String?
+
+    var path: String { db ?? plan.map { loadPlan($0).history } ?? ".switchyard/history.sqlite" }
+
+    func open() -> History {
+        guard FileManager.default.fileExists(atPath: path) else { deployFail("no history at \(path); give --db or --plan") }
+        return openHistory(path)
+    }
+}
+
+struct HistoryList: ParsableCommand {
+    static let configuration = CommandConfiguration(commandName: "list", abstract: "List deployments.")
+    @OptionGroup var options: HistoryOptions
+    @Option(help: "Only this environment.") var env: String?
+    @Option(help: "Only this service.") var service: String?
+    @Option(help: "At most this many.") var limit = 50
+    @Flag(help: "Print JSON.") var json = false
+
+    func run() throws {
+        let history = options.open()
+        if let service { history.markCrashed(service: service) }
+        let rows = history.list(service: service, environment: env, limit: limit)
+        if json {
+            print(String(decoding: try JSONSerialization.data(withJSONObject: rows, options: [.sortedKeys, .prettyPrinted]), as: UTF8.self))
+            return
+        }
+        print("ID    ROLLOUT SERVICE      ENV      STRATEGY   VERSION                          OUTCOME      STARTED                  ACTOR")
+        for r in rows {
+            func col(_ key: String, _ width: Int) -> String { "\(r[key] ?? "")".padding(toLength: width, withPad: " ", startingAt: 0) }
+            print("\(col("id", 5)) \(col("rollout_id", 7)) \(col("service", 12)) \(col("environment", 8)) \(col("strategy", 10)) \(col("version", 32)) \(col("outcome", 12)) \(col("started_at", 24)) \(r["actor"] ?? "")")
+            if let reason = r["reason"] as? String { print("      reason: \(reason)") }
+        }
+    }
+}
+
+struct HistoryShow: ParsableCommand {
+    static let configuration = CommandConfiguration(commandName: "show", abstract: "One deployment with its steps, analysis figures and hook outputs.")
+    @OptionGroup var options: HistoryOptions
+    @Argument(help: "The deployment ID (first column of `switchyard history`).") var id: Int
+    @Flag(help: "Print JSON.") var json = false
+
+    func run() throws {
+        let history = options.open()
+        guard var d = history.deployment(id) else { deployFail("no deployment \(id) in \(options.path)") }
+        let steps = history.steps(deployment: id)
+        let hooks = history.hooks(deployment: id, rollout: d["rollout_id"] as? Int ?? 0)
+        if json {
+            d["steps"] = steps
+            d["hooks"] = hooks
+            d["rollout"] = history.rollout(d["rollout_id"] as? Int ?? 0) ?? NSNull()
+            print(String(decoding: try JSONSerialization.data(withJSONObject: d, options: [.sortedKeys, .prettyPrinted]), as: UTF8.self))
+            return
+        }
+        print("deployment #\(id) (rollout #\(d["rollout_id"] ?? "?")): \(d["service"] ?? "") \(d["version"] ?? "") to \(d["environment"] ?? "") by \(d["actor"] ?? "")")
+        print("strategy \(d["strategy"] ?? ""), pool \(d["pool"] ?? "-") (previous pool \(d["previous_pool"] ?? "-"), previous version \(d["previous_version"] ?? "-"))")
+        print("started \(d["started_at"] ?? ""), ended \(d["ended_at"] ?? "-"): \(d["outcome"] ?? "")\((d["reason"] as? String).map { ": \($0)" } ?? "")")
+        print("\nSTEPS")
+        for s in steps {
+            var line = "  \(s["time"] ?? "")  \("\(s["kind"] ?? "")".padding(toLength: 9, withPad: " ", startingAt: 0)) \(s["detail"] ?? "")"
+            if s["verdict"] is String { line = "  \(s["time"] ?? "")  analysis  \(s["detail"] ?? "")" }
+            print(line)
+        }
+        print("\nHOOKS")
+        for h in hooks {
+            print("  \(h["time"] ?? "")  \(h["phase"] ?? "") `\(h["command"] ?? "")` exit \(h["exit_code"] ?? "?") in \(h["duration_ms"] ?? "?")ms")
+            let output = (h["output"] as? String ?? "").split(separator: "\n").suffix(10)
+            for line in output { print("      | \(line)") }
+        }
+    }
+}
