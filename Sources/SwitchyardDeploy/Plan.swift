@@ -189,6 +189,11 @@ public enum PlanLoader {
         }
         if !fields.contains(where: { $0.key == "service" }) { r.problem(root, "service", "missing; name the service as the proxies' configuration does") }
         if !fields.contains(where: { $0.key == "environments" }) { r.problem(root, "environments", "missing; list dev, stage, prod... in promotion order") }
+        if plan.hooks.smoke.contains(where: { HookRunner.placeholders(in: $0).contains("preview_url") }) {
+            for env in plan.environments where env.strategy == .bluegreen && env.previewURL == nil {
+                r.problem(root, "environments.\(env.name).preview_url", "the smoke hooks use {preview_url}; give this environment's preview URL")
+            }
+        }
         let needsAnalysis = plan.environments.contains { $0.strategy != .bluegreen || $0.watch != nil }
         if needsAnalysis && plan.analysis.maxErrorRate == nil && plan.analysis.maxP99 == nil && plan.analysis.maxErrorRateVsBaseline == nil {
             r.problem(root, "analysis", "a canary, rolling or watched rollout needs a criterion: max_error_rate, max_error_rate_vs_baseline or max_p99")

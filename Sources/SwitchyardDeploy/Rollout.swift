@@ -108,27 +108,22 @@ public final class Rollout {
                 return refuse(error.description)
             }
         }
-        rolloutID = history.startRollout(service: plan.service, version: version, actor: options.actor, plan: plan.path)
         // The lock covers the whole promotion path: a second rollout of the service is refused everywhere.
         var locked: [String] = []
         for env in plan.environments {
             let client = clients[env.name]!
             do {
-                let answer = try client.call("POST", "/v1/lock", body: [
-                    "owner": "switchyard-deploy/\(plan.service)", "ttl": "\(plan.lockTTL.milliseconds)ms",
-                    "reason": "rollout #\(rolloutID) of \(plan.service) version \(version) by \(options.actor)",
-                ])
+                let answer = try client.call("POST", "/v1/lock", body: ["owner": lockOwner, "ttl": "\(plan.lockTTL.milliseconds)ms", "reason": lockReason])
                 client.lockToken = answer["token"] as? String
-                history.saveLock(rollout: rolloutID, environment: env.name, token: client.lockToken ?? "")
                 locked.append(env.name)
             } catch {
                 for name in locked { releaseLock(name) }
-                let reason: String
-                if case .refused(423, _, let detail) = error { reason = "\(env.name) is locked: \(detail)" } else { reason = "\(env.name): \(error)" }
-                history.finishRollout(rolloutID, outcome: "refused", reason: reason)
-                return refuse(reason, recorded: true)
+                if case .refused(423, _, let detail) = error { return refuse("\(env.name) is locked: \(detail)") }
+                return refuse("\(env.name): \(error)")
             }
         }
+        rolloutID = history.startRollout(service: plan.service, version: version, actor: options.actor, plan: plan.path)
+        for name in locked { history.saveLock(rollout: rolloutID, environment: name, token: clients[name]!.lockToken ?? "") }
         notifier = Notifier(plan: plan, environment: environment) { [printer] message in
             printer.print(DeployEvent(kind: .notice, service: "", version: "", environment: nil, text: "warning: \(message)"))
         }
@@ -158,7 +153,10 @@ public final class Rollout {
         return outcome
     }
 
-    func refuse(_ reason: String, recorded: Bool = false) -> RolloutOutcome {
+    var lockOwner: String { "switchyard-deploy/\(plan.service)" }
+    var lockReason: String { "rollout of \(plan.service) version \(version) by \(options.actor) (pid \(getpid()) on \(History.hostName))" }
+
+    func refuse(_ reason: String) -> RolloutOutcome {
         emit(.refused, "refused: \(reason)", ["reason": reason])
         return .error(reason)
     }
@@ -167,7 +165,7 @@ public final class Rollout {
         guard let client = clients[environment], client.lockToken != nil else { return }
         do {
             try client.call("DELETE", "/v1/lock")
-            history.releaseLock(rollout: rolloutID, environment: environment)
+            if rolloutID > 0 { history.releaseLock(rollout: rolloutID, environment: environment) }
         } catch {
             emit(.notice, "warning: could not release the lock of \(environment): \(error); it expires by itself after \(plan.lockTTL.milliseconds / 1000)s")
         }
@@ -285,8 +283,7 @@ public final class Rollout {
             for env in plan.environments {
                 guard let client = clients[env.name], client.lockToken != nil else { continue }
                 do {
-                    try client.call("POST", "/v1/lock", body: ["owner": "switchyard-deploy/\(plan.service)", "ttl": "\(plan.lockTTL.milliseconds)ms",
-                                                             "reason": "rollout #\(rolloutID) of \(plan.service) version \(version) by \(options.actor)"])
+                    try client.call("POST", "/v1/lock", body: ["owner": lockOwner, "ttl": "\(plan.lockTTL.milliseconds)ms", "reason": lockReason])
                 } catch {
                     emit(.notice, "warning: could not renew the lock of \(env.name): \(error)")
                 }
@@ -644,8 +641,17 @@ public final class Rollout {
                 changed.append(server)
                 try replace(env, client, pool: pool, server: server, version: version, label: "\(i + 1) of \(servers.count)")
                 live.phase = "server \(i + 1)/\(servers.count): analysing \(server.name)"
+                // Passive outlier detection ejecting the new instance is a verdict of its own:
+                // an ejected server gets no traffic, so the analysis alone would wait forever.
+                func ejections() throws -> Int {
+                    try status(client).servers(pool).first { $0["name"] as? String == server.name }?["ejections"] as? Int ?? 0
+                }
+                let ejectedBefore = try ejections()
                 try analyse(client, pool: pool, server: server.name, baseline: nil, duration: Double(plan.analysis.interval.milliseconds) / 1000,
-                            failures: &failures, label: "\(pool)/\(server.name)")
+                            failures: &failures, label: "\(pool)/\(server.name)") {
+                    let count = try ejections() - ejectedBefore
+                    if count > 0 { throw Failure(reason: "passive outlier detection ejected \(pool)/\(server.name) (\(count) time(s)) running \(self.version)") }
+                }
             }
         } catch Interruption.promoteFull {
             // The rest of the servers are updated without analysis.

@@ -1,0 +1,517 @@
+import Foundation
+import Glibc
+import Testing
+
+/// Environments for rollouts: each a real `switchyard run` with an admin socket and health
+/// checked pools whose instances (demo apps) are started by the plan's own hook scripts,
+/// so a rollout really replaces processes. Everything is stopped by PID at the end.
+final class DeployLab {
+    let directory = makeTemporaryDirectory()
+    var proxies: [String: Proxy] = [:]
+    var loads: [pid_t] = []
+    var background: [ManagedProcess] = []
+    var receiver: ManagedProcess?
+    var receiverPort: UInt16 = 0
+
+    init() throws {
+        for sub in ["run", "ports"] { try FileManager.default.createDirectory(atPath: "\(directory)/\(sub)", withIntermediateDirectories: true) }
+        // (Re)starts the instances of ENV/POOL (or one SERVER) at VERSION. Versions name their
+        // behaviour: *bad* answers 500 to everything but /health, *flaky* to 30%, *slow* waits 300ms.
+        let start = """
+            #!/bin/sh
+            dir=\(directory); env=$1; pool=$2; version=$3; only=$4
+            extra=""
+            case $version in *bad*) extra="--error-rate 100%";; *flaky*) extra="--error-rate 30%";; *slow*) extra="--delay 300ms";; esac
+            while read name port; do
+              [ -n "$only" ] && [ "$only" != "$name" ] && continue
+              pidfile=$dir/run/$env-$pool-$name.pid
+              if [ -f $pidfile ]; then
+                old=$(cat $pidfile); kill $old 2>/dev/null
+                # Gone, or a zombie nobody reaps (its port is free either way).
+                i=0; while [ -d /proc/$old ] && ! grep -q '^State:.*Z' /proc/$old/status 2>/dev/null && [ $i -lt 100 ]; do i=$((i+1)); sleep 0.02; done
+              fi
+              rm -f $dir/run/$env-$pool-$name.ready
+              \(switchyardBinary) demo-app --name $name-$version --listen 127.0.0.1:$port --ready-file $dir/run/$env-$pool-$name.ready $extra </dev/null >/dev/null 2>&1 &
+              echo $! > $pidfile
+              i=0; while [ ! -f $dir/run/$env-$pool-$name.ready ]; do i=$((i+1)); [ $i -gt 200 ] && { echo "$name did not start"; exit 1; }; sleep 0.05; done
+              echo "started $name-$version on port $port"
+            done < $dir/ports/$env-$pool
+            """
+        try start.write(toFile: "\(directory)/start.sh", atomically: true, encoding: .utf8)
+        chmod("\(directory)/start.sh", 0o755)
+    }
+
+    /// A proxy for `name` with the given pools (server count each); `active`'s instances start at `version`.
+    @discardableResult
+    func environment(_ name: String, pools: [(String, Int)], active: String, standby: String?, version: String = "v1",
+                     preview: Bool = false) throws -> Proxy {
+        let envDir = "\(directory)/\(name)"
+        try FileManager.default.createDirectory(atPath: envDir, withIntermediateDirectories: true)
+        var config = "pools:\n"
+        for (pool, count) in pools {
+            var ports = ""
+            config += "  \(pool):\n    health: { path: /health, interval: 100ms, timeout: 100ms, rise: 2, fall: 2 }\n    servers:\n"
+            for i in 1...count {
+                let port = freePort()
+                ports += "\(pool.prefix(1))\(i) \(port)\n"
+                config += "      - { name: \(pool.prefix(1))\(i), address: 127.0.0.1:\(port) }\n"
+            }
+            try ports.write(toFile: "\(directory)/ports/\(name)-\(pool)", atomically: true, encoding: .utf8)
+        }
+        config += "services:\n  web:\n    active: \(active)\n"
+        if let standby { config += "    standby: \(standby)\n" }
+        if preview {
+            try "letmein\n".write(toFile: "\(envDir)/preview.token", atomically: true, encoding: .utf8)
+            config += "    preview: { header: X-Preview, value_file: \(envDir)/preview.token }\n"
+        }
+        config += "admin: { socket: \(envDir)/admin.sock }\nstate_file: \(envDir)/state.json\naccess_log: off\n"
+        let started = try run("/bin/sh", ["\(directory)/start.sh", name, active, version])
+        guard started.status == 0 else { throw HarnessError("start.sh failed: \(started.output)") }
+        let proxy = try Proxy(directory: envDir, config: config)
+        proxies[name] = proxy
+        // Let the first health checks pass before anything is measured.
+        usleep(400_000)
+        return proxy
+    }
+
+    func admin(_ name: String) -> String { "unix://\(directory)/\(name)/admin.sock" }
+
+    func writePlan(_ yaml: String, name: String = "plan.yaml") throws -> String {
+        let path = "\(directory)/\(name)"
+        try yaml.write(toFile: path, atomically: true, encoding: .utf8)
+        return path
+    }
+
+    /// wrk against an environment until `stopLoad`; `rate` paces one connection to about that many requests a second.
+    func startLoad(_ name: String, connections: Int = 4, paced: Bool = false) throws {
+        var arguments = ["-t1", "-c\(connections)", "-d120s"]
+        if paced {
+            // wrk's delay() runs between requests on a connection: 1 ms keeps one connection near 1,000 req/s.
+            try "function delay()\n  return 1\nend\n".write(toFile: "\(directory)/paced.lua", atomically: true, encoding: .utf8)
+            arguments += ["-s", "\(directory)/paced.lua"]
+        }
+        let out = "\(directory)/wrk-\(name).out"
+        loads.append(try spawn("/usr/bin/wrk", arguments + [proxies[name]!.url + "/"], stdout: out, stderr: out + ".err"))
+        usleep(300_000)
+    }
+
+    /// Stops every load generator (wrk prints its report on SIGINT) and returns the reports by environment.
+    func stopLoad() -> [String] {
+        for pid in loads { kill(pid, SIGINT) }
+        for pid in loads { var status: Int32 = 0; waitpid(pid, &status, 0) }
+        loads.removeAll()
+        return proxies.keys.sorted().compactMap { try? String(contentsOfFile: "\(directory)/wrk-\($0).out", encoding: .utf8) }
+    }
+
+    /// A webhook receiver that appends each body as a line to `webhook.log`; it answers 500
+    /// to the first `failFirst` requests to exercise the orchestrator's retries.
+    func startReceiver(failFirst: Int = 0) throws -> String {
+        let script = """
+            import http.server, sys
+            count = 0
+            class H(http.server.BaseHTTPRequestHandler):
+                def do_POST(self):
+                    global count
+                    count += 1
+                    body = self.rfile.read(int(self.headers.get('Content-Length', 0)))
+                    if count <= \(failFirst):
+                        self.send_response(500); self.end_headers(); return
+                    with open(sys.argv[2], 'ab') as f:
+                        f.write(self.path.encode() + b' ' + body + b'\\n')
+                    self.send_response(200); self.end_headers()
+                def log_message(self, *a): pass
+            s = http.server.HTTPServer(('127.0.0.1', 0), H)
+            open(sys.argv[1] + '.tmp', 'w').write(str(s.server_port)); __import__('os').rename(sys.argv[1] + '.tmp', sys.argv[1])
+            s.serve_forever()
+            """
+        try script.write(toFile: "\(directory)/receiver.py", atomically: true, encoding: .utf8)
+        let pid = try spawn("/usr/bin/python3", ["\(directory)/receiver.py", "\(directory)/receiver.port", "\(directory)/webhook.log"],
+                            stdout: "\(directory)/receiver.out", stderr: "\(directory)/receiver.err")
+        loads.append(pid) // stopped with the loads (SIGINT ends python too)
+        receiverPort = UInt16(try waitForFile("\(directory)/receiver.port").trimmingCharacters(in: .whitespacesAndNewlines)) ?? 0
+        return "http://127.0.0.1:\(receiverPort)/hooks/deploy"
+    }
+
+    var webhookEvents: [[String: Any]] {
+        let text = (try? String(contentsOfFile: "\(directory)/webhook.log", encoding: .utf8)) ?? ""
+        return text.split(separator: "\n").compactMap { line in
+            guard let space = line.firstIndex(of: " ") else { return nil }
+            return (try? JSONSerialization.jsonObject(with: Data(line[line.index(after: space)...].utf8))) as? [String: Any]
+        }
+    }
+
+    /// Runs `switchyard ARGS` to the end.
+    func switchyard(_ arguments: [String]) throws -> (status: Int32, output: String, error: String) {
+        try run(switchyardBinary, arguments)
+    }
+
+    /// Starts `switchyard deploy run` in the background (for controls and kills).
+    func deployInBackground(_ plan: String, version: String) throws -> ManagedProcess {
+        let p = try ManagedProcess(["deploy", "run", plan, "--version", version, "--json", "--actor", "test"], directory: directory,
+                                   label: "deploy-\(background.count)")
+        background.append(p)
+        return p
+    }
+
+    /// Waits until the background rollout printed an event of `kind`.
+    func waitForEvent(_ p: ManagedProcess, _ kind: String, timeout: Double = 30) throws {
+        let end = Date().addingTimeInterval(timeout)
+        while Date() < end {
+            if p.stdout.contains("\"event\":\"\(kind)\"") { return }
+            if !p.isRunning { throw HarnessError("the rollout ended before \(kind): \(p.stdout)\(p.stderr)") }
+            usleep(100_000)
+        }
+        throw HarnessError("no \(kind) event within \(timeout)s: \(p.stdout)")
+    }
+
+    func status(_ name: String) throws -> [String: Any] {
+        let r = try switchyard(["ctl", "--admin", "\(directory)/\(name)/admin.sock", "status", "--json"])
+        return (try JSONSerialization.jsonObject(with: Data(r.output.utf8))) as? [String: Any] ?? [:]
+    }
+
+    func service(_ name: String) throws -> [String: Any] {
+        ((try status(name))["services"] as? [String: Any])?["web"] as? [String: Any] ?? [:]
+    }
+
+    /// Who answers: the X-Served-By of `count` requests.
+    func servedBy(_ name: String, count: Int = 20) throws -> [String] {
+        var names: [String] = []
+        for _ in 0..<count {
+            let r = try curl(["-s", "-D", "-", "-o", "/dev/null", proxies[name]!.url + "/"])
+            if let line = r.output.split(separator: "\r\n").first(where: { $0.lowercased().hasPrefix("x-served-by:") }) {
+                names.append(String(line.split(separator: ":", maxSplits: 1)[1]).trimmingCharacters(in: .whitespaces))
+            }
+        }
+        return names
+    }
+
+    deinit {
+        for pid in loads { kill(pid, SIGKILL); var s: Int32 = 0; waitpid(pid, &s, 0) }
+        for p in background { p.stop() }
+        for proxy in proxies.values { proxy.stop() }
+        // The instances the hooks started, by the PIDs they recorded.
+        for file in (try? FileManager.default.contentsOfDirectory(atPath: "\(directory)/run")) ?? [] where file.hasSuffix(".pid") {
+            if let text = try? String(contentsOfFile: "\(directory)/run/\(file)", encoding: .utf8), let pid = pid_t(text.trimmingCharacters(in: .whitespacesAndNewlines)) {
+                kill(pid, SIGKILL)
+            }
+        }
+        try? FileManager.default.removeItem(atPath: directory)
+    }
+
+    static func nonSuccess(_ report: String) -> Int {
+        Int(report.split(separator: "\n").first { $0.contains("Non-2xx") }?.split(separator: ":").last?
+            .trimmingCharacters(in: .whitespaces) ?? "0") ?? 0
+    }
+}
+
+/// Rollouts end to end: real proxies as environments, real instances started and replaced
+/// by hook scripts, real load, a real webhook receiver. Serialized: they measure time and load.
+@Suite(.serialized) struct DeployTests {
+    static let analysis = """
+        analysis:
+          interval: 1s
+          min_requests: 20
+          max_error_rate: 5%
+          max_error_rate_vs_baseline: 3x
+          max_p99: 250ms
+          failure_limit: 2
+        """
+
+    @Test func goodVersionIsPromotedThroughDevStageAndProd() throws {
+        let lab = try DeployLab()
+        let dev = try lab.environment("dev", pools: [("blue", 1), ("green", 1)], active: "blue", standby: "green", preview: true)
+        let stage = try lab.environment("stage", pools: [("blue", 1), ("green", 1)], active: "blue", standby: "green", preview: true)
+        try lab.environment("prod", pools: [("blue", 2), ("green", 2)], active: "blue", standby: "green")
+        let webhook = try lab.startReceiver(failFirst: 2)
+        let plan = try lab.writePlan("""
+            service: web
+            environments:
+              - { name: dev, admin: "\(lab.admin("dev"))", strategy: bluegreen, watch: 0s, preview_url: "\(dev.url)" }
+              - name: stage
+                admin: "\(lab.admin("stage"))"
+                strategy: bluegreen
+                approval: manual
+                preview_url: \(stage.url)
+                watch: 2s
+              - name: prod
+                admin: "\(lab.admin("prod"))"
+                strategy: canary
+                steps: [ {weight: 20%}, {pause: 2s}, {weight: 50%}, {pause: 2s} ]
+                guard: { max_error_rate: 50%, min_requests: 20, window: 5s }
+            \(Self.analysis)
+            hooks:
+              start: [ "\(lab.directory)/start.sh {env} {pool} {version}" ]
+              smoke: [ "curl -fsS -H 'X-Preview: letmein' {preview_url}/ | grep -q -- -{version}" ]
+            notify:
+              - { kind: webhook, url: "\(webhook)" }
+            history: \(lab.directory)/history.sqlite
+            lock_ttl: 5s
+            """)
+        #expect(try lab.switchyard(["deploy", "check", plan]).status == 0)
+        for env in ["dev", "stage", "prod"] { try lab.startLoad(env) }
+        let rollout = try lab.deployInBackground(plan, version: "v2")
+        try lab.waitForEvent(rollout, "approval_needed")
+        #expect(try lab.service("stage")["active"] as? String == "blue", "stage must wait for approval")
+        let approve = try lab.switchyard(["deploy", "approve", plan, "--actor", "release-manager"])
+        #expect(approve.status == 0, "\(approve)")
+        let code = rollout.waitForExit(timeout: 90)
+        let reports = lab.stopLoad()
+        #expect(code == 0, "\(rollout.stdout)\n\(rollout.stderr)")
+
+        for env in ["dev", "stage", "prod"] {
+            let service = try lab.service(env)
+            #expect(service["active"] as? String == "green", "\(env): \(service)")
+            #expect(service["canary"] is NSNull, "\(env): \(service)")
+            #expect(try lab.servedBy(env, count: 6).allSatisfy { $0.hasSuffix("-v2") }, "\(env) must serve v2")
+        }
+        // No request failed while traffic moved (flips, canary steps, promotion).
+        for report in reports.filter({ $0.contains("requests in") }) {
+            #expect(DeployLab.nonSuccess(report) == 0, "\(report)")
+            #expect(!report.contains("Socket errors"), "\(report)")
+        }
+        // History: one promoted deployment per environment, with analysis steps and hook output.
+        let history = try lab.switchyard(["history", "--plan", plan, "--json"])
+        let rows = (try JSONSerialization.jsonObject(with: Data(history.output.utf8))) as? [[String: Any]] ?? []
+        #expect(Set(rows.map { $0["environment"] as? String ?? "" }) == ["dev", "stage", "prod"])
+        #expect(rows.allSatisfy { $0["outcome"] as? String == "promoted" && $0["version"] as? String == "v2" }, "\(rows)")
+        let prodID = rows.first { $0["environment"] as? String == "prod" }?["id"] as? Int ?? 0
+        let show = try lab.switchyard(["history", "show", "\(prodID)", "--plan", plan, "--json"])
+        let detail = (try JSONSerialization.jsonObject(with: Data(show.output.utf8))) as? [String: Any] ?? [:]
+        let steps = detail["steps"] as? [[String: Any]] ?? []
+        #expect(steps.contains { $0["verdict"] as? String == "pass" && ($0["requests"] as? Int ?? 0) >= 20 }, "\(steps)")
+        #expect((detail["hooks"] as? [[String: Any]] ?? []).contains { ($0["output"] as? String ?? "").contains("started g1-v2") })
+        let approval = try lab.switchyard(["history", "--plan", plan, "--env", "stage"])
+        #expect(approval.output.contains("stage") && !approval.output.contains("prod "))
+        // Notifications arrived despite the receiver's first failures, and the URL was never printed.
+        usleep(300_000)
+        let kinds = lab.webhookEvents.map { $0["event"] as? String ?? "" }
+        for kind in ["started", "approval_needed", "step", "promoted", "finished"] { #expect(kinds.contains(kind), "\(kinds)") }
+        #expect(!rollout.stdout.contains(webhook) && !rollout.stderr.contains(webhook))
+        #expect(!rollout.stdout.contains("\(lab.receiverPort)"), "the receiver's address must not be printed")
+        // Locks released everywhere.
+        for env in ["dev", "stage", "prod"] { #expect(try lab.status(env)["lock"] is NSNull) }
+    }
+
+    @Test func badCanaryIsRolledBackByAnalysisWithTheReasonRecordedAndNotified() throws {
+        let lab = try DeployLab()
+        try lab.environment("prod", pools: [("blue", 1), ("green", 1)], active: "blue", standby: "green")
+        let webhook = try lab.startReceiver()
+        let plan = try lab.writePlan("""
+            service: web
+            environments:
+              - name: prod
+                admin: "\(lab.admin("prod"))"
+                strategy: canary
+                steps: [ {weight: 20%}, {pause: 10s}, {weight: 50%}, {pause: 10s} ]
+            \(Self.analysis)
+            hooks:
+              start: [ "\(lab.directory)/start.sh {env} {pool} {version}" ]
+            notify:
+              - { kind: slack, url_env: SWITCHYARD_TEST_UNSET_SLACK }
+              - { kind: webhook, url: "\(webhook)" }
+            history: \(lab.directory)/history.sqlite
+            """)
+        try lab.startLoad("prod")
+        let result = try lab.switchyard(["deploy", "run", plan, "--version", "v2-flaky", "--json"])
+        _ = lab.stopLoad()
+        #expect(result.status == 1, "\(result.output)\(result.error)")
+        let service = try lab.service("prod")
+        #expect(service["active"] as? String == "blue")
+        #expect(service["canary"] is NSNull)
+        #expect(try lab.servedBy("prod", count: 6).allSatisfy { $0.hasSuffix("-v1") })
+        let rows = (try JSONSerialization.jsonObject(with: Data(try lab.switchyard(["history", "--plan", plan, "--json"]).output.utf8))) as? [[String: Any]] ?? []
+        #expect(rows.first?["outcome"] as? String == "rolled_back")
+        #expect((rows.first?["reason"] as? String ?? "").contains("analysis failed 2 time(s): error rate"), "\(rows)")
+        usleep(300_000)
+        let events = lab.webhookEvents
+        #expect(events.contains { $0["event"] as? String == "rolled_back" && ($0["reason"] as? String ?? "").contains("error rate") }, "\(events)")
+        #expect(events.contains { $0["event"] as? String == "finished" && $0["outcome"] as? String == "rolled_back" })
+        // The receiver whose variable is unset is named by position, never by a URL.
+        #expect(result.output.contains("notify[0] (slack): SWITCHYARD_TEST_UNSET_SLACK is not set"))
+    }
+
+    @Test func guardInTheProxyTakesAFailingCanaryOutWithinOneSecond() throws {
+        let lab = try DeployLab()
+        try lab.environment("prod", pools: [("blue", 1), ("green", 1)], active: "blue", standby: "green")
+        let plan = try lab.writePlan("""
+            service: web
+            environments:
+              - name: prod
+                admin: "\(lab.admin("prod"))"
+                strategy: canary
+                steps: [ {weight: 50%}, {pause: 30s} ]
+                guard: { max_error_rate: 50%, min_requests: 20, window: 5s }
+            analysis: { interval: 10s, min_requests: 1000, max_error_rate: 5% }
+            hooks:
+              start: [ "\(lab.directory)/start.sh {env} {pool} {version}" ]
+            history: \(lab.directory)/history.sqlite
+            """)
+        try lab.startLoad("prod", connections: 1, paced: true)
+        let started = Date()
+        let result = try lab.switchyard(["deploy", "run", plan, "--version", "v2-bad", "--json"])
+        let reports = lab.stopLoad()
+        #expect(result.status == 1, "\(result.output)")
+        // Well before the orchestrator's own 10 s analysis interval.
+        #expect(Date().timeIntervalSince(started) < 10, "\(result.output)")
+        #expect(result.output.contains("guard tripped"))
+        let audit = try lab.switchyard(["ctl", "--admin", "\(lab.directory)/prod/admin.sock", "audit", "--json"])
+        let entries = (try JSONSerialization.jsonObject(with: Data(audit.output.utf8))) as? [[String: Any]] ?? []
+        let formatter = ISO8601DateFormatter()
+        formatter.formatOptions = [.withInternetDateTime, .withFractionalSeconds]
+        let canarySet = entries.first { $0["action"] as? String == "canary" }.flatMap { formatter.date(from: $0["time"] as? String ?? "") }
+        let trip = entries.first { $0["action"] as? String == "guard trip" }
+        let tripTime = trip.flatMap { formatter.date(from: $0["time"] as? String ?? "") }
+        #expect(trip?["actor"] as? String == "switchyard-guard", "\(entries)")
+        #expect(((trip?["after"] as? [String: Any])?["guard_trip"] as? [String: Any])?["reason"] as? String != nil)
+        if let canarySet, let tripTime {
+            let seconds = tripTime.timeIntervalSince(canarySet)
+            print("guard: canary out of rotation \(Int(seconds * 1000)) ms after it took traffic (\(reports.first { $0.contains("Requests/sec") }?.split(separator: "\n").first { $0.contains("Requests/sec") } ?? ""))")
+            #expect(seconds < 1.0, "the guard took \(seconds)s")
+        } else {
+            Issue.record("audit lacks the canary or the trip: \(entries)")
+        }
+        #expect(try lab.service("prod")["canary"] is NSNull)
+    }
+
+    @Test func blueGreenWhoseSmokeTestFailsNeverFlips() throws {
+        let lab = try DeployLab()
+        let proxy = try lab.environment("stage", pools: [("blue", 1), ("green", 1)], active: "blue", standby: "green", preview: true)
+        let plan = try lab.writePlan("""
+            service: web
+            environments:
+              - { name: stage, admin: "\(lab.admin("stage"))", strategy: bluegreen, preview_url: "\(proxy.url)" }
+            analysis: { interval: 1s, min_requests: 20, max_error_rate: 5% }
+            hooks:
+              start: [ "\(lab.directory)/start.sh {env} {pool} {version}" ]
+              smoke: [ "curl -fsS -H 'X-Preview: letmein' {preview_url}/checkout" ]
+            history: \(lab.directory)/history.sqlite
+            """)
+        let result = try lab.switchyard(["deploy", "run", plan, "--version", "v2-bad"])
+        #expect(result.status == 1, "\(result.output)")
+        #expect(result.output.contains("smoke hook"), "\(result.output)")
+        #expect(try lab.service("stage")["active"] as? String == "blue")
+        let audit = try lab.switchyard(["ctl", "--admin", "\(lab.directory)/stage/admin.sock", "audit", "--json"])
+        #expect(!audit.output.contains("\"flip\""), "no flip may be recorded")
+        let rows = (try JSONSerialization.jsonObject(with: Data(try lab.switchyard(["history", "--plan", plan, "--json"]).output.utf8))) as? [[String: Any]] ?? []
+        #expect((rows.first?["reason"] as? String ?? "").contains("traffic never moved"))
+        let show = try lab.switchyard(["history", "show", "\(rows.first?["id"] as? Int ?? 0)", "--plan", plan])
+        #expect(show.output.contains("smoke") && show.output.contains("exit 22"), "curl's exit code and output are kept: \(show.output)")
+    }
+
+    @Test func rollingUpdateReplacesEveryServerWithoutAFailedRequestAndRestoresOnFailure() throws {
+        let lab = try DeployLab()
+        try lab.environment("prod", pools: [("app", 3)], active: "app", standby: nil)
+        let plan = try lab.writePlan("""
+            service: web
+            environments:
+              - { name: prod, admin: "\(lab.admin("prod"))", strategy: rolling, drain_timeout: 5s }
+            \(Self.analysis)
+            hooks:
+              update: [ "\(lab.directory)/start.sh {env} {pool} {version} {server}" ]
+            history: \(lab.directory)/history.sqlite
+            """)
+        try lab.startLoad("prod", connections: 8)
+        let good = try lab.switchyard(["deploy", "run", plan, "--version", "v2"])
+        let report = lab.stopLoad().first ?? ""
+        #expect(good.status == 0, "\(good.output)")
+        #expect(report.contains("requests in"), "\(report)")
+        #expect(DeployLab.nonSuccess(report) == 0, "\(report)")
+        #expect(!report.contains("Socket errors"), "\(report)")
+        let served = Set(try lab.servedBy("prod", count: 30))
+        #expect(served == ["a1-v2", "a2-v2", "a3-v2"], "\(served)")
+
+        // A failing version stops at the first server and restores it to the version before.
+        try lab.startLoad("prod", connections: 8)
+        let bad = try lab.switchyard(["deploy", "run", plan, "--version", "v3-flaky"])
+        _ = lab.stopLoad()
+        #expect(bad.status == 1, "\(bad.output)")
+        #expect(bad.output.contains("restoring a1"), "\(bad.output)")
+        // a1 runs v2 again; passive outlier detection may still keep it out for its ejection time.
+        let restored = try lab.servedBy("prod", count: 30)
+        #expect(!restored.isEmpty && restored.allSatisfy { $0.hasSuffix("-v2") }, "\(restored) \(bad.output)")
+        #expect(bad.output.contains("app/a1: v2 in rotation"), "\(bad.output)")
+        let servers = ((try lab.status("prod"))["pools"] as? [String: Any]).flatMap { ($0["app"] as? [String: Any])?["servers"] as? [[String: Any]] } ?? []
+        #expect(servers.allSatisfy { $0["state"] as? String == "ready" }, "\(servers)")
+    }
+
+    @Test func secondRolloutIsRefusedByTheLockAndControlsReachTheRunningOne() throws {
+        let lab = try DeployLab()
+        try lab.environment("prod", pools: [("blue", 1), ("green", 1)], active: "blue", standby: "green")
+        func plan(_ history: String) -> String {
+            """
+            service: web
+            environments:
+              - { name: prod, admin: "\(lab.admin("prod"))", strategy: canary, steps: [ {weight: 10%}, {pause: manual}, {weight: 50%}, {pause: 30s} ] }
+            \(Self.analysis)
+            hooks:
+              start: [ "\(lab.directory)/start.sh {env} {pool} {version}" ]
+            history: \(lab.directory)/\(history)
+            """
+        }
+        let first = try lab.writePlan(plan("history.sqlite"))
+        let elsewhere = try lab.writePlan(plan("other-runner.sqlite"), name: "other.yaml")
+        let rollout = try lab.deployInBackground(first, version: "v2")
+        try lab.waitForEvent(rollout, "paused")
+
+        // Another runner (its own history) meets the proxy's lock.
+        let second = try lab.switchyard(["deploy", "run", elsewhere, "--version", "v3"])
+        #expect(second.status == 2)
+        #expect(second.output.contains("prod is locked") && second.output.contains("switchyard-deploy/web")
+                && second.output.contains("since") && second.output.contains("rollout of web version v2 by test"), "\(second.output)")
+        // The same history knows a rollout is running.
+        let third = try lab.switchyard(["deploy", "run", first, "--version", "v3"])
+        #expect(third.status == 2 && third.output.contains("is running since"), "\(third.output)")
+
+        #expect(try lab.switchyard(["deploy", "pause", first]).output.contains("paused"))
+        #expect(try lab.switchyard(["deploy", "resume", first]).output.contains("resumed"))
+        let status = try lab.switchyard(["deploy", "status", first])
+        #expect(status.output.contains("RUNNING") && status.output.contains("canary green at 10%"), "\(status.output)")
+        let promote = try lab.switchyard(["deploy", "promote", first, "--full"])
+        #expect(promote.status == 0, "\(promote)")
+        #expect(rollout.waitForExit(timeout: 30) == 0, "\(rollout.stdout)")
+        #expect(try lab.service("prod")["active"] as? String == "green")
+        let rows = (try JSONSerialization.jsonObject(with: Data(try lab.switchyard(["history", "show", "1", "--plan", first, "--json"]).output.utf8))) as? [String: Any] ?? [:]
+        let kinds = (rows["steps"] as? [[String: Any]] ?? []).map { $0["kind"] as? String ?? "" }
+        for kind in ["weight", "pause", "resume", "promote"] { #expect(kinds.contains(kind), "\(kinds)") }
+    }
+
+    @Test func killedOrchestratorLeavesARecordThatStatusExplainsAndAbortRecovers() throws {
+        let lab = try DeployLab()
+        try lab.environment("prod", pools: [("blue", 1), ("green", 1)], active: "blue", standby: "green")
+        let plan = try lab.writePlan("""
+            service: web
+            environments:
+              - { name: prod, admin: "\(lab.admin("prod"))", strategy: canary, steps: [ {weight: 25%}, {pause: manual} ] }
+            \(Self.analysis)
+            hooks:
+              start: [ "\(lab.directory)/start.sh {env} {pool} {version}" ]
+            history: \(lab.directory)/history.sqlite
+            lock_ttl: 60s
+            """)
+        let rollout = try lab.deployInBackground(plan, version: "v2")
+        try lab.waitForEvent(rollout, "paused")
+        rollout.signal(SIGKILL)
+        _ = rollout.waitForExit(timeout: 5)
+
+        let status = try lab.switchyard(["deploy", "status", plan])
+        #expect(status.output.contains("CRASHED"), "\(status.output)")
+        #expect(status.output.contains("canary green at 25%"), "where traffic is: \(status.output)")
+        #expect(status.output.contains("LOCKED by switchyard-deploy/web"), "\(status.output)")
+        #expect(status.output.contains("deploy abort"), "what to do: \(status.output)")
+        #expect(try lab.switchyard(["deploy", "run", plan, "--version", "v3"]).status == 2, "the lock still holds")
+
+        let abort = try lab.switchyard(["deploy", "abort", plan, "--actor", "oncall"])
+        #expect(abort.status == 0, "\(abort.output)\(abort.error)")
+        let service = try lab.service("prod")
+        #expect(service["canary"] is NSNull && service["active"] as? String == "blue", "\(service)")
+        #expect(try lab.status("prod")["lock"] is NSNull)
+        let after = try lab.switchyard(["deploy", "status", plan])
+        #expect(after.output.contains("ROLLED_BACK") && after.output.contains("aborted by oncall"), "\(after.output)")
+        // unlock --force is recorded in the proxy's audit trail.
+        _ = try lab.switchyard(["ctl", "--admin", "\(lab.directory)/prod/admin.sock", "lock", "--owner", "someone", "--reason", "stuck"])
+        let unlock = try lab.switchyard(["deploy", "unlock", plan, "--force", "--actor", "oncall"])
+        #expect(unlock.status == 0 && unlock.output.contains("broke the lock of someone"), "\(unlock.output)")
+        let audit = try lab.switchyard(["ctl", "--admin", "\(lab.directory)/prod/admin.sock", "audit", "--json"])
+        #expect(audit.output.contains("break lock"))
+    }
+}
