@@ -125,7 +125,7 @@ final class DeployLab {
             s.serve_forever()
             """
         try script.write(toFile: "\(directory)/receiver.py", atomically: true, encoding: .utf8)
-        let pid = try spawn("/usr/bin/python3", ["\(directory)/receiver.py", "\(directory)/receiver.port", "\(directory)/webhook.log"],
+        let pid = try spawn("/usr/bin/env", ["python3", "\(directory)/receiver.py", "\(directory)/receiver.port", "\(directory)/webhook.log"],
                             stdout: "\(directory)/receiver.out", stderr: "\(directory)/receiver.err")
         loads.append(pid) // stopped with the loads (SIGINT ends python too)
         receiverPort = UInt16(try waitForFile("\(directory)/receiver.port").trimmingCharacters(in: .whitespacesAndNewlines)) ?? 0

@@ -155,4 +155,24 @@ struct SwitchingConfigTests {
         #expect(paths == ["services.web.standby", "services.web.preview.value_file", "services.web.canary.weight",
                           "services.web.canary.sticky", "services.web.rules[0]"])
     }
+
+    @Test func canaryGuardIsReadWithDefaultsAndChecked() throws {
+        func yaml(_ guardText: String) -> String {
+            """
+            listeners: [{ bind: 127.0.0.1:1 }]
+            pools: { blue: { servers: [{ address: 127.0.0.1:2 }] }, green: { servers: [{ address: 127.0.0.1:3 }] } }
+            services:
+              web:
+                active: blue
+                canary: { pool: green, weight: 5%, guard: \(guardText) }
+            """
+        }
+        let c = try ConfigLoader.parse(yaml: yaml("{ max_error_rate: 20% }"), file: "t")
+        #expect(c.services[0].canary?.guardrail == CanaryGuard(maxErrorRate: 2000, minRequests: 20, windowMilliseconds: 10_000))
+        let full = try ConfigLoader.parse(yaml: yaml("{ max_error_rate: 50%, min_requests: 5, window: 3s }"), file: "t")
+        #expect(full.services[0].canary?.guardrail == CanaryGuard(maxErrorRate: 5000, minRequests: 5, windowMilliseconds: 3000))
+        #expect(Set(problems(yaml("{ min_requests: 0, window: 10ms, typo: 1 }")).map(\.keyPath)) ==
+                ["services.web.canary.guard.min_requests", "services.web.canary.guard.window", "services.web.canary.guard.typo",
+                 "services.web.canary.guard.max_error_rate"])
+    }
 }
