@@ -34,7 +34,7 @@ public final class AdminClient: @unchecked Sendable {
             target = .unix(path)
             bearer = nil
         case .tcp(let host, let port, let tls):
-            target = .tcp(host: host, port: port, tls: tls, ca: env.ca)
+            target = .tcp(host: host, port: port, tls: tls, ca: env.ca, serverName: env.tlsServerName)
             if let token = processEnvironment[env.tokenEnv], !token.isEmpty {
                 bearer = token
             } else if let file = env.tokenFile {

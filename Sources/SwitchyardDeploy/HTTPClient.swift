@@ -52,15 +52,18 @@ public struct HTTPResponse: Sendable {
 public enum HTTPClient {
     public enum Target: Sendable {
         case unix(String)
-        case tcp(host: String, port: UInt16, tls: Bool, ca: String?)
+        /// `serverName`: the name to send (SNI) and verify, when it differs from `host`
+        /// (an address, or a name the resolver does not know).
+        case tcp(host: String, port: UInt16, tls: Bool, ca: String?, serverName: String? = nil)
     }
 
     public static func send(to target: Target, method: String, path: String, headers: [(String, String)] = [],
                             body: Data? = nil, timeout: Double = 10) throws(ClientError) -> HTTPResponse {
         var head = "\(method) \(path) HTTP/1.1\r\n"
         var hostHeader = "switchyard"
-        if case .tcp(let host, let port, let tls, _) = target {
-            hostHeader = host.contains(":") ? "[\(host)]" : host
+        if case .tcp(let host, let port, let tls, _, let serverName) = target {
+            let name = serverName ?? host
+            hostHeader = name.contains(":") ? "[\(name)]" : name
             if port != (tls ? 443 : 80) { hostHeader += ":\(port)" }
         }
         head += "Host: \(hostHeader)\r\nConnection: close\r\nUser-Agent: switchyard-deploy\r\n"
@@ -138,7 +141,7 @@ public enum HTTPClient {
                 let c = Connection(fd: fd, deadline: deadline)
                 c.applyTimeout()
                 return c
-            case .tcp(let host, let port, let tls, let ca):
+            case .tcp(let host, let port, let tls, let ca, let serverName):
                 var hints = addrinfo()
                 hints.ai_socktype = Int32(SOCK_STREAM.rawValue)
                 var list: UnsafeMutablePointer<addrinfo>?
@@ -158,7 +161,7 @@ public enum HTTPClient {
                         Glibc.close(fd)
                         continue
                     }
-                    if tls { try c.startTLS(host: host, ca: ca) }
+                    if tls { try c.startTLS(host: serverName ?? host, ca: ca) }
                     return c
                 }
                 throw ClientError("cannot connect to \(host):\(port): \(lastError)")
@@ -184,8 +187,14 @@ public enum HTTPClient {
             SSL_CTX_set_verify(context, SSL_VERIFY_PEER, nil)
             ssl = SSL_new(context)
             SSL_set_fd(ssl, fd)
-            _ = sy_ssl_set_sni(ssl, host)
-            SSL_set1_host(ssl, host)
+            // An address is verified against the certificate's IP names; a name is also sent as SNI.
+            var probe = in6_addr()
+            if inet_pton(AF_INET, host, &probe) == 1 || inet_pton(AF_INET6, host, &probe) == 1 {
+                X509_VERIFY_PARAM_set1_ip_asc(SSL_get0_param(ssl), host)
+            } else {
+                _ = sy_ssl_set_sni(ssl, host)
+                SSL_set1_host(ssl, host)
+            }
             guard SSL_connect(ssl) == 1 else {
                 let verify = SSL_get_verify_result(ssl)
                 let reason = verify != X509_V_OK ? String(cString: X509_verify_cert_error_string(verify)) : Self.lastError()

@@ -69,6 +69,9 @@ public struct DeployPlan: Sendable {
         public var tokenFile: String?
         /// CA bundle that signs an https admin listener's certificate (default: system roots).
         public var ca: String?
+        /// The name an https admin listener's certificate is verified against (and sent as
+        /// SNI) when the address in `admin` is not that name.
+        public var tlsServerName: String?
         public var strategy: Strategy
         public var manualApproval: Bool
         public var steps: [Step]
@@ -157,7 +160,7 @@ public enum PlanLoader {
     }
 
     static let rootKeys = ["service", "environments", "analysis", "hooks", "notify", "history", "lock_ttl", "git_tag"]
-    static let environmentKeys = ["name", "admin", "token_env", "token_file", "ca", "strategy", "approval", "steps", "pool",
+    static let environmentKeys = ["name", "admin", "token_env", "token_file", "ca", "tls_server_name", "strategy", "approval", "steps", "pool",
                                   "preview_url", "watch", "keep_previous", "drain_timeout", "health_timeout", "guard", "rollback"]
 
     static func readPlan(_ root: Node, file: String, reader r: inout NodeReader) -> DeployPlan? {
@@ -194,7 +197,8 @@ public enum PlanLoader {
                 r.problem(root, "environments.\(env.name).preview_url", "the smoke hooks use {preview_url}; give this environment's preview URL")
             }
         }
-        let needsAnalysis = plan.environments.contains { $0.strategy != .bluegreen || $0.watch != nil }
+        // Blue/green watches one analysis interval after the flip unless `watch: 0s`.
+        let needsAnalysis = plan.environments.contains { $0.strategy != .bluegreen || $0.watch.map { $0 > .zero } ?? true }
         if needsAnalysis && plan.analysis.maxErrorRate == nil && plan.analysis.maxP99 == nil && plan.analysis.maxErrorRateVsBaseline == nil {
             r.problem(root, "analysis", "a canary, rolling or watched rollout needs a criterion: max_error_rate, max_error_rate_vs_baseline or max_p99")
         }
@@ -212,7 +216,7 @@ public enum PlanLoader {
         for (i, item) in items.enumerated() {
             let path = "environments[\(i)]"
             guard let fields = r.mapping(item, path, allowed: environmentKeys) else { continue }
-            var env = DeployPlan.Environment(name: "", admin: .unix(path: "/"), tokenEnv: "", tokenFile: nil, ca: nil, strategy: .bluegreen,
+            var env = DeployPlan.Environment(name: "", admin: .unix(path: "/"), tokenEnv: "", tokenFile: nil, ca: nil, tlsServerName: nil, strategy: .bluegreen,
                                              manualApproval: false, steps: [], pool: nil, previewURL: nil, watch: nil,
                                              keepPrevious: .zero, drainTimeout: .seconds(30), healthTimeout: .seconds(60),
                                              guardrail: nil, rollback: .instant)
@@ -234,6 +238,7 @@ public enum PlanLoader {
                 case "token_env": if let s = r.scalar(v, keyPath) { env.tokenEnv = s }
                 case "token_file": env.tokenFile = r.scalar(v, keyPath)
                 case "ca": env.ca = r.scalar(v, keyPath)
+                case "tls_server_name": env.tlsServerName = r.scalar(v, keyPath)
                 case "strategy":
                     sawStrategy = true
                     if let s = r.scalar(v, keyPath) {

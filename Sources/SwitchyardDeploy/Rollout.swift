@@ -135,7 +135,11 @@ public final class Rollout {
         switch outcome {
         case .promoted:
             if plan.gitTag {
-                let r = HookRunner.run("git tag -a {version} -m {message}", values: ["version": version, "message": "switchyard rollout #\(rolloutID) of \(plan.service)"], timeout: .seconds(30))
+                // The plan lives in the application's repository: tag that repository's HEAD.
+                let directory = (plan.path as NSString).deletingLastPathComponent
+                let r = HookRunner.run("git -C {repository} tag -a {version} -m {message}",
+                                       values: ["repository": directory.isEmpty ? "." : directory, "version": version,
+                                                "message": "switchyard rollout #\(rolloutID) of \(plan.service)"], timeout: .seconds(30))
                 history.recordHook(rollout: rolloutID, deployment: nil, phase: "git_tag", command: "git tag -a \(version)", result: r)
                 emit(.notice, r.exitCode == 0 ? "tagged \(version) in git" : "warning: git tag \(version) failed (exit \(r.exitCode)): \(Self.lastLine(r.output))")
             }
@@ -149,7 +153,7 @@ public final class Rollout {
             history.finishRollout(rolloutID, outcome: "failed", reason: reason)
             emit(.failed, "failed: \(reason)", ["outcome": "failed", "reason": reason, "rollout": rolloutID])
         }
-        notifier.finish(timeout: 15)
+        notifier.finish(timeout: 10)
         return outcome
     }
 
@@ -255,17 +259,18 @@ public final class Rollout {
 
     /// Waits `seconds` (nil: until promoted), in short ticks: handles controls, renews the
     /// locks, keeps the heartbeat, and calls `tick` (which may throw to end the wait).
-    /// Paused time does not count. Returns early after `deploy promote`.
-    func wait(_ seconds: Double?, tick: (() throws -> Void)? = nil) throws {
+    /// Paused time does not count. Returns true when `deploy promote` ended the wait early.
+    @discardableResult
+    func wait(_ seconds: Double?, tick: (() throws -> Void)? = nil) throws -> Bool {
         var deadline = seconds.map { Date().addingTimeInterval($0) }
         skipWait = false
         while true {
             let before = Date()
             try housekeeping()
-            if skipWait { skipWait = false; return }
+            if skipWait { skipWait = false; return true }
             if !paused {
                 try tick?()
-                if let deadline, Date() >= deadline { return }
+                if let deadline, Date() >= deadline { return false }
             }
             live.until = deadline
             printer.status(environment: currentEnvironment ?? "-", phase: paused ? "PAUSED (deploy resume)" : live.phase, progress: live.progress,
@@ -432,7 +437,7 @@ public final class Rollout {
         defer { failures = localFailures }
         var done = false
         while !done {
-            try wait(0.2) { [self] in
+            let skipped = try wait(0.2) { [self] in
                 if let guardCheck, Date().timeIntervalSince(lastGuardCheck) >= 0.5 {
                     lastGuardCheck = Date()
                     try guardCheck()
@@ -473,7 +478,7 @@ public final class Rollout {
                 live.progress = min(1, elapsed / max(duration, 0.001))
                 if elapsed >= duration && lastConclusive == .pass { done = true }
             }
-            if skipWait { done = true }
+            if skipped { done = true }
         }
     }
 

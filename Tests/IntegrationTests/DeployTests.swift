@@ -44,7 +44,7 @@ final class DeployLab {
     /// A proxy for `name` with the given pools (server count each); `active`'s instances start at `version`.
     @discardableResult
     func environment(_ name: String, pools: [(String, Int)], active: String, standby: String?, version: String = "v1",
-                     preview: Bool = false) throws -> Proxy {
+                     preview: Bool = false, adminExtra: String = "") throws -> Proxy {
         let envDir = "\(directory)/\(name)"
         try FileManager.default.createDirectory(atPath: envDir, withIntermediateDirectories: true)
         var config = "pools:\n"
@@ -64,7 +64,7 @@ final class DeployLab {
             try "letmein\n".write(toFile: "\(envDir)/preview.token", atomically: true, encoding: .utf8)
             config += "    preview: { header: X-Preview, value_file: \(envDir)/preview.token }\n"
         }
-        config += "admin: { socket: \(envDir)/admin.sock }\nstate_file: \(envDir)/state.json\naccess_log: off\n"
+        config += "admin:\n  socket: \(envDir)/admin.sock\n\(adminExtra)state_file: \(envDir)/state.json\naccess_log: off\n"
         let started = try run("/bin/sh", ["\(directory)/start.sh", name, active, version])
         guard started.status == 0 else { throw HarnessError("start.sh failed: \(started.output)") }
         let proxy = try Proxy(directory: envDir, config: config)
@@ -153,11 +153,11 @@ final class DeployLab {
         return p
     }
 
-    /// Waits until the background rollout printed an event of `kind`.
-    func waitForEvent(_ p: ManagedProcess, _ kind: String, timeout: Double = 30) throws {
+    /// Waits until the background rollout printed an event of `kind` (whose line contains `after`).
+    func waitForEvent(_ p: ManagedProcess, _ kind: String, after: String = "", timeout: Double = 30) throws {
         let end = Date().addingTimeInterval(timeout)
         while Date() < end {
-            if p.stdout.contains("\"event\":\"\(kind)\"") { return }
+            if p.stdout.split(separator: "\n").contains(where: { $0.contains("\"event\":\"\(kind)\"") && (after.isEmpty || $0.contains(after)) }) { return }
             if !p.isRunning { throw HarnessError("the rollout ended before \(kind): \(p.stdout)\(p.stderr)") }
             usleep(100_000)
         }
@@ -233,6 +233,7 @@ final class DeployLab {
                 approval: manual
                 preview_url: \(stage.url)
                 watch: 2s
+                keep_previous: 1s
               - name: prod
                 admin: "\(lab.admin("prod"))"
                 strategy: canary
@@ -240,10 +241,14 @@ final class DeployLab {
                 guard: { max_error_rate: 50%, min_requests: 20, window: 5s }
             \(Self.analysis)
             hooks:
+              pre_deploy: [ "touch \(lab.directory)/migrated-{version}" ]
               start: [ "\(lab.directory)/start.sh {env} {pool} {version}" ]
               smoke: [ "curl -fsS -H 'X-Preview: letmein' {preview_url}/ | grep -q -- -{version}" ]
+              post_deploy: [ "echo deployed {version} to {env}" ]
+              retire: [ "echo retiring {pool} in {env}" ]
             notify:
               - { kind: webhook, url: "\(webhook)" }
+              - { kind: slack, url: "http://127.0.0.1:\(lab.receiverPort)/slack" }
             history: \(lab.directory)/history.sqlite
             lock_ttl: 5s
             """)
@@ -288,6 +293,12 @@ final class DeployLab {
         for kind in ["started", "approval_needed", "step", "promoted", "finished"] { #expect(kinds.contains(kind), "\(kinds)") }
         #expect(!rollout.stdout.contains(webhook) && !rollout.stderr.contains(webhook))
         #expect(!rollout.stdout.contains("\(lab.receiverPort)"), "the receiver's address must not be printed")
+        let slack = ((try? String(contentsOfFile: "\(lab.directory)/webhook.log", encoding: .utf8)) ?? "").split(separator: "\n").filter { $0.hasPrefix("/slack ") }
+        #expect(slack.contains { $0.contains(#"{"text":"#) && $0.contains("promoted") }, "Slack gets {\"text\": ...}: \(slack)")
+        #expect(FileManager.default.fileExists(atPath: "\(lab.directory)/migrated-v2"), "pre_deploy ran once before traffic moved")
+        let stageID = rows.first { $0["environment"] as? String == "stage" }?["id"] as? Int ?? 0
+        let stageShow = try lab.switchyard(["history", "show", "\(stageID)", "--plan", plan])
+        #expect(stageShow.output.contains("retiring blue in stage") && stageShow.output.contains("deployed v2 to stage"), "\(stageShow.output)")
         // Locks released everywhere.
         for env in ["dev", "stage", "prod"] { #expect(try lab.status(env)["lock"] is NSNull) }
     }
@@ -302,19 +313,26 @@ final class DeployLab {
               - name: prod
                 admin: "\(lab.admin("prod"))"
                 strategy: canary
-                steps: [ {weight: 20%}, {pause: 10s}, {weight: 50%}, {pause: 10s} ]
+                steps: [ {weight: 40%}, {pause: 10s}, {weight: 50%}, {pause: 10s} ]
+                rollback: { gradual: 200ms }
             \(Self.analysis)
             hooks:
               start: [ "\(lab.directory)/start.sh {env} {pool} {version}" ]
             notify:
               - { kind: slack, url_env: SWITCHYARD_TEST_UNSET_SLACK }
               - { kind: webhook, url: "\(webhook)" }
+              - { kind: webhook, url: "http://127.0.0.1:\(freePort())/nobody-listens" }
             history: \(lab.directory)/history.sqlite
             """)
         try lab.startLoad("prod")
+        let began = Date()
         let result = try lab.switchyard(["deploy", "run", plan, "--version", "v2-flaky", "--json"])
         _ = lab.stopLoad()
         #expect(result.status == 1, "\(result.output)\(result.error)")
+        // A receiver nobody listens on costs retries in the background, bounded at exit.
+        #expect(Date().timeIntervalSince(began) < 30)
+        #expect(result.output.contains("notify[2] (webhook)") && !result.output.contains("nobody-listens"))
+        #expect(result.output.contains("canary down to 20%") && result.output.contains("canary down to 1.25%"), "gradual rollback: \(result.output)")
         let service = try lab.service("prod")
         #expect(service["active"] as? String == "blue")
         #expect(service["canary"] is NSNull)
@@ -413,7 +431,7 @@ final class DeployLab {
         try lab.startLoad("prod", connections: 8)
         let good = try lab.switchyard(["deploy", "run", plan, "--version", "v2"])
         let report = lab.stopLoad().first ?? ""
-        #expect(good.status == 0, "\(good.output)")
+        #expect(good.status == 0, "\(good.output)\(good.error)")
         #expect(report.contains("requests in"), "\(report)")
         #expect(DeployLab.nonSuccess(report) == 0, "\(report)")
         #expect(!report.contains("Socket errors"), "\(report)")
@@ -446,8 +464,13 @@ final class DeployLab {
             hooks:
               start: [ "\(lab.directory)/start.sh {env} {pool} {version}" ]
             history: \(lab.directory)/\(history)
+            git_tag: true
             """
         }
+        // The plan's directory is the application's repository: a promoted version is tagged there.
+        let git = ["-C", lab.directory, "-c", "user.name=test", "-c", "user.email=test@example.com"]
+        _ = try run("/usr/bin/env", ["git", "-C", lab.directory, "init", "-q"])
+        _ = try run("/usr/bin/env", ["git"] + git + ["commit", "-q", "--allow-empty", "-m", "app"])
         let first = try lab.writePlan(plan("history.sqlite"))
         let elsewhere = try lab.writePlan(plan("other-runner.sqlite"), name: "other.yaml")
         let rollout = try lab.deployInBackground(first, version: "v2")
@@ -466,9 +489,13 @@ final class DeployLab {
         #expect(try lab.switchyard(["deploy", "resume", first]).output.contains("resumed"))
         let status = try lab.switchyard(["deploy", "status", first])
         #expect(status.output.contains("RUNNING") && status.output.contains("canary green at 10%"), "\(status.output)")
+        let next = try lab.switchyard(["deploy", "promote", first])
+        #expect(next.status == 0 && next.output.contains("next step"), "\(next)")
+        try lab.waitForEvent(rollout, "step", after: "50%")
         let promote = try lab.switchyard(["deploy", "promote", first, "--full"])
         #expect(promote.status == 0, "\(promote)")
         #expect(rollout.waitForExit(timeout: 30) == 0, "\(rollout.stdout)")
+        #expect(try run("/usr/bin/env", ["git", "-C", lab.directory, "tag"]).output.contains("v2"), "\(rollout.stdout)")
         #expect(try lab.service("prod")["active"] as? String == "green")
         let rows = (try JSONSerialization.jsonObject(with: Data(try lab.switchyard(["history", "show", "1", "--plan", first, "--json"]).output.utf8))) as? [String: Any] ?? [:]
         let kinds = (rows["steps"] as? [[String: Any]] ?? []).map { $0["kind"] as? String ?? "" }
@@ -513,5 +540,65 @@ final class DeployLab {
         #expect(unlock.status == 0 && unlock.output.contains("broke the lock of someone"), "\(unlock.output)")
         let audit = try lab.switchyard(["ctl", "--admin", "\(lab.directory)/prod/admin.sock", "audit", "--json"])
         #expect(audit.output.contains("break lock"))
+    }
+
+    @Test func interruptedRolloutRollsBackAndExitsOne() throws {
+        let lab = try DeployLab()
+        try lab.environment("prod", pools: [("blue", 1), ("green", 1)], active: "blue", standby: "green")
+        let plan = try lab.writePlan("""
+            service: web
+            environments:
+              - { name: prod, admin: "\(lab.admin("prod"))", strategy: canary, steps: [ {weight: 30%}, {pause: manual} ] }
+            \(Self.analysis)
+            hooks:
+              start: [ "\(lab.directory)/start.sh {env} {pool} {version}" ]
+            history: \(lab.directory)/history.sqlite
+            """)
+        let rollout = try lab.deployInBackground(plan, version: "v2")
+        try lab.waitForEvent(rollout, "paused")
+        #expect(try lab.service("prod")["canary"] is [String: Any])
+        rollout.signal(SIGTERM) // a cancelled pipeline job
+        #expect(rollout.waitForExit(timeout: 15) == 1, "\(rollout.stdout)")
+        #expect(try lab.service("prod")["canary"] is NSNull)
+        #expect(try lab.status("prod")["lock"] is NSNull)
+        #expect(rollout.stdout.contains("interrupted by a signal"))
+    }
+
+    @Test func httpsAdminWithATokenFromTheEnvironment() throws {
+        let lab = try DeployLab()
+        let pki = try TestPKI(directory: lab.directory, names: ["admin"])
+        try "pipeline 0123456789abcdef0123\n".write(toFile: "\(lab.directory)/tokens", atomically: true, encoding: .utf8)
+        let port = freePort()
+        // The harness's proxy writes its own listeners; the admin TCP listener is added to its configuration.
+        let proxy = try lab.environment("stage", pools: [("blue", 1), ("green", 1)], active: "blue", standby: "green",
+                                        adminExtra: "  tcp: 127.0.0.1:\(port)\n  tokens_file: \(lab.directory)/tokens\n  tls: { certificates: [{ cert: \(pki.cert("admin")), key: \(pki.key("admin")) }] }\n")
+        _ = proxy
+        func plan(_ tokenVariable: String) throws -> String {
+            try lab.writePlan("""
+                service: web
+                environments:
+                  - name: stage
+                    admin: https://127.0.0.1:\(port)
+                    ca: \(pki.ca)
+                    tls_server_name: admin.test
+                    token_env: \(tokenVariable)
+                    strategy: bluegreen
+                    watch: 0s
+                hooks:
+                  start: [ "\(lab.directory)/start.sh {env} {pool} {version}" ]
+                history: \(lab.directory)/history.sqlite
+                """, name: "\(tokenVariable).yaml")
+        }
+        setenv("SWITCHYARD_TEST_TOKEN_GOOD", "0123456789abcdef0123", 1)
+        setenv("SWITCHYARD_TEST_TOKEN_BAD", "not-the-token", 1)
+        let refused = try lab.switchyard(["deploy", "run", try plan("SWITCHYARD_TEST_TOKEN_BAD"), "--version", "v2"])
+        #expect(refused.status == 2 && refused.output.contains("401"), "\(refused.output)\(refused.error)")
+        let missing = try lab.switchyard(["deploy", "run", try plan("SWITCHYARD_TEST_TOKEN_UNSET"), "--version", "v2"])
+        #expect(missing.status == 2 && missing.output.contains("set SWITCHYARD_TEST_TOKEN_UNSET or token_file"), "\(missing.output)")
+        let good = try lab.switchyard(["deploy", "run", try plan("SWITCHYARD_TEST_TOKEN_GOOD"), "--version", "v2"])
+        #expect(good.status == 0, "\(good.output)\(good.error)")
+        #expect(try lab.service("stage")["active"] as? String == "green")
+        let audit = try lab.switchyard(["ctl", "--admin", "\(lab.directory)/stage/admin.sock", "audit", "--json"])
+        #expect(audit.output.contains(#""actor" : "token:pipeline""#) || audit.output.contains("pipeline"), "the token's name is the audit actor: \(audit.output)")
     }
 }
