@@ -59,8 +59,14 @@ public final class Rollout {
     var lastRenew = Date()
     var lastHeartbeat = Date.distantPast
     let analyzer: Analyzer
+    /// The length of the pause or watch `live.until` ends.
+    var stageLength = 0.0
+    /// Time spent paused so far; pauses and watches do not count it.
+    var pausedSeconds = 0.0
     let environment = ProcessInfo.processInfo.environment
-    var live: (phase: String, progress: Double, weight: String?, errorRate: Double?, p99: Double?, until: Date?) = ("starting", 0, nil, nil, nil, nil)
+    /// What the live terminal line shows. `span` is the share of the environment's progress
+    /// the current stage covers, starting at `progress`; `until` is when the current pause ends.
+    var live: (phase: String, progress: Double, span: Double, weight: String?, errorRate: Double?, p99: Double?, until: Date?) = ("starting", 0, 0, nil, nil, nil, nil)
 
     public init(plan: DeployPlan, version: String, options: Options, history: History) {
         self.plan = plan
@@ -272,11 +278,17 @@ public final class Rollout {
                 try tick?()
                 if let deadline, Date() >= deadline { return false }
             }
-            live.until = deadline
-            printer.status(environment: currentEnvironment ?? "-", phase: paused ? "PAUSED (deploy resume)" : live.phase, progress: live.progress,
-                           weight: live.weight, errorRate: live.errorRate, p99: live.p99, remaining: deadline?.timeIntervalSinceNow)
+            let stageShare = live.until.map { until -> Double in
+                guard live.span > 0 else { return 0 }
+                return live.span * (1 - min(1, max(0, until.timeIntervalSinceNow) / max(0.001, stageLength)))
+            } ?? 0
+            printer.status(environment: currentEnvironment ?? "-", phase: paused ? "PAUSED (deploy resume)" : live.phase, progress: live.progress + stageShare,
+                           weight: live.weight, errorRate: live.errorRate, p99: live.p99, remaining: live.until?.timeIntervalSinceNow)
             usleep(200_000)
-            if paused, deadline != nil { deadline = deadline!.addingTimeInterval(Date().timeIntervalSince(before)) }
+            if paused {
+                pausedSeconds += Date().timeIntervalSince(before)
+                if deadline != nil { deadline = deadline!.addingTimeInterval(Date().timeIntervalSince(before)) }
+            }
         }
     }
 
@@ -429,12 +441,15 @@ public final class Rollout {
         func counters(_ m: MetricsSample, _ p: String) -> PoolCounters { server != nil && p == pool ? (m.servers["\(p)/\(server!)"] ?? PoolCounters()) : (m.pools[p] ?? PoolCounters()) }
         var start = try metrics(client)
         let began = Date()
+        let pausedBefore = pausedSeconds
         let interval = Double(plan.analysis.interval.milliseconds) / 1000
         var lastConclusive: AnalysisResult.Verdict?
         var nextAnalysis = Date().addingTimeInterval(interval)
         var lastGuardCheck = Date()
         var localFailures = failures
-        defer { failures = localFailures }
+        stageLength = duration ?? 0
+        live.until = duration.map { Date().addingTimeInterval($0) }
+        defer { failures = localFailures; live.until = nil }
         var done = false
         while !done {
             let skipped = try wait(0.2) { [self] in
@@ -473,11 +488,9 @@ public final class Rollout {
                     }
                 }
             }
-            let elapsed = Date().timeIntervalSince(began)
-            if let duration {
-                live.progress = min(1, elapsed / max(duration, 0.001))
-                if elapsed >= duration && lastConclusive == .pass { done = true }
-            }
+            let elapsed = Date().timeIntervalSince(began) - (pausedSeconds - pausedBefore)
+            live.until = duration.map { Date().addingTimeInterval($0 - elapsed) }
+            if let duration, elapsed >= duration && lastConclusive == .pass { done = true }
             if skipped { done = true }
         }
     }
@@ -507,6 +520,7 @@ public final class Rollout {
             }
             for (i, s) in steps.enumerated() {
                 live.progress = Double(i) / Double(steps.count)
+                live.span = 1 / Double(steps.count)
                 switch s {
                 case .weight(let w):
                     weight = w
@@ -591,6 +605,7 @@ public final class Rollout {
             try admin(client, "POST", "/v1/services/\(plan.service)/flip", body: ["to": target])
             flipped = true
             live.progress = 0.5
+            live.span = 0.5
             live.weight = "100%"
             step("flip", "pool \(target) is active; \(active) is standby")
             emit(.flipped, "flipped: pool \(target) takes all traffic; \(active) is standby for instant rollback", ["pool": target, "previous": active])
@@ -642,6 +657,7 @@ public final class Rollout {
         do {
             for (i, server) in servers.enumerated() {
                 live.progress = Double(i) / Double(servers.count)
+                live.span = 1 / Double(servers.count)
                 live.phase = "server \(i + 1)/\(servers.count): \(server.name)"
                 changed.append(server)
                 try replace(env, client, pool: pool, server: server, version: version, label: "\(i + 1) of \(servers.count)")
