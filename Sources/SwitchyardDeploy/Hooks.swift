@@ -8,6 +8,8 @@ public struct HookResult: Sendable {
     /// Standard output and error together; the last 64 KiB when longer.
     public var output: String
     public var timedOut: Bool
+    /// `shouldStop` ended it (the rollout was interrupted).
+    public var interrupted = false
 }
 
 /// Runs hook commands with `/bin/sh -c`. Placeholders such as `{version}` are replaced by
@@ -39,8 +41,10 @@ public enum HookRunner {
         return out
     }
 
-    /// Runs one command; kills its whole process group after `timeout`.
-    public static func run(_ command: String, values: [String: String], timeout: Duration) -> HookResult {
+    /// Runs one command; kills its whole process group after `timeout`, or as soon as
+    /// `shouldStop` (asked every 100 ms) says so.
+    public static func run(_ command: String, values: [String: String], timeout: Duration,
+                           shouldStop: () -> Bool = { false }) -> HookResult {
         let expanded = expand(command, values: values)
         let start = Date()
         var pipeFDs: [Int32] = [0, 0]
@@ -80,6 +84,7 @@ public enum HookRunner {
         var buffer = [UInt8](repeating: 0, count: 16384)
         let deadline = start.addingTimeInterval(Double(timeout.milliseconds) / 1000)
         var timedOut = false
+        var interrupted = false
         var status: Int32 = 0
         var reaped = false
         // Stop at EOF, or once the shell has exited: an instance the hook started in the
@@ -87,6 +92,7 @@ public enum HookRunner {
         while true {
             let left = deadline.timeIntervalSinceNow
             if left <= 0 { timedOut = true; break }
+            if shouldStop() { interrupted = true; break }
             var p = pollfd(fd: pipeFDs[0], events: Int16(POLLIN), revents: 0)
             let ready = poll(&p, 1, Int32(min(left * 1000, 100)) + 1)
             if ready < 0 && errno == EINTR { continue }
@@ -108,15 +114,17 @@ public enum HookRunner {
                 break
             }
         }
-        if timedOut { kill(-pid, SIGKILL) }
+        if timedOut || interrupted { kill(-pid, SIGKILL) }
         close(pipeFDs[0])
         if !reaped { while waitpid(pid, &status, 0) < 0 && errno == EINTR {} }
         let exited = (status & 0x7f) == 0
-        let code: Int32 = timedOut ? 124 : (exited ? (status >> 8) & 0xff : 128 + (status & 0x7f))
+        let code: Int32 = timedOut ? 124 : interrupted ? 130 : (exited ? (status >> 8) & 0xff : 128 + (status & 0x7f))
         if output.count > outputLimit { output.removeFirst(output.count - outputLimit) }
         var text = String(decoding: output, as: UTF8.self)
         if timedOut { text += "\n[switchyard: killed after \(timeout.milliseconds / 1000)s]" }
-        return HookResult(exitCode: code, durationMilliseconds: Int(Date().timeIntervalSince(start) * 1000), output: text, timedOut: timedOut)
+        if interrupted { text += "\n[switchyard: stopped: the rollout was interrupted]" }
+        return HookResult(exitCode: code, durationMilliseconds: Int(Date().timeIntervalSince(start) * 1000), output: text,
+                          timedOut: timedOut, interrupted: interrupted)
     }
 
     private static func withCStrings<R>(_ strings: [String], _ body: ([UnsafeMutablePointer<CChar>?]) -> R) -> R {

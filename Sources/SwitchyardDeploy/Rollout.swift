@@ -21,6 +21,15 @@ public enum RolloutOutcome: Equatable, Sendable {
     }
 }
 
+/// The environment and phase of a running rollout, read by the heartbeat thread.
+final class LiveProgress: @unchecked Sendable {
+    private let lock = NSLock()
+    private var environment: String?
+    private var text = "starting"
+    func set(_ environment: String?, _ text: String) { lock.lock(); self.environment = environment; self.text = text; lock.unlock() }
+    func get() -> (String?, String) { lock.lock(); defer { lock.unlock() }; return (environment, text) }
+}
+
 /// Set by SIGINT/SIGTERM: the rollout rolls back and exits, as an abort would.
 nonisolated(unsafe) public var rolloutInterrupted: sig_atomic_t = 0
 
@@ -56,11 +65,15 @@ public final class Rollout {
     var paused = false
     var approvals: Set<String> = []
     var skipWait = false
-    var lastRenew = Date()
-    var lastHeartbeat = Date.distantPast
+    var lockKeeper: LockKeeper?
+    var inRollback = false
+    /// The environment waiting for `deploy approve`.
+    var awaitingApproval: String?
     let analyzer: Analyzer
     /// The length of the pause or watch `live.until` ends.
     var stageLength = 0.0
+    /// What the heartbeat records, shared with the lock keeper's thread.
+    var liveProgress: LiveProgress?
     /// Time spent paused so far; pauses and watches do not count it.
     var pausedSeconds = 0.0
     let environment = ProcessInfo.processInfo.environment
@@ -130,12 +143,25 @@ public final class Rollout {
         }
         rolloutID = history.startRollout(service: plan.service, version: version, actor: options.actor, plan: plan.path)
         for name in locked { history.saveLock(rollout: rolloutID, environment: name, token: clients[name]!.lockToken ?? "") }
+        var keeperClients: [(environment: String, client: AdminClient)] = []
+        for env in plan.environments {
+            guard let copy = try? AdminClient(environment: env, actor: options.actor, processEnvironment: environment) else { continue }
+            copy.lockToken = clients[env.name]!.lockToken
+            keeperClients.append((env.name, copy))
+        }
+        let (history, printer, id) = (self.history, self.printer, rolloutID)
+        let progress = LiveProgress()
+        liveProgress = progress
+        lockKeeper = LockKeeper(locks: keeperClients, ttl: plan.lockTTL, owner: lockOwner, reason: lockReason,
+            heartbeat: { let (env, text) = progress.get(); history.heartbeat(id, environment: env, progress: text) },
+            warn: { printer.print(DeployEvent(kind: .notice, service: "", version: "", environment: nil, text: "warning: \($0)")) })
         notifier = Notifier(plan: plan, environment: environment) { [printer] message in
             printer.print(DeployEvent(kind: .notice, service: "", version: "", environment: nil, text: "warning: \(message)"))
         }
         emit(.started, "rollout #\(rolloutID): \(plan.service) \(version) through \(plan.environments.map(\.name).joined(separator: " → ")) by \(options.actor)",
              ["rollout": rolloutID, "environments": plan.environments.map(\.name)])
         let outcome = runEnvironments()
+        lockKeeper?.stop()
         for env in plan.environments { releaseLock(env.name) }
         printer.end()
         switch outcome {
@@ -247,10 +273,13 @@ public final class Rollout {
         for command in commands {
             let expanded = HookRunner.expand(command, values: values)
             emit(.hook, "\(phase): \(expanded)", ["phase": phase, "command": expanded])
-            let result = HookRunner.run(command, values: values, timeout: plan.hooks.timeout)
+            let interruptible = !inRollback
+            let result = HookRunner.run(command, values: values, timeout: plan.hooks.timeout,
+                                        shouldStop: { interruptible && rolloutInterrupted != 0 })
             history.recordHook(rollout: rolloutID, deployment: deploymentID, phase: phase, command: expanded, result: result)
             if result.exitCode != 0 {
-                return "\(phase) hook `\(expanded)` \(result.timedOut ? "timed out" : "exited with \(result.exitCode)"): \(Self.lastLine(result.output))"
+                let how = result.interrupted ? "was stopped by a signal to the rollout" : result.timedOut ? "timed out" : "exited with \(result.exitCode)"
+                return "\(phase) hook `\(expanded)` \(how): \(Self.lastLine(result.output))"
             }
             emit(.hook, "\(phase): done in \(result.durationMilliseconds)ms", ["phase": phase, "exit_code": 0])
         }
@@ -284,6 +313,7 @@ public final class Rollout {
             } ?? 0
             printer.status(environment: currentEnvironment ?? "-", phase: paused ? "PAUSED (deploy resume)" : live.phase, progress: live.progress + stageShare,
                            weight: live.weight, errorRate: live.errorRate, p99: live.p99, remaining: live.until?.timeIntervalSinceNow)
+            liveProgress?.set(currentEnvironment, (paused ? "paused: " : "") + live.phase + (live.weight.map { " at \($0)" } ?? ""))
             usleep(200_000)
             if paused {
                 pausedSeconds += Date().timeIntervalSince(before)
@@ -292,24 +322,11 @@ public final class Rollout {
         }
     }
 
-    /// Controls, lock renewal and heartbeat; throws `Interruption` for abort and full promotion.
+    /// Controls; throws `Interruption` for abort and full promotion. A rollback in progress
+    /// is not interrupted: signals and controls wait until it is done.
     func housekeeping() throws {
+        guard !inRollback else { return }
         if rolloutInterrupted != 0 { throw Interruption.abort("interrupted by a signal (SIGINT/SIGTERM)") }
-        if Date().timeIntervalSince(lastRenew) * 1000 >= Double(plan.lockTTL.milliseconds) / 3 {
-            lastRenew = Date()
-            for env in plan.environments {
-                guard let client = clients[env.name], client.lockToken != nil else { continue }
-                do {
-                    try client.call("POST", "/v1/lock", body: ["owner": lockOwner, "ttl": "\(plan.lockTTL.milliseconds)ms", "reason": lockReason])
-                } catch {
-                    emit(.notice, "warning: could not renew the lock of \(env.name): \(error)")
-                }
-            }
-        }
-        if Date().timeIntervalSince(lastHeartbeat) >= 2 {
-            lastHeartbeat = Date()
-            history.heartbeat(rolloutID, environment: currentEnvironment, progress: live.phase + (live.weight.map { " at \($0)" } ?? ""))
-        }
         for control in history.pendingControls(rollout: rolloutID) {
             let id = control["id"] as! Int
             let command = control["command"] as? String ?? ""
@@ -327,13 +344,18 @@ public final class Rollout {
                 step("resume", "resumed by \(actor)")
                 emit(.resumed, "resumed by \(actor)", ["actor": actor])
             case "approve":
-                if let argument, !argument.isEmpty, plan.environments.contains(where: { $0.name == argument }) == false {
-                    history.handleControl(id, result: "refused: no environment \(argument) in the plan")
+                // Only the environment that waits can be approved: no approval in advance.
+                guard let waiting = awaitingApproval else {
+                    history.handleControl(id, result: "refused: no environment waits for approval (now: \(currentEnvironment ?? "-"), \(live.phase))")
                     continue
                 }
-                approvals.insert(argument.flatMap { $0.isEmpty ? nil : $0 } ?? currentEnvironment ?? "")
-                history.handleControl(id, result: "approved")
-                emit(.approved, "approved by \(actor)", ["actor": actor])
+                if let argument, !argument.isEmpty, argument != waiting {
+                    history.handleControl(id, result: "refused: \(waiting) waits for approval, not \(argument)")
+                    continue
+                }
+                approvals.insert(waiting)
+                history.handleControl(id, result: "approved \(waiting)")
+                emit(.approved, "\(waiting) approved by \(actor)", ["actor": actor])
             case "promote":
                 history.handleControl(id, result: argument == "full" ? "promoting fully" : "skipping to the next step")
                 step("promote", "\(argument == "full" ? "full promotion" : "next step") by \(actor)")
@@ -354,6 +376,8 @@ public final class Rollout {
         emit(.approvalNeeded, "\(env.name) waits for approval: switchyard deploy approve \(plan.path)", ["plan": plan.path])
         step("approval", "waiting for approval")
         live.phase = "waiting for approval (deploy approve)"
+        awaitingApproval = env.name
+        defer { awaitingApproval = nil }
         while !approvals.contains(env.name) {
             do {
                 try wait(1)
@@ -505,11 +529,12 @@ public final class Rollout {
             try waitHealthy(env, client, pool: target, after: started)
             var failures = 0
             let steps = env.steps
-            var stepStart = Date()
+            // A trip is new when its time differs from the one before this rollout: no clock
+            // comparison between this machine and the proxy's.
+            let tripBefore = try status(client).guardTrip(plan.service)?["time"] as? String
             let guardCheck: () throws -> Void = { [self] in
                 let s = try status(client)
-                if let trip = s.guardTrip(plan.service), let time = trip["time"] as? String, Self.parseTime(time).map({ $0 >= stepStart.addingTimeInterval(-1) }) ?? false,
-                   s.canaryPool(plan.service) == nil {
+                if let trip = s.guardTrip(plan.service), let time = trip["time"] as? String, time != tripBefore {
                     let reason = "the proxy's guard tripped: \(trip["reason"] ?? "")"
                     emit(.guardTripped, "\(env.name): \(reason)", ["trip": trip])
                     throw Failure(reason: reason)
@@ -523,12 +548,12 @@ public final class Rollout {
                 live.span = 1 / Double(steps.count)
                 switch s {
                 case .weight(let w):
+                    if weight > 0 { try guardCheck() } // never raise a canary the guard just pulled
                     weight = w
                     var body: [String: Any] = ["pool": target, "weight": BasisPoints.format(w)]
                     if let g = env.guardrail {
                         body["guard"] = ["max_error_rate": BasisPoints.format(g.maxErrorRate), "min_requests": g.minRequests, "window": "\(g.windowMilliseconds)ms"]
                     }
-                    if stepStart.timeIntervalSinceNow < -0.001 || i == 0 { stepStart = Date() }
                     try admin(client, "PUT", "/v1/services/\(plan.service)/canary", body: body)
                     live.weight = BasisPoints.format(w)
                     live.phase = "canary step \(i + 1)/\(steps.count)"
@@ -550,11 +575,9 @@ public final class Rollout {
         } catch Interruption.promoteFull {
             // Skip the remaining steps and analysis.
         } catch Interruption.abort(let reason) {
-            try rollbackCanary(env, client: client, from: weight, target: target)
-            throw Failure(reason: reason)
+            try rollingBack(reason) { try rollbackCanary(env, client: client, from: weight, target: target) }
         } catch let failure as Failure where !failure.unreachable {
-            try rollbackCanary(env, client: client, from: weight, target: target)
-            throw failure
+            try rollingBack(failure.reason) { try rollbackCanary(env, client: client, from: weight, target: target) }
         }
         // Promotion: the canary pool becomes active, and the canary is cleared in the same change.
         try admin(client, "POST", "/v1/services/\(plan.service)/flip", body: ["to": target])
@@ -582,10 +605,18 @@ public final class Rollout {
         step("rollback", "canary weight 0%: all traffic on the stable pool", weight: "0%")
     }
 
-    static func parseTime(_ text: String) -> Date? {
-        let f = ISO8601DateFormatter()
-        f.formatOptions = [.withInternetDateTime, .withFractionalSeconds]
-        return f.date(from: text)
+    /// Runs a rollback and then fails with `reason`; a rollback that fails itself makes the
+    /// rollout an error (exit 2): traffic may not be where it should be.
+    func rollingBack(_ reason: String, _ body: () throws -> Void) throws -> Never {
+        inRollback = true
+        defer { inRollback = false }
+        do {
+            try body()
+        } catch {
+            let why = (error as? Failure)?.reason ?? "\(error)"
+            throw Failure(reason: "\(reason); then the rollback failed: \(why); see `switchyard deploy status \(plan.path)`", unreachable: true)
+        }
+        throw Failure(reason: reason)
     }
 
     // MARK: Blue/green
@@ -628,11 +659,9 @@ public final class Rollout {
             }
         } catch let interruption as Interruption {
             guard case .abort(let reason) = interruption else { throw interruption }
-            if flipped { try flipBack(client, to: active, from: target) }
-            throw Failure(reason: reason)
+            try rollingBack(reason) { if flipped { try flipBack(client, to: active, from: target) } }
         } catch let failure as Failure where !failure.unreachable {
-            if flipped { try flipBack(client, to: active, from: target) }
-            throw failure
+            try rollingBack(failure.reason) { if flipped { try flipBack(client, to: active, from: target) } }
         }
         if !plan.hooks.retire.isEmpty, let failure = runHooks("retire", plan.hooks.retire, values: baseValues(pool: active, env: env)) {
             emit(.notice, "warning: retire hook failed: \(failure)")
@@ -682,8 +711,7 @@ public final class Rollout {
         } catch let e where !(e is Failure && (e as! Failure).unreachable) {
             let reason: String
             if let f = e as? Failure { reason = f.reason } else if case Interruption.abort(let r) = e { reason = r } else { reason = "\(e)" }
-            try restore(env, client, pool: pool, servers: changed, previousVersion: previousVersion, reason: reason)
-            throw Failure(reason: reason)
+            try rollingBack(reason) { try restore(env, client, pool: pool, servers: changed, previousVersion: previousVersion, reason: reason) }
         }
     }
 

@@ -1,0 +1,64 @@
+import Foundation
+
+/// Renews a rollout's locks on every proxy every third of their TTL, and keeps the rollout's
+/// heartbeat, on its own thread: a start hook or a health wait may take longer than the TTL,
+/// and the locks must not lapse under it.
+final class LockKeeper: @unchecked Sendable {
+    private let condition = NSCondition()
+    private var stopped = false
+    private let locks: [(environment: String, client: AdminClient)]
+    private let ttl: Duration
+    private let body: [String: Any]
+    private let heartbeat: @Sendable () -> Void
+    private let warn: @Sendable (String) -> Void
+
+    /// - Parameters:
+    ///   - locks: a client per environment, each with its own copy of the lock token.
+    ///   - heartbeat: called every 2 s at most.
+    ///   - warn: receives renewal failures.
+    init(locks: [(environment: String, client: AdminClient)], ttl: Duration, owner: String, reason: String,
+         heartbeat: @escaping @Sendable () -> Void, warn: @escaping @Sendable (String) -> Void) {
+        self.locks = locks
+        self.ttl = ttl
+        body = ["owner": owner, "ttl": "\(ttl.milliseconds)ms", "reason": reason]
+        self.heartbeat = heartbeat
+        self.warn = warn
+        let thread = Thread { [self] in loop() }
+        thread.name = "switchyard-locks"
+        thread.start()
+    }
+
+    private var isStopped: Bool {
+        condition.lock()
+        defer { condition.unlock() }
+        return stopped
+    }
+
+    private func loop() {
+        let renewEvery = Double(ttl.milliseconds) / 3000
+        let tick = min(2.0, renewEvery)
+        var lastRenew = Date()
+        while true {
+            condition.lock()
+            if !stopped { _ = condition.wait(until: Date().addingTimeInterval(tick)) }
+            let done = stopped
+            condition.unlock()
+            if done { return }
+            heartbeat()
+            guard Date().timeIntervalSince(lastRenew) >= renewEvery else { continue }
+            lastRenew = Date()
+            for (environment, client) in locks where !isStopped {
+                do { try client.call("POST", "/v1/lock", body: body) }
+                catch { warn("could not renew the lock of \(environment): \(error)") }
+            }
+        }
+    }
+
+    /// Stops renewing (before the locks are released).
+    func stop() {
+        condition.lock()
+        stopped = true
+        condition.broadcast()
+        condition.unlock()
+    }
+}
