@@ -179,10 +179,24 @@ struct CtlCanary: ParsableCommand {
     @Argument(help: "The service.") var service: String
     @Option(help: "The canary pool.") var pool: String?
     @Option(help: "The share, e.g. 5% or 0.25%.") var weight: String
+    @Option(help: "Arm the canary guard: the error share (5xx and failed exchanges) at which the proxy removes the canary, e.g. 50%.")
+    var guardErrorRate: String?
+    @Option(help: "With --guard-error-rate: finished requests needed in the window (default 20).") var guardMinRequests: Int?
+    @Option(help: "With --guard-error-rate: the window, e.g. 10s (default 10s).") var guardWindow: String?
+    @Flag(help: "Disarm the canary guard.") var noGuard = false
 
     func run() {
         var body: [String: Any] = ["weight": weight]
         if let pool { body["pool"] = pool }
+        if noGuard { body["guard"] = NSNull() }
+        if let guardErrorRate {
+            var g: [String: Any] = ["max_error_rate": guardErrorRate]
+            if let guardMinRequests { g["min_requests"] = guardMinRequests }
+            if let guardWindow { g["window"] = guardWindow }
+            body["guard"] = g
+        } else if guardMinRequests != nil || guardWindow != nil {
+            ctlFail("--guard-min-requests and --guard-window need --guard-error-rate")
+        }
         let r = options.call("PUT", "/v1/services/\(service)/canary", body: body)
         print("canary of \(service) set to \(weight); generation \(r["generation"] ?? "?")")
     }

@@ -252,7 +252,8 @@ final class DeployLab {
             history: \(lab.directory)/history.sqlite
             lock_ttl: 5s
             """)
-        #expect(try lab.switchyard(["deploy", "check", plan]).status == 0)
+        let check = try lab.switchyard(["deploy", "check", plan, "--connect"])
+        #expect(check.status == 0 && check.output.contains("stage: bluegreen") && check.output.contains("reachable; web active blue"), "\(check.output)")
         for env in ["dev", "stage", "prod"] { try lab.startLoad(env) }
         let rollout = try lab.deployInBackground(plan, version: "v2")
         try lab.waitForEvent(rollout, "approval_needed")
@@ -299,8 +300,12 @@ final class DeployLab {
         let stageID = rows.first { $0["environment"] as? String == "stage" }?["id"] as? Int ?? 0
         let stageShow = try lab.switchyard(["history", "show", "\(stageID)", "--plan", plan])
         #expect(stageShow.output.contains("retiring blue in stage") && stageShow.output.contains("deployed v2 to stage"), "\(stageShow.output)")
-        // Locks released everywhere.
-        for env in ["dev", "stage", "prod"] { #expect(try lab.status(env)["lock"] is NSNull) }
+        // Locks were renewed while the rollout ran (lock_ttl 5s), and released everywhere at the end.
+        for env in ["dev", "stage", "prod"] {
+            #expect(try lab.status(env)["lock"] is NSNull)
+            let audit = try lab.switchyard(["ctl", "--admin", "\(lab.directory)/\(env)/admin.sock", "audit", "--limit", "200"])
+            #expect(audit.output.contains("renew lock") && audit.output.contains("test  unlock"), "\(env): \(audit.output)")
+        }
     }
 
     @Test func badCanaryIsRolledBackByAnalysisWithTheReasonRecordedAndNotified() throws {
@@ -414,6 +419,31 @@ final class DeployLab {
         #expect((rows.first?["reason"] as? String ?? "").contains("traffic never moved"))
         let show = try lab.switchyard(["history", "show", "\(rows.first?["id"] as? Int ?? 0)", "--plan", plan])
         #expect(show.output.contains("smoke") && show.output.contains("exit 22"), "curl's exit code and output are kept: \(show.output)")
+    }
+
+    @Test func slowBlueGreenIsFlippedBackWhenTheWatchFails() throws {
+        let lab = try DeployLab()
+        let proxy = try lab.environment("stage", pools: [("blue", 1), ("green", 1)], active: "blue", standby: "green", preview: true)
+        let plan = try lab.writePlan("""
+            service: web
+            environments:
+              - { name: stage, admin: "\(lab.admin("stage"))", strategy: bluegreen, preview_url: "\(proxy.url)", watch: 20s }
+            analysis: { interval: 1s, min_requests: 10, max_p99: 250ms, failure_limit: 2 }
+            hooks:
+              start: [ "\(lab.directory)/start.sh {env} {pool} {version}" ]
+              smoke: [ "curl -fsS -H 'X-Preview: letmein' {preview_url}/health" ]
+            history: \(lab.directory)/history.sqlite
+            """)
+        try lab.startLoad("stage", connections: 8)
+        let result = try lab.switchyard(["deploy", "run", plan, "--version", "v2-slow"])
+        let report = lab.stopLoad().first ?? ""
+        #expect(result.status == 1, "\(result.output)")
+        #expect(result.output.contains("flipped: pool green") && result.output.contains("flipping back to blue"), "\(result.output)")
+        #expect(result.output.contains("p99") && result.output.contains("is above 250ms"), "\(result.output)")
+        #expect(try lab.service("stage")["active"] as? String == "blue")
+        #expect(try lab.servedBy("stage", count: 4).allSatisfy { $0.hasSuffix("-v1") })
+        // Slow, not failing: every request was answered, before, during and after the flips.
+        #expect(DeployLab.nonSuccess(report) == 0 && !report.contains("Socket errors"), "\(report)")
     }
 
     @Test func rollingUpdateReplacesEveryServerWithoutAFailedRequestAndRestoresOnFailure() throws {

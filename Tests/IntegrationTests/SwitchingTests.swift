@@ -249,6 +249,37 @@ struct SwitchingTests {
         #expect(try s.servedBy(try RawClient(port: s.proxy.port)) == "blue")
     }
 
+    @Test func canaryGuardIsSetCheckedAndKeptAcrossRestarts() throws {
+        let s = try SwitchingScenario()
+        for bad in [#"{"max_error_rate": "0%"}"#, #"{"max_error_rate": "50%", "colour": 1}"#, #"{"max_error_rate": "50%", "window": "1ms"}"#,
+                    #"{"max_error_rate": "50%", "min_requests": 0}"#, #""50%""#] {
+            let (status, body) = try s.admin("PUT", "/v1/services/web/canary", body: #"{"pool": "green", "weight": "5%", "guard": \#(bad)}"#)
+            #expect(status == 400 && body["error"] as? String == "invalid guard", "\(bad): \(body)")
+        }
+        let set = try s.ctl(["canary", "web", "--pool", "green", "--weight", "50%", "--guard-error-rate", "40%",
+                             "--guard-min-requests", "10", "--guard-window", "5s"])
+        #expect(set.status == 0, "\(set)")
+        func guardOfWeb() throws -> [String: Any]? {
+            let (_, status) = try s.admin("GET", "/v1/status")
+            return (((status["services"] as? [String: Any])?["web"] as? [String: Any])?["canary"] as? [String: Any])?["guard"] as? [String: Any]
+        }
+        #expect(try guardOfWeb()?["max_error_rate"] as? String == "40%")
+        #expect(try guardOfWeb()?["min_requests"] as? Int == 10)
+        // A weight change keeps the guard; the state file keeps it across kill -9.
+        try s.admin("PUT", "/v1/services/web/canary", body: #"{"weight": "60%"}"#)
+        s.proxy.process.signal(SIGKILL)
+        _ = s.proxy.process.waitForExit(timeout: 5)
+        s.scenario.proxy = try Proxy(directory: s.scenario.directory, config: s.configText)
+        #expect(try guardOfWeb()?["window"] as? String == "5.0s")
+        // A healthy canary is left alone by its guard.
+        for _ in 0..<40 { _ = try curl([s.proxy.url + "/"]) }
+        usleep(300_000)
+        let (_, status) = try s.admin("GET", "/v1/status")
+        #expect((((status["services"] as? [String: Any])?["web"] as? [String: Any])?["canary"] as? [String: Any])?["weight"] as? String == "60%")
+        #expect(try s.ctl(["canary", "web", "--weight", "60%", "--no-guard"]).status == 0)
+        #expect(try guardOfWeb() == nil)
+    }
+
     @Test func stateSurvivesKillAndRestart() throws {
         let s = try SwitchingScenario()
         try s.admin("POST", "/v1/services/web/flip")
