@@ -277,7 +277,86 @@ access_log: off
     print(f"  nginx      {g:8.0f}   ({n2} requests)")
     print(f"ratio switchyard/nginx {s/g:.2f}")
 
+def guard():
+    """Canary guard reaction: a canary answering 500 to everything at about 1,000 req/s in
+    total; time from its first failed response to the proxy's trip (audit), per canary weight."""
+    import json, threading, datetime
+    good_port, bad_port, proxy_port = free_port(), free_port(), free_port()
+    start([binary, "demo-app", "--name", "good", "--listen", f"127.0.0.1:{good_port}"])
+    start([binary, "demo-app", "--name", "bad", "--listen", f"127.0.0.1:{bad_port}", "--error-rate", "100%"])
+    wait_port(good_port); wait_port(bad_port)
+    sock = os.path.join(work, "admin.sock")
+    conf = write("guard.yaml", f"""workers: 2
+listeners: [{{ bind: 127.0.0.1:{proxy_port} }}]
+pools:
+  stable: {{ servers: [{{ name: s1, address: 127.0.0.1:{good_port} }}] }}
+  canary: {{ servers: [{{ name: c1, address: 127.0.0.1:{bad_port} }}] }}
+services: {{ web: {{ active: stable, standby: canary }} }}
+admin: {{ socket: {sock} }}
+access_log: off
+""")
+    start([binary, "run", "--config", conf]); wait_port(proxy_port)
+
+    def admin(method, path, body=None):
+        c = socket.socket(socket.AF_UNIX); c.connect(sock)
+        data = json.dumps(body).encode() if body is not None else b""
+        c.sendall(f"{method} {path} HTTP/1.1\r\nHost: x\r\nConnection: close\r\nContent-Length: {len(data)}\r\n\r\n".encode() + data)
+        out = b""
+        while True:
+            chunk = c.recv(65536)
+            if not chunk: break
+            out += chunk
+        c.close()
+        return out.split(b"\r\n\r\n", 1)[1]
+
+    RATE, THREADS = 1000, 4
+    state = {"stop": False, "first_failure": None, "sent": 0}
+    lock = threading.Lock()
+    def load():
+        c = socket.create_connection(("127.0.0.1", proxy_port)); f = c.makefile("rb")
+        period, next_at = THREADS / RATE, time.time()
+        while not state["stop"]:
+            next_at += period
+            c.sendall(b"GET / HTTP/1.1\r\nHost: x\r\n\r\n")
+            status = int(f.readline().split()[1]); length = 0
+            while True:
+                line = f.readline()
+                if line in (b"\r\n", b""): break
+                if line.lower().startswith(b"content-length:"): length = int(line.split(b":")[1])
+            f.read(length)
+            with lock:
+                state["sent"] += 1
+                if status >= 500 and state["first_failure"] is None: state["first_failure"] = time.time()
+            delay = next_at - time.time()
+            if delay > 0: time.sleep(delay)
+    threads = [threading.Thread(target=load, daemon=True) for _ in range(THREADS)]
+    for t in threads: t.start()
+    time.sleep(1)
+    print(f"canary guard (max_error_rate 50%, min_requests 20, window 5s); load paced at {RATE} req/s over {THREADS} connections")
+    for weight in ["5%", "25%", "50%"]:
+        results = []
+        for _ in range(ROUNDS):
+            with lock: state["first_failure"] = None; sent0 = state["sent"]; t0 = time.time()
+            admin("PUT", "/v1/services/web/canary", {"pool": "canary", "weight": weight,
+                  "guard": {"max_error_rate": "50%", "min_requests": 20, "window": "5s"}})
+            trip = None
+            for _ in range(500):
+                svc = json.loads(admin("GET", "/v1/status"))["services"]["web"]
+                if svc["canary"] is None and svc["guard_trip"] and svc["guard_trip"]["time"] != (results[-1][2] if results else None):
+                    trip = svc["guard_trip"]; break
+                time.sleep(0.01)
+            if trip is None: raise SystemExit(f"the guard did not trip at {weight}")
+            tripped = datetime.datetime.fromisoformat(trip["time"].replace("Z", "+00:00")).timestamp()
+            with lock: first = state["first_failure"]; rate = (state["sent"] - sent0) / (time.time() - t0)
+            results.append((tripped - first, rate, trip["time"]))
+            time.sleep(0.5)
+        lat = sorted(r[0] for r in results)
+        print(f"  canary {weight:>4}: first failure to out of rotation: median {statistics.median(lat)*1000:5.0f} ms, max {lat[-1]*1000:5.0f} ms"
+              f"  ({ROUNDS} rounds, {statistics.median(r[1] for r in results):.0f} req/s measured)")
+    state["stop"] = True
+
 try:
+    if mode == "guard": guard()
     if mode == "instructions": instructions()
     if mode == "https": https()
     if mode in ("throughput", "all"): throughput()

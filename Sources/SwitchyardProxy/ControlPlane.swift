@@ -194,15 +194,8 @@ public final class ControlPlane {
         let now = monotonicMilliseconds()
         for (name, service) in armed.sorted(by: { $0.key < $1.key }) {
             let canary = service.canary!, rule = canary.guardrail!
-            guard let pool = snapshot.pools.first(where: { $0.name == canary.pool }) else { continue }
-            var requests = 0, errors = 0
-            for server in pool.servers {
-                let base = server.id * ServerStats.stride
-                guard base + ServerStats.stride <= stats.servers.count else { continue }
-                requests += stats.servers[base + ServerStats.requests]
-                errors += stats.servers[base + ServerStats.statusClass + 4] + stats.servers[base + ServerStats.failures]
-            }
-            let key = "\(canary.pool)|\(rule.maxErrorRate)|\(rule.minRequests)|\(rule.windowMilliseconds)"
+            guard let (requests, errors) = Self.finished(pool: canary.pool, stats: stats, snapshot: snapshot) else { continue }
+            let key = Self.guardKey(canary)
             var entry = guardSamples[name]
             if entry == nil || entry!.key != key { entry = (key, []) }
             entry!.samples.append(GuardSample(time: now, requests: requests, errors: errors))
@@ -215,6 +208,26 @@ public final class ControlPlane {
             trip(service: name, canary: canary, finished: finished, failed: failed,
                  seconds: Double(now - first.time) / 1000)
         }
+    }
+
+    /// What the samples of a guard belong to: a new pool or new limits start a new window
+    /// (a new weight does not).
+    static func guardKey(_ canary: CanaryConfig) -> String {
+        let rule = canary.guardrail!
+        return "\(canary.pool)|\(rule.maxErrorRate)|\(rule.minRequests)|\(rule.windowMilliseconds)"
+    }
+
+    /// The canary pool's finished exchanges and errors (5xx and exchanges without a response).
+    static func finished(pool name: String, stats: StatsCopy, snapshot: RoutingSnapshot) -> (requests: Int, errors: Int)? {
+        guard let pool = snapshot.pools.first(where: { $0.name == name }) else { return nil }
+        var requests = 0, errors = 0
+        for server in pool.servers {
+            let base = server.id * ServerStats.stride
+            guard base + ServerStats.stride <= stats.servers.count else { continue }
+            requests += stats.servers[base + ServerStats.requests]
+            errors += stats.servers[base + ServerStats.statusClass + 4] + stats.servers[base + ServerStats.failures]
+        }
+        return (requests, errors)
     }
 
     private func trip(service name: String, canary: CanaryConfig, finished: Int, failed: Int, seconds: Double) {
@@ -363,6 +376,19 @@ public final class ControlPlane {
             try pool(canaryPool)
             if canaryPool == current.active {
                 throw AdminError(409, "canary is the active pool", "pool \(canaryPool) already takes all of service \(name)'s traffic")
+            }
+        }
+        // The sample taken before the change is the window's start: nothing the canary pool
+        // served before counts, everything after does.
+        let effectiveGuard: CanaryGuard?
+        switch guardrail {
+        case .some(let given): effectiveGuard = given
+        case .none: effectiveGuard = current.canary?.guardrail
+        }
+        if weight > 0, let g = effectiveGuard {
+            let key = Self.guardKey(CanaryConfig(pool: canaryPool, weight: weight, sticky: nil, guardrail: g))
+            if guardSamples[name]?.key != key, let (requests, errors) = Self.finished(pool: canaryPool, stats: collectStats(), snapshot: snapshot()) {
+                guardSamples[name] = (key, [GuardSample(time: monotonicMilliseconds(), requests: requests, errors: errors)])
             }
         }
         return try mutate(actor: actor, action: "canary", target: "service \(name)", ifMatch: ifMatch, lockToken: lockToken,

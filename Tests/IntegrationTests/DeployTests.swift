@@ -373,7 +373,7 @@ final class DeployLab {
         let started = Date()
         let result = try lab.switchyard(["deploy", "run", plan, "--version", "v2-bad", "--json"])
         let reports = lab.stopLoad()
-        #expect(result.status == 1, "\(result.output)")
+        #expect(result.status == 1, "exit \(result.status): \(result.output)\(result.error)")
         // Well before the orchestrator's own 10 s analysis interval.
         #expect(Date().timeIntervalSince(started) < 10, "\(result.output)")
         #expect(result.output.contains("guard tripped"))
@@ -410,7 +410,7 @@ final class DeployLab {
             history: \(lab.directory)/history.sqlite
             """)
         let result = try lab.switchyard(["deploy", "run", plan, "--version", "v2-bad"])
-        #expect(result.status == 1, "\(result.output)")
+        #expect(result.status == 1, "exit \(result.status): \(result.output)\(result.error)")
         #expect(result.output.contains("smoke hook"), "\(result.output)")
         #expect(try lab.service("stage")["active"] as? String == "blue")
         let audit = try lab.switchyard(["ctl", "--admin", "\(lab.directory)/stage/admin.sock", "audit", "--json"])
@@ -437,7 +437,7 @@ final class DeployLab {
         try lab.startLoad("stage", connections: 8)
         let result = try lab.switchyard(["deploy", "run", plan, "--version", "v2-slow"])
         let report = lab.stopLoad().first ?? ""
-        #expect(result.status == 1, "\(result.output)")
+        #expect(result.status == 1, "exit \(result.status): \(result.output)\(result.error)")
         #expect(result.output.contains("flipped: pool green") && result.output.contains("flipping back to blue"), "\(result.output)")
         #expect(result.output.contains("p99") && result.output.contains("is above 250ms"), "\(result.output)")
         #expect(try lab.service("stage")["active"] as? String == "blue")
