@@ -35,18 +35,34 @@ public struct ConfigError: Error, Sendable, CustomStringConvertible {
 public enum ConfigLoader {
     /// Loads and validates the file at `path`.
     public static func load(path: String) throws(ConfigError) -> SwitchyardConfig {
+        try NodeReader.load(path: path, what: "the file") { (text: String) throws(ConfigError) in try parse(yaml: text, file: path) }
+    }
+
+    /// Validates YAML text; `file` names it in error messages.
+    public static func parse(yaml: String, file: String) throws(ConfigError) -> SwitchyardConfig {
+        try NodeReader.read(yaml: yaml, file: file, whenEmpty: "the file is empty; it needs at least listeners, pools and services") { root, reader in
+            reader.readRoot(root)
+        }
+    }
+}
+
+extension NodeReader {
+    /// Reads the file at `path` and hands its text to `parse`; an unreadable file is one problem.
+    public static func load<T>(path: String, what: String, _ parse: (String) throws(ConfigError) -> T) throws(ConfigError) -> T {
         let text: String
         do {
             text = try String(contentsOfFile: path, encoding: .utf8)
         } catch {
             throw ConfigError(problems: [ConfigProblem(file: path, line: 0, column: 0, keyPath: "",
-                message: "cannot read the file (\(error.localizedDescription)); check the path and its permissions")])
+                message: "cannot read \(what) (\(error.localizedDescription)); check the path and its permissions")])
         }
-        return try parse(yaml: text, file: path)
+        return try parse(text)
     }
 
-    /// Validates YAML text; `file` names it in error messages.
-    public static func parse(yaml: String, file: String) throws(ConfigError) -> SwitchyardConfig {
+    /// Composes YAML and walks it with `read`, collecting every problem; throws them all,
+    /// sorted by position, when there is any.
+    public static func read<T>(yaml: String, file: String, whenEmpty: String,
+                               _ read: (Node, inout NodeReader) -> T?) throws(ConfigError) -> T {
         var reader = NodeReader(file: file)
         let root: Node?
         do {
@@ -54,18 +70,16 @@ public enum ConfigLoader {
         } catch let error as YamlError {
             throw ConfigError(problems: [reader.yamlProblem(error)])
         } catch {
-            throw ConfigError(problems: [ConfigProblem(file: file, line: 0, column: 0, keyPath: "",
-                                                       message: "invalid YAML: \(error)")])
+            throw ConfigError(problems: [ConfigProblem(file: file, line: 0, column: 0, keyPath: "", message: "invalid YAML: \(error)")])
         }
         guard let root else {
-            throw ConfigError(problems: [ConfigProblem(file: file, line: 0, column: 0, keyPath: "",
-                message: "the file is empty; it needs at least listeners, pools and services")])
+            throw ConfigError(problems: [ConfigProblem(file: file, line: 0, column: 0, keyPath: "", message: whenEmpty)])
         }
-        let config = reader.readRoot(root)
-        if !reader.problems.isEmpty || config == nil {
+        let value = read(root, &reader)
+        if !reader.problems.isEmpty || value == nil {
             throw ConfigError(problems: reader.problems.sorted { ($0.line, $0.column) < ($1.line, $1.column) })
         }
-        return config!
+        return value!
     }
 }
 
@@ -524,7 +538,7 @@ public struct NodeReader {
     }
 
     /// `{max_error_rate: 50%, min_requests: 20, window: 10s}`; only the rate is required.
-    mutating func readGuard(_ node: Node, path: String) -> CanaryGuard? {
+    public mutating func readGuard(_ node: Node, path: String) -> CanaryGuard? {
         guard let fields = mapping(node, path, allowed: ["max_error_rate", "min_requests", "window"]) else { return nil }
         var result = CanaryGuard(maxErrorRate: 0, minRequests: CanaryGuard.defaultMinRequests,
                                  windowMilliseconds: CanaryGuard.defaultWindowMilliseconds)

@@ -128,35 +128,13 @@ public struct DeployPlan: Sendable {
 /// Reads and validates rollout plans, reporting problems with file:line:column like the proxy's configuration.
 public enum PlanLoader {
     public static func load(path: String) throws(ConfigError) -> DeployPlan {
-        let text: String
-        do {
-            text = try String(contentsOfFile: path, encoding: .utf8)
-        } catch {
-            throw ConfigError(problems: [ConfigProblem(file: path, line: 0, column: 0, keyPath: "",
-                message: "cannot read the plan (\(error.localizedDescription)); check the path")])
-        }
-        return try parse(yaml: text, file: path)
+        try NodeReader.load(path: path, what: "the plan") { (text: String) throws(ConfigError) in try parse(yaml: text, file: path) }
     }
 
     public static func parse(yaml: String, file: String) throws(ConfigError) -> DeployPlan {
-        var reader = NodeReader(file: file)
-        let root: Node?
-        do {
-            root = try Yams.compose(yaml: yaml)
-        } catch let error as YamlError {
-            throw ConfigError(problems: [reader.yamlProblem(error)])
-        } catch {
-            throw ConfigError(problems: [ConfigProblem(file: file, line: 0, column: 0, keyPath: "", message: "invalid YAML: \(error)")])
+        try NodeReader.read(yaml: yaml, file: file, whenEmpty: "the plan is empty; it needs service and environments") { root, reader in
+            readPlan(root, file: file, reader: &reader)
         }
-        guard let root else {
-            throw ConfigError(problems: [ConfigProblem(file: file, line: 0, column: 0, keyPath: "",
-                message: "the plan is empty; it needs service and environments")])
-        }
-        let plan = readPlan(root, file: file, reader: &reader)
-        if !reader.problems.isEmpty || plan == nil {
-            throw ConfigError(problems: reader.problems.sorted { ($0.line, $0.column) < ($1.line, $1.column) })
-        }
-        return plan!
     }
 
     static let rootKeys = ["service", "environments", "analysis", "hooks", "notify", "history", "lock_ttl", "git_tag"]
@@ -257,7 +235,7 @@ public enum PlanLoader {
                 case "keep_previous": env.keepPrevious = r.duration(v, keyPath) ?? .zero
                 case "drain_timeout": env.drainTimeout = r.duration(v, keyPath) ?? env.drainTimeout
                 case "health_timeout": env.healthTimeout = r.duration(v, keyPath) ?? env.healthTimeout
-                case "guard": env.guardrail = readGuard(v, path: keyPath, reader: &r)
+                case "guard": env.guardrail = r.readGuard(v, path: keyPath)
                 case "rollback":
                     if case .scalar = v, let s = r.scalar(v, keyPath) {
                         guard s == "instant" else { r.problem(v, keyPath, "\"\(s)\": use instant, or {gradual: 10s} to halve the weight every 10s"); continue }
@@ -307,24 +285,6 @@ public enum PlanLoader {
             }
         }
         return steps
-    }
-
-    static func readGuard(_ node: Node, path: String, reader r: inout NodeReader) -> CanaryGuard? {
-        guard let fields = r.mapping(node, path, allowed: ["max_error_rate", "min_requests", "window"]) else { return nil }
-        var g = CanaryGuard(maxErrorRate: 0, minRequests: CanaryGuard.defaultMinRequests, windowMilliseconds: CanaryGuard.defaultWindowMilliseconds)
-        for (key, v) in fields {
-            switch key {
-            case "max_error_rate": g.maxErrorRate = r.basisPoints(v, "\(path).\(key)") ?? 0
-            case "min_requests": g.minRequests = r.integer(v, "\(path).\(key)", range: 1...1_000_000) ?? g.minRequests
-            case "window":
-                if let d = r.duration(v, "\(path).\(key)") {
-                    if d < .milliseconds(100) { r.problem(v, "\(path).\(key)", "use at least 1s") } else { g.windowMilliseconds = d.milliseconds }
-                }
-            default: break
-            }
-        }
-        if g.maxErrorRate == 0 { r.problem(node, "\(path).max_error_rate", "missing or 0%; the error share that trips the guard, e.g. 20%"); return nil }
-        return g
     }
 
     static func readAnalysis(_ node: Node, reader r: inout NodeReader) -> DeployPlan.Analysis {
