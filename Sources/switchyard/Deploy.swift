@@ -275,6 +275,18 @@ struct DeployStatus: ParsableCommand {
                 entry["canary"] = s.canaryPool(p.service).map { ["pool": $0, "weight": s.canaryWeight(p.service) ?? "?"] } ?? NSNull()
                 entry["lock"] = s.lock ?? NSNull()
                 entry["guard_trip"] = s.guardTrip(p.service) ?? NSNull()
+                // Servers of the service's pools that take no traffic now (a rolling update leaves them drained).
+                let pools = [s.active(p.service), s.canaryPool(p.service)].compactMap { $0 }
+                var out: [String] = []
+                for pool in Set(pools).sorted() {
+                    for server in s.servers(pool) {
+                        let state = server["state"] as? String ?? "?", health = ProxyStatus.health(server)
+                        if state != "ready" || (health != "up" && health != "not checked") {
+                            out.append("\(pool)/\(server["name"] ?? "?") (\(state), \(health))")
+                        }
+                    }
+                }
+                entry["out_of_rotation"] = out
             } catch {
                 entry["error"] = "\(error)"
             }
@@ -316,6 +328,7 @@ struct DeployStatus: ParsableCommand {
             if let lock = e["lock"] as? [String: Any] { line += "; LOCKED by \(lock["owner"] ?? "?") since \(lock["since"] ?? "?") until \(lock["expires"] ?? "?") (\(lock["reason"] ?? ""))" }
             print(line)
             if let trip = e["guard_trip"] as? [String: Any] { print("           guard tripped at \(trip["time"] ?? "?"): \(trip["reason"] ?? "")") }
+            if let out = e["out_of_rotation"] as? [String], !out.isEmpty { print("           out of rotation: \(out.joined(separator: ", "))") }
         }
     }
 }
