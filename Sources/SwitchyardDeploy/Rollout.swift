@@ -286,6 +286,12 @@ public final class Rollout {
         return nil
     }
 
+    /// "90s", "2.5s".
+    static func seconds(_ d: Duration) -> String {
+        let ms = d.milliseconds
+        return ms % 1000 == 0 ? "\(ms / 1000)s" : String(format: "%.1fs", Double(ms) / 1000)
+    }
+
     static func lastLine(_ text: String) -> String {
         text.split(separator: "\n").last.map { String($0.prefix(300)) } ?? "(no output)"
     }
@@ -567,6 +573,8 @@ public final class Rollout {
                         emit(.paused, "waiting for `switchyard deploy promote \(plan.path)` at \(live.weight ?? "0%")")
                         try wait(nil, tick: guardCheck)
                     } else {
+                        emit(.step, "pause \(Self.seconds(d!)) at \(live.weight ?? "0%") (step \(i + 1) of \(steps.count)): analysis every \(Self.seconds(plan.analysis.interval))",
+                             ["weight": live.weight ?? "0%", "step": i + 1, "steps": steps.count, "pause_seconds": Double(d!.milliseconds) / 1000])
                         try analyse(client, pool: target, baseline: active, duration: Double(d!.milliseconds) / 1000, failures: &failures,
                                     label: "step \(i + 1)", guardCheck: guardCheck)
                     }

@@ -276,6 +276,7 @@ final class DeployLab {
             lock_ttl: 5s
             """)
         let check = try lab.switchyard(["deploy", "check", plan, "--connect"])
+        defer { for report in lab.stopLoad() where report.contains("connect ") { print("wrk connect errors:\n\(report)") } }
         #expect(check.status == 0 && check.output.contains("stage: bluegreen") && check.output.contains("reachable; web active blue"), "\(check.output)")
         for env in ["dev", "stage", "prod"] { try lab.startLoad(env) }
         let rollout = try lab.deployInBackground(plan, version: "v2")
