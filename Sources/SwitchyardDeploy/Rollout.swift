@@ -363,6 +363,11 @@ public final class Rollout {
                 history.handleControl(id, result: "approved \(waiting)")
                 emit(.approved, "\(waiting) approved by \(actor)", ["actor": actor])
             case "promote":
+                // A manual approval is passed with approve, never by skipping past it.
+                if let waiting = awaitingApproval {
+                    history.handleControl(id, result: "refused: \(waiting) waits for approval; use `switchyard deploy approve`")
+                    continue
+                }
                 history.handleControl(id, result: argument == "full" ? "promoting fully" : "skipping to the next step")
                 step("promote", "\(argument == "full" ? "full promotion" : "next step") by \(actor)")
                 emit(.notice, argument == "full" ? "full promotion by \(actor): remaining steps and analysis skipped" : "promoted to the next step by \(actor)")
@@ -388,9 +393,7 @@ public final class Rollout {
             do {
                 try wait(1)
             } catch Interruption.abort(let reason) {
-                throw Failure(reason: "\(reason) while waiting for approval; nothing moved")
-            } catch Interruption.promoteFull {
-                approvals.insert(env.name)
+                throw Failure(reason: "\(reason) while \(env.name) waited for approval; nothing moved there")
             }
         }
         step("approval", "approved")

@@ -443,11 +443,12 @@ struct SwitchingTests {
     @Test func zeroFailedRequestsUnderLoadWhileSwitching() throws {
         let s = try SwitchingScenario(workers: 2, secondBlue: true)
         let out = "\(s.scenario.directory)/wrk.out"
-        let load = try spawn("/usr/bin/wrk", ["-t1", "-c20", "-d12s", s.proxy.url + "/"], stdout: out, stderr: out + ".err")
+        // wrk runs until the 1,000 changes are done (SIGINT makes it print its report), so a
+        // busy machine makes the test slower, never weaker.
+        let load = try spawn("/usr/bin/wrk", ["-t1", "-c20", "-d120s", s.proxy.url + "/"], stdout: out, stderr: out + ".err")
         usleep(500_000)
         var changes = 0, refused = 0
-        let end = Date().addingTimeInterval(9)
-        while Date() < end && changes < 1000 {
+        while changes < 1000 {
             let status: Int
             switch changes % 5 {
             case 0: status = s.quickAdmin("POST", "/v1/services/web/flip")
@@ -462,10 +463,11 @@ struct SwitchingTests {
             if status != 200 { refused += 1 }
             changes += 1
         }
+        usleep(300_000)
+        kill(load, SIGINT)
         var status: Int32 = 0
         waitpid(load, &status, 0)
         let report = try String(contentsOfFile: out, encoding: .utf8)
-        #expect(changes == 1000, "only \(changes) changes were made in 9 s")
         #expect(refused == 0)
         #expect(report.contains("requests in"))
         #expect(!report.contains("Non-2xx"), "failed requests under switching: \(report)")
