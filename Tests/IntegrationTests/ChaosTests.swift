@@ -56,10 +56,12 @@ struct ChaosTests {
         waitpid(pid, &status, 0)
         let report = try String(contentsOfFile: out, encoding: .utf8)
         #expect(requests(report) > 1000)
-        // A POST the killed server had read may not be replayed: at most one per connection was in flight on it.
-        let failed = nonSuccess(report)
-        #expect(failed <= connections, "\(report)")
-        #expect(!report.contains("Socket errors"), "\(report)")
+        // A POST the killed server had read may not be replayed: at most one per connection was in
+        // flight on it. /echo streams its answer, so one already under way ends cut off (a read
+        // error for wrk) rather than as a 502.
+        let parsed = WrkReport(report)
+        #expect(parsed.failedRequests <= connections, "\(report)")
+        #expect(parsed.connectErrors == 0 && parsed.writeErrors == 0 && parsed.timeouts == 0, "\(report)")
     }
 
     @Test func failingUpstreamIsEjectedUnderLoad() throws {

@@ -212,19 +212,6 @@ final class DeployLab {
         try? FileManager.default.removeItem(atPath: directory)
     }
 
-    /// Requests that failed in a wrk report: non-2xx/3xx responses, and read, write or timeout
-    /// errors on established connections. Connect errors are not requests: the test machine
-    /// runs other suites in parallel, and a reconnect can meet a transient local limit.
-    static func failedRequests(_ report: String) -> Int {
-        let lines = report.split(separator: "\n")
-        var failed = Int(lines.first { $0.contains("Non-2xx") }?.split(separator: ":").last?.trimmingCharacters(in: .whitespaces) ?? "0") ?? 0
-        if let errors = lines.first(where: { $0.contains("Socket errors") }) {
-            for part in errors.split(separator: ",") where !part.contains("connect") {
-                failed += Int(part.split(separator: " ").last ?? "0") ?? 0
-            }
-        }
-        return failed
-    }
 }
 
 /// Rollouts end to end: real proxies as environments, real instances started and replaced
@@ -276,7 +263,7 @@ final class DeployLab {
             lock_ttl: 5s
             """)
         let check = try lab.switchyard(["deploy", "check", plan, "--connect"])
-        defer { for report in lab.stopLoad() where report.contains("connect ") { print("wrk connect errors:\n\(report)") } }
+        defer { for report in lab.stopLoad() where WrkReport(report).connectErrors > 0 { print("wrk connect errors:\n\(report)") } }
         #expect(check.status == 0 && check.output.contains("stage: bluegreen") && check.output.contains("reachable; web active blue"), "\(check.output)")
         for env in ["dev", "stage", "prod"] { try lab.startLoad(env) }
         let rollout = try lab.deployInBackground(plan, version: "v2")
@@ -296,7 +283,7 @@ final class DeployLab {
         }
         // No request failed while traffic moved (flips, canary steps, promotion).
         for report in reports.filter({ $0.contains("requests in") }) {
-            #expect(DeployLab.failedRequests(report) == 0, "\(report)")
+            #expect(WrkReport(report).failedRequests == 0, "\(report)")
         }
         // History: one promoted deployment per environment, with analysis steps and hook output.
         let history = try lab.switchyard(["history", "--plan", plan, "--json"])
@@ -466,7 +453,7 @@ final class DeployLab {
         #expect(try lab.service("stage")["active"] as? String == "blue")
         #expect(try lab.servedBy("stage", count: 4).allSatisfy { $0.hasSuffix("-v1") })
         // Slow, not failing: every request was answered, before, during and after the flips.
-        #expect(DeployLab.failedRequests(report) == 0, "\(report)")
+        #expect(WrkReport(report).failedRequests == 0, "\(report)")
     }
 
     @Test func rollingUpdateReplacesEveryServerWithoutAFailedRequestAndRestoresOnFailure() throws {
@@ -486,7 +473,7 @@ final class DeployLab {
         let report = lab.stopLoad().first ?? ""
         #expect(good.status == 0, "\(good.output)\(good.error)")
         #expect(report.contains("requests in"), "\(report)")
-        #expect(DeployLab.failedRequests(report) == 0, "\(report)")
+        #expect(WrkReport(report).failedRequests == 0, "\(report)")
         let served = Set(try lab.servedBy("prod", count: 30))
         #expect(served == ["a1-v2", "a2-v2", "a3-v2"], "\(served)")
 
