@@ -336,11 +336,13 @@ struct DeployStatus: ParsableCommand {
 struct VersionCommand: ParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "version",
-        abstract: "Print a version name: [ticket]-[module]-[yyyyMMddHHmmss] in UTC, e.g. OPS-142-api-20261121153000.")
-    @Option(help: "The ticket, e.g. OPS-142.") var ticket: String
-    @Option(help: "The module, e.g. api.") var module: String
+        abstract: "Print a release name: [ticket]-[module]-[yyyyMMddHHmmss] in UTC, e.g. OPS-142-api-20261121153000 (without options: Switchyard's own version).")
+    @Option(help: "The ticket, e.g. OPS-142.") var ticket: String?
+    @Option(help: "The module, e.g. api.") var module: String?
 
     func run() {
+        guard ticket != nil || module != nil else { print("switchyard \(Switchyard.release)"); return }
+        guard let ticket, let module else { deployFail("give both --ticket and --module, e.g. --ticket OPS-142 --module api") }
         let name = VersionName.make(ticket: ticket, module: module)
         guard VersionName.isValid(name) else { deployFail("ticket and module may hold only letters, digits and - _ .") }
         print(name)

@@ -27,10 +27,12 @@ struct Switchyard: ParsableCommand {
         main(arguments)
     }
 
+    /// Printed by `switchyard version`. (No `--version` flag: `deploy run --version V` names the release.)
+    static let release = "0.2.0"
+
     static let configuration = CommandConfiguration(
         commandName: "switchyard",
         abstract: "A reverse-proxy traffic switcher: weighted pools, blue/green and canary routing.",
-        version: "0.1.0",
         subcommands: [Run.self, Check.self, Ctl.self, Deploy.self, VersionCommand.self, HistoryCommand.self, Demo.self, DemoAppCommand.self])
 }
 

@@ -615,6 +615,16 @@ final class DeployLab {
         #expect(audit.output.contains("token:pipeline"), "the token's name is the audit actor: \(audit.output)")
     }
 
+    @Test func versionNamesAndTheProgramVersion() throws {
+        let lab = try DeployLab()
+        let name = try lab.switchyard(["version", "--ticket", "OPS-142", "--module", "api"])
+        #expect(name.status == 0)
+        #expect(name.output.range(of: #"^OPS-142-api-20\d{12}\n$"#, options: .regularExpression) != nil, "\(name.output)")
+        #expect(try lab.switchyard(["version"]).output.hasPrefix("switchyard "))
+        #expect(try lab.switchyard(["version", "--ticket", "OPS-142"]).status == 2)
+        #expect(try lab.switchyard(["deploy", "run", "/nonexistent.yaml", "--version", "v1"]).status == 2)
+    }
+
     @Test func terminalShowsALiveProgressLine() throws {
         let lab = try DeployLab()
         try lab.environment("prod", pools: [("blue", 1), ("green", 1)], active: "blue", standby: "green")
