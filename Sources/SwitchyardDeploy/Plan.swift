@@ -257,6 +257,9 @@ public enum PlanLoader {
             } else if !env.steps.isEmpty {
                 r.problem(item, "\(path).steps", "steps apply to the canary strategy only")
             }
+            if let other = result.first(where: { $0.admin == env.admin }) {
+                r.problem(item, "\(path).admin", "\(env.admin) is also \(other.name)'s proxy; each environment has its own proxy (its lock covers the whole rollout)")
+            }
             if env.guardrail != nil && env.strategy != .canary { r.problem(item, "\(path).guard", "the guard protects a canary; use it with strategy: canary") }
             result.append(env)
         }

@@ -77,6 +77,7 @@ import Testing
                 admin: unix:///a.sock
                 strategy: rolling
                 guard: { max_error_rate: 10% }
+              - { name: qa, admin: "unix:///a.sock", strategy: rolling }
             hooks:
               start: [ "run {versoin}" ]
             notify:
@@ -87,6 +88,7 @@ import Testing
         #expect(found.contains { $0.contains("steps[2].wait") && $0.contains("unknown key") })
         #expect(found.contains { $0.contains("environments[1].name") && $0.contains("appears twice") })
         #expect(found.contains { $0.contains("environments[1].guard") && $0.contains("strategy: canary") })
+        #expect(found.contains { $0.contains("environments[2].admin") && $0.contains("also prod's proxy") })
         #expect(found.contains { $0.contains("{versoin}") })
         #expect(found.contains { $0.contains("notify[0].kind") && $0.contains("slack or webhook") })
         #expect(found.contains { $0.contains("analysis") && $0.contains("needs a criterion") })
