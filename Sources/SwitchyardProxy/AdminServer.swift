@@ -488,6 +488,10 @@ final class AdminServer {
         for route in snapshot.services {
             out += "switchyard_canary_weight_ratio{service=\"\(route.name)\"} \(Double(route.canaryPool == nil ? 0 : route.canaryWeight) / 10000)\n"
         }
+        out += "# HELP switchyard_canary_guard_trips_total Times the canary guard removed a failing canary.\n# TYPE switchyard_canary_guard_trips_total counter\n"
+        for route in snapshot.services {
+            out += "switchyard_canary_guard_trips_total{service=\"\(route.name)\"} \(control.guardTripCounts[route.name] ?? 0)\n"
+        }
         let families: [(suffix: String, type: String, help: String)] = [
             ("_responses_total", "counter", "Responses by status class"),
             ("_failures_total", "counter", "Exchanges that ended without a response"),

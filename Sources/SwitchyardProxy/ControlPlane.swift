@@ -173,6 +173,8 @@ public final class ControlPlane {
     private var guardSamples: [String: (key: String, samples: [GuardSample])] = [:]
     /// The last trip per service, shown in status so the orchestrator can tell why the canary went.
     public private(set) var guardTrips: [String: [String: Any]] = [:]
+    /// Trips per service since start, for `switchyard_canary_guard_trips_total`.
+    public private(set) var guardTripCounts: [String: Int] = [:]
     private var guardTimer: OpaquePointer?
     static let guardTickMilliseconds: Int64 = 100
 
@@ -250,6 +252,7 @@ public final class ControlPlane {
             return after
         }
         guardTrips[name] = trip
+        guardTripCounts[name, default: 0] += 1
         guardSamples[name] = nil
         FileHandle.standardError.write(Data("switchyard: canary guard tripped for service \(name): \(reason); canary weight set to 0\n".utf8))
     }

@@ -404,6 +404,8 @@ final class DeployLab {
             Issue.record("audit lacks the canary or the trip: \(entries)")
         }
         #expect(try lab.service("prod")["canary"] is NSNull)
+        let metrics = try curl(["--unix-socket", "\(lab.directory)/prod/admin.sock", "http://x/metrics"]).output
+        #expect(metrics.contains(#"switchyard_canary_guard_trips_total{service="web"} 1"#))
     }
 
     @Test func blueGreenWhoseSmokeTestFailsNeverFlips() throws {

@@ -317,6 +317,7 @@ struct SwitchingTests {
             #"switchyard_service_request_duration_seconds_count{service="web"} 6"#,
             #"switchyard_upstream_open_connections{pool="blue",server="b1"} 1"#,
             #"switchyard_server_ready{pool="green",server="g1"} 1"#,
+            #"switchyard_canary_guard_trips_total{service="web"} 0"#,
             "# TYPE switchyard_pool_request_duration_seconds histogram",
         ] {
             #expect(text.contains(line + "\n"), "missing: \(line)")
