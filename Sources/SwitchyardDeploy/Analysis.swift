@@ -48,7 +48,6 @@ public struct MetricsSample: Sendable {
     public var pools: [String: PoolCounters] = [:]
     /// By "pool/server".
     public var servers: [String: PoolCounters] = [:]
-    public let time = Date()
 
     public init(text: String) {
         var buckets: [String: [(Double, Int)]] = [:]

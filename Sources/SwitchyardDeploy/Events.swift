@@ -69,6 +69,11 @@ public final class ProgressPrinter: @unchecked Sendable {
         FileHandle.standardOutput.write(Data((line + "\n" + (isTerminal ? statusLine : "")).utf8))
     }
 
+    /// A warning from a helper thread (lock renewal, notifications), as a `notice` event.
+    public func warn(_ message: String) {
+        print(DeployEvent(kind: .notice, service: "", version: "", environment: nil, text: "warning: \(message)"))
+    }
+
     /// The live line (terminals only): redrawn in place.
     public func status(environment: String, phase: String, progress: Double, weight: String?, errorRate: Double?, p99: Double?, remaining: Double?) {
         guard !json, isTerminal else { return }

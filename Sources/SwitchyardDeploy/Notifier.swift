@@ -16,9 +16,6 @@ public final class Notifier: @unchecked Sendable {
     /// Attempts per notification, and the first delay (doubling each time).
     public var attempts = 5
     public var firstBackoff = 0.5
-    /// Counters for the end-of-rollout summary.
-    public private(set) var delivered = 0
-    public private(set) var abandoned = 0
 
     /// - Parameter log: receives warnings (never a URL).
     public init(plan: DeployPlan, environment: [String: String], log: @escaping @Sendable (String) -> Void) {
@@ -98,11 +95,8 @@ public final class Notifier: @unchecked Sendable {
                     d.notBefore = Date().addingTimeInterval(delay)
                     queue.append(d)
                 } else {
-                    abandoned += 1
                     log("notify[\(d.target.index)] (\(d.target.kind.rawValue)): \(error); gave up after \(attempts) attempts")
                 }
-            } else {
-                delivered += 1
             }
             condition.broadcast()
             condition.unlock()

@@ -154,10 +154,8 @@ public final class Rollout {
         liveProgress = progress
         lockKeeper = LockKeeper(locks: keeperClients, ttl: plan.lockTTL, owner: lockOwner, reason: lockReason,
             heartbeat: { let (env, text) = progress.get(); history.heartbeat(id, environment: env, progress: text) },
-            warn: { printer.print(DeployEvent(kind: .notice, service: "", version: "", environment: nil, text: "warning: \($0)")) })
-        notifier = Notifier(plan: plan, environment: environment) { [printer] message in
-            printer.print(DeployEvent(kind: .notice, service: "", version: "", environment: nil, text: "warning: \(message)"))
-        }
+            warn: { printer.warn($0) })
+        notifier = Notifier(plan: plan, environment: environment) { [printer] in printer.warn($0) }
         emit(.started, "rollout #\(rolloutID): \(plan.service) \(version) through \(plan.environments.map(\.name).joined(separator: " → ")) by \(options.actor)",
              ["rollout": rolloutID, "environments": plan.environments.map(\.name)])
         let outcome = runEnvironments()
@@ -402,14 +400,13 @@ public final class Rollout {
     // MARK: Admin calls with retries
 
     /// Retries an admin call for a few seconds (a proxy restarting); then the rollout stops
-    /// as an error, because it can no longer vouch for where traffic is.
-    @discardableResult
-    func admin(_ client: AdminClient, _ method: String, _ path: String, body: [String: Any]? = nil) throws -> [String: Any] {
+    /// as an error, because it can no longer vouch for where traffic is. A refusal is final.
+    func retrying<T>(_ client: AdminClient, _ what: String, _ call: () throws(AdminFailure) -> T) throws -> T {
         var attempt = 0
         while true {
-            do { return try client.call(method, path, body: body) }
+            do { return try call() }
             catch {
-                if case .refused = error { throw Failure(reason: "\(client.environment) refused \(method) \(path): \(error)") }
+                if case .refused = error { throw Failure(reason: "\(client.environment) refused \(what): \(error)") }
                 attempt += 1
                 if attempt >= 10 { throw Failure(reason: "\(error); check the proxy, then `switchyard deploy status \(plan.path)`", unreachable: true) }
                 usleep(500_000)
@@ -417,17 +414,15 @@ public final class Rollout {
         }
     }
 
+    @discardableResult
+    func admin(_ client: AdminClient, _ method: String, _ path: String, body: [String: Any]? = nil) throws -> [String: Any] {
+        try retrying(client, "\(method) \(path)") { () throws(AdminFailure) in try client.call(method, path, body: body) }
+    }
+
     func status(_ client: AdminClient) throws -> ProxyStatus { ProxyStatus(try admin(client, "GET", "/v1/status")) }
 
     func metrics(_ client: AdminClient) throws -> MetricsSample {
-        var attempt = 0
-        while true {
-            do { return try client.metrics() } catch {
-                attempt += 1
-                if attempt >= 10 { throw Failure(reason: "\(error)", unreachable: true) }
-                usleep(500_000)
-            }
-        }
+        try retrying(client, "GET /metrics") { () throws(AdminFailure) in try client.metrics() }
     }
 
     /// Waits until every server of `pool` that takes traffic passes its health checks

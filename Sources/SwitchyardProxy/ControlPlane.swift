@@ -196,16 +196,16 @@ public final class ControlPlane {
         let now = monotonicMilliseconds()
         for (name, service) in armed.sorted(by: { $0.key < $1.key }) {
             let canary = service.canary!, rule = canary.guardrail!
-            guard let (requests, errors) = Self.finished(pool: canary.pool, stats: stats, snapshot: snapshot) else { continue }
+            guard let sample = Self.guardSample(pool: canary.pool, stats: stats, snapshot: snapshot, time: now) else { continue }
             let key = Self.guardKey(canary)
             var entry = guardSamples[name]
             if entry == nil || entry!.key != key { entry = (key, []) }
-            entry!.samples.append(GuardSample(time: now, requests: requests, errors: errors))
+            entry!.samples.append(sample)
             // Keep the newest sample at or before the window's start as the baseline.
             while entry!.samples.count > 2 && entry!.samples[1].time <= now - rule.windowMilliseconds { entry!.samples.removeFirst() }
             guardSamples[name] = entry
             let first = entry!.samples.first!
-            let finished = requests - first.requests, failed = errors - first.errors
+            let finished = sample.requests - first.requests, failed = sample.errors - first.errors
             guard finished >= rule.minRequests, finished > 0, failed * BasisPoints.whole >= rule.maxErrorRate * finished else { continue }
             trip(service: name, canary: canary, finished: finished, failed: failed,
                  seconds: Double(now - first.time) / 1000)
@@ -219,8 +219,8 @@ public final class ControlPlane {
         return "\(canary.pool)|\(rule.maxErrorRate)|\(rule.minRequests)|\(rule.windowMilliseconds)"
     }
 
-    /// The canary pool's finished exchanges and errors (5xx and exchanges without a response).
-    static func finished(pool name: String, stats: StatsCopy, snapshot: RoutingSnapshot) -> (requests: Int, errors: Int)? {
+    /// The canary pool's finished exchanges and errors (5xx and exchanges without a response) at `time`.
+    static func guardSample(pool name: String, stats: StatsCopy, snapshot: RoutingSnapshot, time: Int64) -> GuardSample? {
         guard let pool = snapshot.pools.first(where: { $0.name == name }) else { return nil }
         var requests = 0, errors = 0
         for server in pool.servers {
@@ -229,7 +229,7 @@ public final class ControlPlane {
             requests += stats.servers[base + ServerStats.requests]
             errors += stats.servers[base + ServerStats.statusClass + 4] + stats.servers[base + ServerStats.failures]
         }
-        return (requests, errors)
+        return GuardSample(time: time, requests: requests, errors: errors)
     }
 
     private func trip(service name: String, canary: CanaryConfig, finished: Int, failed: Int, seconds: Double) {
@@ -390,8 +390,9 @@ public final class ControlPlane {
         }
         if weight > 0, let g = effectiveGuard {
             let key = Self.guardKey(CanaryConfig(pool: canaryPool, weight: weight, sticky: nil, guardrail: g))
-            if guardSamples[name]?.key != key, let (requests, errors) = Self.finished(pool: canaryPool, stats: collectStats(), snapshot: snapshot()) {
-                guardSamples[name] = (key, [GuardSample(time: monotonicMilliseconds(), requests: requests, errors: errors)])
+            if guardSamples[name]?.key != key,
+               let sample = Self.guardSample(pool: canaryPool, stats: collectStats(), snapshot: snapshot(), time: monotonicMilliseconds()) {
+                guardSamples[name] = (key, [sample])
             }
         }
         return try mutate(actor: actor, action: "canary", target: "service \(name)", ifMatch: ifMatch, lockToken: lockToken,

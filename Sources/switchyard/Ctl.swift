@@ -1,6 +1,7 @@
 import ArgumentParser
 import Foundation
 import Glibc
+import SwitchyardDeploy
 
 /// `switchyard ctl`: the admin API for operators and pipelines. Exit codes: 0 done;
 /// 1 refused by Switchyard (the reason on one line on stderr); 2 cannot reach it or bad usage.
@@ -31,72 +32,33 @@ struct AdminOptions: ParsableArguments {
 
     /// Sends one request; returns the decoded JSON object, or exits with the error's detail.
     func call(_ method: String, _ path: String, body: [String: Any]? = nil) -> [String: Any] {
-        var headers = ["Host: switchyard", "Connection: close"]
-        if let actor { headers.append("X-Switchyard-Actor: \(actor)") }
-        if let token = lockToken ?? ProcessInfo.processInfo.environment["SWITCHYARD_LOCK_TOKEN"] { headers.append("X-Switchyard-Lock: \(token)") }
-        if let ifMatch { headers.append("If-Match: \(ifMatch)") }
-        let payload = body.flatMap { try? JSONSerialization.data(withJSONObject: $0) } ?? Data()
-        headers.append("Content-Length: \(payload.count)")
-        if body != nil { headers.append("Content-Type: application/json") }
-        let request = Data("\(method) \(path) HTTP/1.1\r\n\(headers.joined(separator: "\r\n"))\r\n\r\n".utf8) + payload
-        let (status, data) = exchange(request)
-        let object = (try? JSONSerialization.jsonObject(with: data)) as? [String: Any] ?? [:]
-        if status != 200 {
-            let error = object["error"] as? String ?? "HTTP \(status)"
-            let detail = object["detail"] as? String ?? String(decoding: data, as: UTF8.self)
+        var headers: [(String, String)] = []
+        if let actor { headers.append(("X-Switchyard-Actor", actor)) }
+        if let token = lockToken ?? ProcessInfo.processInfo.environment["SWITCHYARD_LOCK_TOKEN"] { headers.append(("X-Switchyard-Lock", token)) }
+        if let ifMatch { headers.append(("If-Match", "\(ifMatch)")) }
+        var payload: Data? = nil
+        if let body {
+            payload = (try? JSONSerialization.data(withJSONObject: body)) ?? Data()
+            headers.append(("Content-Type", "application/json"))
+        }
+        let response = exchange(method, path, headers: headers, body: payload)
+        let object = response.json
+        if response.status != 200 {
+            let error = object["error"] as? String ?? "HTTP \(response.status)"
+            let detail = object["detail"] as? String ?? String(decoding: response.body, as: UTF8.self)
             FileHandle.standardError.write(Data("switchyard ctl: \(error): \(detail)\n".utf8))
             Glibc.exit(1)
         }
         return object
     }
 
-    func raw(_ path: String) -> String {
-        let (status, data) = exchange(Data("GET \(path) HTTP/1.1\r\nHost: switchyard\r\nConnection: close\r\n\r\n".utf8))
-        if status != 200 { ctlFail("HTTP \(status)") }
-        return String(decoding: data, as: UTF8.self)
-    }
-
-    private func exchange(_ request: Data) -> (Int, Data) {
-        let fd = socket(AF_UNIX, Int32(SOCK_STREAM.rawValue), 0)
-        var address = sockaddr_un()
-        address.sun_family = sa_family_t(AF_UNIX)
-        let bytes = Array(socketPath.utf8)
-        guard bytes.count < MemoryLayout.size(ofValue: address.sun_path) else { ctlFail("socket path too long: \(socketPath)") }
-        withUnsafeMutableBytes(of: &address.sun_path) { $0.copyBytes(from: bytes); $0[bytes.count] = 0 }
-        let connected = withUnsafePointer(to: &address) {
-            $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { connect(fd, $0, socklen_t(MemoryLayout<sockaddr_un>.size)) }
+    /// One request over the admin socket, with the client the orchestrator uses too.
+    private func exchange(_ method: String, _ path: String, headers: [(String, String)], body: Data?) -> HTTPResponse {
+        do {
+            return try HTTPClient.send(to: .unix(socketPath), method: method, path: path, headers: headers, body: body, timeout: 30)
+        } catch {
+            ctlFail("admin socket: \(error.description); is Switchyard running with admin.socket set, and may you open it?")
         }
-        guard connected == 0 else {
-            ctlFail("cannot connect to the admin socket \(socketPath): \(String(cString: strerror(errno))); is Switchyard running with admin.socket set, and may you open it?")
-        }
-        defer { close(fd) }
-        _ = request.withUnsafeBytes { send(fd, $0.baseAddress, $0.count, 0) }
-        var response = Data()
-        var chunk = [UInt8](repeating: 0, count: 65536)
-        while true {
-            let n = chunk.withUnsafeMutableBytes { recv(fd, $0.baseAddress, $0.count, 0) }
-            if n <= 0 { break }
-            response.append(contentsOf: chunk[0..<n])
-        }
-        guard let headEnd = response.range(of: Data("\r\n\r\n".utf8)) else { ctlFail("no response from \(socketPath)") }
-        let head = String(decoding: response[..<headEnd.lowerBound], as: UTF8.self)
-        let status = Int(head.split(separator: " ").dropFirst().first ?? "") ?? 0
-        var body = Data(response[headEnd.upperBound...])
-        if head.lowercased().contains("transfer-encoding: chunked") { body = Self.dechunk(body) }
-        return (status, body)
-    }
-
-    static func dechunk(_ data: Data) -> Data {
-        var out = Data()
-        var rest = data[...]
-        while let lineEnd = rest.range(of: Data("\r\n".utf8)) {
-            let size = Int(String(decoding: rest[..<lineEnd.lowerBound], as: UTF8.self), radix: 16) ?? 0
-            if size == 0 { break }
-            let start = lineEnd.upperBound
-            out.append(rest[start..<start + size])
-            rest = rest[(start + size + 2)...]
-        }
-        return out
     }
 }
 

@@ -37,6 +37,11 @@ func deployActor(_ explicit: String?) -> String {
     return e["USER"] ?? "uid \(getuid())"
 }
 
+/// A client for one environment's admin API, with this process's environment for tokens.
+func adminClient(_ env: DeployPlan.Environment, actor: String) throws(ClientError) -> AdminClient {
+    try AdminClient(environment: env, actor: actor, processEnvironment: ProcessInfo.processInfo.environment)
+}
+
 struct DeployCheck: ParsableCommand {
     static let configuration = CommandConfiguration(commandName: "check", abstract: "Validate a rollout plan; exit 0 when valid, 2 with each problem otherwise.")
     @Argument(help: "The plan (YAML).") var plan: String
@@ -55,7 +60,7 @@ struct DeployCheck: ParsableCommand {
             print("\(env.name): \(env.strategy.rawValue) via \(env.admin)\(env.manualApproval ? ", manual approval" : "")\(steps.isEmpty ? "" : " [\(steps.joined(separator: ", "))]")")
             guard connect else { continue }
             do {
-                let client = try AdminClient(environment: env, actor: deployActor(nil), processEnvironment: ProcessInfo.processInfo.environment)
+                let client = try adminClient(env, actor: deployActor(nil))
                 let status = try client.status()
                 if status.service(p.service) == nil {
                     print("  problem: no service \(p.service) there"); problems += 1
@@ -167,7 +172,7 @@ struct DeployAbort: ParsableCommand {
             guard let envName = deployment["environment"] as? String, let env = p.environments.first(where: { $0.name == envName }) else { continue }
             guard deployment["outcome"] as? String == "crashed" else { continue }
             do {
-                let client = try AdminClient(environment: env, actor: actor, processEnvironment: ProcessInfo.processInfo.environment)
+                let client = try adminClient(env, actor: actor)
                 client.lockToken = locks[envName]
                 let status = try client.status()
                 let pool = deployment["pool"] as? String, previous = deployment["previous_pool"] as? String
@@ -200,7 +205,7 @@ struct DeployAbort: ParsableCommand {
         }
         for (envName, _) in locks {
             guard let env = p.environments.first(where: { $0.name == envName }),
-                  let client = try? AdminClient(environment: env, actor: actor, processEnvironment: ProcessInfo.processInfo.environment) else { continue }
+                  let client = try? adminClient(env, actor: actor) else { continue }
             client.lockToken = locks[envName]
             if (try? client.call("DELETE", "/v1/lock")) != nil { print("\(envName): lock released") }
             history.releaseLock(rollout: id, environment: envName)
@@ -228,7 +233,7 @@ struct DeployUnlock: ParsableCommand {
         var failed = false
         for e in p.environments where env == nil || e.name == env {
             do {
-                let client = try AdminClient(environment: e, actor: deployActor(actor), processEnvironment: ProcessInfo.processInfo.environment)
+                let client = try adminClient(e, actor: deployActor(actor))
                 let status = try client.status()
                 guard let lock = status.lock else { print("\(e.name): not locked"); continue }
                 try client.call("DELETE", "/v1/lock?force=true")
@@ -268,7 +273,7 @@ struct DeployStatus: ParsableCommand {
         for env in p.environments {
             var entry: [String: Any] = ["environment": env.name, "admin": env.admin.description]
             do {
-                let client = try AdminClient(environment: env, actor: deployActor(nil), processEnvironment: ProcessInfo.processInfo.environment)
+                let client = try adminClient(env, actor: deployActor(nil))
                 let s = try client.status()
                 entry["active"] = s.active(p.service) ?? NSNull()
                 entry["standby"] = s.standby(p.service) ?? NSNull()

@@ -17,16 +17,6 @@ struct ChaosTests {
         return try String(contentsOfFile: out, encoding: .utf8)
     }
 
-    /// wrk's count of non-2xx/3xx responses (0 when it printed none).
-    func nonSuccess(_ report: String) -> Int {
-        Int(report.split(separator: "\n").first { $0.contains("Non-2xx") }?.split(separator: ":").last?
-            .trimmingCharacters(in: .whitespaces) ?? "0") ?? 0
-    }
-
-    func requests(_ report: String) -> Int {
-        Int(report.split(separator: "\n").first { $0.contains("requests in") }?.split(separator: " ").first ?? "") ?? 0
-    }
-
     @Test func killedUpstreamLosesNoIdempotentRequest() throws {
         let s = Scenario()
         let a = try s.upstream("a"), b = try s.upstream("b")
@@ -35,7 +25,7 @@ struct ChaosTests {
             usleep(500_000)
             kill(b.process.pid, SIGKILL)
         }
-        #expect(requests(report) > 1000)
+        #expect(WrkReport(report).requests > 1000)
         #expect(!report.contains("Non-2xx"), "\(report)")
         #expect(!report.contains("Socket errors"), "\(report)")
     }
@@ -55,7 +45,7 @@ struct ChaosTests {
         var status: Int32 = 0
         waitpid(pid, &status, 0)
         let report = try String(contentsOfFile: out, encoding: .utf8)
-        #expect(requests(report) > 1000)
+        #expect(WrkReport(report).requests > 1000)
         // A POST the killed server had read may not be replayed: at most one per connection was in
         // flight on it. /echo streams its answer, so one already under way ends cut off (a read
         // error for wrk) rather than as a 502.
@@ -81,10 +71,10 @@ struct ChaosTests {
             """, workers: 2)
         let connections = 20
         let report = try underLoad(s.directory, url: proxy.url + "/", seconds: 4, connections: connections) {}
-        #expect(requests(report) > 1000)
+        #expect(WrkReport(report).requests > 1000)
         // Each worker sees 3 failures in a row and ejects the server; requests already in flight
         // on it when that happens fail too. Everything else goes to the healthy server.
-        let failed = nonSuccess(report)
+        let failed = WrkReport(report).non2xx
         #expect(failed >= 3 && failed <= 3 * 2 + connections, "\(report)")
         let metrics = try curl(["--unix-socket", socket, "http://x/metrics"]).output
         #expect(metrics.contains(#"switchyard_upstream_ejections_total{pool="app",server="bad"} 2"#))
@@ -137,7 +127,7 @@ struct ChaosTests {
                 usleep(30_000)
             }
         }
-        #expect(requests(report) > 1000)
+        #expect(WrkReport(report).requests > 1000)
         #expect(!report.contains("Non-2xx"), "\(report)")
         #expect(!report.contains("Socket errors"), "\(report)")
         let reloads = s.proxy.process.stderr.components(separatedBy: "SIGHUP: configuration reloaded").count - 1
@@ -167,7 +157,7 @@ struct ChaosTests {
             #expect(proxy.process.waitForExit(timeout: 10) == 0) // the old process drained and left
         }
         defer { successor?.stop() }
-        #expect(requests(report) > 1000)
+        #expect(WrkReport(report).requests > 1000)
         #expect(!report.contains("Non-2xx"), "\(report)")
         #expect(!report.contains("Socket errors"), "\(report)")
         #expect(proxy.process.stderr.contains("takeover: the new process serves"))
