@@ -2,6 +2,7 @@ import CLibevent
 import COpenSSL
 import Foundation
 import Glibc
+import SwitchyardAdminAPI
 import SwitchyardConfig
 import SwitchyardRouting
 
@@ -278,55 +279,31 @@ final class AdminServer {
         case ("GET", 1) where p == ["metrics"]:
             return Reply(status: 200, body: Data(metrics().utf8), contentType: "text/plain; version=0.0.4")
         case ("POST", 4) where p[0] == "v1" && p[1] == "services" && p[3] == "flip":
-            let to = r.body["to"] as? String
+            let to = try AdminBody.flipTarget(r.body)
             return try changed(control.flip(service: String(p[2]), to: to, actor: r.actor, ifMatch: r.ifMatch, lockToken: r.lockToken))
         case ("PUT", 4) where p[0] == "v1" && p[1] == "services" && p[3] == "canary":
             // Syntax first (400), then what depends on the state (404/409).
-            let weight = try Self.weight(r.body["weight"])
-            let sticky = try Self.sticky(r.body)
-            let guardrail = try Self.guardrail(r.body)
-            let pool = r.body["pool"] as? String ?? control.state.services[String(p[2])]?.canary?.pool ?? ""
+            let change = try AdminBody.CanaryChange(r.body)
+            let weight = change.weight
+            let pool = change.pool ?? control.state.services[String(p[2])]?.canary?.pool ?? ""
             if weight > 0 && pool.isEmpty {
                 // Whether pool may be left out depends on the state (an existing canary): a conflict, not bad syntax.
                 throw AdminError(409, "no canary pool", "service \(p[2]) has no canary pool yet; give it: {\"pool\": \"green\", \"weight\": \"5%\"}")
             }
-            return try changed(control.setCanary(service: String(p[2]), pool: pool, weight: weight, sticky: sticky, guardrail: guardrail,
+            return try changed(control.setCanary(service: String(p[2]), pool: pool, weight: weight, sticky: change.sticky, guardrail: change.guardrail,
                                                  actor: r.actor, ifMatch: r.ifMatch, lockToken: r.lockToken))
         case ("PUT", 4) where p[0] == "v1" && p[1] == "services" && p[3] == "rules":
-            let rules = try Self.rules(r.body["rules"])
+            let rules = try AdminBody.rules(r.body)
             return try changed(control.setRules(service: String(p[2]), rules: rules, actor: r.actor, ifMatch: r.ifMatch, lockToken: r.lockToken))
         case ("POST", 4) where p[0] == "v1" && p[1] == "services" && p[3] == "rollback":
             return try changed(control.rollback(service: String(p[2]), actor: r.actor, ifMatch: r.ifMatch, lockToken: r.lockToken))
         case ("PUT", 5) where p[0] == "v1" && p[1] == "pools" && p[3] == "servers":
-            var weight: Int? = nil
-            if let w = r.body["weight"] {
-                guard let n = w as? Int else { throw AdminError(400, "invalid weight", "weight must be a whole number from 0 to 1000") }
-                weight = n
-            }
-            var state: ServerState? = nil
-            if let s = r.body["state"] {
-                guard let text = s as? String, let value = ServerState(rawValue: text) else {
-                    throw AdminError(400, "invalid state", "state must be ready, drain or maint")
-                }
-                state = value
-            }
-            if weight == nil && state == nil { throw AdminError(400, "nothing to change", "give weight and/or state") }
-            return try changed(control.setServer(pool: String(p[2]), server: String(p[4]), weight: weight, serverState: state,
+            let change = try AdminBody.ServerChange(r.body)
+            return try changed(control.setServer(pool: String(p[2]), server: String(p[4]), weight: change.weight, serverState: change.state,
                                                  actor: r.actor, ifMatch: r.ifMatch, lockToken: r.lockToken))
         case ("POST", 4) where p[0] == "v1" && p[1] == "pools" && p[3] == "servers":
-            guard let name = r.body["name"] as? String, let address = r.body["address"] as? String else {
-                throw AdminError(400, "missing fields", "give name and address: {\"name\": \"b3\", \"address\": \"10.0.0.3:8000\", \"weight\": 100}")
-            }
-            var state = ServerState.ready
-            if let s = r.body["state"] {
-                guard let text = s as? String, let value = ServerState(rawValue: text) else {
-                    throw AdminError(400, "invalid state", "state must be ready, drain or maint")
-                }
-                state = value
-            }
-            let weight = r.body["weight"] as? Int ?? 100
-            return try changed(control.addServer(pool: String(p[2]), name: name, address: address, weight: weight, serverState: state,
-                                                 actor: r.actor, ifMatch: r.ifMatch, lockToken: r.lockToken))
+            let server = try AdminBody.NewServer(r.body)
+            return try changed(control.addServer(pool: String(p[2]), server: server, actor: r.actor, ifMatch: r.ifMatch, lockToken: r.lockToken))
         case ("DELETE", 5) where p[0] == "v1" && p[1] == "pools" && p[3] == "servers":
             return try changed(control.removeServer(pool: String(p[2]), name: String(p[4]), actor: r.actor,
                                                     ifMatch: r.ifMatch, lockToken: r.lockToken))
@@ -335,14 +312,8 @@ final class AdminServer {
             let (generation, notes) = try control.reload(reset: r.query["reset"] == "true", actor: r.actor)
             return Self.ok(["generation": generation, "notes": notes, "acknowledged_us": control.publishLatencies.last ?? 0])
         case ("POST", 2) where p == ["v1", "lock"]:
-            guard let owner = r.body["owner"] as? String, !owner.isEmpty else {
-                throw AdminError(400, "missing owner", "give the owner: {\"owner\": \"deploy-42\", \"ttl\": \"10m\", \"reason\": \"...\"}")
-            }
-            let ttlText = r.body["ttl"] as? String ?? "10m"
-            guard let ttl = DurationText.parse(ttlText), ttl.milliseconds > 0 else {
-                throw AdminError(400, "invalid ttl", "ttl is a duration such as 30s, 10m or 1h")
-            }
-            let info = try control.acquireLock(owner: owner, reason: r.body["reason"] as? String ?? "", ttl: ttl,
+            let request = try AdminBody.LockRequest(r.body)
+            let info = try control.acquireLock(owner: request.owner, reason: request.reason, ttl: request.ttl,
                                                actor: r.actor, token: r.lockToken)
             return Self.ok(Self.lockJSON(info, withToken: true))
         case ("DELETE", 2) where p == ["v1", "lock"]:
@@ -575,70 +546,6 @@ final class AdminServer {
                                   "expires": ISO8601DateFormatter().string(from: lock.expires)]
         if withToken { out["token"] = lock.token }
         return out
-    }
-
-    static func weight(_ value: Any?) throws(AdminError) -> Int {
-        if let text = value as? String, let bp = BasisPoints.parse(text) { return bp }
-        if let number = value as? NSNumber, !(value is Bool) {
-            let bp = Int((number.doubleValue * 100).rounded())
-            if (0...BasisPoints.whole).contains(bp) { return bp }
-        }
-        throw AdminError(400, "invalid weight", "weight is a percentage from 0% to 100% in 0.01% steps, e.g. \"5%\" or \"0.25%\"; 0 removes the canary")
-    }
-
-    /// `nil`: keep the current sticky setting; `.some(nil)`: none; otherwise the new key.
-    static func sticky(_ body: [String: Any]) throws(AdminError) -> StickyKey?? {
-        guard body.keys.contains("sticky") else { return nil }
-        if body["sticky"] is NSNull { return .some(nil) }
-        guard let s = body["sticky"] as? [String: Any], s.count == 1 else {
-            throw AdminError(400, "invalid sticky", "sticky is {\"cookie\": NAME}, {\"header\": NAME}, {\"client_ip\": true} or null")
-        }
-        if let name = s["cookie"] as? String, !name.isEmpty { return .some(.cookie(name)) }
-        if let name = s["header"] as? String, !name.isEmpty { return .some(.header(name)) }
-        if s["client_ip"] as? Bool == true { return .some(.clientIP) }
-        throw AdminError(400, "invalid sticky", "sticky is {\"cookie\": NAME}, {\"header\": NAME}, {\"client_ip\": true} or null")
-    }
-
-    /// `nil`: keep the current guard; `.some(nil)`: disarm; otherwise the new guard.
-    static func guardrail(_ body: [String: Any]) throws(AdminError) -> CanaryGuard?? {
-        guard body.keys.contains("guard") else { return nil }
-        if body["guard"] is NSNull { return .some(nil) }
-        let usage = "guard is {\"max_error_rate\": \"20%\", \"min_requests\": 20, \"window\": \"10s\"} or null"
-        guard let g = body["guard"] as? [String: Any], Set(g.keys).isSubset(of: ["max_error_rate", "min_requests", "window"]) else {
-            throw AdminError(400, "invalid guard", usage)
-        }
-        guard let rateText = g["max_error_rate"] as? String, let rate = BasisPoints.parse(rateText), rate > 0 else {
-            throw AdminError(400, "invalid guard", "max_error_rate is a percentage above 0%; \(usage)")
-        }
-        var result = CanaryGuard(maxErrorRate: rate, minRequests: CanaryGuard.defaultMinRequests,
-                                 windowMilliseconds: CanaryGuard.defaultWindowMilliseconds)
-        if let m = g["min_requests"] {
-            guard let n = m as? Int, n >= 1, !(m is Bool) else { throw AdminError(400, "invalid guard", "min_requests is a whole number of at least 1; \(usage)") }
-            result.minRequests = n
-        }
-        if let w = g["window"] {
-            guard let text = w as? String, let d = DurationText.parse(text), d.milliseconds >= 100 else {
-                throw AdminError(400, "invalid guard", "window is a duration of at least 100ms such as 10s; \(usage)")
-            }
-            result.windowMilliseconds = d.milliseconds
-        }
-        return .some(result)
-    }
-
-    static func rules(_ value: Any?) throws(AdminError) -> [RouteRule] {
-        guard let items = value as? [[String: Any]] else {
-            throw AdminError(400, "invalid rules", "rules is a list of {\"header\"|\"cookie\": NAME, \"value\": V, \"pool\": P}")
-        }
-        var rules: [RouteRule] = []
-        for item in items {
-            guard let v = item["value"] as? String, let pool = item["pool"] as? String else {
-                throw AdminError(400, "invalid rule", "each rule needs value and pool")
-            }
-            if let h = item["header"] as? String { rules.append(RouteRule(kind: .header, name: h, value: v, pool: pool)) }
-            else if let c = item["cookie"] as? String { rules.append(RouteRule(kind: .cookie, name: c, value: v, pool: pool)) }
-            else { throw AdminError(400, "invalid rule", "each rule needs header or cookie") }
-        }
-        return rules
     }
 }
 

@@ -71,8 +71,10 @@ final class ClientConnection {
     /// The balancer of the pool this exchange uses, kept so a snapshot change mid-exchange
     /// cannot make the exchange count against the wrong pool.
     private var balancer: PoolBalancer?
-    private var serverIndex = -1
+    /// The server in use, by its stable id; its position in the pool when it was picked is
+    /// only a hint, since servers added or removed meanwhile move positions.
     private var serverID = -1
+    private var serverPositionHint = -1
     private var countedActive = false
     private var triedServers: UInt64 = 0
     private var attempts = 0
@@ -345,7 +347,7 @@ final class ClientConnection {
         retriedStale = false
         outcomeRecorded = false
         upstreamFault = false
-        serverIndex = -1
+        serverPositionHint = -1
         serverID = -1
         poolIndex = -1
         serviceIndex = -1
@@ -409,7 +411,7 @@ final class ClientConnection {
         headBuffer.reset()
         var w = ByteWriter(base: headBuffer.base, capacity: headBuffer.capacity)
         var fallbackHost: [UInt8] = []
-        if head.hostIndex < 0 { fallbackHost = Array(currentServer.address.description.utf8) }
+        if head.hostIndex < 0 { fallbackHost = Array(upstreamText.utf8) }
         fallbackHost.withUnsafeBufferPointer { fallback in
             let info = ForwardingInfo(
                 clientAddress: UnsafeBufferPointer(start: scratch, count: clientIPLength),
@@ -461,11 +463,15 @@ final class ClientConnection {
         (monotonicMicroseconds() - startMicros) / 1000 < worker.settings.upstreamResponseMs
     }
 
-    private var currentServer: ServerSnapshot { balancer!.pool.servers[serverIndex] }
+    /// The server this exchange uses, looked up by id (nil once the pool no longer has it).
+    private var currentServer: ServerSnapshot? { balancer?.server(withID: serverID, hint: serverPositionHint) }
+
+    /// The current server's address, for messages.
+    private var upstreamText: String { currentServer?.address.description ?? "(a server removed meanwhile)" }
 
     private func pickServer() -> Bool {
         guard let balancer, let index = balancer.pick(excluding: triedServers) else { return false }
-        serverIndex = index
+        serverPositionHint = index
         serverID = balancer.serverID(at: index)
         if index < 64 { triedServers |= 1 << UInt64(index) }
         return true
@@ -474,7 +480,7 @@ final class ClientConnection {
     private func connectUpstream(allowReuse: Bool) {
         attempts += 1
         outcomeRecorded = false
-        balancer?.requestStarted(serverIndex)
+        balancer?.requestStarted(serverID: serverID, hint: serverPositionHint)
         worker.count(serverID, ServerStats.active)
         countedActive = true
         if allowReuse, let connection = worker.takeIdleConnection(serverID: serverID) {
@@ -485,18 +491,18 @@ final class ClientConnection {
             return
         }
         guard let address = worker.addresses[serverID] else {
-            failExchange(status: 502, detail: "upstream address \(currentServer.address) is unusable")
+            failExchange(status: 502, detail: "upstream address \(upstreamText) is unusable")
             return
         }
         do {
-            let tls = worker.upstreamTLS.isEmpty ? nil : worker.upstreamTLS[balancer!.pool.name]
+            let tls = worker.upstreamTLS.isEmpty ? nil : balancer.flatMap { worker.upstreamTLS[$0.pool.name] }
             let connection = try UpstreamConnection.open(worker: worker, serverID: serverID, address: address, tls: tls,
-                                                         host: tls == nil ? "" : currentServer.address.host, owner: self)
+                                                         host: tls == nil ? "" : currentServer?.address.host ?? "", owner: self)
             upstream = connection
             connection.wantRead(true)
             if connection.ready { sendToUpstream() }
         } catch {
-            connectionFailed(detail: "could not connect to upstream \(currentServer.address) (\(String(cString: strerror(error.code))))",
+            connectionFailed(detail: "could not connect to upstream \(upstreamText) (\(String(cString: strerror(error.code))))",
                              status: 502)
         }
     }
@@ -555,7 +561,7 @@ final class ClientConnection {
     }
 
     func upstreamConnectFailed(_ connection: UpstreamConnection, errorCode: Int32) {
-        connectionFailed(detail: "could not connect to upstream \(currentServer.address) (\(String(cString: strerror(errorCode))))",
+        connectionFailed(detail: "could not connect to upstream \(upstreamText) (\(String(cString: strerror(errorCode))))",
                          status: 502)
     }
 
@@ -580,12 +586,12 @@ final class ClientConnection {
         let seconds = Double(kind == .connect ? worker.settings.upstreamConnectMs : worker.settings.upstreamResponseMs) / 1000
         switch kind {
         case .connect:
-            connectionFailed(detail: "upstream \(currentServer.address) did not accept the connection within \(seconds)s (upstream_connect)",
+            connectionFailed(detail: "upstream \(upstreamText) did not accept the connection within \(seconds)s (upstream_connect)",
                              status: 504)
         case .response, .idle:
             if phase == .tunnel { close(); return }
             if responseHeadDone { abortExchange(); return }
-            failExchange(status: 504, detail: "upstream \(currentServer.address) did not respond within \(seconds)s (upstream_response)")
+            failExchange(status: 504, detail: "upstream \(upstreamText) did not respond within \(seconds)s (upstream_response)")
         }
     }
 
@@ -627,7 +633,7 @@ final class ClientConnection {
 
     /// The TLS handshake with the upstream failed (e.g. its certificate did not verify).
     func upstreamTLSFailed(_ connection: UpstreamConnection, reason: String) {
-        connectionFailed(detail: "TLS to upstream \(currentServer.address) failed: \(reason)", status: 502)
+        connectionFailed(detail: "TLS to upstream \(upstreamText) failed: \(reason)", status: 502)
     }
 
     /// The upstream closed its side (or failed) while this exchange used it.
@@ -668,7 +674,7 @@ final class ClientConnection {
                 return
             }
             upstreamFault = true
-            failExchange(status: 502, detail: "upstream \(currentServer.address) \(what) before a complete response head")
+            failExchange(status: 502, detail: "upstream \(upstreamText) \(what) before a complete response head")
             return
         }
         if response.mode == .untilClose && reason == nil {
@@ -701,17 +707,17 @@ final class ClientConnection {
             case .incomplete:
                 if buffer.writable == 0 { buffer.compact() }
                 if buffer.writable == 0 {
-                    failExchange(status: 502, detail: "upstream \(currentServer.address) sent a response head that is too large")
+                    failExchange(status: 502, detail: "upstream \(upstreamText) sent a response head that is too large")
                 }
                 return
             case .failure(let error):
-                failExchange(status: 502, detail: "upstream \(currentServer.address) sent an invalid response (\(error.reasonText))")
+                failExchange(status: 502, detail: "upstream \(upstreamText) sent an invalid response (\(error.reasonText))")
                 return
             case .complete:
                 let head = worker.responseHead
                 if head.statusCode == 101 {
                     if isUpgrade { startTunnel(); return }
-                    failExchange(status: 502, detail: "upstream \(currentServer.address) switched protocols without being asked")
+                    failExchange(status: 502, detail: "upstream \(upstreamText) switched protocols without being asked")
                     return
                 }
                 if head.statusCode < 200 {
@@ -727,7 +733,7 @@ final class ClientConnection {
                 if framing == .untilClose || dechunk || !request.ended { keepAlive = false }
                 response = BodyWindow(framing: framing, dechunk: dechunk)
                 if !writeHead(head, source: buffer.readPointer, dechunk: dechunk, tunnel: false) {
-                    failExchange(status: 502, detail: "response head from upstream \(currentServer.address) too large to forward")
+                    failExchange(status: 502, detail: "response head from upstream \(upstreamText) too large to forward")
                     return
                 }
                 buffer.consume(head.headLength)
@@ -875,7 +881,7 @@ final class ClientConnection {
 
     private func releaseUpstream(reuse: Bool) {
         if countedActive {
-            balancer?.requestFinished(serverIndex)
+            balancer?.requestFinished(serverID: serverID, hint: serverPositionHint)
             worker.count(serverID, ServerStats.active, -1)
             countedActive = false
         }
@@ -988,9 +994,7 @@ final class ClientConnection {
         var pool = "", upstreamAddress = ""
         if let balancer {
             pool = balancer.pool.name
-            if serverIndex >= 0 && serverIndex < balancer.pool.servers.count {
-                upstreamAddress = balancer.pool.servers[serverIndex].address.description
-            }
+            if let server = currentServer { upstreamAddress = server.address.description }
         }
         AccessLogLine.append(to: &worker.logBuffer,
                              requestID: UnsafeBufferPointer(start: scratch + Self.requestIDOffset, count: requestIDLength),

@@ -1,21 +1,9 @@
 import CLibevent
 import Foundation
 import Glibc
+import SwitchyardAdminAPI
 import SwitchyardConfig
 import SwitchyardRouting
-
-/// An admin request that cannot be carried out: the HTTP status, a short error and a detail
-/// that tells the operator what to do.
-public struct AdminError: Error, Sendable {
-    public let status: Int
-    public let error: String
-    public let detail: String
-    public init(_ status: Int, _ error: String, _ detail: String) {
-        self.status = status
-        self.error = error
-        self.detail = detail
-    }
-}
 
 /// The deploy lock: while held, mutations need its token.
 public struct LockInfo: Codable, Equatable, Sendable {
@@ -463,23 +451,16 @@ public final class ControlPlane {
         }
     }
 
-    public func addServer(pool poolName: String, name: String, address: String, weight: Int, serverState: ServerState,
+    public func addServer(pool poolName: String, server new: AdminBody.NewServer,
                           actor: Actor, ifMatch: UInt64?, lockToken: String?) throws(AdminError) -> UInt64 {
         try pool(poolName)
-        guard !name.isEmpty, name.allSatisfy({ $0.isASCII && ($0.isLetter || $0.isNumber || "-_.:".contains($0)) }) else {
-            throw AdminError(400, "invalid name", "server names may use letters, digits, '-', '_', '.' and ':'")
-        }
+        let name = new.name, weight = new.weight, serverState = new.state
+        let address = new.address.description
         if let existing = state.servers[poolName]?[name], existing.removed != true {
             throw AdminError(409, "server exists", "pool \(poolName) already has a server \(name)")
         }
-        guard SocketAddress(parsing: address) != nil else {
-            throw AdminError(400, "invalid address", "\"\(address)\" is not IPv4:port, [IPv6]:port or localhost:port")
-        }
-        guard (0...ServerConfig.maxWeight).contains(weight) else {
-            throw AdminError(400, "weight out of range", "weight must be 0 to \(ServerConfig.maxWeight)")
-        }
         let inFile = config.pool(named: poolName)?.servers.first { $0.name == name }
-        if let inFile, inFile.address.description != SocketAddress(parsing: address)!.description {
+        if let inFile, inFile.address.description != address {
             throw AdminError(409, "server exists", "the configuration file defines \(poolName)/\(name) at \(inFile.address); use that address or another name")
         }
         let generation = try mutate(actor: actor, action: "add server", target: "server \(poolName)/\(name)", ifMatch: ifMatch,
