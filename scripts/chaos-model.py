@@ -33,7 +33,9 @@ import bisect
 import collections
 import http.client
 import json
+import multiprocessing
 import os
+import queue as queue_module
 import random
 import re
 import shutil
@@ -225,6 +227,9 @@ class Model:
         body = op.get("body") or {}
         if kind in ("drain", "undrain", "weight"):
             pool, name = op["pool"], op["server"]
+            weight = body.get("weight")
+            if weight is not None and not 0 <= weight <= 1000:
+                return [(400, "invalid weight")], None
             if "state" in body and body["state"] not in ("ready", "drain", "maint"):
                 return [(400, "invalid state")], None
             if pool not in self.servers:
@@ -232,9 +237,6 @@ class Model:
             current = self.servers[pool].get(name)
             if current is None or current[3]:
                 return [(404, "no such server")], None
-            weight = body.get("weight")
-            if weight is not None and not 0 <= weight <= 1000:
-                return [(400, "weight out of range")], None
 
             def apply():
                 w, st, address, removed = self.servers[pool][name]
@@ -242,21 +244,21 @@ class Model:
             return self.mutation(op, apply)
         if kind == "add":
             pool, name, address = op["pool"], body["name"], body["address"]
+            if not valid_name(name):
+                return [(400, "invalid name")], None
+            if not re.fullmatch(r"(\d+\.\d+\.\d+\.\d+|localhost|\[[0-9a-fA-F:]+\]):\d{1,5}", address):
+                return [(400, "invalid address")], None
+            weight = body.get("weight", 100)
+            if not 0 <= weight <= 1000:
+                return [(400, "weight out of range")], None
             state = body.get("state", "ready")
             if state not in ("ready", "drain", "maint"):
                 return [(400, "invalid state")], None
-            weight = body.get("weight", 100)
             if pool not in self.servers:
                 return [(404, "no such pool")], None
-            if not re.fullmatch(r"[A-Za-z0-9_.:-]+", name):
-                return [(400, "invalid name")], None
             existing = self.servers[pool].get(name)
             if existing is not None and not existing[3]:
                 return [(409, "server exists")], None
-            if not re.fullmatch(r"(\d+\.\d+\.\d+\.\d+|localhost|\[[0-9a-fA-F:]+\]):\d{1,5}", address):
-                return [(400, "invalid address")], None
-            if not 0 <= weight <= 1000:
-                return [(400, "weight out of range")], None
             in_file = any(n == name for n, _ in self.file.servers(pool))
             if in_file and self.addresses[name] != address:
                 return [(409, "server exists")], None
@@ -285,10 +287,12 @@ class Model:
             return self.mutation(op, apply, extra=[(409, "requests in flight")])
         if kind == "flip":
             name = op["service"]
+            to = body.get("to")
+            if to is not None and not valid_name(to):
+                return [(400, "invalid to")], None
             if name not in self.services:
                 return [(404, "no such service")], None
             active, standby, canary, rules = self.services[name]
-            to = body.get("to")
             if to is not None:
                 if to not in self.servers:
                     return [(404, "no such pool")], None
@@ -314,6 +318,8 @@ class Model:
                 bp = None
             if bp is None:
                 return [(400, "invalid weight")], None
+            if "pool" in body and not valid_name(body["pool"]):
+                return [(400, "invalid pool")], None
             current = self.services.get(name)
             pool = body.get("pool")
             if pool is None:
@@ -341,15 +347,15 @@ class Model:
             name = op["service"]
             items = body.get("rules")
             rules = []
-            for item in items:
-                if not isinstance(item.get("value"), str) or not isinstance(item.get("pool"), str):
+            for i, item in enumerate(items):
+                if not isinstance(item.get("value"), str):
                     return [(400, "invalid rule")], None
-                if "header" in item:
-                    rules.append(("header", item["header"], item["value"], item["pool"]))
-                elif "cookie" in item:
-                    rules.append(("cookie", item["cookie"], item["value"], item["pool"]))
-                else:
+                if not isinstance(item.get("pool"), str) or not valid_name(item["pool"]):
+                    return [(400, f"invalid rules[{i}].pool")], None
+                if ("header" in item) == ("cookie" in item):
                     return [(400, "invalid rule")], None
+                kind = "header" if "header" in item else "cookie"
+                rules.append((kind, item[kind], item["value"], item["pool"]))
             if name not in self.services:
                 return [(404, "no such service")], None
             for r in rules:
@@ -442,6 +448,11 @@ class Model:
         self.base_services, self.base_servers = fresh_services, fresh_servers
 
 
+def valid_name(text):
+    """FieldRules.isValidName: pool and server names."""
+    return isinstance(text, str) and 0 < len(text) <= 128 and re.fullmatch(r"[A-Za-z0-9_.:-]+", text) is not None
+
+
 def parse_duration(text):
     m = re.fullmatch(r"(\d+(?:\.\d+)?)(ms|s|m|h)?", text)
     return None if not m else text
@@ -456,7 +467,7 @@ class Generator:
 
     KINDS = ("add", "drain", "undrain", "remove", "weight", "flip", "canary", "rules", "rollback",
              "lock", "unlock", "reload", "reload-invalid")
-    WEIGHTS = (12, 10, 10, 12, 9, 8, 10, 7, 4, 3, 3, 4, 2)
+    WEIGHTS = (14, 8, 12, 10, 9, 8, 10, 7, 4, 3, 3, 4, 2)
     SERVER_WEIGHTS = (0, 1, 5, 50, 100, 100, 200, 1000)
     CANARY_WEIGHTS = ("0%", "0.01%", "1%", "2.5%", "5%", "10%", "25%", "50%", "100%", 10, 0.5, "0.25%")
 
@@ -486,7 +497,7 @@ class Generator:
             keep = r.random() < 0.5 if pool == "orange" else True
             entries = []
             for i in range(1, SLOTS[pool] + 1):
-                included = r.random() < 0.6
+                included = r.random() < 0.7
                 weight = r.choice((100, 100, 50, 200, 0, 10))
                 if included:
                     entries.append((f"{pool}-{i}", weight))
@@ -726,48 +737,62 @@ class Client:
         return status, fields, body.decode("utf-8", "replace")
 
 
-class LoadClient(threading.Thread):
+REQUEST_LIMIT = 50  # seconds: a checked request taking longer fails, and states older than this are let go
+
+
+def load_client(port, seed, slow, stop, records, lock):
     """Sends requests to random services with random rule and sticky headers and records each
     exchange with its send and receive times. Slow clients ask for /sleep/MS."""
+    r = random.Random(seed)
+    client = Client(port, timeout=30)
+    sequence = 0
+    while not stop.is_set():
+        service = "web" if r.random() < 0.6 else "api"
+        route = r.choice(ROUTE_VALUES) if r.random() < 0.6 else None
+        user = f"u{r.randint(0, 9999)}" if r.random() < 0.5 else None
+        sequence += 1
+        path = f"/sleep/{r.randint(300, 2500)}" if slow else f"/f/{sequence}"
+        headers = {"Host": SERVICE_HOST[service]}
+        if route:
+            headers["X-Route"] = route
+        if user:
+            headers["X-User"] = user
+        t0 = time.monotonic()
+        try:
+            status, fields, body = client.request(path, headers)
+            outcome = (status, fields.get("x-served-by"), body)
+        except (OSError, ProtocolError) as e:
+            client.close()
+            outcome = (None, None, f"{type(e).__name__}: {e}")
+        t1 = time.monotonic()
+        with lock:
+            records.append((t0, t1, service, route, user, path, outcome))
+        if outcome[0] is None:
+            time.sleep(0.05)  # the failure is recorded; do not spin against a dead proxy
+        elif outcome[0] == 503:
+            time.sleep(0.01)  # an emptied pool answers at once: do not flood the checks with it
+    client.close()
 
-    def __init__(self, run, index, slow):
-        super().__init__(daemon=True)
-        self.run_ = run
-        self.slow = slow
-        self.rng = random.Random(run.seed * 1000 + index)
-        self.started = None
-        self.count = 0
 
-    def run(self):
-        r = self.rng
-        client = Client(self.run_.port, timeout=30)
-        sequence = 0
-        while not self.run_.stop_load.is_set():
-            service = "web" if r.random() < 0.6 else "api"
-            route = r.choice(ROUTE_VALUES) if r.random() < 0.6 else None
-            user = f"u{r.randint(0, 9999)}" if r.random() < 0.5 else None
-            sequence += 1
-            path = f"/sleep/{r.randint(300, 2500)}" if self.slow else f"/f/{sequence}"
-            headers = {"Host": SERVICE_HOST[service]}
-            if route:
-                headers["X-Route"] = route
-            if user:
-                headers["X-User"] = user
-            self.started = time.monotonic()
-            t0 = self.started
-            try:
-                status, fields, body = client.request(path, headers)
-                outcome = (status, fields.get("x-served-by"), body)
-            except (OSError, ProtocolError) as e:
-                client.close()
-                outcome = (None, None, f"{type(e).__name__}: {e}")
-            t1 = time.monotonic()
-            self.run_.records.append((t0, t1, service, route, user, path, outcome))
-            self.count += 1
-            self.started = None
-            if outcome[0] is None:
-                time.sleep(0.05)  # the failure is recorded; do not spin against a dead proxy
-        client.close()
+def load_process(port, seed, fast, slow, stop, queue):
+    """The checking clients, in a process of their own so that they do not compete with the
+    operations for Python's interpreter lock. Sends the records in batches; None ends them."""
+    records, lock = [], threading.Lock()
+    threads = [threading.Thread(target=load_client, args=(port, seed * 1000 + i, i >= fast, stop, records, lock), daemon=True)
+               for i in range(fast + slow)]
+    for t in threads:
+        t.start()
+    while any(t.is_alive() for t in threads):
+        time.sleep(0.2)
+        with lock:
+            batch = records[:]
+            del records[:]
+        if batch:
+            queue.put(batch)
+    with lock:
+        if records:
+            queue.put(records[:])
+    queue.put(None)
 
 
 # MARK: - The run
@@ -784,10 +809,15 @@ class Run:
         self.proxy = None
         self.wrk = None
         self.port = None
-        self.records = collections.deque()
+        self.load = None
+        self.load_queue = None
+        self.load_done = False
+        self.latencies = []
+        self.verify_seconds = 0.0
         self.outcomes_ops = collections.Counter()
-        self.stop_load = threading.Event()
-        self.clients = []
+        context = multiprocessing.get_context("fork")
+        self.multiprocessing = context
+        self.stop_load = context.Event()
         self.failures = []
         self.fatal = None
         # States for the request checks: start (the change was sent), end (the next change was
@@ -870,8 +900,24 @@ class Run:
             return None
         return f"signal {-code}" if code < 0 else f"exit status {code}"
 
+    def stacks(self):
+        """The stuck proxy's threads, from gdb when it is installed (saved, and summarised)."""
+        if shutil.which("gdb") is None:
+            return ""
+        path = f"{self.directory}/switchyard.stacks"
+        try:
+            with open(path, "w") as out:
+                subprocess.run(["gdb", "-p", str(self.proxy.pid), "-batch", "-ex", "thread apply all bt 12"],
+                               stdout=out, stderr=subprocess.STDOUT, timeout=120)
+        except (OSError, subprocess.TimeoutExpired):
+            return ""
+        lines = [l for l in open(path, errors="replace").read().splitlines() if l.startswith(("Thread ", "#"))]
+        return f"; its threads (all of it in {path}):\n" + "\n".join(lines[:80])
+
     def stop_all(self):
         self.stop_load.set()
+        if self.load is not None and self.load.is_alive():
+            self.load.kill()
         for p in [self.wrk, self.proxy] + list(self.apps.values()):
             if p is not None and p.poll() is None:
                 p.kill()
@@ -890,13 +936,24 @@ class Run:
         if not wrk_route or any(not eligible.get(pool) for pool in wrk_route):
             self.ever_unrouted = True
 
-    def verify_records(self):
-        now = time.monotonic()
-        in_flight = [c.started for c in self.clients if c.started is not None]
-        # A margin for a client that took its start time but has not published it yet.
-        cutoff = min(in_flight + [now]) - 10
-        while self.records:
-            self.check_record(self.records.popleft())
+    def verify_records(self, wait=False):
+        """Checks the requests recorded so far. With wait, until the load process has sent its last."""
+        began = time.monotonic()
+        cutoff = began - 2 * REQUEST_LIMIT
+        end = time.monotonic() + 60
+        while not self.load_done:
+            try:
+                batch = self.load_queue.get(timeout=1) if wait else self.load_queue.get_nowait()
+            except queue_module.Empty:
+                if wait and time.monotonic() < end:
+                    continue
+                break
+            if batch is None:
+                self.load_done = True
+                break
+            for record in batch:
+                self.check_record(record)
+        self.verify_seconds += time.monotonic() - began
         drop = bisect.bisect_left(self.view_ends, cutoff)
         drop = min(drop, len(self.views) - 1)
         if drop > 0:
@@ -909,6 +966,10 @@ class Run:
         if status is None:
             self.outcomes["no response"] += 1
             self.fail(f"{what}: no well-formed response ({body})")
+            return
+        if t1 - t0 > REQUEST_LIMIT:
+            self.outcomes["too slow"] += 1
+            self.fail(f"{what}: the answer took {t1 - t0:.0f} s")
             return
         lo = bisect.bisect_left(self.view_ends, t0)
         hi = bisect.bisect_right(self.view_starts, t1)
@@ -1005,6 +1066,7 @@ class Run:
         sent = time.monotonic()
         code, parsed, raw = admin(self.socket, op["method"], op["path"], body, headers)
         acknowledged = time.monotonic()
+        self.latencies.append(acknowledged - sent)
         error = parsed.get("error") if isinstance(parsed, dict) else None
         if kind in ("reload", "reload-invalid") and (code, error) != (200, None):
             self.write_file(model.file)  # the running configuration's file again
@@ -1061,10 +1123,10 @@ class Run:
         self.wrk = None if args.wrk_connections == 0 else subprocess.Popen(["wrk", "-t1", f"-c{args.wrk_connections}", "-d3600s", "--timeout", "10s",
                                      "-H", "Host: web.test", f"http://127.0.0.1:{self.port}/"],
                                     stdout=open(f"{self.directory}/wrk.out", "w"), stderr=subprocess.STDOUT)
-        for i in range(args.fast_clients + args.slow_clients):
-            c = LoadClient(self, i, slow=i >= args.fast_clients)
-            self.clients.append(c)
-            c.start()
+        self.load_queue = self.multiprocessing.Queue()
+        self.load = self.multiprocessing.Process(target=load_process, daemon=True,
+                                                 args=(self.port, self.seed, args.fast_clients, args.slow_clients, self.stop_load, self.load_queue))
+        self.load.start()
         time.sleep(1.0)  # slow requests under way before the first change
         generator = Generator(self.seed)
         deadline = began + args.max_seconds
@@ -1097,12 +1159,12 @@ class Run:
         except AdminUnreachable as e:
             dead = self.proxy_dead()
             self.fatal = f"switchyard died ({dead}) at operation {done + 1}" if dead else f"the admin API did not answer: {e}"
+            if not dead:
+                self.fatal += self.stacks()
         ops_seconds = time.monotonic() - ops_began
         self.operations_done = done
         # Stop the load, then judge what is left.
         self.stop_load.set()
-        for c in self.clients:
-            c.join(timeout=40)
         if self.wrk is not None and self.wrk.poll() is None:
             self.wrk.send_signal(signal.SIGINT)
             try:
@@ -1126,7 +1188,9 @@ class Run:
 
     def finish(self, model, wrk):
         """After the load: the last request checks, counters back to zero, the final status, a clean stop."""
-        self.verify_records()
+        self.verify_records(wait=True)
+        if not self.load_done:
+            self.fail("the checking clients did not finish within 60 s of the end of the operations")
         if wrk["errors"]:
             self.fail(f"wrk saw socket errors or timeouts: {wrk['error_line']}")
         if wrk["non2xx"] and not self.ever_unrouted:
@@ -1162,6 +1226,10 @@ class Run:
               f"servers that answered: {len(self.checked_by)} of {len(self.addresses)}")
         print(f"chaos-model: wrk: {wrk['requests']} requests, {wrk['non2xx']} non-2xx, "
               f"{wrk['error_line'] or 'no socket errors'}")
+        if self.latencies:
+            ordered = sorted(self.latencies)
+            print(f"chaos-model: admin answers: p50 {1000 * ordered[len(ordered) // 2]:.1f} ms, "
+                  f"p99 {1000 * ordered[int(len(ordered) * 0.99)]:.1f} ms; checking requests took {self.verify_seconds:.1f} s")
         if self.coverage:
             print(f"chaos-model: servers taking requests that had some in flight, sampled every 50 operations: "
                   f"mean {100 * sum(self.coverage) / len(self.coverage):.0f}%, lowest {100 * min(self.coverage):.0f}%")
@@ -1272,8 +1340,8 @@ def main():
     parser.add_argument("--seed", type=int, default=None, help="random seed (default: a random one, printed)")
     parser.add_argument("--operations", type=int, default=2000)
     parser.add_argument("--max-seconds", type=float, default=1800, help="stop (and fail) after this long")
-    parser.add_argument("--wrk-connections", type=int, default=8)
-    parser.add_argument("--fast-clients", type=int, default=4)
+    parser.add_argument("--wrk-connections", type=int, default=4)
+    parser.add_argument("--fast-clients", type=int, default=2)
     parser.add_argument("--slow-clients", type=int, default=12)
     parser.add_argument("--progress", type=int, default=0, help="print a progress line every N operations")
     parser.add_argument("--keep", action="store_true", help="keep the scratch directory even when the run passes")
