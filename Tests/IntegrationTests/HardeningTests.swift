@@ -167,7 +167,8 @@ struct HardeningTests {
         #expect(interim <= 100, "\(interim) interim responses relayed")
         #expect(!finals.isEmpty)
         #expect(finals.allSatisfy { $0 == 200 || $0 == 502 }, "\(finals)")
-        if finals.count == 2 { #expect(finals == [200, 200]) }
+        // The pipelined second request is answered in order, by its own response.
+        if finals.count == 2 { #expect(finals[1] == 200) }
         #expect(proxy.process.isRunning)
     }
 
