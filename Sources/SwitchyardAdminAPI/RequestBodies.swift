@@ -23,9 +23,16 @@ public enum AdminBody {
 
     // MARK: Field types
 
+    /// A JSON number that is not `true` or `false`. (Foundation bridges 0 and 1 to Bool, so
+    /// `is Bool` cannot tell them apart; the boxed type can.)
+    static func number(_ value: Any?) -> NSNumber? {
+        guard let number = value as? NSNumber, String(cString: number.objCType) != "c" else { return nil }
+        return number
+    }
+
     /// A whole number within `range` (JSON numbers only: no strings, booleans or fractions).
     public static func wholeNumber(_ value: Any?, _ range: ClosedRange<Int>) -> Int? {
-        guard let number = value as? NSNumber, !(value is Bool) else { return nil }
+        guard let number = number(value) else { return nil }
         let d = number.doubleValue
         // Compared as doubles first, so that no conversion below can trap.
         guard d.isFinite, d == d.rounded(), d >= Double(range.lowerBound), d <= Double(range.upperBound) else { return nil }
@@ -35,7 +42,7 @@ public enum AdminBody {
     /// A canary weight: "5%", "0.25%", or a number of percent (5, 0.25); basis points.
     public static func weight(_ value: Any?) throws(AdminError) -> Int {
         if let text = value as? String, let bp = BasisPoints.parse(text) { return bp }
-        if let number = value as? NSNumber, !(value is Bool) {
+        if let number = number(value) {
             let percent = number.doubleValue
             if percent.isFinite, percent >= 0, percent <= 100 {
                 let bp = Int((percent * 100).rounded())
@@ -122,7 +129,11 @@ public enum AdminBody {
                 result.minRequests = n
             }
             if let w = g["window"] {
-                result.windowMilliseconds = try AdminBody.duration(w, field: "guard window", minimumMilliseconds: 100, example: "10s").milliseconds
+                do throws(AdminError) {
+                    result.windowMilliseconds = try AdminBody.duration(w, field: "window", minimumMilliseconds: 100, example: "10s").milliseconds
+                } catch {
+                    throw AdminError(400, "invalid guard", "\(error.detail); \(usage)")
+                }
             }
             return .some(result)
         }

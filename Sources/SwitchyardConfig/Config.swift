@@ -238,6 +238,17 @@ public struct AdminConfig: Sendable, Equatable {
     /// TLS for the TCP listener; with `client_ca`, a verified client certificate authenticates
     /// like a token (its common name is the actor).
     public var tls: TLSListenerConfig? = nil
+    /// Which client certificate names (common names) may do what on the TCP listener. Absent:
+    /// every certificate signed by `client_ca` may operate. Present: others are refused.
+    public var clientRoles: AdminClientRoles? = nil
+}
+
+/// `admin.client_roles: { operate: [deployer], read: [grafana] }`: certificate names allowed
+/// to change routing, and names allowed only to read (GET).
+public struct AdminClientRoles: Sendable, Equatable {
+    public var operate: Set<String> = []
+    public var read: Set<String> = []
+    public init(operate: Set<String> = [], read: Set<String> = []) { self.operate = operate; self.read = read }
 }
 
 /// Canary weights: "2.5%" is 250 basis points; 0.01% steps from 0% to 100%.
@@ -343,7 +354,7 @@ public struct SocketAddress: Sendable, Equatable, Hashable, CustomStringConverti
         let parts = s.split(separator: ".", omittingEmptySubsequences: false)
         guard parts.count == 4 else { return false }
         return parts.allSatisfy { p in
-            !p.isEmpty && p.count <= 3 && p.allSatisfy { $0.isASCII && $0.isNumber } && Int(p)! <= 255
+            !p.isEmpty && p.count <= 3 && p.allSatisfy { $0.isASCII && $0.isNumber } && (Int(p) ?? 256) <= 255
         }
     }
 

@@ -633,7 +633,7 @@ public struct NodeReader {
     }
 
     mutating func readAdmin(_ node: Node) -> AdminConfig? {
-        guard let fields = mapping(node, "admin", allowed: ["socket", "tcp", "tokens_file", "tls"]) else { return nil }
+        guard let fields = mapping(node, "admin", allowed: ["socket", "tcp", "tokens_file", "tls", "client_roles"]) else { return nil }
         var admin = AdminConfig(socket: nil, tcp: nil, tokens: [:], tokensFile: nil)
         for (key, v) in fields {
             switch key {
@@ -646,6 +646,19 @@ public struct NodeReader {
                 admin.tcp = address
             case "tls":
                 admin.tls = readTLS(v, path: "admin.tls")
+            case "client_roles":
+                guard let roles = mapping(v, "admin.client_roles", allowed: ["operate", "read"]) else { continue }
+                var result = AdminClientRoles()
+                for (role, list) in roles {
+                    guard let items = sequence(list, "admin.client_roles.\(role)") else { continue }
+                    for (i, item) in items.enumerated() {
+                        guard let name = scalar(item, "admin.client_roles.\(role)[\(i)]") else { continue }
+                        if name.isEmpty || name.utf8.count > 255 {
+                            problem(item, "admin.client_roles.\(role)[\(i)]", "give a certificate common name (1 to 255 bytes)")
+                        } else if role == "operate" { result.operate.insert(name) } else { result.read.insert(name) }
+                    }
+                }
+                admin.clientRoles = result
             case "tokens_file":
                 guard let path = scalar(v, "admin.tokens_file") else { continue }
                 admin.tokensFile = path
@@ -668,6 +681,9 @@ public struct NodeReader {
         }
         if admin.socket == nil && admin.tcp == nil {
             problem(node, "admin", "give socket (a Unix socket path) and/or tcp (a loopback address)")
+        }
+        if admin.clientRoles != nil && admin.tls?.clientCA == nil {
+            problem(node, "admin.client_roles", "names client certificates, so it needs admin.tls.client_ca")
         }
         if let tcp = admin.tcp {
             let loopback = tcp.family == .ipv4 ? tcp.host.hasPrefix("127.") : tcp.host == "::1"

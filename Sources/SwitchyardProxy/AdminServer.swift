@@ -21,6 +21,15 @@ final class AdminServer {
     private var tcpTLS: TLSServerContext?
     private let startTime = Date()
 
+    /// Limits of the admin listeners: the request head, how long a TCP connection may stay
+    /// silent or unfinished, and how many TCP connections may have requests at once.
+    static let maxHeaderBytes = 8192
+    static let tcpTimeoutSeconds: Int32 = 10
+    static let maxTCPConnections = 64
+    /// TCP connections that have sent a request and are still open.
+    private var tcpConnections = Set<OpaquePointer>()
+    let clientRoles: AdminClientRoles?
+
     /// The socket file's inode, so that a process that was taken over does not remove its successor's.
     private var socketInode: ino_t = 0
 
@@ -29,11 +38,13 @@ final class AdminServer {
         self.control = control
         socketPath = config.socket
         tokens = config.tokens.sorted { $0.key < $1.key }.map { ($0.key, Array($0.value.utf8)) }
+        clientRoles = config.clientRoles
         guard let http = evhttp_new(base) else { throw ProxyError("evhttp_new failed") }
         self.http = http
         // Every method reaches the handler, so that unsupported ones get a JSON 405, not evhttp's HTML 501.
         evhttp_set_allowed_methods(http, UInt16.max)
-        evhttp_set_max_body_size(http, 1 << 20)
+        evhttp_set_max_body_size(http, AdminBody.maxBytes)
+        evhttp_set_max_headers_size(http, Self.maxHeaderBytes)
         if let socketPath {
             if replace { unlink(socketPath) }
             let fd = try Self.listenUnix(path: socketPath)
@@ -45,7 +56,10 @@ final class AdminServer {
             guard let tcpHTTP = evhttp_new(base) else { throw ProxyError("evhttp_new failed") }
             self.tcpHTTP = tcpHTTP
             evhttp_set_allowed_methods(tcpHTTP, UInt16.max)
-            evhttp_set_max_body_size(tcpHTTP, 1 << 20)
+            evhttp_set_max_body_size(tcpHTTP, AdminBody.maxBytes)
+            evhttp_set_max_headers_size(tcpHTTP, Self.maxHeaderBytes)
+            // A connection that sends nothing, or a request that never completes, is closed after this.
+            evhttp_set_timeout(tcpHTTP, Self.tcpTimeoutSeconds)
             if let tls = config.tls {
                 tcpTLS = try TLSServerContext(config: tls, listener: "admin", requireClientCertificate: false)
                 evhttp_set_bevcb(tcpHTTP, adminTLSBufferEventCallback, Unmanaged.passUnretained(self).toOpaque())
@@ -158,11 +172,13 @@ final class AdminServer {
     fileprivate func handle(_ req: OpaquePointer) {
         let reply: Reply
         do throws(AdminError) {
+            try admitConnection(req)
             reply = try route(try parse(req))
         } catch {
             reply = Self.error(error)
         }
         let headers = evhttp_request_get_output_headers(req)
+        if reply.status == 503 { evhttp_add_header(headers, "Connection", "close") }
         evhttp_add_header(headers, "Content-Type", reply.contentType)
         if reply.status == 401 { evhttp_add_header(headers, "WWW-Authenticate", "Bearer realm=\"switchyard\"") }
         if reply.status == 405 {
@@ -175,6 +191,25 @@ final class AdminServer {
         evbuffer_free(buffer)
     }
 
+    /// Counts TCP connections as they send their first request; past the limit, the request
+    /// is answered 503 and the connection closed. (Connections that send nothing are closed by
+    /// the listener's timeout.)
+    private func admitConnection(_ req: OpaquePointer) throws(AdminError) {
+        guard let fd = Self.socketFD(req), !Self.isUnixSocket(fd),
+              let connection = evhttp_request_get_connection(req), !tcpConnections.contains(connection) else { return }
+        guard tcpConnections.count < Self.maxTCPConnections else {
+            throw AdminError(503, "too many connections",
+                             "the TCP admin listener serves at most \(Self.maxTCPConnections) connections at once; close idle ones and retry")
+        }
+        tcpConnections.insert(connection)
+        evhttp_connection_set_closecb(connection, adminConnectionClosedCallback, Unmanaged.passUnretained(self).toOpaque())
+    }
+
+    fileprivate func connectionClosed(_ connection: OpaquePointer) { tcpConnections.remove(connection) }
+
+    /// Reads a request in the order that keeps an unauthenticated peer from costing anything:
+    /// who is asking (peer user, certificate or token) first, then whether a browser could have
+    /// sent it from another site, and only then the body.
     private func parse(_ req: OpaquePointer) throws(AdminError) -> Request {
         let command = evhttp_request_get_command(req)
         let method: String
@@ -188,6 +223,34 @@ final class AdminServer {
         case EVHTTP_REQ_OPTIONS: method = "OPTIONS"
         default: method = "OTHER"
         }
+        let headers = evhttp_request_get_input_headers(req)
+        func header(_ name: String) -> String? { evhttp_find_header(headers, name).map { String(cString: $0) } }
+        let readOnly = method == "GET" || method == "HEAD"
+
+        let user: String
+        if let fd = Self.socketFD(req), Self.isUnixSocket(fd) {
+            user = Self.peerUser(fd)
+        } else {
+            // TCP: a verified client certificate, or a known bearer token; its name is the actor.
+            if let name = Self.clientCertificateName(req) {
+                if let roles = clientRoles {
+                    guard roles.operate.contains(name) || (readOnly && roles.read.contains(name)) else {
+                        throw AdminError(403, "forbidden", roles.read.contains(name)
+                            ? "certificate \(name) may only read (admin.client_roles.read); \(method) needs admin.client_roles.operate"
+                            : "certificate \(name) is not listed in admin.client_roles")
+                    }
+                }
+                user = "cert:\(name)"
+            } else if let name = tokenName(header("Authorization")) {
+                user = "token:\(name)"
+            } else {
+                throw AdminError(401, "unauthorized", "the TCP admin listener needs Authorization: Bearer TOKEN (admin.tokens_file) or a client certificate signed by admin.tls.client_ca")
+            }
+            // A browser attaches a client certificate (or a cookie) to requests that any web page
+            // makes; only a request that says it was not sent cross-site, as JSON, may change anything.
+            if !readOnly { try Self.refuseCrossSite(header: header) }
+        }
+
         let uri = String(cString: evhttp_request_get_uri(req))
         let parts = uri.split(separator: "?", maxSplits: 1)
         let path = (parts.first ?? "").split(separator: "/")
@@ -199,18 +262,13 @@ final class AdminServer {
                 query[String(key)] = kv.count > 1 ? String(kv[1]).removingPercentEncoding ?? String(kv[1]) : "true"
             }
         }
-        var body: [String: Any] = [:]
         let input = evhttp_request_get_input_buffer(req)
         let length = evbuffer_get_length(input)
-        if length > 0 {
-            let data = Data(bytes: evbuffer_pullup(input, -1), count: length)
-            guard let object = try? JSONSerialization.jsonObject(with: data), let dict = object as? [String: Any] else {
-                throw AdminError(400, "invalid JSON", "the body must be a JSON object")
-            }
-            body = dict
+        var bytes: [UInt8] = []
+        if length > 0, let start = evbuffer_pullup(input, -1) {
+            bytes = Array(UnsafeBufferPointer(start: start, count: length))
         }
-        let headers = evhttp_request_get_input_headers(req)
-        func header(_ name: String) -> String? { evhttp_find_header(headers, name).map { String(cString: $0) } }
+        let body = try AdminBody.object(from: bytes)
         var ifMatch: UInt64? = nil
         if let text = header("If-Match") {
             guard let value = UInt64(text.trimmingCharacters(in: CharacterSet(charactersIn: "\" "))) else {
@@ -218,21 +276,32 @@ final class AdminServer {
             }
             ifMatch = value
         }
-        let user: String
-        if let fd = Self.socketFD(req), Self.isUnixSocket(fd) {
-            user = Self.peerUser(fd)
-        } else {
-            // TCP: a verified client certificate, or a known bearer token; its name is the actor.
-            if let name = Self.clientCertificateName(req) {
-                user = "cert:\(name)"
-            } else if let name = tokenName(header("Authorization")) {
-                user = "token:\(name)"
-            } else {
-                throw AdminError(401, "unauthorized", "the TCP admin listener needs Authorization: Bearer TOKEN (admin.tokens_file) or a client certificate signed by admin.tls.client_ca")
-            }
-        }
         return Request(method: method, path: path, query: query, body: body, ifMatch: ifMatch,
                        lockToken: header("X-Switchyard-Lock"), actor: Actor(user: user, label: header("X-Switchyard-Actor")))
+    }
+
+    /// Changes over TCP must not come from a web page on another site: `Sec-Fetch-Site` must be
+    /// absent, `same-origin` or `none`; `Origin`, when present, must name this listener's host
+    /// (the `Host` header); and a body must be declared `application/json`, which a page can
+    /// send cross-site only after a CORS preflight that this listener never grants.
+    static func refuseCrossSite(header: (String) -> String?) throws(AdminError) {
+        if let site = header("Sec-Fetch-Site")?.lowercased(), site != "same-origin" && site != "none" {
+            throw AdminError(403, "cross-site request", "Sec-Fetch-Site is \(site): changes are not accepted from another site's page")
+        }
+        if let origin = header("Origin") {
+            let host = header("Host")?.lowercased() ?? ""
+            let originHost = origin.lowercased().split(separator: "/", omittingEmptySubsequences: true).dropFirst().first.map(String.init) ?? ""
+            guard !host.isEmpty, originHost == host else {
+                throw AdminError(403, "cross-site request", "Origin \(origin) is not this admin listener (\(host)); changes are not accepted from another site's page")
+            }
+        }
+        let contentLength = Int(header("Content-Length") ?? "0") ?? 0
+        if contentLength > 0 || header("Transfer-Encoding") != nil {
+            let type = header("Content-Type")?.split(separator: ";").first?.trimmingCharacters(in: .whitespaces).lowercased()
+            guard type == "application/json" else {
+                throw AdminError(415, "unsupported media type", "send the body with Content-Type: application/json")
+            }
+        }
     }
 
     static func socketFD(_ req: OpaquePointer) -> Int32? {
@@ -558,8 +627,12 @@ enum HTTPStatusText {
         case 404: return "Not Found"
         case 405: return "Method Not Allowed"
         case 409: return "Conflict"
+        case 403: return "Forbidden"
         case 412: return "Precondition Failed"
+        case 413: return "Payload Too Large"
+        case 415: return "Unsupported Media Type"
         case 423: return "Locked"
+        case 503: return "Service Unavailable"
         default: return status >= 500 ? "Internal Server Error" : "Error"
         }
     }
@@ -568,6 +641,11 @@ enum HTTPStatusText {
 private let adminRequestCallback: @convention(c) (OpaquePointer?, UnsafeMutableRawPointer?) -> Void = { req, context in
     guard let req, let context else { return }
     Unmanaged<AdminServer>.fromOpaque(context).takeUnretainedValue().handle(req)
+}
+
+private let adminConnectionClosedCallback: @convention(c) (OpaquePointer?, UnsafeMutableRawPointer?) -> Void = { connection, context in
+    guard let connection, let context else { return }
+    Unmanaged<AdminServer>.fromOpaque(context).takeUnretainedValue().connectionClosed(connection)
 }
 
 private let adminTLSBufferEventCallback: @convention(c) (OpaquePointer?, UnsafeMutableRawPointer?) -> OpaquePointer? = { base, context in

@@ -65,6 +65,9 @@ final class ClientConnection {
     private var upstreamReusable = false
     private var requestBytesCommitted = false
     private var status = 0
+    /// 1xx heads relayed in this exchange.
+    private var interimResponses = 0
+    static let maxInterimResponses = 16
     private var poolIndex = -1
     /// The service of the exchange (its `statsID`), counted while it is active.
     private var serviceIndex = -1
@@ -341,6 +344,7 @@ final class ClientConnection {
         upstreamReusable = false
         requestBytesCommitted = false
         status = 0
+        interimResponses = 0
         bytesSent = 0
         attempts = 0
         triedServers = 0
@@ -376,7 +380,9 @@ final class ClientConnection {
             let f = head.fields[head.hostIndex]
             host = UnsafeBufferPointer(start: source + Int(f.valueStart), count: Int(f.valueLength))
         }
-        guard let service = snapshot.route(host: host, path: UnsafeBufferPointer(start: source + path.start, count: path.length)) else {
+        // An absolute-form target without a path is forwarded as "/", so it is routed as "/".
+        let routedPath = path.length > 0 ? UnsafeBufferPointer(start: source + path.start, count: path.length) : rootPath
+        guard let service = snapshot.route(host: host, path: routedPath) else {
             buffer.consume(head.headLength)
             failExchange(status: 404, detail: "no service matches this host and path")
             return
@@ -649,8 +655,11 @@ final class ClientConnection {
             let partial = (connection.inBuffer?.readable ?? 0) > 0
             let what = reason.map { "reset the connection (\($0))" } ?? "closed the connection"
             // A reused keep-alive connection may have been closed by the server just as the
-            // request went out; nothing was processed, so send it once more on a fresh one.
-            if !partial && connection.hasServedRequest && !retriedStale && !requestBytesCommitted {
+            // request went out; send it once more on a fresh one. Whether the server processed
+            // it cannot be known, so only an idempotent request, or one of which nothing was
+            // written yet, is sent again (a POST that was written may have been acted on).
+            if !partial && connection.hasServedRequest && !retriedStale && !requestBytesCommitted
+                && (method.isIdempotent || upstreamHeadSent == 0) {
                 retriedStale = true
                 releaseUpstream(reuse: false)
                 if (balancer?.pool.servers.count ?? 0) > 1 { _ = pickServer() } // another server when there is one
@@ -721,8 +730,21 @@ final class ClientConnection {
                     return
                 }
                 if head.statusCode < 200 {
-                    if version == .http11 { writeHead(head, source: buffer.readPointer, dechunk: false, tunnel: false) }
+                    // Interim answers (100 Continue, 103 Early Hints) go to the client at once: a client
+                    // waiting for 100 Continue sends its body only then. A peer that keeps sending them
+                    // is cut off, and a head that does not fit whole is never written in part.
+                    interimResponses += 1
+                    if interimResponses > Self.maxInterimResponses {
+                        failExchange(status: 502, detail: "upstream \(upstreamText) sent more than \(Self.maxInterimResponses) interim (1xx) responses")
+                        return
+                    }
+                    if version == .http11 && !writeHead(head, source: buffer.readPointer, dechunk: false, tunnel: false) {
+                        abortExchange()
+                        return
+                    }
                     buffer.consume(head.headLength)
+                    pushToClient()
+                    if closed { return }
                     continue
                 }
                 commitRequestBytes()
@@ -869,6 +891,9 @@ final class ClientConnection {
         HeadWriter.writeErrorResponse(status: status, detail: detail,
                                       requestID: UnsafeBufferPointer(start: scratch + Self.requestIDOffset, count: requestIDLength),
                                       close: !keepAlive, into: &w)
+        // An answer that does not fit whole (the client is not reading what went before) is not
+        // written in part: a fragment would desynchronise the client's stream.
+        if w.overflowed { abortExchange(); return }
         out.writeIndex += w.count
         if request.ended, let input = inBuffer {
             // The body (if any) is here already: skip it so the next request parses.
@@ -1006,6 +1031,14 @@ final class ClientConnection {
         if worker.logBuffer.count > 64 * 1024 { worker.flushLog() }
     }
 }
+
+/// The path "/", for targets that have none of their own.
+/// Read-only after its one initialisation, so workers share it safely.
+nonisolated(unsafe) private let rootPath: UnsafeBufferPointer<UInt8> = {
+    let p = UnsafeMutablePointer<UInt8>.allocate(capacity: 1)
+    p.initialize(to: UInt8(ascii: "/"))
+    return UnsafeBufferPointer(start: p, count: 1)
+}()
 
 private let clientReadCallback: event_callback_fn = { _, _, context in
     Unmanaged<ClientConnection>.fromOpaque(context!)._withUnsafeGuaranteedRef { c in

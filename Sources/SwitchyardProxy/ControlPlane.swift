@@ -155,10 +155,8 @@ public final class ControlPlane {
 
     // MARK: Canary guard
 
-    /// A finished exchange count of the canary pool at one moment.
-    struct GuardSample { var time: Int64; var requests: Int; var errors: Int }
-    /// Per service: what the samples belong to (a new canary or guard starts afresh) and the samples.
-    private var guardSamples: [String: (key: String, samples: [GuardSample])] = [:]
+    /// Per service: the guard's window (a new canary pool or new limits start afresh).
+    private var guardWindows: [String: CanaryGuardWindow] = [:]
     /// The last trip per service, shown in status so the orchestrator can tell why the canary went.
     public private(set) var guardTrips: [String: [String: Any]] = [:]
     /// Trips per service since start, for `switchyard_canary_guard_trips_total`.
@@ -176,35 +174,23 @@ public final class ControlPlane {
     /// exchanges and errors (5xx and exchanges without a response) and trips when the share
     /// over the guard's window reaches its threshold. Costs nothing without an armed guard.
     fileprivate func guardTick() {
-        let armed = state.services.filter { $0.value.canary?.guardrail != nil && ($0.value.canary?.weight ?? 0) > 0 }
-        guardSamples = guardSamples.filter { armed[$0.key] != nil }
+        var armed: [(name: String, canary: CanaryConfig, rule: CanaryGuard)] = []
+        for (name, service) in state.services.sorted(by: { $0.key < $1.key }) {
+            if let canary = service.canary, let rule = canary.guardrail, canary.weight > 0 { armed.append((name, canary, rule)) }
+        }
+        guardWindows = guardWindows.filter { entry in armed.contains { $0.name == entry.key } }
         guard !armed.isEmpty else { return }
         let stats = collectStats()
         let snapshot = snapshot()
         let now = monotonicMilliseconds()
-        for (name, service) in armed.sorted(by: { $0.key < $1.key }) {
-            let canary = service.canary!, rule = canary.guardrail!
+        for (name, canary, rule) in armed {
             guard let sample = Self.guardSample(pool: canary.pool, stats: stats, snapshot: snapshot, time: now) else { continue }
-            let key = Self.guardKey(canary)
-            var entry = guardSamples[name]
-            if entry == nil || entry!.key != key { entry = (key, []) }
-            entry!.samples.append(sample)
-            // Keep the newest sample at or before the window's start as the baseline.
-            while entry!.samples.count > 2 && entry!.samples[1].time <= now - rule.windowMilliseconds { entry!.samples.removeFirst() }
-            guardSamples[name] = entry
-            let first = entry!.samples.first!
-            let finished = sample.requests - first.requests, failed = sample.errors - first.errors
-            guard finished >= rule.minRequests, finished > 0, failed * BasisPoints.whole >= rule.maxErrorRate * finished else { continue }
-            trip(service: name, canary: canary, finished: finished, failed: failed,
-                 seconds: Double(now - first.time) / 1000)
+            var window = guardWindows[name] ?? CanaryGuardWindow(pool: canary.pool, rule: rule)
+            if window.key != CanaryGuardWindow.key(pool: canary.pool, rule: rule) { window = CanaryGuardWindow(pool: canary.pool, rule: rule) }
+            let verdict = window.add(sample)
+            guardWindows[name] = window
+            if let verdict { trip(service: name, canary: canary, rule: rule, verdict: verdict) }
         }
-    }
-
-    /// What the samples of a guard belong to: a new pool or new limits start a new window
-    /// (a new weight does not).
-    static func guardKey(_ canary: CanaryConfig) -> String {
-        let rule = canary.guardrail!
-        return "\(canary.pool)|\(rule.maxErrorRate)|\(rule.minRequests)|\(rule.windowMilliseconds)"
     }
 
     /// The canary pool's finished exchanges and errors (5xx and exchanges without a response) at `time`.
@@ -214,23 +200,24 @@ public final class ControlPlane {
         for server in pool.servers {
             let base = server.id * ServerStats.stride
             guard base + ServerStats.stride <= stats.servers.count else { continue }
-            requests += stats.servers[base + ServerStats.requests]
-            errors += stats.servers[base + ServerStats.statusClass + 4] + stats.servers[base + ServerStats.failures]
+            requests &+= stats.servers[base + ServerStats.requests]
+            errors &+= stats.servers[base + ServerStats.statusClass + 4] &+ stats.servers[base + ServerStats.failures]
         }
         return GuardSample(time: time, requests: requests, errors: errors)
     }
 
-    private func trip(service name: String, canary: CanaryConfig, finished: Int, failed: Int, seconds: Double) {
+    private func trip(service name: String, canary: CanaryConfig, rule: CanaryGuard, verdict: CanaryGuardWindow.Trip) {
+        guard let current = state.services[name] else { return }
+        let finished = verdict.finished, failed = verdict.failed
         let rate = Double(failed) / Double(finished)
         let reason = String(format: "canary pool %@ failed %d of %d requests (%.1f%%) in %.1fs; the guard trips at %@",
-                            canary.pool, failed, finished, rate * 100, seconds, BasisPoints.format(canary.guardrail!.maxErrorRate))
-        let current = state.services[name]!
+                            canary.pool, failed, finished, rate * 100, verdict.seconds, BasisPoints.format(rule.maxErrorRate))
         let trip: [String: Any] = ["time": ISO8601DateFormatter.withFraction.string(from: Date()), "pool": canary.pool,
                                    "weight": BasisPoints.format(canary.weight), "requests": finished, "errors": failed,
                                    "error_rate": rate, "reason": reason]
         // The guard acts for the proxy itself: it passes its own lock check, even during a deploy.
         _ = try? mutate(actor: Actor(user: "switchyard-guard", label: nil), action: "guard trip", target: "service \(name)",
-                        ifMatch: nil, lockToken: lock?.token, before: Self.json(current)) { (state: inout RuntimeState) throws(AdminError) -> Any? in
+                        ifMatch: nil, lockToken: lock?.token, before: Self.json(current), requireDurable: false) { (state: inout RuntimeState) throws(AdminError) -> Any? in
             var s = current
             s.canary = nil
             state.services[name] = s
@@ -241,7 +228,7 @@ public final class ControlPlane {
         }
         guardTrips[name] = trip
         guardTripCounts[name, default: 0] += 1
-        guardSamples[name] = nil
+        guardWindows[name] = nil
         FileHandle.standardError.write(Data("switchyard: canary guard tripped for service \(name): \(reason); canary weight set to 0\n".utf8))
     }
 
@@ -293,21 +280,32 @@ public final class ControlPlane {
     // MARK: Mutations
 
     /// Runs a change: checks the lock and `If-Match`, applies `change` to a copy of the
-    /// state, publishes it, persists it and records it. Returns the new generation.
+    /// state, makes it durable (state file, then audit trail) and only then publishes it.
+    /// A change that cannot be written is refused with a 500 and leaves everything as it was,
+    /// unless `requireDurable` is false (the guard, whose job is to protect traffic now).
+    /// Returns the new generation.
     func mutate(actor: Actor, action: String, target: String, ifMatch: UInt64?, lockToken: String?,
-                before: Any?, change: (inout RuntimeState) throws(AdminError) -> Any?) throws(AdminError) -> UInt64 {
+                before: Any?, requireDurable: Bool = true,
+                change: (inout RuntimeState) throws(AdminError) -> Any?) throws(AdminError) -> UInt64 {
         try checkLock(lockToken)
         if let ifMatch, ifMatch != state.generation {
             throw AdminError(412, "stale generation",
                              "If-Match was \(ifMatch) but the state is at generation \(state.generation); read /v1/status and retry")
         }
+        let saved = savedState()
         var next = state
-        let after = try change(&next)
+        let after: Any?
+        do throws(AdminError) { after = try change(&next) } catch { restore(saved); throw error }
         next.generation = state.generation + 1
         state = next
+        do throws(AdminError) {
+            try makeDurable(actor: actor, action: action, target: target, before: before, after: after,
+                            restoring: requireDurable ? saved : nil)
+        } catch {
+            guard !requireDurable else { throw error }
+            logToStandardError("switchyard: \(action) applied although it could not be recorded: \(error.detail)")
+        }
         publish()
-        persist()
-        record(actor: actor, action: action, target: target, before: before, after: after)
         return state.generation
     }
 
@@ -327,7 +325,7 @@ public final class ControlPlane {
     /// Remembers a service's routing before a change, so rollback can restore it.
     func pushHistory(_ name: String, _ service: RuntimeState.Service) {
         history[name, default: []].append(service)
-        if history[name]!.count > Self.historyLimit { history[name]!.removeFirst() }
+        if (history[name]?.count ?? 0) > Self.historyLimit { history[name]?.removeFirst() }
     }
 
     func popHistory(_ name: String) -> RuntimeState.Service? { history[name]?.popLast() }
@@ -377,10 +375,11 @@ public final class ControlPlane {
         case .none: effectiveGuard = current.canary?.guardrail
         }
         if weight > 0, let g = effectiveGuard {
-            let key = Self.guardKey(CanaryConfig(pool: canaryPool, weight: weight, sticky: nil, guardrail: g))
-            if guardSamples[name]?.key != key,
+            if guardWindows[name]?.key != CanaryGuardWindow.key(pool: canaryPool, rule: g),
                let sample = Self.guardSample(pool: canaryPool, stats: collectStats(), snapshot: snapshot(), time: monotonicMilliseconds()) {
-                guardSamples[name] = (key, [sample])
+                var window = CanaryGuardWindow(pool: canaryPool, rule: g)
+                _ = window.add(sample)
+                guardWindows[name] = window
             }
         }
         return try mutate(actor: actor, action: "canary", target: "service \(name)", ifMatch: ifMatch, lockToken: lockToken,
@@ -419,7 +418,9 @@ public final class ControlPlane {
         }
         return try mutate(actor: actor, action: "rollback", target: "service \(name)", ifMatch: ifMatch, lockToken: lockToken,
                           before: Self.json(current)) { (state: inout RuntimeState) throws(AdminError) -> Any? in
-            let previous = popHistory(name)!
+            guard let previous = popHistory(name) else {
+                throw AdminError(409, "nothing to roll back", "service \(name) has no earlier routing recorded")
+            }
             state.services[name] = previous
             return Self.json(previous)
         }
@@ -429,7 +430,7 @@ public final class ControlPlane {
                           actor: Actor, ifMatch: UInt64?, lockToken: String?) throws(AdminError) -> UInt64 {
         try pool(poolName)
         guard let current = state.servers[poolName]?[server], current.removed != true else {
-            let names = state.servers[poolName]!.keys.sorted().joined(separator: ", ")
+            let names = (state.servers[poolName]?.keys.sorted() ?? []).joined(separator: ", ")
             throw AdminError(404, "no such server", "pool \(poolName) has no server \(server); servers: \(names)")
         }
         if let weight, !(0...ServerConfig.maxWeight).contains(weight) {
@@ -446,7 +447,7 @@ public final class ControlPlane {
             var s = current
             if let weight { s.weight = weight }
             if let serverState { s.state = serverState }
-            state.servers[poolName]![server] = s
+            state.servers[poolName, default: [:]][server] = s
             return ["weight": s.weight, "state": s.state.rawValue]
         }
     }
@@ -465,7 +466,7 @@ public final class ControlPlane {
         }
         let generation = try mutate(actor: actor, action: "add server", target: "server \(poolName)/\(name)", ifMatch: ifMatch,
                                     lockToken: lockToken, before: nil) { (state: inout RuntimeState) throws(AdminError) -> Any? in
-            state.servers[poolName]![name] = RuntimeState.Server(weight: weight, state: serverState,
+            state.servers[poolName, default: [:]][name] = RuntimeState.Server(weight: weight, state: serverState,
                                                                  address: inFile == nil ? address : nil)
             return ["address": address, "weight": weight, "state": serverState.rawValue]
         }
@@ -497,9 +498,9 @@ public final class ControlPlane {
             if inFile {
                 var removed = current
                 removed.removed = true
-                state.servers[poolName]![name] = removed
+                state.servers[poolName, default: [:]][name] = removed
             } else {
-                state.servers[poolName]![name] = nil
+                state.servers[poolName, default: [:]][name] = nil
             }
             return nil
         }
@@ -563,15 +564,16 @@ public final class ControlPlane {
         applied.admin = config.admin
         applied.stateFile = config.stateFile
         applied.shutdownTimeout = config.shutdownTimeout
+        let saved = savedState()
         config = applied
         state = next
         fileState = newFileState
         history = history.filter { state.services[$0.key] != nil }
+        try makeDurable(actor: actor, action: reset ? "reload (reset runtime changes)" : "reload", target: configPath, before: before,
+                        after: ["pools": config.pools.map(\.name), "services": config.services.map(\.name), "notes": notes],
+                        restoring: saved)
         health?.sync(startup: false)
         publish()
-        persist()
-        record(actor: actor, action: reset ? "reload (reset runtime changes)" : "reload", target: configPath, before: before,
-               after: ["pools": config.pools.map(\.name), "services": config.services.map(\.name), "notes": notes])
         return (state.generation, notes)
     }
 
@@ -580,7 +582,8 @@ public final class ControlPlane {
     private func currentLock() -> LockInfo? {
         if let lock, lock.expires <= Date() {
             self.lock = nil
-            persist()
+            // An expired lock is gone whether or not this write succeeds; a failure is only reported.
+            do throws(AdminError) { try persist() } catch { logToStandardError("switchyard: \(error.detail)") }
         }
         return lock
     }
@@ -606,10 +609,11 @@ public final class ControlPlane {
         let since = currentLock()?.since ?? now
         let info = LockInfo(owner: owner, reason: reason, token: token, since: since,
                             expires: now.addingTimeInterval(Double(ttl.milliseconds) / 1000))
+        let saved = savedState()
         lock = info
-        persist()
-        record(actor: actor, action: existing == nil ? "lock" : "renew lock", target: "lock", before: nil,
-               after: ["owner": owner, "reason": reason, "expires": ISO8601DateFormatter().string(from: info.expires)])
+        try makeDurable(actor: actor, action: existing == nil ? "lock" : "renew lock", target: "lock", before: nil,
+                        after: ["owner": owner, "reason": reason, "expires": ISO8601DateFormatter().string(from: info.expires)],
+                        restoring: saved)
         return info
     }
 
@@ -618,28 +622,66 @@ public final class ControlPlane {
         if !force && token != held.token {
             throw AdminError(423, "locked", "the lock belongs to \(held.owner); send its token in X-Switchyard-Lock, or force=true to break it")
         }
+        let saved = savedState()
         lock = nil
-        persist()
-        record(actor: actor, action: force && token != held.token ? "break lock" : "unlock", target: "lock",
-               before: ["owner": held.owner, "reason": held.reason], after: nil)
+        try makeDurable(actor: actor, action: force && token != held.token ? "break lock" : "unlock", target: "lock",
+                        before: ["owner": held.owner, "reason": held.reason], after: nil, restoring: saved)
     }
 
     public var activeLock: LockInfo? { currentLock() }
 
     // MARK: Persistence and audit
 
+    /// What a change may have to be undone to.
+    struct SavedState {
+        var config: SwitchyardConfig
+        var state: RuntimeState
+        var fileState: RuntimeState
+        var lock: LockInfo?
+        var history: [String: [RuntimeState.Service]]
+    }
+
+    func savedState() -> SavedState { SavedState(config: config, state: state, fileState: fileState, lock: lock, history: history) }
+
+    func restore(_ saved: SavedState) {
+        config = saved.config
+        state = saved.state
+        fileState = saved.fileState
+        lock = saved.lock
+        history = saved.history
+    }
+
+    /// Writes the state file, then appends the audit entry. If either fails, the in-memory
+    /// state goes back to `saved` when given (and the state file too, as far as it can be
+    /// written), and the error names the file and the reason.
+    private func makeDurable(actor: Actor, action: String, target: String, before: Any?, after: Any?,
+                             restoring saved: SavedState?) throws(AdminError) {
+        do throws(AdminError) {
+            try persist()
+            try record(actor: actor, action: action, target: target, before: before, after: after)
+        } catch {
+            if let saved {
+                restore(saved)
+                try? persist()
+            }
+            throw error
+        }
+    }
+
     /// Writes the state file atomically: temporary file, fsync, rename, fsync of the directory.
-    func persist() {
+    func persist() throws(AdminError) {
         guard let path = config.stateFile else { return }
         do {
             let data = try JSONEncoder.switchyard.encode(Persisted(state: state, lock: lock, history: history, fileState: fileState))
             try writeAtomically(data, to: path)
         } catch {
-            FileHandle.standardError.write(Data("switchyard: cannot write state file \(path): \(error)\n".utf8))
+            throw AdminError(500, "state not saved",
+                             "cannot write the state file \(path) (\(error)); the change was not applied. Check the disk space and the permissions of its directory, then retry")
         }
     }
 
-    private func record(actor: Actor, action: String, target: String, before: Any?, after: Any?) {
+    /// Appends one entry to the audit trail (fsynced) and keeps it in memory for `GET /v1/audit`.
+    private func record(actor: Actor, action: String, target: String, before: Any?, after: Any?) throws(AdminError) {
         var entry: [String: Any] = [
             "time": ISO8601DateFormatter.withFraction.string(from: Date()),
             "actor": actor.user,
@@ -650,18 +692,30 @@ public final class ControlPlane {
         if let label = actor.label { entry["actor_label"] = label }
         entry["before"] = before ?? NSNull()
         entry["after"] = after ?? NSNull()
-        auditEntries.append(entry)
-        if auditEntries.count > Self.auditMemoryLimit { auditEntries.removeFirst() }
-        if let auditPath, let line = try? JSONSerialization.data(withJSONObject: entry, options: [.sortedKeys]) {
-            let fd = open(auditPath, O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC, 0o600)
-            if fd >= 0 {
-                var bytes = [UInt8](line)
-                bytes.append(10)
-                _ = bytes.withUnsafeBytes { write(fd, $0.baseAddress, $0.count) }
-                fsync(fd)
-                close(fd)
+        if let auditPath {
+            guard let line = try? JSONSerialization.data(withJSONObject: entry, options: [.sortedKeys]) else {
+                throw AdminError(500, "audit not written", "the audit entry for \(action) could not be encoded; the change was not applied")
+            }
+            var bytes = [UInt8](line)
+            bytes.append(10)
+            if let reason = Self.append(bytes, to: auditPath) {
+                throw AdminError(500, "audit not written",
+                                 "cannot append to the audit trail \(auditPath) (\(reason)); the change was not applied. Check the disk space and the permissions of its directory, then retry")
             }
         }
+        auditEntries.append(entry)
+        if auditEntries.count > Self.auditMemoryLimit { auditEntries.removeFirst() }
+    }
+
+    /// Appends `bytes` and fsyncs; the reason when that fails.
+    private static func append(_ bytes: [UInt8], to path: String) -> String? {
+        let fd = open(path, O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC, 0o600)
+        guard fd >= 0 else { return "open: \(String(cString: strerror(errno)))" }
+        defer { close(fd) }
+        let written = bytes.withUnsafeBytes { write(fd, $0.baseAddress, $0.count) }
+        guard written == bytes.count else { return "write: \(written < 0 ? String(cString: strerror(errno)) : "short write")" }
+        guard fsync(fd) == 0 else { return "fsync: \(String(cString: strerror(errno)))" }
+        return nil
     }
 
     public var audit: [[String: Any]] { auditEntries }

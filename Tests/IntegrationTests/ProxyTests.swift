@@ -238,7 +238,8 @@ struct ProxyTests {
         for i in 0..<4 {
             client.send("GET /get\(i) HTTP/1.1\r\nHost: t\r\n\r\n")
             #expect(try client.readResponse().bodyText == "blue GET /get\(i)\n")
-            client.send("POST /echo HTTP/1.1\r\nHost: t\r\nContent-Length: 7\r\n\r\npayload")
+            // PUT is idempotent: sent again on a fresh connection (a POST would get 502; see HardeningTests).
+            client.send("PUT /echo HTTP/1.1\r\nHost: t\r\nContent-Length: 7\r\n\r\npayload")
             #expect(try client.readResponse().bodyText == "payload") // a small body is kept for the retry too
         }
         usleep(100_000)

@@ -27,6 +27,14 @@ struct RequestBodyTests {
             #expect(refused { _ = try AdminBody.NewServer(try! self.body(#"{"name": "a", "address": "127.0.0.1:1", "weight": \#(weight)}"#)) }?.status == 400)
         }
         #expect(try AdminBody.ServerChange(body(#"{"weight": 1000}"#)).weight == 1000)
+        // 0 and 1 are numbers, true and false are not.
+        #expect(try AdminBody.ServerChange(body(#"{"weight": 0}"#)).weight == 0)
+        #expect(try AdminBody.ServerChange(body(#"{"weight": 1}"#)).weight == 1)
+        #expect(refused { _ = try AdminBody.ServerChange(try self.body(#"{"weight": true}"#)) }?.status == 400)
+        #expect(try AdminBody.CanaryChange(body(#"{"weight": 1}"#)).weight == 100)
+        #expect(try AdminBody.CanaryChange(body(#"{"weight": 0}"#)).weight == 0)
+        let guarded = try AdminBody.CanaryChange(body(#"{"weight": "5%", "guard": {"max_error_rate": "50%", "min_requests": 1}}"#))
+        #expect(guarded.guardrail??.minRequests == 1)
     }
 
     @Test func durationsAreBounded() throws {
