@@ -820,6 +820,8 @@ class Run:
         self.multiprocessing = context
         self.stop_load = context.Event()
         self.failures = []
+        self.failure_kinds = collections.Counter()
+        self.failure_examples = []
         self.fatal = None
         # States for the request checks: start (the change was sent), end (the next change was
         # acknowledged) and the routing view.
@@ -833,8 +835,12 @@ class Run:
         self.ops_log = open(f"{self.directory}/operations.log", "w")
         self.recent = collections.deque(maxlen=20)
 
-    def fail(self, text):
+    def fail(self, text, kind=None):
+        """Records a failure; kind groups failures of one cause in the report (default: the text)."""
         self.failures.append(text)
+        self.failure_kinds[kind or text] += 1
+        if self.failure_kinds[kind or text] == 1:
+            self.failure_examples.append(text)
         if len(self.failures) <= 20:
             print(f"chaos-model: FAILURE: {text}", flush=True)
 
@@ -967,17 +973,17 @@ class Run:
         what = f"GET {path} Host {SERVICE_HOST[service]} X-Route {route} X-User {user}"
         if status is None:
             self.outcomes["no response"] += 1
-            self.fail(f"{what}: no well-formed response ({body})")
+            self.fail(f"{what}: no well-formed response ({body})", "a request got no well-formed response")
             return
         if t1 - t0 > REQUEST_LIMIT:
             self.outcomes["too slow"] += 1
-            self.fail(f"{what}: the answer took {t1 - t0:.0f} s")
+            self.fail(f"{what}: the answer took {t1 - t0:.0f} s", f"a request took longer than {REQUEST_LIMIT} s")
             return
         lo = bisect.bisect_left(self.view_ends, t0)
         hi = bisect.bisect_right(self.view_starts, t1)
         candidates = self.views[lo:hi]
         if not candidates:
-            self.fail(f"{what}: no known state covers the request's lifetime (internal error of the test)")
+            self.fail(f"{what}: no known state covers the request's lifetime (internal error of the test)", "no state known")
             return
         if status == 200:
             name = body.split(" ", 1)[0]
@@ -985,7 +991,7 @@ class Run:
             pool = name.rsplit("-", 1)[0]
             if name not in self.addresses or body != expected or served_by != name:
                 self.outcomes["bad body"] += 1
-                self.fail(f"{what}: 200 with an unexpected body {body[:100]!r} (X-Served-By {served_by})")
+                self.fail(f"{what}: 200 with an unexpected body {body[:100]!r} (X-Served-By {served_by})", "a 200 with a wrong body")
                 return
             self.outcomes["200"] += 1
             self.checked_by[name] += 1
@@ -996,7 +1002,8 @@ class Run:
                         self.outlived += 1  # its server or pool left the route while it was in flight
                     return
             self.fail(f"{what}: answered by {pool}/{name}, which no state in effect during the request "
-                      f"({len(candidates)} state(s)) routed it to; routes then: {describe(candidates, service, route, user)}")
+                      f"({len(candidates)} state(s)) routed it to; routes then: {describe(candidates, service, route, user)}",
+                      misrouted_kind("answered by a server or pool it was not routed to", candidates, service))
             return
         if status == 503:
             m = re.search(r"no server available in pool (\S+)", body)
@@ -1007,10 +1014,11 @@ class Run:
                     if pool in allowed_pools(services[service], route, user) and pool in eligible and not eligible[pool]:
                         return
             self.fail(f"{what}: 503 {body.strip()[:120]!r}, but every state in effect during the request had a server "
-                      f"for its route; routes then: {describe(candidates, service, route, user)}")
+                      f"for its route; routes then: {describe(candidates, service, route, user)}",
+                      misrouted_kind("a 503 although the route had a server", candidates, service))
             return
         self.outcomes[str(status)] += 1
-        self.fail(f"{what}: status {status} {body.strip()[:160]!r}")
+        self.fail(f"{what}: status {status} {body.strip()[:160]!r}", f"a request answered {status}")
 
     # Admin operations
 
@@ -1249,10 +1257,12 @@ class Run:
         if self.fatal:
             print(f"chaos-model: FATAL: {self.fatal}")
             print("chaos-model: switchyard's last lines on stderr:\n" + self.stderr_tail())
-        shown = self.failures[:10]
         if self.failures:
-            print(f"chaos-model: {len(self.failures)} failure(s); the first {len(shown)}:")
-            for f in shown:
+            print(f"chaos-model: {len(self.failures)} failure(s), by cause:")
+            for kind, count in self.failure_kinds.most_common(10):
+                print(f"  {count} x {kind.splitlines()[0][:200]}")
+            print("chaos-model: the first of each cause:")
+            for f in self.failure_examples[:10]:
                 print("  - " + f.replace("\n", "\n    "))
         if not ok:
             print("chaos-model: the last operations before it (operation, request, headers -> answer):")
@@ -1278,6 +1288,13 @@ def allowed_pools(route, header_value, user):
             return (pool,) if fnv_bucket(user) < bp else stable
         return (pool,) if bp >= 10000 else (pool,) + stable
     return stable
+
+
+def misrouted_kind(text, candidates, service):
+    """Groups misrouted requests by whether a state in effect named a pool the file no longer has."""
+    if any(services[service][2] is None for services, _ in candidates):
+        return text + ", while the service's active pool was one the configuration no longer has"
+    return text
 
 
 def describe(candidates, service, route, user):
