@@ -113,15 +113,15 @@ public final class ControlPlane {
         var out: [String: Int] = [:]
         let now = monotonicMilliseconds()
         for (key, start) in rampStart {
-            let parts = key.split(separator: "/", maxSplits: 1)
-            guard let slow = config.pool(named: String(parts[0]))?.slowStart, slow.milliseconds > 0 else { rampStart[key] = nil; continue }
-            let percent = Int((now - start) * 100 / slow.milliseconds)
-            if percent >= 100 { rampStart[key] = nil } else { out[key] = max(10, percent) }
+            let pool = key.split(separator: "/", maxSplits: 1).first.map(String.init) ?? ""
+            let duration = config.pool(named: pool)?.slowStart?.milliseconds ?? 0
+            if let percent = WeightScaling.slowStartPercent(elapsedMs: now - start, durationMs: duration) { out[key] = percent }
+            else { rampStart[key] = nil }
         }
         if let health {
             for entry in health.servers.values {
                 let load = health.loadPercent(pool: entry.pool, server: entry.server)
-                if load != 100 { out[entry.key] = (out[entry.key] ?? 100) * load / 100 }
+                if load != 100 { out[entry.key] = WeightScaling.combined(ramp: out[entry.key], load: load) }
             }
         }
         return out

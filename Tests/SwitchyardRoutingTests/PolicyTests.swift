@@ -1,4 +1,5 @@
 import Testing
+import SwitchyardConfig
 import SwitchyardHTTP
 @testable import SwitchyardRouting
 
@@ -37,5 +38,24 @@ struct RetryPolicyTests {
         #expect(RetryPolicy.afterConnectFailure(attempts: 1, retries: 2, withinDeadline: true) == .tryAnotherServer)
         #expect(RetryPolicy.afterConnectFailure(attempts: 3, retries: 2, withinDeadline: true) == .fail)
         #expect(RetryPolicy.afterConnectFailure(attempts: 1, retries: 2, withinDeadline: false) == .fail)
+    }
+}
+
+@Suite("Weight scaling")
+struct WeightScalingTests {
+    @Test func slowStartRampsFromTenPercentToTheFullWeight() {
+        #expect(WeightScaling.slowStartPercent(elapsedMs: 0, durationMs: 10_000) == 10)
+        #expect(WeightScaling.slowStartPercent(elapsedMs: 5_000, durationMs: 10_000) == 50)
+        #expect(WeightScaling.slowStartPercent(elapsedMs: 10_000, durationMs: 10_000) == nil)
+        #expect(WeightScaling.slowStartPercent(elapsedMs: 5, durationMs: 0) == nil)
+        #expect(WeightScaling.slowStartPercent(elapsedMs: -5, durationMs: 100) == 10)
+    }
+
+    @Test func reportedLoadScalesTheWeight() {
+        #expect(WeightScaling.loadPercent(ReportedLoad(weightPercent: 30), overloadCPU: 0.9) == 30)
+        #expect(WeightScaling.loadPercent(ReportedLoad(cpu: 0.95), overloadCPU: 0.9) == 50)
+        #expect(WeightScaling.loadPercent(ReportedLoad(cpu: 0.5), overloadCPU: 0.9) == 100)
+        #expect(WeightScaling.combined(ramp: 50, load: 50) == 25)
+        #expect(WeightScaling.combined(ramp: nil, load: 50) == 50)
     }
 }
