@@ -1,4 +1,5 @@
 import Testing
+import Foundation
 import SwitchyardConfig
 import SwitchyardHTTP
 @testable import SwitchyardRouting
@@ -57,5 +58,36 @@ struct WeightScalingTests {
         #expect(WeightScaling.loadPercent(ReportedLoad(cpu: 0.5), overloadCPU: 0.9) == 100)
         #expect(WeightScaling.combined(ramp: 50, load: 50) == 25)
         #expect(WeightScaling.combined(ramp: nil, load: 50) == 50)
+    }
+}
+
+@Suite("Deploy lock rules")
+struct LockRulesTests {
+    let now = Date(timeIntervalSince1970: 1_000_000)
+
+    @Test func aLockAdmitsOnlyItsTokenUntilItExpires() {
+        guard case .success(let lock) = LockRules.take(nil, owner: "ci", reason: "r", ttlMilliseconds: 60_000, token: nil, newToken: "t1", at: now) else {
+            Issue.record("not taken"); return
+        }
+        #expect(lock.token == "t1" && lock.expires == now.addingTimeInterval(60))
+        #expect(LockRules.admits(lock, token: "t1", at: now))
+        #expect(!LockRules.admits(lock, token: nil, at: now))
+        #expect(!LockRules.admits(lock, token: "other", at: now))
+        #expect(LockRules.admits(lock, token: nil, at: now.addingTimeInterval(60))) // expired
+        #expect(LockRules.current(lock, at: now.addingTimeInterval(61)) == nil)
+    }
+
+    @Test func renewalKeepsTokenAndStartOthersAreRefused() {
+        let held = LockInfo(owner: "ci", reason: "r", token: "t1", since: now, expires: now.addingTimeInterval(60))
+        let later = now.addingTimeInterval(30)
+        guard case .success(let renewed) = LockRules.take(held, owner: "ci", reason: "r", ttlMilliseconds: 60_000, token: "t1", newToken: "x", at: later) else {
+            Issue.record("not renewed"); return
+        }
+        #expect(renewed.token == "t1" && renewed.since == now && renewed.expires == later.addingTimeInterval(60))
+        #expect(LockRules.take(held, owner: "b", reason: "", ttlMilliseconds: 1000, token: nil, newToken: "t2", at: later) == .failure(.heldByAnother(held)))
+        // Once expired, anyone may take it.
+        if case .success(let taken) = LockRules.take(held, owner: "b", reason: "", ttlMilliseconds: 1000, token: nil, newToken: "t2", at: now.addingTimeInterval(61)) {
+            #expect(taken.token == "t2" && taken.owner == "b")
+        } else { Issue.record("expired lock not taken") }
     }
 }
