@@ -91,3 +91,20 @@ struct LockRulesTests {
         } else { Issue.record("expired lock not taken") }
     }
 }
+
+@Suite("Sticky cookie")
+struct StickyCookieTests {
+    @Test func theLongestAllowedNameFits() {
+        let name = [UInt8](repeating: UInt8(ascii: "c"), count: FieldRules.maxFieldNameBytes)
+        let out = UnsafeMutablePointer<UInt8>.allocate(capacity: StickyCookie.maxLineLength)
+        defer { out.deallocate() }
+        let value = UnsafeMutablePointer<UInt8>.allocate(capacity: StickyCookie.valueLength)
+        defer { value.deallocate() }
+        StickyCookie.writeValue(0xABCD, into: value)
+        let n = StickyCookie.writeSetCookieLine(name: name, value: UnsafeBufferPointer(start: value, count: StickyCookie.valueLength),
+                                                into: out, capacity: StickyCookie.maxLineLength)
+        #expect(n == StickyCookie.maxLineLength)
+        let line = String(decoding: UnsafeBufferPointer(start: out, count: n), as: UTF8.self)
+        #expect(line.hasPrefix("Set-Cookie: ccc") && line.contains("=000000000000abcd; Path=/; Max-Age=2592000; HttpOnly; SameSite=Lax\r\n"))
+    }
+}
