@@ -5,15 +5,6 @@ import SwitchyardAdminAPI
 import SwitchyardConfig
 import SwitchyardRouting
 
-/// The deploy lock: while held, mutations need its token.
-public struct LockInfo: Codable, Equatable, Sendable {
-    public var owner: String
-    public var reason: String
-    public var token: String
-    public var since: Date
-    public var expires: Date
-}
-
 /// Who asked for a change: the peer's user on the Unix socket, plus an optional
 /// `X-Switchyard-Actor` naming the person or pipeline behind it.
 public struct Actor: Sendable {
@@ -113,15 +104,15 @@ public final class ControlPlane {
         var out: [String: Int] = [:]
         let now = monotonicMilliseconds()
         for (key, start) in rampStart {
-            let parts = key.split(separator: "/", maxSplits: 1)
-            guard let slow = config.pool(named: String(parts[0]))?.slowStart, slow.milliseconds > 0 else { rampStart[key] = nil; continue }
-            let percent = Int((now - start) * 100 / slow.milliseconds)
-            if percent >= 100 { rampStart[key] = nil } else { out[key] = max(10, percent) }
+            let pool = key.split(separator: "/", maxSplits: 1).first.map(String.init) ?? ""
+            let duration = config.pool(named: pool)?.slowStart?.milliseconds ?? 0
+            if let percent = WeightScaling.slowStartPercent(elapsedMs: now - start, durationMs: duration) { out[key] = percent }
+            else { rampStart[key] = nil }
         }
         if let health {
             for entry in health.servers.values {
                 let load = health.loadPercent(pool: entry.pool, server: entry.server)
-                if load != 100 { out[entry.key] = (out[entry.key] ?? 100) * load / 100 }
+                if load != 100 { out[entry.key] = WeightScaling.combined(ramp: out[entry.key], load: load) }
             }
         }
         return out
@@ -580,7 +571,7 @@ public final class ControlPlane {
     // MARK: Lock
 
     private func currentLock() -> LockInfo? {
-        if let lock, lock.expires <= Date() {
+        if lock != nil && LockRules.current(lock, at: Date()) == nil {
             self.lock = nil
             // An expired lock is gone whether or not this write succeeds; a failure is only reported.
             do throws(AdminError) { try persist() } catch { logToStandardError("switchyard: \(error.detail)") }
@@ -592,23 +583,21 @@ public final class ControlPlane {
     func checkLockFor(_ token: String?) throws(AdminError) { try checkLock(token) }
 
     private func checkLock(_ token: String?) throws(AdminError) {
-        guard let lock = currentLock() else { return }
-        if token == lock.token { return }
+        guard let lock = currentLock(), !LockRules.admits(lock, token: token, at: Date()) else { return }
         throw AdminError(423, "locked",
                          "locked by \(lock.owner) since \(ISO8601DateFormatter().string(from: lock.since)) (reason: \(lock.reason)); send the lock token in X-Switchyard-Lock, or wait until \(ISO8601DateFormatter().string(from: lock.expires))")
     }
 
     public func acquireLock(owner: String, reason: String, ttl: Duration, actor: Actor, token existing: String?) throws(AdminError) -> LockInfo {
-        if let held = currentLock(), held.token != existing {
-            throw AdminError(423, "locked", "already locked by \(held.owner) since \(ISO8601DateFormatter().string(from: held.since)) (reason: \(held.reason))")
-        }
-        let now = Date()
         var bytes = [UInt8](repeating: 0, count: 16)
         _ = bytes.withUnsafeMutableBytes { getentropy($0.baseAddress, 16) }
-        let token = existing ?? bytes.map { String(format: "%02x", $0) }.joined()
-        let since = currentLock()?.since ?? now
-        let info = LockInfo(owner: owner, reason: reason, token: token, since: since,
-                            expires: now.addingTimeInterval(Double(ttl.milliseconds) / 1000))
+        let info: LockInfo
+        switch LockRules.take(currentLock(), owner: owner, reason: reason, ttlMilliseconds: ttl.milliseconds, token: existing,
+                              newToken: bytes.map { String(format: "%02x", $0) }.joined(), at: Date()) {
+        case .success(let taken): info = taken
+        case .failure(.heldByAnother(let held)):
+            throw AdminError(423, "locked", "already locked by \(held.owner) since \(ISO8601DateFormatter().string(from: held.since)) (reason: \(held.reason))")
+        }
         let saved = savedState()
         lock = info
         try makeDurable(actor: actor, action: existing == nil ? "lock" : "renew lock", target: "lock", before: nil,

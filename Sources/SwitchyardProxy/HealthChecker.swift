@@ -216,9 +216,8 @@ final class HealthChecker {
     func loadPercent(pool: String, server: String) -> Int {
         guard let entry = servers["\(pool)/\(server)"], let health = control.config.pool(named: pool)?.health,
               health.adaptWeight else { return 100 }
-        if let weight = entry.reportedWeight { return max(0, min(100, weight)) }
-        if let cpu = entry.reportedCPU, cpu > health.overloadCPU { return 50 }
-        return 100
+        let load = ReportedLoad(cpu: entry.reportedCPU, memory: entry.reportedMemory, weightPercent: entry.reportedWeight)
+        return WeightScaling.loadPercent(load, overloadCPU: health.overloadCPU)
     }
 
     func json(pool: String, server: String) -> [String: Any]? {
