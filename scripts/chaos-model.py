@@ -48,7 +48,6 @@ import threading
 import time
 
 POOLS = ("blue", "green", "grey", "orange")  # orange is in the file only now and then
-BASE_POOLS = ("blue", "green", "grey")
 SLOTS = {"blue": 4, "green": 4, "grey": 4, "orange": 3}
 SERVICES = {"web": ("blue", "green"), "api": ("grey", "blue")}  # file's active and standby
 SERVICE_HOST = {"web": "web.test", "api": "api.test"}
@@ -202,9 +201,11 @@ class Model:
     # once the proxy acknowledged; the checks come in the order the proxy makes them.
 
     def locked_out(self, op):
+        """The lock is held and the operation goes without its token."""
         return self.lock is not None and not op["use_token"]
 
     def mutation(self, op, apply, extra=()):
+        """The end of every change's checks (ControlPlane.mutate): the lock, then If-Match."""
         if self.locked_out(op):
             return [(423, "locked")] + list(extra), None
         if op["if_match"] == "stale":
@@ -217,9 +218,9 @@ class Model:
         if len(h) > self.HISTORY_LIMIT:
             del h[0]
 
-    def set_service(self, name, service, history=True):
-        if history:
-            self.push_history(name, self.services[name])
+    def set_service(self, name, service):
+        """A routing change: the routing before it goes to the rollback history."""
+        self.push_history(name, self.services[name])
         self.services[name] = service
 
     def predict(self, op):
@@ -377,7 +378,7 @@ class Model:
                 self.services[name] = self.history[name].pop()
             return self.mutation(op, apply)
         if kind == "lock":
-            if parse_duration(body.get("ttl", "10m")) is None:
+            if not valid_duration(body.get("ttl", "10m")):
                 return [(400, "invalid ttl")], None
             if self.lock is not None and not op["use_token"]:
                 return [(423, "locked")], None
@@ -453,9 +454,9 @@ def valid_name(text):
     return isinstance(text, str) and 0 < len(text) <= 128 and re.fullmatch(r"[A-Za-z0-9_.:-]+", text) is not None
 
 
-def parse_duration(text):
-    m = re.fullmatch(r"(\d+(?:\.\d+)?)(ms|s|m|h)?", text)
-    return None if not m else text
+def valid_duration(text):
+    """DurationText.parse for the durations the generator writes: "30s", "1h", "250ms"."""
+    return re.fullmatch(r"\d+(?:\.\d+)?(?:ms|s|m|h)?", text) is not None
 
 
 # MARK: - The operation generator
