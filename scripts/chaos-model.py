@@ -743,7 +743,10 @@ class Client:
 REQUEST_LIMIT = 50  # seconds: a checked request taking longer fails, and states older than this are let go
 
 
-def load_client(port, seed, slow, stop, records, lock):
+STUCK_AFTER = 15  # seconds beyond a request's own sleep: the proxy's threads are captured once
+
+
+def load_client(port, seed, slow, stop, records, lock, in_flight, index):
     """Sends requests to random services with random rule and sticky headers and records each
     exchange with its send and receive times. Slow clients ask for /sleep/MS."""
     r = random.Random(seed)
@@ -761,6 +764,8 @@ def load_client(port, seed, slow, stop, records, lock):
         if user:
             headers["X-User"] = user
         t0 = time.monotonic()
+        # When this request should be answered by, for the watchdog (0: nothing in flight).
+        in_flight[index] = t0 + (int(path.rsplit("/", 1)[1]) / 1000 if slow else 0)
         try:
             status, fields, body = client.request(path, headers)
             outcome = (status, fields.get("x-served-by"), body)
@@ -770,6 +775,7 @@ def load_client(port, seed, slow, stop, records, lock):
         t1 = time.monotonic()
         with lock:
             records.append((t0, t1, service, route, user, path, outcome))
+        in_flight[index] = 0
         if outcome[0] is None:
             time.sleep(0.05)  # the failure is recorded; do not spin against a dead proxy
         elif outcome[0] == 503:
@@ -777,11 +783,11 @@ def load_client(port, seed, slow, stop, records, lock):
     client.close()
 
 
-def load_process(port, seed, fast, slow, stop, queue):
+def load_process(port, seed, fast, slow, stop, queue, in_flight):
     """The checking clients, in a process of their own so that they do not compete with the
     operations for Python's interpreter lock. Sends the records in batches; None ends them."""
     records, lock = [], threading.Lock()
-    threads = [threading.Thread(target=load_client, args=(port, seed * 1000 + i, i >= fast, stop, records, lock), daemon=True)
+    threads = [threading.Thread(target=load_client, args=(port, seed * 1000 + i, i >= fast, stop, records, lock, in_flight, i), daemon=True)
                for i in range(fast + slow)]
     for t in threads:
         t.start()
@@ -815,6 +821,7 @@ class Run:
         self.load = None
         self.load_queue = None
         self.load_done = False
+        self.stuck_stacks = ""
         self.latencies = []
         self.fast_latencies = array.array("d")  # 8 bytes each: millions fit
         self.verify_seconds = 0.0
@@ -911,6 +918,18 @@ class Run:
             return None
         return f"signal {-code}" if code < 0 else f"exit status {code}"
 
+    def watchdog(self):
+        """Captures the proxy's threads once, while a checked request is stuck: its stacks say where."""
+        while not self.stop_load.is_set():
+            time.sleep(1)
+            due = [t for t in self.in_flight if t > 0]
+            now = time.monotonic()
+            if due and now - min(due) > STUCK_AFTER and self.proxy.poll() is None:
+                self.stuck_stacks = self.stacks()
+                where = f"in {self.directory}/switchyard.stacks" if self.stuck_stacks else "not captured: gdb is not installed"
+                print(f"chaos-model: a checked request is {now - min(due):.0f} s overdue; switchyard's threads: {where}", flush=True)
+                return
+
     def stacks(self):
         """The stuck proxy's threads, from gdb when it is installed (saved, and summarised)."""
         if shutil.which("gdb") is None:
@@ -922,8 +941,12 @@ class Run:
                                stdout=out, stderr=subprocess.STDOUT, timeout=120)
         except (OSError, subprocess.TimeoutExpired):
             return ""
-        lines = [l for l in open(path, errors="replace").read().splitlines() if l.startswith(("Thread ", "#"))]
-        return f"; its threads (all of it in {path}):\n" + "\n".join(lines[:80])
+        # Each thread's first frames; the whole of it is in the file.
+        lines = []
+        for line in open(path, errors="replace").read().splitlines():
+            if line.startswith("Thread ") or (line.startswith("#") and len(lines) and not lines[-1].startswith("#3 ")):
+                lines.append(line[:240])
+        return f" (threads in {path}):\n" + "\n".join(lines[:60])
 
     def stop_all(self):
         self.stop_load.set()
@@ -1142,9 +1165,12 @@ class Run:
                                      "-H", "Host: web.test", f"http://127.0.0.1:{self.port}/"],
                                     stdout=open(f"{self.directory}/wrk.out", "w"), stderr=subprocess.STDOUT)
         self.load_queue = self.multiprocessing.Queue()
+        self.in_flight = self.multiprocessing.Array("d", args.fast_clients + args.slow_clients, lock=False)
         self.load = self.multiprocessing.Process(target=load_process, daemon=True,
-                                                 args=(self.port, self.seed, args.fast_clients, args.slow_clients, self.stop_load, self.load_queue))
+                                                 args=(self.port, self.seed, args.fast_clients, args.slow_clients, self.stop_load,
+                                                       self.load_queue, self.in_flight))
         self.load.start()
+        threading.Thread(target=self.watchdog, daemon=True).start()
         time.sleep(1.0)  # slow requests under way before the first change
         generator = Generator(self.seed, args.without)
         deadline = began + args.max_seconds
@@ -1178,7 +1204,7 @@ class Run:
             dead = self.proxy_dead()
             self.fatal = f"switchyard died ({dead}) at operation {done + 1}" if dead else f"the admin API did not answer: {e}"
             if not dead:
-                self.fatal += self.stacks()
+                self.fatal += self.stacks() or " (install gdb to capture its threads)"
         ops_seconds = time.monotonic() - ops_began
         self.operations_done = done
         # Stop the load, then judge what is left.
@@ -1265,6 +1291,8 @@ class Run:
         for kind in Generator.KINDS:
             if by_kind.get(kind):
                 print(f"chaos-model:   {kind}: {'; '.join(by_kind[kind])}")
+        if self.stuck_stacks:
+            print("chaos-model: switchyard while a request was stuck" + self.stuck_stacks)
         if self.fatal:
             print(f"chaos-model: FATAL: {self.fatal}")
             print("chaos-model: switchyard's last lines on stderr:\n" + self.stderr_tail())
@@ -1398,7 +1426,7 @@ def main():
     finally:
         run.stop_all()
         run.ops_log.close()
-        if run.passed and not args.keep:
+        if run.passed and not args.keep and not run.stuck_stacks:
             shutil.rmtree(run.directory, ignore_errors=True)
     sys.exit(0 if run.passed else 1)
 
