@@ -28,7 +28,8 @@ let package = Package(
         .target(name: "SwitchyardHTTP", swiftSettings: hotPathSettings),
         .target(name: "SwitchyardConfig", dependencies: [.product(name: "Yams", package: "Yams")]),
         .target(name: "SwitchyardRouting", dependencies: ["SwitchyardConfig", "SwitchyardHTTP"], swiftSettings: hotPathSettings),
-        // The admin API's contract: request bodies and their validation, errors. Pure, so it is fuzzed and unit-tested alone.
+        // The admin API's contract: the endpoint table and its router, request bodies and their
+        // validation, errors and metric names. Pure, so it is fuzzed and unit-tested alone.
         .target(name: "SwitchyardAdminAPI", dependencies: ["SwitchyardConfig", "SwitchyardRouting"]),
 
         // The data plane: workers, connections, upstream pools.
@@ -51,7 +52,8 @@ let package = Package(
         .testTarget(name: "SwitchyardConfigTests", dependencies: ["SwitchyardConfig"]),
         .testTarget(name: "SwitchyardRoutingTests", dependencies: ["SwitchyardRouting", "SwitchyardConfig", "SwitchyardHTTP"]),
         .testTarget(name: "SwitchyardDeployTests", dependencies: ["SwitchyardDeploy"]),
-        .testTarget(name: "SwitchyardAdminAPITests", dependencies: ["SwitchyardAdminAPI", "SwitchyardConfig", "SwitchyardRouting"]),
+        .testTarget(name: "SwitchyardAdminAPITests", dependencies: ["SwitchyardAdminAPI", "SwitchyardConfig", "SwitchyardRouting",
+                                                                    .product(name: "Yams", package: "Yams")]),
         .testTarget(name: "IntegrationTests"),
     ]
 )
