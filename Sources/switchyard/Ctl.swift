@@ -1,6 +1,7 @@
 import ArgumentParser
 import Foundation
 import Glibc
+import SwitchyardAdminClient
 import SwitchyardDeploy
 
 /// `switchyard ctl`: the admin API for operators and pipelines. Exit codes: 0 done;
