@@ -9,7 +9,8 @@ import SwitchyardRouting
 /// The admin API: HTTP/1.1 and JSON on a Unix domain socket (mode 0600), served by
 /// libevent's evhttp on the control thread. Workers are never blocked by it: a change is
 /// published as a new snapshot and acknowledged by each worker between its events.
-/// The reference is docs/admin-api.md; the OpenAPI document is docs/openapi.yaml.
+/// Its endpoints are those of `AdminAPI.endpoints`. The reference is docs/admin-api.md; the
+/// OpenAPI document is docs/openapi.yaml.
 final class AdminServer {
     let control: ControlPlane
     let socketPath: String?
@@ -182,8 +183,8 @@ final class AdminServer {
         evhttp_add_header(headers, "Content-Type", reply.contentType)
         if reply.status == 401 { evhttp_add_header(headers, "WWW-Authenticate", "Bearer realm=\"switchyard\"") }
         if reply.status == 405 {
-            let path = String(cString: evhttp_request_get_uri(req)).split(separator: "?").first ?? ""
-            evhttp_add_header(headers, "Allow", Self.methods(for: path.split(separator: "/")).joined(separator: ", "))
+            let path = String(cString: evhttp_request_get_uri(req)).split(separator: "?", maxSplits: 1).first ?? ""
+            evhttp_add_header(headers, "Allow", AdminAPI.allowedMethods(path: String(path)).joined(separator: ", "))
         }
         let buffer = evbuffer_new()
         reply.body.withUnsafeBytes { _ = evbuffer_add(buffer, $0.baseAddress, $0.count) }
@@ -331,12 +332,24 @@ final class AdminServer {
         return "uid:\(uid)"
     }
 
+    /// Finds the request's endpoint in `AdminAPI.endpoints` and carries it out: an unknown path
+    /// is 404, a known path with another method 405 (its methods go in `Allow`).
     private func route(_ r: Request) throws(AdminError) -> Reply {
-        let p = r.path
-        switch (r.method, p.count) {
-        case ("GET", 2) where p == ["v1", "status"]:
+        let path = "/" + r.path.joined(separator: "/")
+        let endpoint: AdminEndpoint.ID, parameters: [String: String]
+        switch AdminAPI.route(method: r.method, path: path) {
+        case .endpoint(let id, let values):
+            (endpoint, parameters) = (id, values)
+        case .methodNotAllowed(let allowed):
+            throw AdminError(405, "method not allowed", "\(path) takes \(allowed.joined(separator: ", "))")
+        case .notFound:
+            throw AdminError(404, "no such endpoint", "\(r.method) \(path) is not part of the admin API; see docs/admin-api.md")
+        }
+        let service = parameters["service"] ?? "", pool = parameters["pool"] ?? "", server = parameters["server"] ?? ""
+        switch endpoint {
+        case .status:
             return Self.ok(status())
-        case ("GET", 2) where p == ["v1", "audit"]:
+        case .audit:
             var limit = 100
             if let text = r.query["limit"] {
                 guard let value = Int(text), (0...ControlPlane.auditMemoryLimit).contains(value) else {
@@ -345,74 +358,48 @@ final class AdminServer {
                 limit = value
             }
             return Self.ok(["entries": Array(control.audit.suffix(limit))])
-        case ("GET", 1) where p == ["metrics"]:
+        case .metrics:
             return Reply(status: 200, body: Data(metrics().utf8), contentType: "text/plain; version=0.0.4")
-        case ("POST", 4) where p[0] == "v1" && p[1] == "services" && p[3] == "flip":
+        case .flip:
             let to = try AdminBody.flipTarget(r.body)
-            return try changed(control.flip(service: String(p[2]), to: to, actor: r.actor, ifMatch: r.ifMatch, lockToken: r.lockToken))
-        case ("PUT", 4) where p[0] == "v1" && p[1] == "services" && p[3] == "canary":
+            return try changed(control.flip(service: service, to: to, actor: r.actor, ifMatch: r.ifMatch, lockToken: r.lockToken))
+        case .setCanary:
             // Syntax first (400), then what depends on the state (404/409).
             let change = try AdminBody.CanaryChange(r.body)
             let weight = change.weight
-            let pool = change.pool ?? control.state.services[String(p[2])]?.canary?.pool ?? ""
+            let pool = change.pool ?? control.state.services[service]?.canary?.pool ?? ""
             if weight > 0 && pool.isEmpty {
                 // Whether pool may be left out depends on the state (an existing canary): a conflict, not bad syntax.
-                throw AdminError(409, "no canary pool", "service \(p[2]) has no canary pool yet; give it: {\"pool\": \"green\", \"weight\": \"5%\"}")
+                throw AdminError(409, "no canary pool", "service \(service) has no canary pool yet; give it: {\"pool\": \"green\", \"weight\": \"5%\"}")
             }
-            return try changed(control.setCanary(service: String(p[2]), pool: pool, weight: weight, sticky: change.sticky, guardrail: change.guardrail,
+            return try changed(control.setCanary(service: service, pool: pool, weight: weight, sticky: change.sticky, guardrail: change.guardrail,
                                                  actor: r.actor, ifMatch: r.ifMatch, lockToken: r.lockToken))
-        case ("PUT", 4) where p[0] == "v1" && p[1] == "services" && p[3] == "rules":
+        case .setRules:
             let rules = try AdminBody.rules(r.body)
-            return try changed(control.setRules(service: String(p[2]), rules: rules, actor: r.actor, ifMatch: r.ifMatch, lockToken: r.lockToken))
-        case ("POST", 4) where p[0] == "v1" && p[1] == "services" && p[3] == "rollback":
-            return try changed(control.rollback(service: String(p[2]), actor: r.actor, ifMatch: r.ifMatch, lockToken: r.lockToken))
-        case ("PUT", 5) where p[0] == "v1" && p[1] == "pools" && p[3] == "servers":
+            return try changed(control.setRules(service: service, rules: rules, actor: r.actor, ifMatch: r.ifMatch, lockToken: r.lockToken))
+        case .rollback:
+            return try changed(control.rollback(service: service, actor: r.actor, ifMatch: r.ifMatch, lockToken: r.lockToken))
+        case .setServer:
             let change = try AdminBody.ServerChange(r.body)
-            return try changed(control.setServer(pool: String(p[2]), server: String(p[4]), weight: change.weight, serverState: change.state,
+            return try changed(control.setServer(pool: pool, server: server, weight: change.weight, serverState: change.state,
                                                  actor: r.actor, ifMatch: r.ifMatch, lockToken: r.lockToken))
-        case ("POST", 4) where p[0] == "v1" && p[1] == "pools" && p[3] == "servers":
-            let server = try AdminBody.NewServer(r.body)
-            return try changed(control.addServer(pool: String(p[2]), server: server, actor: r.actor, ifMatch: r.ifMatch, lockToken: r.lockToken))
-        case ("DELETE", 5) where p[0] == "v1" && p[1] == "pools" && p[3] == "servers":
-            return try changed(control.removeServer(pool: String(p[2]), name: String(p[4]), actor: r.actor,
-                                                    ifMatch: r.ifMatch, lockToken: r.lockToken))
-        case ("POST", 2) where p == ["v1", "reload"]:
+        case .addServer:
+            let new = try AdminBody.NewServer(r.body)
+            return try changed(control.addServer(pool: pool, server: new, actor: r.actor, ifMatch: r.ifMatch, lockToken: r.lockToken))
+        case .removeServer:
+            return try changed(control.removeServer(pool: pool, name: server, actor: r.actor, ifMatch: r.ifMatch, lockToken: r.lockToken))
+        case .reload:
             try control.checkLockFor(r.lockToken)
             let (generation, notes) = try control.reload(reset: r.query["reset"] == "true", actor: r.actor)
             return Self.ok(["generation": generation, "notes": notes, "acknowledged_us": control.publishLatencies.last ?? 0])
-        case ("POST", 2) where p == ["v1", "lock"]:
+        case .lock:
             let request = try AdminBody.LockRequest(r.body)
             let info = try control.acquireLock(owner: request.owner, reason: request.reason, ttl: request.ttl,
                                                actor: r.actor, token: r.lockToken)
             return Self.ok(Self.lockJSON(info, withToken: true))
-        case ("DELETE", 2) where p == ["v1", "lock"]:
+        case .unlock:
             try control.releaseLock(token: r.lockToken, force: r.query["force"] == "true", actor: r.actor)
             return Self.ok(["unlocked": true])
-        default:
-            let allowed = Self.methods(for: p)
-            if !allowed.isEmpty {
-                throw AdminError(405, "method not allowed", "/\(p.joined(separator: "/")) takes \(allowed.joined(separator: ", "))")
-            }
-            throw AdminError(404, "no such endpoint", "\(r.method) /\(p.joined(separator: "/")) is not part of the admin API; see docs/admin-api.md")
-        }
-    }
-
-    /// The methods a known path takes (empty for an unknown path).
-    static func methods(for p: [Substring]) -> [String] {
-        switch p.count {
-        case 1 where p == ["metrics"]: return ["GET"]
-        case 2 where p == ["v1", "status"] || p == ["v1", "audit"]: return ["GET"]
-        case 2 where p == ["v1", "lock"]: return ["POST", "DELETE"]
-        case 2 where p == ["v1", "reload"]: return ["POST"]
-        case 4 where p[0] == "v1" && p[1] == "services":
-            switch p[3] {
-            case "flip", "rollback": return ["POST"]
-            case "canary", "rules": return ["PUT"]
-            default: return []
-            }
-        case 4 where p[0] == "v1" && p[1] == "pools" && p[3] == "servers": return ["POST"]
-        case 5 where p[0] == "v1" && p[1] == "pools" && p[3] == "servers": return ["PUT", "DELETE"]
-        default: return []
         }
     }
 
@@ -442,8 +429,8 @@ final class AdminServer {
              "failures": self[ServerStats.failures]]
         }
 
-        /// Prometheus sample lines for these counters, by metric family suffix.
-        func samples(_ labels: String, connections: Bool) -> [(family: String, lines: String)] {
+        /// Prometheus sample lines for these counters (each line without the family's name), by family.
+        func samples(_ labels: String, connections: Bool) -> [(family: AdminMetric.Family, lines: String)] {
             var responses = ""
             for (i, cls) in ["1xx", "2xx", "3xx", "4xx", "5xx"].enumerated() {
                 responses += "{\(labels),class=\"\(cls)\"} \(self[ServerStats.statusClass + i])\n"
@@ -458,15 +445,15 @@ final class AdminServer {
             histogram += "_bucket{\(labels),le=\"+Inf\"} \(cumulative)\n"
             histogram += "_sum{\(labels)} \(Double(self[ServerStats.latencySumMicros]) / 1_000_000)\n"
             histogram += "_count{\(labels)} \(cumulative)\n"
-            var result: [(String, String)] = [
-                ("_responses_total", responses),
-                ("_failures_total", "{\(labels)} \(self[ServerStats.failures])\n"),
-                ("_active_requests", "{\(labels)} \(self[ServerStats.active])\n"),
-                ("_request_duration_seconds", histogram),
+            var result: [(AdminMetric.Family, String)] = [
+                (.responses, responses),
+                (.failures, "{\(labels)} \(self[ServerStats.failures])\n"),
+                (.activeRequests, "{\(labels)} \(self[ServerStats.active])\n"),
+                (.requestDuration, histogram),
             ]
             if connections {
-                result.append(("_open_connections", "{\(labels)} \(self[ServerStats.openConnections])\n"))
-                result.append(("_ejections_total", "{\(labels)} \(self[ServerStats.ejections])\n"))
+                result.append((.openConnections, "{\(labels)} \(self[ServerStats.openConnections])\n"))
+                result.append((.ejections, "{\(labels)} \(self[ServerStats.ejections])\n"))
             }
             return result
         }
@@ -520,78 +507,86 @@ final class AdminServer {
     func metrics() -> String {
         let stats = control.collectStats()
         let snapshot = control.snapshot()
-        var out = "# HELP switchyard_generation Runtime state generation.\n# TYPE switchyard_generation gauge\n"
-        out += "switchyard_generation \(control.state.generation)\n"
-        out += "# HELP switchyard_tls_handshake_failures_total TLS handshakes that failed or timed out.\n# TYPE switchyard_tls_handshake_failures_total counter\n"
-        out += "switchyard_tls_handshake_failures_total \(stats.tlsHandshakeFailures)\n"
-        out += "# HELP switchyard_canary_weight_ratio Canary share of each service (0 to 1).\n# TYPE switchyard_canary_weight_ratio gauge\n"
+        /// HELP and TYPE lines: the start of a metric family's group.
+        func header(_ name: String, _ type: String, _ help: String) -> String { "# HELP \(name) \(help)\n# TYPE \(name) \(type)\n" }
+        var out = header(AdminMetric.generation, "gauge", "Runtime state generation.")
+        out += "\(AdminMetric.generation) \(control.state.generation)\n"
+        out += header(AdminMetric.tlsHandshakeFailures, "counter", "TLS handshakes that failed or timed out.")
+        out += "\(AdminMetric.tlsHandshakeFailures) \(stats.tlsHandshakeFailures)\n"
+        out += header(AdminMetric.canaryWeightRatio, "gauge", "Canary share of each service (0 to 1).")
         for route in snapshot.services {
-            out += "switchyard_canary_weight_ratio{service=\"\(route.name)\"} \(Double(route.canaryPool == nil ? 0 : route.canaryWeight) / 10000)\n"
+            out += "\(AdminMetric.canaryWeightRatio){service=\"\(route.name)\"} \(Double(route.canaryPool == nil ? 0 : route.canaryWeight) / 10000)\n"
         }
-        out += "# HELP switchyard_canary_guard_trips_total Times the canary guard removed a failing canary.\n# TYPE switchyard_canary_guard_trips_total counter\n"
+        out += header(AdminMetric.canaryGuardTrips, "counter", "Times the canary guard removed a failing canary.")
         for route in snapshot.services {
-            out += "switchyard_canary_guard_trips_total{service=\"\(route.name)\"} \(control.guardTripCounts[route.name] ?? 0)\n"
+            out += "\(AdminMetric.canaryGuardTrips){service=\"\(route.name)\"} \(control.guardTripCounts[route.name] ?? 0)\n"
         }
-        let families: [(suffix: String, type: String, help: String)] = [
-            ("_responses_total", "counter", "Responses by status class"),
-            ("_failures_total", "counter", "Exchanges that ended without a response"),
-            ("_active_requests", "gauge", "Requests in flight"),
-            ("_request_duration_seconds", "histogram", "Time from request head to last response byte"),
-            ("_open_connections", "gauge", "Open upstream connections"),
-            ("_ejections_total", "counter", "Ejections by passive outlier detection"),
+        let families: [(family: AdminMetric.Family, type: String, help: String)] = [
+            (.responses, "counter", "Responses by status class"),
+            (.failures, "counter", "Exchanges that ended without a response"),
+            (.activeRequests, "gauge", "Requests in flight"),
+            (.requestDuration, "histogram", "Time from request head to last response byte"),
+            (.openConnections, "gauge", "Open upstream connections"),
+            (.ejections, "counter", "Ejections by passive outlier detection"),
         ]
-        for (prefix, what) in [("switchyard_service", "service"), ("switchyard_pool", "pool"), ("switchyard_upstream", "upstream server")] {
+        for level in AdminMetric.Level.allCases {
             var entities: [(labels: String, counters: Counters)] = []
-            switch what {
-            case "service":
+            let what: String
+            switch level {
+            case .service:
+                what = "service"
                 for route in snapshot.services {
                     entities.append(("service=\"\(route.name)\"", Counters(stats.services, index: route.statsID)))
                 }
-            case "pool":
+            case .pool:
+                what = "pool"
                 for pool in snapshot.pools {
                     entities.append(("pool=\"\(pool.name)\"", Counters(sum: pool.servers.map { Counters(stats.servers, index: $0.id) })))
                 }
-            default:
+            case .upstream:
+                what = "upstream server"
                 for pool in snapshot.pools {
                     for server in pool.servers {
                         entities.append(("pool=\"\(pool.name)\",server=\"\(server.name)\"", Counters(stats.servers, index: server.id)))
                     }
                 }
             }
-            let samples = entities.map { $0.counters.samples($0.labels, connections: what != "service") }
+            let samples = entities.map { $0.counters.samples($0.labels, connections: level != .service) }
             // One group per metric family, as the exposition format requires.
-            for family in families where what != "service" || (family.suffix != "_open_connections" && family.suffix != "_ejections_total") {
-                out += "# HELP \(prefix)\(family.suffix) \(family.help), by \(what).\n# TYPE \(prefix)\(family.suffix) \(family.type)\n"
+            for family in families where family.family.isReported(by: level) {
+                let name = AdminMetric.name(level, family.family)
+                out += header(name, family.type, "\(family.help), by \(what).")
                 for entity in samples {
-                    guard let lines = entity.first(where: { $0.family == family.suffix })?.lines else { continue }
-                    for line in lines.split(separator: "\n") { out += "\(prefix)\(family.suffix)\(line)\n" }
+                    guard let lines = entity.first(where: { $0.family == family.family })?.lines else { continue }
+                    for line in lines.split(separator: "\n") { out += "\(name)\(line)\n" }
                 }
             }
         }
-        out += "# HELP switchyard_server_healthy Whether active health checks find each server up (1) or down/pending (0).\n# TYPE switchyard_server_healthy gauge\n"
+        out += header(AdminMetric.serverHealthy, "gauge", "Whether active health checks find each server up (1) or down/pending (0).")
         for pool in snapshot.pools {
             for server in pool.servers {
-                out += "switchyard_server_healthy{pool=\"\(pool.name)\",server=\"\(server.name)\"} \(server.healthy ? 1 : 0)\n"
+                out += "\(AdminMetric.serverHealthy){pool=\"\(pool.name)\",server=\"\(server.name)\"} \(server.healthy ? 1 : 0)\n"
             }
         }
-        out += "# HELP switchyard_server_effective_weight The weight balancing uses now (0 when drained or down; scaled by slow start and reported load).\n# TYPE switchyard_server_effective_weight gauge\n"
+        out += header(AdminMetric.serverEffectiveWeight, "gauge",
+                      "The weight balancing uses now (0 when drained or down; scaled by slow start and reported load).")
         for pool in snapshot.pools {
             for server in pool.servers {
-                out += "switchyard_server_effective_weight{pool=\"\(pool.name)\",server=\"\(server.name)\"} \(server.weight)\n"
+                out += "\(AdminMetric.serverEffectiveWeight){pool=\"\(pool.name)\",server=\"\(server.name)\"} \(server.weight)\n"
             }
         }
-        var cpu = "# HELP switchyard_server_reported_cpu_ratio CPU use the instance reports in X-Switchyard-Load.\n# TYPE switchyard_server_reported_cpu_ratio gauge\n"
-        var memory = "# HELP switchyard_server_reported_memory_ratio Memory use the instance reports in X-Switchyard-Load.\n# TYPE switchyard_server_reported_memory_ratio gauge\n"
+        var cpu = header(AdminMetric.serverReportedCPU, "gauge", "CPU use the instance reports in X-Switchyard-Load.")
+        var memory = header(AdminMetric.serverReportedMemory, "gauge", "Memory use the instance reports in X-Switchyard-Load.")
         for entry in (control.health?.servers.values.sorted { $0.key < $1.key }) ?? [] {
             let labels = "pool=\"\(entry.pool)\",server=\"\(entry.server)\""
-            if let v = entry.reportedCPU { cpu += "switchyard_server_reported_cpu_ratio{\(labels)} \(v)\n" }
-            if let v = entry.reportedMemory { memory += "switchyard_server_reported_memory_ratio{\(labels)} \(v)\n" }
+            if let v = entry.reportedCPU { cpu += "\(AdminMetric.serverReportedCPU){\(labels)} \(v)\n" }
+            if let v = entry.reportedMemory { memory += "\(AdminMetric.serverReportedMemory){\(labels)} \(v)\n" }
         }
         out += cpu + memory
-        out += "# HELP switchyard_server_ready Whether each server takes new requests (1) or drains/is in maintenance (0).\n# TYPE switchyard_server_ready gauge\n"
+        out += header(AdminMetric.serverReady, "gauge", "Whether each server takes new requests (1) or drains/is in maintenance (0).")
         for pool in snapshot.pools {
             for server in pool.servers {
-                out += "switchyard_server_ready{pool=\"\(pool.name)\",server=\"\(server.name)\"} \(server.state == .ready ? 1 : 0)\n"
+                out += "\(AdminMetric.serverReady){pool=\"\(pool.name)\",server=\"\(server.name)\"} \(server.state == .ready ? 1 : 0)\n"
             }
         }
         return out
