@@ -58,7 +58,8 @@ public final class History: @unchecked Sendable {
 
     // MARK: SQL plumbing
 
-    public enum Value { case text(String?), int(Int?), real(Double?) }
+    /// SQL stays in this file: callers get named methods, so the schema can change in one place.
+    enum Value { case text(String?), int(Int?), real(Double?) }
 
     func exec(_ sql: String) throws(ClientError) {
         var message: UnsafeMutablePointer<CChar>?
@@ -71,7 +72,7 @@ public final class History: @unchecked Sendable {
 
     /// Runs a statement; returns the rows as dictionaries (column name to Int, Double, String or NSNull).
     @discardableResult
-    public func query(_ sql: String, _ values: [Value] = []) -> [[String: Any]] {
+    func query(_ sql: String, _ values: [Value] = []) -> [[String: Any]] {
         var statement: OpaquePointer?
         guard sqlite3_prepare_v2(db, sql, -1, &statement, nil) == SQLITE_OK else {
             FileHandle.standardError.write(Data("switchyard deploy: history: \(String(cString: sqlite3_errmsg(db)))\n".utf8))
@@ -172,7 +173,17 @@ public final class History: @unchecked Sendable {
               [.text(service), .text(environment)]).first?["version"] as? String
     }
 
+    /// Marks a crashed rollout rolled back by `deploy abort`, keeping why it crashed.
+    public func markAborted(_ id: Int, actor: String) {
+        query("UPDATE rollouts SET outcome = 'rolled_back', reason = COALESCE(reason, '') || '; aborted by ' || ? WHERE id = ?", [.text(actor), .int(id)])
+    }
+
     public func rollout(_ id: Int) -> [String: Any]? { query("SELECT * FROM rollouts WHERE id = ?", [.int(id)]).first }
+
+    /// The service's rollout still marked running (`markCrashed` first, to tell a live one from a dead one).
+    public func runningRollout(service: String) -> [String: Any]? {
+        query("SELECT * FROM rollouts WHERE service = ? AND outcome = 'running' ORDER BY id DESC LIMIT 1", [.text(service)]).first
+    }
 
     public func latestRollout(service: String) -> [String: Any]? {
         query("SELECT * FROM rollouts WHERE service = ? ORDER BY id DESC LIMIT 1", [.text(service)]).first

@@ -106,7 +106,7 @@ public final class Rollout {
 
     public func run() -> RolloutOutcome {
         history.markCrashed(service: plan.service)
-        if let running = history.query("SELECT * FROM rollouts WHERE service = ? AND outcome = 'running' ORDER BY id DESC LIMIT 1", [.text(plan.service)]).first {
+        if let running = history.runningRollout(service: plan.service) {
             return refuse("rollout #\(running["id"] ?? "?") of \(plan.service) (version \(running["version"] ?? "?"), by \(running["actor"] ?? "?"), pid \(running["pid"] ?? "?")) is running since \(running["started_at"] ?? "?")")
         }
         for env in plan.environments {

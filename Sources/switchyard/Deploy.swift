@@ -210,7 +210,7 @@ struct DeployAbort: ParsableCommand {
             if (try? client.call("DELETE", "/v1/lock")) != nil { print("\(envName): lock released") }
             history.releaseLock(rollout: id, environment: envName)
         }
-        history.query("UPDATE rollouts SET outcome = 'rolled_back', reason = COALESCE(reason, '') || '; aborted by ' || ? WHERE id = ?", [.text(actor), .int(id)])
+        history.markAborted(id, actor: actor)
         if problems > 0 { throw ExitCode(2) }
     }
 }
