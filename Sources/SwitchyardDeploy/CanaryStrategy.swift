@@ -1,0 +1,118 @@
+import Foundation
+import Glibc
+import SwitchyardConfig
+
+/// Canary: the new version's pool takes a growing share of the traffic, step by step, with
+/// analysis against the stable pool at each pause and the proxy's guard watching in between;
+/// promotion flips the canary pool to active. Rollback sets the weight to 0, at once or by
+/// halving it (`rollback: gradual`).
+struct CanaryStrategy: RolloutStrategy {
+    let deployment: Deployment
+
+    func deploy(in r: Rollout) throws {
+        let env = deployment.environment, client = deployment.client, target = deployment.pool
+        let active = deployment.previousPool ?? ""
+        let service = r.plan.service
+        var weight = 0
+        do {
+            let started = Date()
+            if let failure = r.runHooks("start", r.plan.hooks.start, values: r.baseValues(pool: target, env: env)) { throw Rollout.Failure(reason: failure) }
+            try r.waitHealthy(env, client, pool: target, after: started)
+            var failures = 0
+            let steps = env.steps
+            // A trip is new when its time differs from the one before this rollout: no clock
+            // comparison between this machine and the proxy's.
+            let tripBefore = try r.status(client).guardTrip(service)?["time"] as? String
+            let guardCheck: () throws -> Void = {
+                let s = try r.status(client)
+                if let trip = s.guardTrip(service), let time = trip["time"] as? String, time != tripBefore {
+                    let reason = "the proxy's guard tripped: \(trip["reason"] ?? "")"
+                    r.emit(.guardTripped, "\(env.name): \(reason)", ["trip": trip])
+                    throw Rollout.Failure(reason: reason)
+                }
+                if weight > 0 && s.canaryPool(service) != target {
+                    throw Rollout.Failure(reason: "the canary of \(service) was removed outside this rollout (now: \(s.canaryWeight(service) ?? "none")); see `switchyard ctl audit`")
+                }
+            }
+            for (i, s) in steps.enumerated() {
+                r.live.progress = Double(i) / Double(steps.count)
+                r.live.span = 1 / Double(steps.count)
+                switch s {
+                case .weight(let w):
+                    if weight > 0 { try guardCheck() } // never raise a canary the guard just pulled
+                    weight = w
+                    try r.admin(client, "PUT", "/v1/services/\(service)/canary", body: Self.canaryBody(pool: target, weight: w, guardrail: env.guardrail))
+                    r.live.weight = BasisPoints.format(w)
+                    r.live.phase = "canary step \(i + 1)/\(steps.count)"
+                    r.step("weight", "canary \(target) at \(BasisPoints.format(w))", weight: BasisPoints.format(w))
+                    r.emit(.step, "canary \(target) at \(BasisPoints.format(w)) (step \(i + 1) of \(steps.count))",
+                           ["weight": BasisPoints.format(w), "step": i + 1, "steps": steps.count, "pool": target])
+                case .pause(nil):
+                    r.live.phase = "paused until `deploy promote`"
+                    r.step("pause", "pause until promoted", weight: r.live.weight)
+                    r.emit(.paused, "waiting for `switchyard deploy promote \(r.plan.path)` at \(r.live.weight ?? "0%")")
+                    try r.wait(nil, tick: guardCheck)
+                case .pause(let d?):
+                    r.live.phase = "canary step \(i + 1)/\(steps.count): analysing"
+                    r.step("pause", "pause \(d.milliseconds / 1000)s", weight: r.live.weight)
+                    r.emit(.step, "pause \(Rollout.seconds(d)) at \(r.live.weight ?? "0%") (step \(i + 1) of \(steps.count)): analysis every \(Rollout.seconds(r.plan.analysis.interval))",
+                           ["weight": r.live.weight ?? "0%", "step": i + 1, "steps": steps.count, "pause_seconds": Double(d.milliseconds) / 1000])
+                    try r.analyse(client, pool: target, baseline: active, duration: Double(d.milliseconds) / 1000, failures: &failures,
+                                  label: "step \(i + 1)", guardCheck: guardCheck)
+                }
+            }
+        } catch Rollout.Interruption.promoteFull {
+            // Skip the remaining steps and analysis.
+        } catch Rollout.Interruption.abort(let reason) {
+            try r.rollingBack(reason) { try rollBack(in: r, from: weight) }
+        } catch let failure as Rollout.Failure where !failure.unreachable {
+            try r.rollingBack(failure.reason) { try rollBack(in: r, from: weight) }
+        }
+        // Promotion: the canary pool becomes active, and the canary is cleared in the same change.
+        try r.admin(client, "POST", "/v1/services/\(service)/flip", body: ["to": target])
+        r.live.weight = "100%"
+        r.live.progress = 1
+        r.step("promote", "pool \(target) is active; \(active) is standby")
+        r.emit(.flipped, "promoted: pool \(target) takes all traffic; \(active) is standby", ["pool": target, "previous": active])
+    }
+
+    /// The body of `PUT /v1/services/NAME/canary` for a step, with the guard when the plan has one.
+    static func canaryBody(pool: String, weight: Int, guardrail: CanaryGuard?) -> [String: Any] {
+        var body: [String: Any] = ["pool": pool, "weight": BasisPoints.format(weight)]
+        if let g = guardrail {
+            body["guard"] = ["max_error_rate": BasisPoints.format(g.maxErrorRate), "min_requests": g.minRequests, "window": "\(g.windowMilliseconds)ms"]
+        }
+        return body
+    }
+
+    /// The weights a gradual rollback passes through from `weight` before 0: halved each
+    /// interval while at least 1%. Instant rollback passes through none.
+    static func rollbackWeights(from weight: Int, mode: DeployPlan.RollbackMode) -> [Int] {
+        guard case .gradual = mode, weight > 100 else { return [] }
+        var weights: [Int] = []
+        var w = weight / 2
+        while w >= 100 {
+            weights.append(w)
+            w /= 2
+        }
+        return weights
+    }
+
+    /// Takes the canary out: weight 0, at once or by halving it every interval.
+    func rollBack(in r: Rollout, from weight: Int) throws {
+        let client = deployment.client, target = deployment.pool, service = r.plan.service
+        r.emit(.rollingBack, "rolling back the canary \(target) from \(BasisPoints.format(weight))")
+        if case .gradual(let interval) = deployment.environment.rollback {
+            for w in Self.rollbackWeights(from: weight, mode: deployment.environment.rollback) {
+                try r.admin(client, "PUT", "/v1/services/\(service)/canary", body: ["pool": target, "weight": BasisPoints.format(w)])
+                r.live.weight = BasisPoints.format(w)
+                r.step("rollback", "canary down to \(BasisPoints.format(w))", weight: r.live.weight)
+                r.emit(.notice, "canary down to \(BasisPoints.format(w))")
+                usleep(UInt32(min(Int64(UInt32.max / 1000), interval.milliseconds)) * 1000)
+            }
+        }
+        try r.admin(client, "PUT", "/v1/services/\(service)/canary", body: ["weight": "0%"])
+        r.live.weight = "0%"
+        r.step("rollback", "canary weight 0%: all traffic on the stable pool", weight: "0%")
+    }
+}
