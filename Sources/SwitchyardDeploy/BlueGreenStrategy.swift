@@ -55,6 +55,15 @@ struct BlueGreenStrategy: RolloutStrategy {
         }
     }
 
+    func recover(in r: Rollout, reason: String) throws {
+        let active = try r.status(deployment.client).active(r.plan.service)
+        guard let previous = deployment.previousPool, active == deployment.pool else {
+            r.emit(.notice, "never flipped: \(active ?? "no pool") is active")
+            return
+        }
+        try Self.flipBack(in: r, deployment.client, to: previous, from: deployment.pool)
+    }
+
     /// Puts the previous pool back in front in one flip.
     static func flipBack(in r: Rollout, _ client: AdminClient, to active: String, from target: String) throws {
         r.emit(.rollingBack, "flipping back to \(active)")

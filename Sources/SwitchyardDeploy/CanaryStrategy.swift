@@ -98,6 +98,18 @@ struct CanaryStrategy: RolloutStrategy {
         return weights
     }
 
+    func recover(in r: Rollout, reason: String) throws {
+        let service = r.plan.service, pool = deployment.pool
+        let status = try r.status(deployment.client)
+        if let previous = deployment.previousPool, previous != pool, status.active(service) == pool {
+            // The crash came after the promotion's flip: flip back, as blue/green does.
+            try BlueGreenStrategy.flipBack(in: r, deployment.client, to: previous, from: pool)
+            return
+        }
+        let weight = status.canaryPool(service) == pool ? status.canaryWeight(service).flatMap(BasisPoints.parse) ?? 0 : 0
+        try rollBack(in: r, from: weight)
+    }
+
     /// Takes the canary out: weight 0, at once or by halving it every interval.
     func rollBack(in r: Rollout, from weight: Int) throws {
         let client = deployment.client, target = deployment.pool, service = r.plan.service

@@ -24,6 +24,10 @@ public final class History: @unchecked Sendable {
             try exec("PRAGMA journal_mode=WAL")
             try exec("PRAGMA synchronous=FULL")
             try exec(Self.schema)
+            // Histories written before steps named their server get the column; old rows have none.
+            if !query("PRAGMA table_info(steps)").contains(where: { $0["name"] as? String == "server" }) {
+                try exec("ALTER TABLE steps ADD COLUMN server TEXT")
+            }
         } catch {
             throw ClientError("history database \(path): \(error)")
         }
@@ -43,7 +47,7 @@ public final class History: @unchecked Sendable {
         CREATE TABLE IF NOT EXISTS steps (
             id INTEGER PRIMARY KEY, deployment_id INTEGER NOT NULL, time TEXT NOT NULL, kind TEXT NOT NULL,
             detail TEXT NOT NULL, weight TEXT, verdict TEXT, requests INTEGER, error_rate REAL,
-            baseline_error_rate REAL, p99_ms REAL);
+            baseline_error_rate REAL, p99_ms REAL, server TEXT);
         CREATE TABLE IF NOT EXISTS hooks (
             id INTEGER PRIMARY KEY, deployment_id INTEGER, rollout_id INTEGER NOT NULL, phase TEXT NOT NULL,
             command TEXT NOT NULL, exit_code INTEGER, duration_ms INTEGER, output TEXT, time TEXT NOT NULL);
@@ -153,12 +157,24 @@ public final class History: @unchecked Sendable {
         query("UPDATE deployments SET ended_at = ?, outcome = ?, reason = ? WHERE id = ?", [.text(Self.now()), .text(outcome), .text(reason), .int(id)])
     }
 
-    public func recordStep(deployment: Int, kind: String, detail: String, weight: String? = nil, analysis: AnalysisResult? = nil) {
+    /// Records a step; `server` names the server a rolling update's step is about.
+    public func recordStep(deployment: Int, kind: String, detail: String, weight: String? = nil, analysis: AnalysisResult? = nil, server: String? = nil) {
         query("""
-            INSERT INTO steps (deployment_id, time, kind, detail, weight, verdict, requests, error_rate, baseline_error_rate, p99_ms)
-            VALUES (?,?,?,?,?,?,?,?,?,?)
+            INSERT INTO steps (deployment_id, time, kind, detail, weight, verdict, requests, error_rate, baseline_error_rate, p99_ms, server)
+            VALUES (?,?,?,?,?,?,?,?,?,?,?)
             """, [.int(deployment), .text(Self.now()), .text(kind), .text(detail), .text(weight), .text(analysis?.verdict.rawValue),
-                  .int(analysis?.requests), .real(analysis?.errorRate), .real(analysis?.baselineErrorRate), .real(analysis?.p99.map { $0 * 1000 })])
+                  .int(analysis?.requests), .real(analysis?.errorRate), .real(analysis?.baselineErrorRate), .real(analysis?.p99.map { $0 * 1000 }),
+                  .text(server)])
+    }
+
+    /// The servers a rolling deployment drained, first drain first, each once: the servers
+    /// that may run the new version, which `deploy abort` restores after a crash.
+    public func drainedServers(deployment: Int) -> [String] {
+        var names: [String] = []
+        for row in query("SELECT server FROM steps WHERE deployment_id = ? AND kind = 'drain' AND server IS NOT NULL ORDER BY id", [.int(deployment)]) {
+            if let name = row["server"] as? String, !names.contains(name) { names.append(name) }
+        }
+        return names
     }
 
     public func recordHook(rollout: Int, deployment: Int?, phase: String, command: String, result: HookResult) {
@@ -222,7 +238,7 @@ public final class History: @unchecked Sendable {
     public func heldLocks(rollout: Int) -> [String: String] {
         var out: [String: String] = [:]
         for row in query("SELECT environment, token FROM locks WHERE rollout_id = ? AND released = 0", [.int(rollout)]) {
-            out[row["environment"] as! String] = row["token"] as? String
+            if let environment = row["environment"] as? String { out[environment] = row["token"] as? String }
         }
         return out
     }
@@ -277,7 +293,7 @@ public final class History: @unchecked Sendable {
     public func markCrashed(service: String) -> [Int] {
         var crashed: [Int] = []
         for row in query("SELECT * FROM rollouts WHERE service = ? AND outcome = 'running'", [.text(service)]) where !Self.isAlive(row) {
-            let id = row["id"] as! Int
+            guard let id = row["id"] as? Int else { continue }
             let reason = "the orchestrator (pid \(row["pid"] ?? "?") on \(row["host"] ?? "?")) stopped without finishing; last heartbeat \(row["heartbeat_at"] ?? "?")"
             query("UPDATE rollouts SET outcome = 'crashed', reason = ?, ended_at = ? WHERE id = ?", [.text(reason), .text(Self.now()), .int(id)])
             query("UPDATE deployments SET outcome = 'crashed', reason = ?, ended_at = ? WHERE rollout_id = ? AND outcome = 'running'",

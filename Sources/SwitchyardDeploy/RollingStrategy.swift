@@ -60,8 +60,9 @@ struct RollingStrategy: RolloutStrategy {
     func replace(in r: Rollout, _ server: Server, version: String, label: String) throws {
         let env = deployment.environment, client = deployment.client, pool = deployment.pool
         let path = "/v1/pools/\(pool)/servers/\(server.name)"
+        // Recorded first: a crash after the drain must leave the server in the record, for `deploy abort`.
+        r.step("drain", "\(pool)/\(server.name) draining (\(label))", server: server.name)
         try r.admin(client, "PUT", path, body: ["state": "drain"])
-        r.step("drain", "\(pool)/\(server.name) draining (\(label))")
         r.emit(.step, "\(pool)/\(server.name): draining (\(label))", ["server": server.name, "pool": pool])
         let deadline = Date().addingTimeInterval(Double(env.drainTimeout.milliseconds) / 1000)
         while true {
@@ -84,6 +85,25 @@ struct RollingStrategy: RolloutStrategy {
         try r.waitHealthy(env, client, pool: pool, server: server.name)
         r.step("undrain", "\(pool)/\(server.name) runs \(version) and is back in rotation")
         r.emit(.step, "\(pool)/\(server.name): \(version) in rotation", ["server": server.name, "pool": pool])
+    }
+
+    func recover(in r: Rollout, reason: String) throws {
+        guard let id = r.deploymentID else { return }
+        let drained = r.history.drainedServers(deployment: id)
+        guard !drained.isEmpty else {
+            r.emit(.notice, "no server of \(deployment.pool) had been drained; nothing to restore")
+            return
+        }
+        let inPool = try r.status(deployment.client).servers(deployment.pool)
+        var servers: [Server] = []
+        for name in drained {
+            guard let entry = inPool.first(where: { $0["name"] as? String == name }) else {
+                r.emit(.notice, "warning: \(deployment.pool)/\(name) is no longer in the pool; not restored")
+                continue
+            }
+            servers.append(Server(name: name, address: entry["address"] as? String ?? ""))
+        }
+        try restore(in: r, servers, reason: reason)
     }
 
     /// Puts `servers` back on the version before, last first; without one in history they

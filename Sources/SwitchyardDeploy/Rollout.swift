@@ -87,8 +87,8 @@ public final class Rollout {
         if event.isNotified { notifier?.send(event) }
     }
 
-    func step(_ kind: String, _ detail: String, weight: String? = nil, analysis: AnalysisResult? = nil) {
-        if let deploymentID { history.recordStep(deployment: deploymentID, kind: kind, detail: detail, weight: weight, analysis: analysis) }
+    func step(_ kind: String, _ detail: String, weight: String? = nil, analysis: AnalysisResult? = nil, server: String? = nil) {
+        if let deploymentID { history.recordStep(deployment: deploymentID, kind: kind, detail: detail, weight: weight, analysis: analysis, server: server) }
     }
 
     // MARK: Running
@@ -182,15 +182,19 @@ public final class Rollout {
         return .error(reason)
     }
 
-    func releaseLock(_ environment: String) {
-        guard let client = clients[environment], client.lockToken != nil else { return }
+    /// Releases the lock held in `environment`; false when it was not held or could not be released.
+    @discardableResult
+    func releaseLock(_ environment: String) -> Bool {
+        guard let client = clients[environment], client.lockToken != nil else { return false }
+        defer { client.lockToken = nil }
         do {
             try client.call("DELETE", "/v1/lock")
             if rolloutID > 0 { history.releaseLock(rollout: rolloutID, environment: environment) }
+            return true
         } catch {
             emit(.notice, "warning: could not release the lock of \(environment): \(error); it expires by itself after \(plan.lockTTL.milliseconds / 1000)s")
+            return false
         }
-        client.lockToken = nil
     }
 
     // MARK: Environments in order

@@ -27,6 +27,10 @@ protocol RolloutStrategy {
     /// Moves the environment's traffic to the new version. A failure or an abort is rolled
     /// back before this throws `Rollout.Failure`; a full promotion is handled here.
     func deploy(in rollout: Rollout) throws
+
+    /// Puts traffic back where it was before the deployment, after the rollout's process
+    /// died somewhere in `deploy(in:)`; `reason` is what the rollback is recorded with.
+    func recover(in rollout: Rollout, reason: String) throws
 }
 
 extension Rollout {

@@ -565,6 +565,53 @@ final class DeployLab {
         #expect(audit.output.contains("break lock"))
     }
 
+    /// Abort after a crash uses the rolling strategy's own rollback: the servers the update
+    /// reached get the version before through the update hook. A rollback that fails leaves
+    /// the rollout crashed with its lock, so abort can be run again.
+    @Test func killedRollingUpdateIsRestoredByAbortWhichCanBeRunAgain() throws {
+        let lab = try DeployLab()
+        try lab.environment("prod", pools: [("app", 2)], active: "app", standby: nil)
+        let hold = "\(lab.directory)/hold-updates"
+        let plan = try lab.writePlan("""
+            service: web
+            environments:
+              - { name: prod, admin: "\(lab.admin("prod"))", strategy: rolling, drain_timeout: 5s }
+            \(Self.analysis)
+            hooks:
+              update: [ "test ! -e \(hold)", "\(lab.directory)/start.sh {env} {pool} {version} {server}" ]
+            history: \(lab.directory)/history.sqlite
+            lock_ttl: 60s
+            """)
+        try lab.startLoad("prod")
+        let good = try lab.switchyard(["deploy", "run", plan, "--version", "v2"])
+        _ = lab.stopLoad()
+        #expect(good.status == 0, "\(good.output)\(good.error)")
+        // Without load the analysis of a1 never concludes: the rollout is surely killed there.
+        let rollout = try lab.deployInBackground(plan, version: "v3")
+        try lab.waitForEvent(rollout, "step", after: "a1: v3 in rotation") // JSON writes / as \/
+        rollout.signal(SIGKILL)
+        _ = rollout.waitForExit(timeout: 5)
+        #expect(try lab.servedBy("prod", count: 20).contains("a1-v3"))
+
+        FileManager.default.createFile(atPath: hold, contents: nil)
+        let failed = try lab.switchyard(["deploy", "abort", plan, "--actor", "oncall"])
+        #expect(failed.status == 2, "\(failed.output)\(failed.error)")
+        #expect(failed.output.contains("restoring a1") && failed.output.contains("stays crashed"), "\(failed.output)")
+        let between = try lab.switchyard(["deploy", "status", plan])
+        #expect(between.output.contains("CRASHED") && between.output.contains("LOCKED by switchyard-deploy/web"), "\(between.output)")
+
+        try FileManager.default.removeItem(atPath: hold)
+        let abort = try lab.switchyard(["deploy", "abort", plan, "--actor", "oncall"])
+        #expect(abort.status == 0, "\(abort.output)\(abort.error)")
+        #expect(abort.output.contains("app/a1: v2 in rotation") && !abort.output.contains("app/a2"), "only a1 had been reached: \(abort.output)")
+        #expect(Set(try lab.servedBy("prod", count: 20)) == ["a1-v2", "a2-v2"])
+        let servers = ((try lab.status("prod"))["pools"] as? [String: Any]).flatMap { ($0["app"] as? [String: Any])?["servers"] as? [[String: Any]] } ?? []
+        #expect(servers.count == 2 && servers.allSatisfy { $0["state"] as? String == "ready" }, "\(servers)")
+        #expect(try lab.status("prod")["lock"] is NSNull)
+        let after = try lab.switchyard(["deploy", "status", plan])
+        #expect(after.output.contains("ROLLED_BACK") && after.output.contains("aborted by oncall"), "\(after.output)")
+    }
+
     @Test func interruptedRolloutRollsBackAndExitsOne() throws {
         let lab = try DeployLab()
         try lab.environment("prod", pools: [("blue", 1), ("green", 1)], active: "blue", standby: "green")
