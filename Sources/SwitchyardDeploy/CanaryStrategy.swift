@@ -64,9 +64,9 @@ struct CanaryStrategy: RolloutStrategy {
         } catch Rollout.Interruption.promoteFull {
             // Skip the remaining steps and analysis.
         } catch Rollout.Interruption.abort(let reason) {
-            try r.rollingBack(reason) { try rollBack(in: r, from: weight) }
+            try r.rollingBack(reason) { try rollBack(in: r) }
         } catch let failure as Rollout.Failure where !failure.unreachable {
-            try r.rollingBack(failure.reason) { try rollBack(in: r, from: weight) }
+            try r.rollingBack(failure.reason) { try rollBack(in: r) }
         }
         // Promotion: the canary pool becomes active, and the canary is cleared in the same change.
         try r.admin(client, "POST", "/v1/services/\(service)/flip", body: ["to": target])
@@ -98,25 +98,27 @@ struct CanaryStrategy: RolloutStrategy {
         return weights
     }
 
-    func recover(in r: Rollout, reason: String) throws {
-        let service = r.plan.service, pool = deployment.pool
-        let status = try r.status(deployment.client)
-        if let previous = deployment.previousPool, previous != pool, status.active(service) == pool {
-            // The crash came after the promotion's flip: flip back, as blue/green does.
-            try BlueGreenStrategy.flipBack(in: r, deployment.client, to: previous, from: pool)
+    func recover(in r: Rollout, reason: String) throws { try rollBack(in: r) }
+
+    /// Takes the canary out, from the weight the proxy gives it now: at once, or by halving
+    /// it every interval (`rollback: gradual`). A canary the guard or an operator already
+    /// took out is never put back, not even at a lower weight. After a crash right after
+    /// the promotion's flip, flips back instead, as blue/green does.
+    func rollBack(in r: Rollout) throws {
+        let client = deployment.client, target = deployment.pool, service = r.plan.service
+        let status = try r.status(client)
+        if let previous = deployment.previousPool, previous != target, status.active(service) == target {
+            try BlueGreenStrategy.flipBack(in: r, client, to: previous, from: target)
             return
         }
-        let weight = status.canaryPool(service) == pool ? status.canaryWeight(service).flatMap(BasisPoints.parse) ?? 0 : 0
-        try rollBack(in: r, from: weight)
-    }
-
-    /// Takes the canary out: weight 0, at once or by halving it every interval.
-    func rollBack(in r: Rollout, from weight: Int) throws {
-        let client = deployment.client, target = deployment.pool, service = r.plan.service
-        r.emit(.rollingBack, "rolling back the canary \(target) from \(BasisPoints.format(weight))")
+        let weight = Self.weight(of: target, in: status, service: service)
+        r.emit(.rollingBack, weight > 0 ? "rolling back the canary \(target) from \(BasisPoints.format(weight))"
+                                        : "rolling back the canary \(target), which takes no traffic now")
         if case .gradual(let interval) = deployment.environment.rollback {
-            for w in Self.rollbackWeights(from: weight, mode: deployment.environment.rollback) {
-                try r.admin(client, "PUT", "/v1/services/\(service)/canary", body: ["pool": target, "weight": BasisPoints.format(w)])
+            for (i, w) in Self.rollbackWeights(from: weight, mode: deployment.environment.rollback).enumerated() {
+                // The guard keeps watching while the weight goes down; once it trips, the canary stays out.
+                if i > 0, Self.weight(of: target, in: try r.status(client), service: service) == 0 { break }
+                try r.admin(client, "PUT", "/v1/services/\(service)/canary", body: Self.canaryBody(pool: target, weight: w, guardrail: deployment.environment.guardrail))
                 r.live.weight = BasisPoints.format(w)
                 r.step("rollback", "canary down to \(BasisPoints.format(w))", weight: r.live.weight)
                 r.emit(.notice, "canary down to \(BasisPoints.format(w))")
@@ -126,5 +128,11 @@ struct CanaryStrategy: RolloutStrategy {
         try r.admin(client, "PUT", "/v1/services/\(service)/canary", body: ["weight": "0%"])
         r.live.weight = "0%"
         r.step("rollback", "canary weight 0%: all traffic on the stable pool", weight: "0%")
+    }
+
+    /// The share `pool` has as the service's canary in `status`; 0 when it is not the canary.
+    static func weight(of pool: String, in status: ProxyStatus, service: String) -> Int {
+        guard status.canaryPool(service) == pool else { return 0 }
+        return status.canaryWeight(service).flatMap(BasisPoints.parse) ?? 0
     }
 }

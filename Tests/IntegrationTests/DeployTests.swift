@@ -408,6 +408,43 @@ final class DeployLab {
         #expect(metrics.contains(#"switchyard_canary_guard_trips_total{service="web"} 1"#))
     }
 
+    /// A gradual rollback starts from the weight the proxy gives the canary now: once the
+    /// guard took a failing canary out, it must not come back at half its weight.
+    @Test func gradualRollbackNeverPutsBackACanaryTheGuardTookOut() throws {
+        let lab = try DeployLab()
+        try lab.environment("prod", pools: [("blue", 1), ("green", 1)], active: "blue", standby: "green")
+        let plan = try lab.writePlan("""
+            service: web
+            environments:
+              - name: prod
+                admin: "\(lab.admin("prod"))"
+                strategy: canary
+                steps: [ {weight: 50%}, {pause: 30s} ]
+                guard: { max_error_rate: 50%, min_requests: 20, window: 5s }
+                rollback: { gradual: 100ms }
+            analysis: { interval: 10s, min_requests: 1000, max_error_rate: 5% }
+            hooks:
+              start: [ "\(lab.directory)/start.sh {env} {pool} {version}" ]
+            history: \(lab.directory)/history.sqlite
+            """)
+        try lab.startLoad("prod", connections: 1, paced: true)
+        let result = try lab.switchyard(["deploy", "run", plan, "--version", "v2-bad", "--json"])
+        _ = lab.stopLoad()
+        #expect(result.status == 1, "exit \(result.status): \(result.output)\(result.error)")
+        #expect(result.output.contains("guard tripped"), "\(result.output)")
+        #expect(!result.output.contains("canary down to"), "the rollback raised the canary again: \(result.output)")
+        let audit = try lab.switchyard(["ctl", "--admin", "\(lab.directory)/prod/admin.sock", "audit", "--json"])
+        let entries = (try JSONSerialization.jsonObject(with: Data(audit.output.utf8))) as? [[String: Any]] ?? []
+        let trip = entries.firstIndex { $0["action"] as? String == "guard trip" }
+        #expect(trip != nil, "\(entries)")
+        let raised = entries.suffix(from: (trip ?? entries.count - 1) + 1).filter {
+            $0["action"] as? String == "canary" && ((($0["after"] as? [String: Any])?["canary"] as? [String: Any])?["weight"] as? String).map { $0 != "0%" } == true
+        }
+        #expect(raised.isEmpty, "canary changes after the trip: \(raised)")
+        #expect(try lab.service("prod")["canary"] is NSNull)
+        #expect(try lab.servedBy("prod", count: 6).allSatisfy { $0.hasSuffix("-v1") })
+    }
+
     @Test func blueGreenWhoseSmokeTestFailsNeverFlips() throws {
         let lab = try DeployLab()
         let proxy = try lab.environment("stage", pools: [("blue", 1), ("green", 1)], active: "blue", standby: "green", preview: true)
