@@ -10,70 +10,79 @@ struct CanaryStrategy: RolloutStrategy {
     let deployment: Deployment
 
     func deploy(in r: Rollout) throws {
-        let env = deployment.environment, client = deployment.client, target = deployment.pool
+        let client = deployment.client, target = deployment.pool
         let active = deployment.previousPool ?? ""
         let service = r.plan.service
-        var weight = 0
+        // A promotion the proxy refuses is rolled back like a failed step.
         do {
-            let started = Date()
-            if let failure = r.runHooks("start", r.plan.hooks.start, values: r.baseValues(pool: target, env: env)) { throw Rollout.Failure(reason: failure) }
-            try r.waitHealthy(env, client, pool: target, after: started)
-            var failures = 0
-            let steps = env.steps
-            // A trip is new when its time differs from the one before this rollout: no clock
-            // comparison between this machine and the proxy's.
-            let tripBefore = try r.status(client).guardTrip(service)?["time"] as? String
-            let guardCheck: () throws -> Void = {
-                let s = try r.status(client)
-                if let trip = s.guardTrip(service), let time = trip["time"] as? String, time != tripBefore {
-                    let reason = "the proxy's guard tripped: \(trip["reason"] ?? "")"
-                    r.emit(.guardTripped, "\(env.name): \(reason)", ["trip": trip])
-                    throw Rollout.Failure(reason: reason)
-                }
-                if weight > 0 && s.canaryPool(service) != target {
-                    throw Rollout.Failure(reason: "the canary of \(service) was removed outside this rollout (now: \(s.canaryWeight(service) ?? "none")); see `switchyard ctl audit`")
-                }
+            do { try runSteps(in: r) } catch Rollout.Interruption.promoteFull {
+                // Skip the remaining steps and analysis.
             }
-            for (i, s) in steps.enumerated() {
-                r.live.progress = Double(i) / Double(steps.count)
-                r.live.span = 1 / Double(steps.count)
-                switch s {
-                case .weight(let w):
-                    if weight > 0 { try guardCheck() } // never raise a canary the guard just pulled
-                    weight = w
-                    try r.admin(client, "PUT", "/v1/services/\(service)/canary", body: Self.canaryBody(pool: target, weight: w, guardrail: env.guardrail))
-                    r.live.weight = BasisPoints.format(w)
-                    r.live.phase = "canary step \(i + 1)/\(steps.count)"
-                    r.step("weight", "canary \(target) at \(BasisPoints.format(w))", weight: BasisPoints.format(w))
-                    r.emit(.step, "canary \(target) at \(BasisPoints.format(w)) (step \(i + 1) of \(steps.count))",
-                           ["weight": BasisPoints.format(w), "step": i + 1, "steps": steps.count, "pool": target])
-                case .pause(nil):
-                    r.live.phase = "paused until `deploy promote`"
-                    r.step("pause", "pause until promoted", weight: r.live.weight)
-                    r.emit(.paused, "waiting for `switchyard deploy promote \(r.plan.path)` at \(r.live.weight ?? "0%")")
-                    try r.wait(nil, tick: guardCheck)
-                case .pause(let d?):
-                    r.live.phase = "canary step \(i + 1)/\(steps.count): analysing"
-                    r.step("pause", "pause \(d.milliseconds / 1000)s", weight: r.live.weight)
-                    r.emit(.step, "pause \(Rollout.seconds(d)) at \(r.live.weight ?? "0%") (step \(i + 1) of \(steps.count)): analysis every \(Rollout.seconds(r.plan.analysis.interval))",
-                           ["weight": r.live.weight ?? "0%", "step": i + 1, "steps": steps.count, "pause_seconds": Double(d.milliseconds) / 1000])
-                    try r.analyse(client, pool: target, baseline: active, duration: Double(d.milliseconds) / 1000, failures: &failures,
-                                  label: "step \(i + 1)", guardCheck: guardCheck)
-                }
-            }
-        } catch Rollout.Interruption.promoteFull {
-            // Skip the remaining steps and analysis.
-        } catch Rollout.Interruption.abort(let reason) {
+            // Promotion: the canary pool becomes active, and the canary is cleared in the same change.
+            try r.admin(client, "POST", "/v1/services/\(service)/flip", body: ["to": target])
+        } catch {
+            guard let reason = Rollout.rollbackReason(error) else { throw error }
             try r.rollingBack(reason) { try rollBack(in: r) }
-        } catch let failure as Rollout.Failure where !failure.unreachable {
-            try r.rollingBack(failure.reason) { try rollBack(in: r) }
         }
-        // Promotion: the canary pool becomes active, and the canary is cleared in the same change.
-        try r.admin(client, "POST", "/v1/services/\(service)/flip", body: ["to": target])
         r.live.weight = "100%"
         r.live.progress = 1
         r.step("promote", "pool \(target) is active; \(active) is standby")
         r.emit(.flipped, "promoted: pool \(target) takes all traffic; \(active) is standby", ["pool": target, "previous": active])
+    }
+
+    /// Start hook, health, then the plan's steps: weights and pauses with analysis, the
+    /// proxy's guard checked all along.
+    func runSteps(in r: Rollout) throws {
+        let env = deployment.environment, client = deployment.client, target = deployment.pool
+        let active = deployment.previousPool ?? ""
+        let service = r.plan.service
+        var weight = 0
+        let started = Date()
+        if let failure = r.runHooks("start", r.plan.hooks.start, values: r.baseValues(pool: target, env: env)) { throw Rollout.Failure(reason: failure) }
+        try r.waitHealthy(env, client, pool: target, after: started)
+        var failures = 0
+        let steps = env.steps
+        // A trip is new when its time differs from the one before this rollout: no clock
+        // comparison between this machine and the proxy's.
+        let tripBefore = try r.status(client).guardTrip(service)?["time"] as? String
+        let guardCheck: () throws -> Void = {
+            let s = try r.status(client)
+            if let trip = s.guardTrip(service), let time = trip["time"] as? String, time != tripBefore {
+                let reason = "the proxy's guard tripped: \(trip["reason"] ?? "")"
+                r.emit(.guardTripped, "\(env.name): \(reason)", ["trip": trip])
+                throw Rollout.Failure(reason: reason)
+            }
+            if weight > 0 && s.canaryPool(service) != target {
+                throw Rollout.Failure(reason: "the canary of \(service) was removed outside this rollout (now: \(s.canaryWeight(service) ?? "none")); see `switchyard ctl audit`")
+            }
+        }
+        for (i, s) in steps.enumerated() {
+            r.live.progress = Double(i) / Double(steps.count)
+            r.live.span = 1 / Double(steps.count)
+            switch s {
+            case .weight(let w):
+                if weight > 0 { try guardCheck() } // never raise a canary the guard just pulled
+                weight = w
+                try r.admin(client, "PUT", "/v1/services/\(service)/canary", body: Self.canaryBody(pool: target, weight: w, guardrail: env.guardrail))
+                r.live.weight = BasisPoints.format(w)
+                r.live.phase = "canary step \(i + 1)/\(steps.count)"
+                r.step("weight", "canary \(target) at \(BasisPoints.format(w))", weight: BasisPoints.format(w))
+                r.emit(.step, "canary \(target) at \(BasisPoints.format(w)) (step \(i + 1) of \(steps.count))",
+                       ["weight": BasisPoints.format(w), "step": i + 1, "steps": steps.count, "pool": target])
+            case .pause(nil):
+                r.live.phase = "paused until `deploy promote`"
+                r.step("pause", "pause until promoted", weight: r.live.weight)
+                r.emit(.paused, "waiting for `switchyard deploy promote \(r.plan.path)` at \(r.live.weight ?? "0%")")
+                try r.wait(nil, tick: guardCheck)
+            case .pause(let d?):
+                r.live.phase = "canary step \(i + 1)/\(steps.count): analysing"
+                r.step("pause", "pause \(d.milliseconds / 1000)s", weight: r.live.weight)
+                r.emit(.step, "pause \(Rollout.seconds(d)) at \(r.live.weight ?? "0%") (step \(i + 1) of \(steps.count)): analysis every \(Rollout.seconds(r.plan.analysis.interval))",
+                       ["weight": r.live.weight ?? "0%", "step": i + 1, "steps": steps.count, "pause_seconds": Double(d.milliseconds) / 1000])
+                try r.analyse(client, pool: target, baseline: active, duration: Double(d.milliseconds) / 1000, failures: &failures,
+                              label: "step \(i + 1)", guardCheck: guardCheck)
+            }
+        }
     }
 
     /// The body of `PUT /v1/services/NAME/canary` for a step, with the guard when the plan has one.

@@ -24,35 +24,43 @@ struct RollingStrategy: RolloutStrategy {
         let servers = Self.serversToUpdate(try r.status(client), pool: pool)
         guard !servers.isEmpty else { throw Rollout.Failure(reason: "pool \(pool) has no server in rotation to update") }
         var changed: [Server] = []
-        var failures = 0
+        // A failure while the rest is updated after a full promotion is rolled back like any other.
         do {
-            for (i, server) in servers.enumerated() {
-                r.live.progress = Double(i) / Double(servers.count)
-                r.live.span = 1 / Double(servers.count)
-                r.live.phase = "server \(i + 1)/\(servers.count): \(server.name)"
-                changed.append(server)
-                try replace(in: r, server, version: r.version, label: "\(i + 1) of \(servers.count)")
-                r.live.phase = "server \(i + 1)/\(servers.count): analysing \(server.name)"
-                // Passive outlier detection ejecting the new instance is a verdict of its own:
-                // an ejected server gets no traffic, so the analysis alone would wait forever.
-                func ejections() throws -> Int {
-                    try r.status(client).servers(pool).first { $0["name"] as? String == server.name }?["ejections"] as? Int ?? 0
+            do { try updateOneByOne(in: r, servers, changed: &changed) } catch Rollout.Interruption.promoteFull {
+                // The rest of the servers are updated without analysis.
+                for server in servers where !changed.contains(server) {
+                    changed.append(server)
+                    try replace(in: r, server, version: r.version, label: "rest")
                 }
-                let ejectedBefore = try ejections()
-                try r.analyse(client, pool: pool, server: server.name, baseline: nil, duration: Double(r.plan.analysis.interval.milliseconds) / 1000,
-                              failures: &failures, label: "\(pool)/\(server.name)") {
-                    let count = try ejections() - ejectedBefore
-                    if count > 0 { throw Rollout.Failure(reason: "passive outlier detection ejected \(pool)/\(server.name) (\(count) time(s)) running \(r.version)") }
-                }
-            }
-        } catch Rollout.Interruption.promoteFull {
-            // The rest of the servers are updated without analysis.
-            for server in servers where !changed.contains(where: { $0.name == server.name }) {
-                try replace(in: r, server, version: r.version, label: "rest")
             }
         } catch {
             guard let reason = Rollout.rollbackReason(error) else { throw error }
             try r.rollingBack(reason) { try restore(in: r, changed, reason: reason) }
+        }
+    }
+
+    /// Updates `servers` in order, each analysed before the next; `changed` lists those touched.
+    func updateOneByOne(in r: Rollout, _ servers: [Server], changed: inout [Server]) throws {
+        let client = deployment.client, pool = deployment.pool
+        var failures = 0
+        for (i, server) in servers.enumerated() {
+            r.live.progress = Double(i) / Double(servers.count)
+            r.live.span = 1 / Double(servers.count)
+            r.live.phase = "server \(i + 1)/\(servers.count): \(server.name)"
+            changed.append(server)
+            try replace(in: r, server, version: r.version, label: "\(i + 1) of \(servers.count)")
+            r.live.phase = "server \(i + 1)/\(servers.count): analysing \(server.name)"
+            // Passive outlier detection ejecting the new instance is a verdict of its own:
+            // an ejected server gets no traffic, so the analysis alone would wait forever.
+            func ejections() throws -> Int {
+                try r.status(client).servers(pool).first { $0["name"] as? String == server.name }?["ejections"] as? Int ?? 0
+            }
+            let ejectedBefore = try ejections()
+            try r.analyse(client, pool: pool, server: server.name, baseline: nil, duration: Double(r.plan.analysis.interval.milliseconds) / 1000,
+                          failures: &failures, label: "\(pool)/\(server.name)") {
+                let count = try ejections() - ejectedBefore
+                if count > 0 { throw Rollout.Failure(reason: "passive outlier detection ejected \(pool)/\(server.name) (\(count) time(s)) running \(r.version)") }
+            }
         }
     }
 

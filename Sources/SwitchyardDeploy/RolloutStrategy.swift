@@ -69,14 +69,13 @@ extension Rollout {
         throw Failure(reason: reason)
     }
 
-    /// Why a strategy stops, for its rollback: a failure or an abort. Nil for what is not
-    /// rolled back here: a lost proxy (where traffic is is not known) and a full promotion.
+    /// Why a strategy rolls back: a failure or an abort. Nil for what it does not roll back:
+    /// a lost proxy (where traffic is is not known), a full promotion, anything unforeseen.
     static func rollbackReason(_ error: any Error) -> String? {
         switch error {
         case let failure as Failure: return failure.unreachable ? nil : failure.reason
         case Interruption.abort(let reason): return reason
-        case Interruption.promoteFull: return nil
-        default: return "\(error)"
+        default: return nil
         }
     }
 }

@@ -602,6 +602,36 @@ final class DeployLab {
         #expect(audit.output.contains("break lock"))
     }
 
+    /// After `deploy promote --full`, the rest of a rolling update runs without analysis; a
+    /// server failing there still rolls back every server already on the new version.
+    @Test func rollingUpdateFailingAfterAFullPromotionIsRestored() throws {
+        let lab = try DeployLab()
+        try lab.environment("prod", pools: [("app", 2)], active: "app", standby: nil)
+        let plan = try lab.writePlan("""
+            service: web
+            environments:
+              - { name: prod, admin: "\(lab.admin("prod"))", strategy: rolling, drain_timeout: 5s }
+            \(Self.analysis)
+            hooks:
+              update: [ "test {server}-{version} != a2-v3", "\(lab.directory)/start.sh {env} {pool} {version} {server}" ]
+            history: \(lab.directory)/history.sqlite
+            """)
+        try lab.startLoad("prod")
+        let good = try lab.switchyard(["deploy", "run", plan, "--version", "v2"])
+        _ = lab.stopLoad()
+        #expect(good.status == 0, "\(good.output)\(good.error)")
+        // Without load the analysis of a1 never concludes: only the promotion moves the rollout on.
+        let rollout = try lab.deployInBackground(plan, version: "v3")
+        try lab.waitForEvent(rollout, "analysis", after: "a1")
+        let promote = try lab.switchyard(["deploy", "promote", plan, "--full"])
+        #expect(promote.status == 0 && promote.output.contains("promoting fully"), "\(promote.output)\(promote.error)")
+        #expect(rollout.waitForExit(timeout: 60) == 1, "\(rollout.stdout)")
+        #expect(rollout.stdout.contains("restoring a1, a2"), "\(rollout.stdout)")
+        #expect(Set(try lab.servedBy("prod", count: 20)) == ["a1-v2", "a2-v2"])
+        let servers = ((try lab.status("prod"))["pools"] as? [String: Any]).flatMap { ($0["app"] as? [String: Any])?["servers"] as? [[String: Any]] } ?? []
+        #expect(servers.count == 2 && servers.allSatisfy { $0["state"] as? String == "ready" }, "\(servers)")
+    }
+
     /// Abort after a crash uses the rolling strategy's own rollback: the servers the update
     /// reached get the version before through the update hook. A rollback that fails leaves
     /// the rollout crashed with its lock, so abort can be run again.
