@@ -207,6 +207,8 @@ public final class Rollout {
         }
         for (index, env) in plan.environments.enumerated() {
             currentEnvironment = env.name
+            // A full promotion belongs to the environment it was asked for.
+            controls.fullPromotionPending = false
             guard let client = clients[env.name] else { return .error("\(env.name): no admin client (a bug: every environment gets one before the locks)") }
             let status: ProxyStatus
             do { status = try client.status() } catch { return .error("\(error)") }

@@ -62,7 +62,7 @@ extension Rollout {
             if Date().timeIntervalSince(start) * 1000 > Double(env.healthTimeout.milliseconds) {
                 throw Failure(reason: "\(server.map { "\(pool)/\($0)" } ?? "pool \(pool)") not healthy within \(env.healthTimeout.milliseconds / 1000)s: \(lastProblem)")
             }
-            do { try wait(0.5) } catch Interruption.promoteFull { return }
+            try wait(0.5, deferringFullPromotion: true)
         }
     }
 }

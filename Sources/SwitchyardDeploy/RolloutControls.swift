@@ -15,6 +15,9 @@ struct RolloutControls: Equatable {
     var approvals: Set<String> = []
     /// The environment waiting for `deploy approve`.
     var awaitingApproval: String?
+    /// A full promotion asked for during a health wait: it ends the next pause or analysis
+    /// of the same environment, once the new version is healthy.
+    var fullPromotionPending = false
 
     /// What the rollout does about a control, besides recording `result` as its answer.
     enum Effect: Equatable {

@@ -42,13 +42,24 @@ extension Rollout {
     /// Waits `seconds` (nil: until promoted), in short ticks: handles controls, keeps the
     /// heartbeat and the live line, and calls `tick` (which may throw to end the wait).
     /// Paused time does not count. Returns true when `deploy promote` ended the wait early.
+    ///
+    /// A health wait passes `deferringFullPromotion`: a full promotion skips steps and
+    /// analysis, never the health of what is promoted, so it is kept for the next wait.
     @discardableResult
-    func wait(_ seconds: Double?, tick: (() throws -> Void)? = nil) throws -> Bool {
+    func wait(_ seconds: Double?, deferringFullPromotion: Bool = false, tick: (() throws -> Void)? = nil) throws -> Bool {
         var deadline = seconds.map { Date().addingTimeInterval($0) }
         controls.skipWait = false
+        if controls.fullPromotionPending && !deferringFullPromotion {
+            controls.fullPromotionPending = false
+            throw Interruption.promoteFull
+        }
         while true {
             let before = Date()
-            try housekeeping()
+            do {
+                try housekeeping()
+            } catch Interruption.promoteFull where deferringFullPromotion {
+                controls.fullPromotionPending = true
+            }
             if controls.skipWait { controls.skipWait = false; return true }
             if !controls.paused {
                 try tick?()

@@ -602,6 +602,29 @@ final class DeployLab {
         #expect(audit.output.contains("break lock"))
     }
 
+    /// `deploy promote --full` while the new pool is not healthy yet: the rollout waits for
+    /// its health, then promotes at once instead of forgetting the promotion.
+    @Test func fullPromotionDuringTheHealthWaitPromotesOnceHealthy() throws {
+        let lab = try DeployLab()
+        try lab.environment("prod", pools: [("blue", 1), ("green", 1)], active: "blue", standby: "green")
+        // The instances come up 3 s after the start hook returns: the rollout waits for their health meanwhile.
+        let plan = try lab.writePlan(lab.prodCanaryPlan(steps: "[ {weight: 10%}, {pause: manual} ]")
+            .replacingOccurrences(of: "start: [ \"\(lab.directory)/start.sh {env} {pool} {version}\" ]",
+                                  with: "start: [ \"(sleep 3; \(lab.directory)/start.sh {env} {pool} {version}) </dev/null >/dev/null 2>&1 &\" ]"))
+        let rollout = try lab.deployInBackground(plan, version: "v2")
+        try lab.waitForEvent(rollout, "health", after: "waiting for pool green")
+        let promote = try lab.switchyard(["deploy", "promote", plan, "--full"])
+        #expect(promote.status == 0 && promote.output.contains("promoting fully"), "\(promote.output)\(promote.error)")
+        #expect(rollout.waitForExit(timeout: 60) == 0, "the promotion was forgotten: \(rollout.stdout)")
+        if let healthy = rollout.stdout.range(of: "pool green is healthy"), let promoted = rollout.stdout.range(of: "promoted: pool green") {
+            #expect(healthy.lowerBound < promoted.lowerBound, "health before promotion: \(rollout.stdout)")
+        } else {
+            Issue.record("no health or no promotion: \(rollout.stdout)")
+        }
+        #expect(try lab.service("prod")["active"] as? String == "green")
+        #expect(try lab.servedBy("prod", count: 6).allSatisfy { $0.hasSuffix("-v2") })
+    }
+
     /// After `deploy promote --full`, the rest of a rolling update runs without analysis; a
     /// server failing there still rolls back every server already on the new version.
     @Test func rollingUpdateFailingAfterAFullPromotionIsRestored() throws {
