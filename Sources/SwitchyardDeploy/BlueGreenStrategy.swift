@@ -15,7 +15,7 @@ struct BlueGreenStrategy: RolloutStrategy {
         do {
             do { try flipAndWatch(in: r, flipped: &flipped) } catch Rollout.Interruption.promoteFull {
                 if !flipped {
-                    try r.admin(client, "POST", "/v1/services/\(plan.service)/flip", body: ["to": target])
+                    try r.flip(client, to: target)
                     r.step("flip", "pool \(target) is active (full promotion)")
                 }
             }
@@ -43,7 +43,7 @@ struct BlueGreenStrategy: RolloutStrategy {
             throw Rollout.Failure(reason: "\(failure); traffic never moved")
         }
         r.step("smoke", "smoke tests passed")
-        try r.admin(client, "POST", "/v1/services/\(plan.service)/flip", body: ["to": target])
+        try r.flip(client, to: target)
         flipped = true
         r.live.progress = 0.5
         r.live.span = 0.5
@@ -69,7 +69,7 @@ struct BlueGreenStrategy: RolloutStrategy {
     /// Flips back to the previous pool when the new one is active; the proxy says whether
     /// the flip happened, so an answer lost on the way changes nothing.
     func rollBack(in r: Rollout) throws {
-        let active = try r.status(deployment.client).active(r.plan.service)
+        let active = try r.status(deployment.client).services[r.plan.service]?.active
         guard let previous = deployment.previousPool, active == deployment.pool else {
             r.emit(.notice, "never flipped: \(active ?? "no pool") is active")
             return
@@ -80,7 +80,7 @@ struct BlueGreenStrategy: RolloutStrategy {
     /// Puts the previous pool back in front in one flip.
     static func flipBack(in r: Rollout, _ client: AdminClient, to active: String, from target: String) throws {
         r.emit(.rollingBack, "flipping back to \(active)")
-        try r.admin(client, "POST", "/v1/services/\(r.plan.service)/flip", body: ["to": active])
+        try r.flip(client, to: active)
         r.live.weight = "0%"
         r.step("rollback", "flipped back: pool \(active) is active again")
     }

@@ -1,5 +1,6 @@
 import Foundation
 import Glibc
+import SwitchyardAdminAPI
 import SwitchyardConfig
 
 /// Canary: the new version's pool takes a growing share of the traffic, step by step, with
@@ -19,7 +20,7 @@ struct CanaryStrategy: RolloutStrategy {
                 // Skip the remaining steps and analysis.
             }
             // Promotion: the canary pool becomes active, and the canary is cleared in the same change.
-            try r.admin(client, "POST", "/v1/services/\(service)/flip", body: ["to": target])
+            try r.flip(client, to: target)
         } catch {
             guard let reason = Rollout.rollbackReason(error) else { throw error }
             try r.rollingBack(reason) { try rollBack(in: r) }
@@ -44,16 +45,16 @@ struct CanaryStrategy: RolloutStrategy {
         let steps = env.steps
         // A trip is new when its time differs from the one before this rollout: no clock
         // comparison between this machine and the proxy's.
-        let tripBefore = try r.status(client).guardTrip(service)?["time"] as? String
+        let tripBefore = try r.status(client).services[service]?.guardTrip?.time
         let guardCheck: () throws -> Void = {
-            let s = try r.status(client)
-            if let trip = s.guardTrip(service), let time = trip["time"] as? String, time != tripBefore {
-                let reason = "the proxy's guard tripped: \(trip["reason"] ?? "")"
-                r.emit(.guardTripped, "\(env.name): \(reason)", ["trip": trip])
+            let s = try r.status(client).services[service]
+            if let trip = s?.guardTrip, trip.time != tripBefore {
+                let reason = "the proxy's guard tripped: \(trip.reason)"
+                r.emit(.guardTripped, "\(env.name): \(reason)", ["trip": Self.fields(trip)])
                 throw Rollout.Failure(reason: reason)
             }
-            if weight > 0 && s.canaryPool(service) != target {
-                throw Rollout.Failure(reason: "the canary of \(service) was removed outside this rollout (now: \(s.canaryWeight(service) ?? "none")); see `switchyard ctl audit`")
+            if weight > 0 && s?.canary?.pool != target {
+                throw Rollout.Failure(reason: "the canary of \(service) was removed outside this rollout (now: \(s?.canary?.weight ?? "none")); see `switchyard ctl audit`")
             }
         }
         for (i, s) in steps.enumerated() {
@@ -63,7 +64,7 @@ struct CanaryStrategy: RolloutStrategy {
             case .weight(let w):
                 if weight > 0 { try guardCheck() } // never raise a canary the guard just pulled
                 weight = w
-                try r.admin(client, "PUT", "/v1/services/\(service)/canary", body: Self.canaryBody(pool: target, weight: w, guardrail: env.guardrail))
+                try r.setCanary(client, pool: target, weight: w, guardrail: env.guardrail)
                 r.live.weight = BasisPoints.format(w)
                 r.live.phase = "canary step \(i + 1)/\(steps.count)"
                 r.step("weight", "canary \(target) at \(BasisPoints.format(w))", weight: BasisPoints.format(w))
@@ -85,13 +86,20 @@ struct CanaryStrategy: RolloutStrategy {
         }
     }
 
-    /// The body of `PUT /v1/services/NAME/canary` for a step, with the guard when the plan has one.
-    static func canaryBody(pool: String, weight: Int, guardrail: CanaryGuard?) -> [String: Any] {
-        var body: [String: Any] = ["pool": pool, "weight": BasisPoints.format(weight)]
-        if let g = guardrail {
-            body["guard"] = ["max_error_rate": BasisPoints.format(g.maxErrorRate), "min_requests": g.minRequests, "window": "\(g.windowMilliseconds)ms"]
-        }
-        return body
+    /// The guard a step arms: the plan's, or none sent (the proxy keeps what it has).
+    static func guardSetting(_ guardrail: CanaryGuard?) -> AdminSetting<GuardBody>? {
+        guardrail.map { .set(GuardBody(maxErrorRate: BasisPoints.format($0.maxErrorRate), minRequests: $0.minRequests, window: "\($0.windowMilliseconds)ms")) }
+    }
+
+    /// A guard trip as event fields.
+    static func fields(_ trip: AdminStatus.GuardTrip) -> [String: Any] {
+        var out: [String: Any] = ["time": trip.time, "reason": trip.reason]
+        if let pool = trip.pool { out["pool"] = pool }
+        if let weight = trip.weight { out["weight"] = weight }
+        if let requests = trip.requests { out["requests"] = requests }
+        if let errors = trip.errors { out["errors"] = errors }
+        if let rate = trip.errorRate { out["error_rate"] = rate }
+        return out
     }
 
     /// The weights a gradual rollback passes through from `weight` before 0: halved each
@@ -116,7 +124,7 @@ struct CanaryStrategy: RolloutStrategy {
     func rollBack(in r: Rollout) throws {
         let client = deployment.client, target = deployment.pool, service = r.plan.service
         let status = try r.status(client)
-        if let previous = deployment.previousPool, previous != target, status.active(service) == target {
+        if let previous = deployment.previousPool, previous != target, status.services[service]?.active == target {
             try BlueGreenStrategy.flipBack(in: r, client, to: previous, from: target)
             return
         }
@@ -127,21 +135,21 @@ struct CanaryStrategy: RolloutStrategy {
             for (i, w) in Self.rollbackWeights(from: weight, mode: deployment.environment.rollback).enumerated() {
                 // The guard keeps watching while the weight goes down; once it trips, the canary stays out.
                 if i > 0, Self.weight(of: target, in: try r.status(client), service: service) == 0 { break }
-                try r.admin(client, "PUT", "/v1/services/\(service)/canary", body: Self.canaryBody(pool: target, weight: w, guardrail: deployment.environment.guardrail))
+                try r.setCanary(client, pool: target, weight: w, guardrail: deployment.environment.guardrail)
                 r.live.weight = BasisPoints.format(w)
                 r.step("rollback", "canary down to \(BasisPoints.format(w))", weight: r.live.weight)
                 r.emit(.notice, "canary down to \(BasisPoints.format(w))")
                 usleep(UInt32(min(Int64(UInt32.max / 1000), interval.milliseconds)) * 1000)
             }
         }
-        try r.admin(client, "PUT", "/v1/services/\(service)/canary", body: ["weight": "0%"])
+        try r.clearCanary(client)
         r.live.weight = "0%"
         r.step("rollback", "canary weight 0%: all traffic on the stable pool", weight: "0%")
     }
 
     /// The share `pool` has as the service's canary in `status`; 0 when it is not the canary.
-    static func weight(of pool: String, in status: ProxyStatus, service: String) -> Int {
-        guard status.canaryPool(service) == pool else { return 0 }
-        return status.canaryWeight(service).flatMap(BasisPoints.parse) ?? 0
+    static func weight(of pool: String, in status: AdminStatus, service: String) -> Int {
+        guard let canary = status.services[service]?.canary, canary.pool == pool else { return 0 }
+        return BasisPoints.parse(canary.weight) ?? 0
     }
 }

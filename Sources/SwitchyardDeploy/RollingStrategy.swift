@@ -1,5 +1,6 @@
 import Foundation
 import Glibc
+import SwitchyardAdminAPI
 
 /// Rolling: the pool's servers are updated in place one at a time (drain, `update` hook,
 /// healthy, back in rotation), each analysed before the next. Rollback restores the servers
@@ -14,9 +15,8 @@ struct RollingStrategy: RolloutStrategy {
     }
 
     /// The servers to update, in the proxy's order: those in rotation now.
-    static func serversToUpdate(_ status: ProxyStatus, pool: String) -> [Server] {
-        status.servers(pool).filter { ($0["state"] as? String) == "ready" }
-            .map { Server(name: $0["name"] as? String ?? "", address: $0["address"] as? String ?? "") }
+    static func serversToUpdate(_ status: AdminStatus, pool: String) -> [Server] {
+        status.servers(pool).filter { $0.state == "ready" }.map { Server(name: $0.name, address: $0.address) }
     }
 
     func deploy(in r: Rollout) throws {
@@ -53,7 +53,7 @@ struct RollingStrategy: RolloutStrategy {
             // Passive outlier detection ejecting the new instance is a verdict of its own:
             // an ejected server gets no traffic, so the analysis alone would wait forever.
             func ejections() throws -> Int {
-                try r.status(client).servers(pool).first { $0["name"] as? String == server.name }?["ejections"] as? Int ?? 0
+                try r.status(client).servers(pool).first { $0.name == server.name }?.ejections ?? 0
             }
             let ejectedBefore = try ejections()
             try r.analyse(client, pool: pool, server: server.name, baseline: nil, duration: Double(r.plan.analysis.interval.milliseconds) / 1000,
@@ -67,14 +67,13 @@ struct RollingStrategy: RolloutStrategy {
     /// Drain, update hook, healthy, undrain: one server.
     func replace(in r: Rollout, _ server: Server, version: String, label: String) throws {
         let env = deployment.environment, client = deployment.client, pool = deployment.pool
-        let path = "/v1/pools/\(pool)/servers/\(server.name)"
         // Recorded first: a crash after the drain must leave the server in the record, for `deploy abort`.
         r.step("drain", "\(pool)/\(server.name) draining (\(label))", server: server.name)
-        try r.admin(client, "PUT", path, body: ["state": "drain"])
+        try r.setServer(client, pool: pool, server: server.name, inRotation: false)
         r.emit(.step, "\(pool)/\(server.name): draining (\(label))", ["server": server.name, "pool": pool])
         let deadline = Date().addingTimeInterval(Double(env.drainTimeout.milliseconds) / 1000)
         while true {
-            let active = try r.status(client).servers(pool).first { $0["name"] as? String == server.name }?["active_requests"] as? Int ?? 0
+            let active = try r.status(client).servers(pool).first { $0.name == server.name }?.activeRequests ?? 0
             if active == 0 { break }
             if Date() >= deadline {
                 r.emit(.notice, "warning: \(pool)/\(server.name) still has \(active) request(s) after drain_timeout \(env.drainTimeout.milliseconds / 1000)s; updating anyway")
@@ -89,7 +88,7 @@ struct RollingStrategy: RolloutStrategy {
         let hookStart = Date()
         if let failure = r.runHooks("update", r.plan.hooks.update, values: values) { throw Rollout.Failure(reason: failure) }
         try r.waitHealthy(env, client, pool: pool, server: server.name, after: hookStart)
-        try r.admin(client, "PUT", path, body: ["state": "ready"])
+        try r.setServer(client, pool: pool, server: server.name, inRotation: true)
         try r.waitHealthy(env, client, pool: pool, server: server.name)
         r.step("undrain", "\(pool)/\(server.name) runs \(version) and is back in rotation")
         r.emit(.step, "\(pool)/\(server.name): \(version) in rotation", ["server": server.name, "pool": pool])
@@ -105,11 +104,11 @@ struct RollingStrategy: RolloutStrategy {
         let inPool = try r.status(deployment.client).servers(deployment.pool)
         var servers: [Server] = []
         for name in drained {
-            guard let entry = inPool.first(where: { $0["name"] as? String == name }) else {
+            guard let entry = inPool.first(where: { $0.name == name }) else {
                 r.emit(.notice, "warning: \(deployment.pool)/\(name) is no longer in the pool; not restored")
                 continue
             }
-            servers.append(Server(name: name, address: entry["address"] as? String ?? ""))
+            servers.append(Server(name: name, address: entry.address))
         }
         try restore(in: r, servers, reason: reason)
     }
@@ -122,7 +121,7 @@ struct RollingStrategy: RolloutStrategy {
         r.emit(.rollingBack, "restoring \(names) after: \(reason)")
         guard let previousVersion = deployment.previousVersion else {
             for server in servers {
-                try r.admin(client, "PUT", "/v1/pools/\(pool)/servers/\(server.name)", body: ["state": "drain"])
+                try r.setServer(client, pool: pool, server: server.name, inRotation: false)
             }
             r.step("rollback", "no previous version of \(r.plan.service) in \(env.name) is recorded; \(names) left drained")
             r.emit(.notice, "no earlier promoted version in history: \(names) left drained, out of rotation")

@@ -1,5 +1,6 @@
 import Foundation
 import Glibc
+import SwitchyardAdminAPI
 import SwitchyardConfig
 
 /// How a rollout ended; the process exit code follows it.
@@ -106,12 +107,12 @@ public final class Rollout {
         // Every proxy must know the service before anything starts.
         for (env, client) in connected {
             do {
-                let status = try client.status()
-                guard status.service(plan.service) != nil else {
-                    return refuse("\(env.name) (\(env.admin)) has no service \(plan.service); services there: \(((status.raw["services"] as? [String: Any]) ?? [:]).keys.sorted().joined(separator: ", "))")
+                let status = try client.api.status()
+                guard status.services[plan.service] != nil else {
+                    return refuse("\(env.name) (\(env.admin)) has no service \(plan.service); services there: \(status.services.keys.sorted().joined(separator: ", "))")
                 }
-                if let pool = env.pool, !status.pools.contains(pool) {
-                    return refuse("\(env.name): pool \(pool) is not configured there; pools: \(status.pools.joined(separator: ", "))")
+                if let pool = env.pool, status.pools[pool] == nil {
+                    return refuse("\(env.name): pool \(pool) is not configured there; pools: \(status.poolNames.joined(separator: ", "))")
                 }
             } catch {
                 return refuse(error.description)
@@ -121,8 +122,7 @@ public final class Rollout {
         for (env, client) in connected {
             clients[env.name] = client
             do {
-                let answer = try client.call("POST", "/v1/lock", body: ["owner": lockOwner, "ttl": "\(plan.lockTTL.milliseconds)ms", "reason": lockReason])
-                client.lockToken = answer["token"] as? String
+                client.lockToken = try client.api.lock(owner: lockOwner, ttl: "\(plan.lockTTL.milliseconds)ms", reason: lockReason).token
             } catch {
                 for (locked, _) in connected { releaseLock(locked.name) }
                 if case .refused(423, _, let detail) = error { return refuse("\(env.name) is locked: \(detail)") }
@@ -188,7 +188,7 @@ public final class Rollout {
         guard let client = clients[environment], client.lockToken != nil else { return false }
         defer { client.lockToken = nil }
         do {
-            try client.call("DELETE", "/v1/lock")
+            try client.api.unlock()
             if rolloutID > 0 { history.releaseLock(rollout: rolloutID, environment: environment) }
             return true
         } catch {
@@ -210,10 +210,10 @@ public final class Rollout {
             // A full promotion belongs to the environment it was asked for.
             controls.fullPromotionPending = false
             guard let client = clients[env.name] else { return .error("\(env.name): no admin client (a bug: every environment gets one before the locks)") }
-            let status: ProxyStatus
-            do { status = try client.status() } catch { return .error("\(error)") }
-            let active = status.active(plan.service) ?? ""
-            guard let target = Self.targetPool(strategy: env.strategy, planned: env.pool, active: active, standby: status.standby(plan.service)) else {
+            let service: AdminStatus.Service?
+            do { service = try client.api.status().services[plan.service] } catch { return .error("\(error)") }
+            let active = service?.active ?? ""
+            guard let target = Self.targetPool(strategy: env.strategy, planned: env.pool, active: active, standby: service?.standby) else {
                 return .error("\(env.name): service \(plan.service) has no standby pool to deploy \(version) to (active: \(active)); add standby to its configuration or pool: to the plan")
             }
             let previousVersion = history.lastPromotedVersion(service: plan.service, environment: env.name)

@@ -1,15 +1,18 @@
 import Foundation
 import Glibc
+import SwitchyardAdminAPI
+import SwitchyardAdminClient
+import SwitchyardConfig
 
 extension Rollout {
     // MARK: Admin calls with retries
 
     /// Retries an admin call for a few seconds (a proxy restarting); then the rollout stops
     /// as an error, because it can no longer vouch for where traffic is. A refusal is final.
-    func retrying<T>(_ client: AdminClient, _ what: String, _ call: () throws(AdminFailure) -> T) throws -> T {
+    func retrying<T>(_ client: AdminClient, _ what: String, _ call: (AdminAPIClient) throws(AdminFailure) -> T) throws -> T {
         var attempt = 0
         while true {
-            do { return try call() }
+            do { return try call(client.api) }
             catch {
                 if case .refused = error { throw Failure(reason: "\(client.environment) refused \(what): \(error)") }
                 attempt += 1
@@ -19,15 +22,49 @@ extension Rollout {
         }
     }
 
+    /// One call to `endpoint` with retries; errors name its method and path.
     @discardableResult
-    func admin(_ client: AdminClient, _ method: String, _ path: String, body: [String: Any]? = nil) throws -> [String: Any] {
-        try retrying(client, "\(method) \(path)") { () throws(AdminFailure) in try client.call(method, path, body: body) }
+    func admin<T>(_ client: AdminClient, _ endpoint: AdminEndpoint.ID, _ parameters: String...,
+                  call: (AdminAPIClient) throws(AdminFailure) -> T) throws -> T {
+        let e = AdminAPI.endpoint(endpoint)
+        return try retrying(client, "\(e.method) \(e.path(parameters))", call)
     }
 
-    func status(_ client: AdminClient) throws -> ProxyStatus { ProxyStatus(try admin(client, "GET", "/v1/status")) }
+    func status(_ client: AdminClient) throws -> AdminStatus {
+        try admin(client, .status) { api throws(AdminFailure) in try api.status() }
+    }
 
     func metrics(_ client: AdminClient) throws -> MetricsSample {
-        try retrying(client, "GET /metrics") { () throws(AdminFailure) in try client.metrics() }
+        try admin(client, .metrics) { _ throws(AdminFailure) in try client.metrics() }
+    }
+
+    // MARK: The changes strategies make
+
+    /// Sets the service's canary: `pool` at `weight`, with the plan's guard when it has one.
+    func setCanary(_ client: AdminClient, pool: String, weight: Int, guardrail: CanaryGuard?) throws {
+        let service = plan.service
+        try admin(client, .setCanary, service) { api throws(AdminFailure) in
+            try api.setCanary(service: service, pool: pool, weight: BasisPoints.format(weight), guardrail: CanaryStrategy.guardSetting(guardrail))
+        }
+    }
+
+    /// Weight 0: all traffic on the active pool.
+    func clearCanary(_ client: AdminClient) throws {
+        let service = plan.service
+        try admin(client, .setCanary, service) { api throws(AdminFailure) in try api.setCanary(service: service, weight: "0%") }
+    }
+
+    /// Makes `pool` the service's active pool (the canary, if any, is cleared in the same change).
+    func flip(_ client: AdminClient, to pool: String) throws {
+        let service = plan.service
+        try admin(client, .flip, service) { api throws(AdminFailure) in try api.flip(service: service, to: pool) }
+    }
+
+    /// Takes a server out of rotation (in-flight requests finish), or puts it back.
+    func setServer(_ client: AdminClient, pool: String, server: String, inRotation: Bool) throws {
+        try admin(client, .setServer, pool, server) { api throws(AdminFailure) in
+            try api.setServer(pool: pool, server: server, state: inRotation ? .ready : .drain)
+        }
     }
 
     // MARK: Health
@@ -43,13 +80,13 @@ extension Rollout {
         var lastProblem = "no answer yet"
         while true {
             let status = try self.status(client)
-            var servers = status.servers(pool).filter { ($0["state"] as? String) != "maint" }
-            if let server { servers = servers.filter { $0["name"] as? String == server } }
+            var servers = status.servers(pool).filter { $0.state != "maint" }
+            if let server { servers = servers.filter { $0.name == server } }
             let unhealthy = servers.filter { s in
-                let h = ProxyStatus.health(s)
+                let h = s.healthStatus
                 if h == "not checked" { return false }
                 if h != "up" { return true }
-                if let after, let text = ProxyStatus.lastCheck(s), let checked = parser.date(from: text) { return checked < after }
+                if let after, let text = s.health?.lastCheck, let checked = parser.date(from: text) { return checked < after }
                 return false
             }
             if servers.isEmpty { lastProblem = "pool \(pool) has no servers" }
@@ -57,7 +94,7 @@ extension Rollout {
                 emit(.health, "\(server.map { "\(pool)/\($0)" } ?? "pool \(pool)") is healthy (\(servers.count) server(s))")
                 return
             } else {
-                lastProblem = unhealthy.map { "\($0["name"] ?? "?"): \(ProxyStatus.health($0)) (\(($0["health"] as? [String: Any])?["last_result"] ?? "-"))" }.joined(separator: ", ")
+                lastProblem = unhealthy.map { "\($0.name): \($0.healthStatus) (\($0.health?.lastResult ?? "-"))" }.joined(separator: ", ")
             }
             if Date().timeIntervalSince(start) * 1000 > Double(env.healthTimeout.milliseconds) {
                 throw Failure(reason: "\(server.map { "\(pool)/\($0)" } ?? "pool \(pool)") not healthy within \(env.healthTimeout.milliseconds / 1000)s: \(lastProblem)")

@@ -1,4 +1,5 @@
 import Foundation
+import SwitchyardAdminAPI
 import SwitchyardConfig
 import Testing
 @testable import SwitchyardDeploy
@@ -57,20 +58,28 @@ import Testing
         #expect(CanaryStrategy.rollbackWeights(from: 4000, mode: .instant) == [])
     }
 
-    @Test func theRollbackStartsFromTheWeightTheProxyGivesThePool() {
-        func status(_ canary: Any) -> ProxyStatus { ProxyStatus(["services": ["web": ["active": "blue", "canary": canary]]]) }
-        #expect(CanaryStrategy.weight(of: "green", in: status(["pool": "green", "weight": "12.5%"]), service: "web") == 1250)
-        #expect(CanaryStrategy.weight(of: "green", in: status(NSNull()), service: "web") == 0, "the guard cleared the canary")
-        #expect(CanaryStrategy.weight(of: "green", in: status(["pool": "red", "weight": "50%"]), service: "web") == 0, "another pool's canary")
-        #expect(CanaryStrategy.weight(of: "green", in: status(["pool": "green", "weight": "lots"]), service: "web") == 0)
+    /// A status document as the proxy writes it.
+    static func status(_ json: String) throws -> AdminStatus {
+        try JSONDecoder().decode(AdminStatus.self, from: Data(json.utf8))
     }
 
-    @Test func aStepCarriesTheGuardWhenThePlanHasOne() {
-        let plain = CanaryStrategy.canaryBody(pool: "green", weight: 250, guardrail: nil)
-        #expect(plain["pool"] as? String == "green" && plain["weight"] as? String == "2.5%" && plain["guard"] == nil)
-        let guarded = CanaryStrategy.canaryBody(pool: "green", weight: 5000, guardrail: CanaryGuard(maxErrorRate: 5000, minRequests: 20, windowMilliseconds: 5000))
-        let rule = guarded["guard"] as? [String: Any]
-        #expect(rule?["max_error_rate"] as? String == "50%" && rule?["min_requests"] as? Int == 20 && rule?["window"] as? String == "5000ms")
+    @Test func theRollbackStartsFromTheWeightTheProxyGivesThePool() throws {
+        func status(canary: String) throws -> AdminStatus {
+            try Self.status(#"{"generation": 3, "pools": {}, "services": {"web": {"active": "blue", "standby": "green", "canary": \#(canary)}}}"#)
+        }
+        #expect(CanaryStrategy.weight(of: "green", in: try status(canary: #"{"pool": "green", "weight": "12.5%"}"#), service: "web") == 1250)
+        #expect(CanaryStrategy.weight(of: "green", in: try status(canary: "null"), service: "web") == 0, "the guard cleared the canary")
+        #expect(CanaryStrategy.weight(of: "green", in: try status(canary: #"{"pool": "red", "weight": "50%"}"#), service: "web") == 0, "another pool's canary")
+        #expect(CanaryStrategy.weight(of: "green", in: try status(canary: #"{"pool": "green", "weight": "lots"}"#), service: "web") == 0)
+        #expect(CanaryStrategy.weight(of: "green", in: try status(canary: "null"), service: "api") == 0, "another service")
+    }
+
+    @Test func aStepCarriesTheGuardWhenThePlanHasOne() throws {
+        #expect(CanaryStrategy.guardSetting(nil) == nil, "no guard in the plan: none sent")
+        let setting = CanaryStrategy.guardSetting(CanaryGuard(maxErrorRate: 5000, minRequests: 20, windowMilliseconds: 5000))
+        let body = try JSONSerialization.jsonObject(with: try JSONEncoder().encode(CanaryBody(pool: "green", weight: "50%", guardrail: setting))) as? [String: Any]
+        let rule = body?["guard"] as? [String: Any]
+        #expect(rule?["max_error_rate"] as? String == "50%" && rule?["min_requests"] as? Int == 20 && rule?["window"] as? String == "5000ms", "\(body ?? [:])")
     }
 
     // MARK: Pools and servers
@@ -83,13 +92,11 @@ import Testing
         #expect(Rollout.targetPool(strategy: .canary, planned: "blue", active: "blue", standby: "green") == nil, "never the active pool")
     }
 
-    @Test func rollingUpdatesTheServersInRotationInTheProxysOrder() {
-        let status = ProxyStatus(["pools": ["app": ["servers": [
-            ["name": "a1", "address": "10.0.0.1:80", "state": "ready"],
-            ["name": "a2", "address": "10.0.0.2:80", "state": "drain"],
-            ["name": "a3", "address": "10.0.0.3:80", "state": "ready"],
-            ["name": "a4", "address": "10.0.0.4:80", "state": "maint"],
-        ]]]])
+    @Test func rollingUpdatesTheServersInRotationInTheProxysOrder() throws {
+        func server(_ name: String, _ state: String) -> String {
+            #"{"name": "\#(name)", "address": "10.0.0.\#(name.dropFirst()):80", "weight": 100, "state": "\#(state)", "active_requests": 0}"#
+        }
+        let status = try Self.status(#"{"generation": 1, "services": {}, "pools": {"app": {"servers": [\#(server("a1", "ready")), \#(server("a2", "drain")), \#(server("a3", "ready")), \#(server("a4", "maint"))]}}}"#)
         #expect(RollingStrategy.serversToUpdate(status, pool: "app") == [.init(name: "a1", address: "10.0.0.1:80"), .init(name: "a3", address: "10.0.0.3:80")])
         #expect(RollingStrategy.serversToUpdate(status, pool: "other").isEmpty)
     }
