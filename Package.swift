@@ -55,7 +55,7 @@ let package = Package(
         .testTarget(name: "SwitchyardHTTPTests", dependencies: ["SwitchyardHTTP"]),
         .testTarget(name: "SwitchyardConfigTests", dependencies: ["SwitchyardConfig"]),
         .testTarget(name: "SwitchyardRoutingTests", dependencies: ["SwitchyardRouting", "SwitchyardConfig", "SwitchyardHTTP"]),
-        .testTarget(name: "SwitchyardDeployTests", dependencies: ["SwitchyardDeploy", "SwitchyardAdminClient"]),
+        .testTarget(name: "SwitchyardDeployTests", dependencies: ["SwitchyardDeploy", "SwitchyardAdminAPI", "SwitchyardAdminClient"]),
         .testTarget(name: "SwitchyardAdminAPITests", dependencies: ["SwitchyardAdminAPI", "SwitchyardConfig", "SwitchyardRouting",
                                                                     .product(name: "Yams", package: "Yams")]),
         .testTarget(name: "IntegrationTests"),

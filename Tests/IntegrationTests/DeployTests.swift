@@ -408,6 +408,43 @@ final class DeployLab {
         #expect(metrics.contains(#"switchyard_canary_guard_trips_total{service="web"} 1"#))
     }
 
+    /// A gradual rollback starts from the weight the proxy gives the canary now: once the
+    /// guard took a failing canary out, it must not come back at half its weight.
+    @Test func gradualRollbackNeverPutsBackACanaryTheGuardTookOut() throws {
+        let lab = try DeployLab()
+        try lab.environment("prod", pools: [("blue", 1), ("green", 1)], active: "blue", standby: "green")
+        let plan = try lab.writePlan("""
+            service: web
+            environments:
+              - name: prod
+                admin: "\(lab.admin("prod"))"
+                strategy: canary
+                steps: [ {weight: 50%}, {pause: 30s} ]
+                guard: { max_error_rate: 50%, min_requests: 20, window: 5s }
+                rollback: { gradual: 100ms }
+            analysis: { interval: 10s, min_requests: 1000, max_error_rate: 5% }
+            hooks:
+              start: [ "\(lab.directory)/start.sh {env} {pool} {version}" ]
+            history: \(lab.directory)/history.sqlite
+            """)
+        try lab.startLoad("prod", connections: 1, paced: true)
+        let result = try lab.switchyard(["deploy", "run", plan, "--version", "v2-bad", "--json"])
+        _ = lab.stopLoad()
+        #expect(result.status == 1, "exit \(result.status): \(result.output)\(result.error)")
+        #expect(result.output.contains("guard tripped"), "\(result.output)")
+        #expect(!result.output.contains("canary down to"), "the rollback raised the canary again: \(result.output)")
+        let audit = try lab.switchyard(["ctl", "--admin", "\(lab.directory)/prod/admin.sock", "audit", "--json"])
+        let entries = (try JSONSerialization.jsonObject(with: Data(audit.output.utf8))) as? [[String: Any]] ?? []
+        let trip = entries.firstIndex { $0["action"] as? String == "guard trip" }
+        #expect(trip != nil, "\(entries)")
+        let raised = entries.suffix(from: (trip ?? entries.count - 1) + 1).filter {
+            $0["action"] as? String == "canary" && ((($0["after"] as? [String: Any])?["canary"] as? [String: Any])?["weight"] as? String).map { $0 != "0%" } == true
+        }
+        #expect(raised.isEmpty, "canary changes after the trip: \(raised)")
+        #expect(try lab.service("prod")["canary"] is NSNull)
+        #expect(try lab.servedBy("prod", count: 6).allSatisfy { $0.hasSuffix("-v1") })
+    }
+
     @Test func blueGreenWhoseSmokeTestFailsNeverFlips() throws {
         let lab = try DeployLab()
         let proxy = try lab.environment("stage", pools: [("blue", 1), ("green", 1)], active: "blue", standby: "green", preview: true)
@@ -563,6 +600,106 @@ final class DeployLab {
         #expect(unlock.status == 0 && unlock.output.contains("broke the lock of someone"), "\(unlock.output)")
         let audit = try lab.switchyard(["ctl", "--admin", "\(lab.directory)/prod/admin.sock", "audit", "--json"])
         #expect(audit.output.contains("break lock"))
+    }
+
+    /// `deploy promote --full` while the new pool is not healthy yet: the rollout waits for
+    /// its health, then promotes at once instead of forgetting the promotion.
+    @Test func fullPromotionDuringTheHealthWaitPromotesOnceHealthy() throws {
+        let lab = try DeployLab()
+        try lab.environment("prod", pools: [("blue", 1), ("green", 1)], active: "blue", standby: "green")
+        // The instances come up 3 s after the start hook returns: the rollout waits for their health meanwhile.
+        let plan = try lab.writePlan(lab.prodCanaryPlan(steps: "[ {weight: 10%}, {pause: manual} ]")
+            .replacingOccurrences(of: "start: [ \"\(lab.directory)/start.sh {env} {pool} {version}\" ]",
+                                  with: "start: [ \"(sleep 3; \(lab.directory)/start.sh {env} {pool} {version}) </dev/null >/dev/null 2>&1 &\" ]"))
+        let rollout = try lab.deployInBackground(plan, version: "v2")
+        try lab.waitForEvent(rollout, "health", after: "waiting for pool green")
+        let promote = try lab.switchyard(["deploy", "promote", plan, "--full"])
+        #expect(promote.status == 0 && promote.output.contains("promoting fully"), "\(promote.output)\(promote.error)")
+        #expect(rollout.waitForExit(timeout: 60) == 0, "the promotion was forgotten: \(rollout.stdout)")
+        if let healthy = rollout.stdout.range(of: "pool green is healthy"), let promoted = rollout.stdout.range(of: "promoted: pool green") {
+            #expect(healthy.lowerBound < promoted.lowerBound, "health before promotion: \(rollout.stdout)")
+        } else {
+            Issue.record("no health or no promotion: \(rollout.stdout)")
+        }
+        #expect(try lab.service("prod")["active"] as? String == "green")
+        #expect(try lab.servedBy("prod", count: 6).allSatisfy { $0.hasSuffix("-v2") })
+    }
+
+    /// After `deploy promote --full`, the rest of a rolling update runs without analysis; a
+    /// server failing there still rolls back every server already on the new version.
+    @Test func rollingUpdateFailingAfterAFullPromotionIsRestored() throws {
+        let lab = try DeployLab()
+        try lab.environment("prod", pools: [("app", 2)], active: "app", standby: nil)
+        let plan = try lab.writePlan("""
+            service: web
+            environments:
+              - { name: prod, admin: "\(lab.admin("prod"))", strategy: rolling, drain_timeout: 5s }
+            \(Self.analysis)
+            hooks:
+              update: [ "test {server}-{version} != a2-v3", "\(lab.directory)/start.sh {env} {pool} {version} {server}" ]
+            history: \(lab.directory)/history.sqlite
+            """)
+        try lab.startLoad("prod")
+        let good = try lab.switchyard(["deploy", "run", plan, "--version", "v2"])
+        _ = lab.stopLoad()
+        #expect(good.status == 0, "\(good.output)\(good.error)")
+        // Without load the analysis of a1 never concludes: only the promotion moves the rollout on.
+        let rollout = try lab.deployInBackground(plan, version: "v3")
+        try lab.waitForEvent(rollout, "analysis", after: "a1")
+        let promote = try lab.switchyard(["deploy", "promote", plan, "--full"])
+        #expect(promote.status == 0 && promote.output.contains("promoting fully"), "\(promote.output)\(promote.error)")
+        #expect(rollout.waitForExit(timeout: 60) == 1, "\(rollout.stdout)")
+        #expect(rollout.stdout.contains("restoring a1, a2"), "\(rollout.stdout)")
+        #expect(Set(try lab.servedBy("prod", count: 20)) == ["a1-v2", "a2-v2"])
+        let servers = ((try lab.status("prod"))["pools"] as? [String: Any]).flatMap { ($0["app"] as? [String: Any])?["servers"] as? [[String: Any]] } ?? []
+        #expect(servers.count == 2 && servers.allSatisfy { $0["state"] as? String == "ready" }, "\(servers)")
+    }
+
+    /// Abort after a crash uses the rolling strategy's own rollback: the servers the update
+    /// reached get the version before through the update hook. A rollback that fails leaves
+    /// the rollout crashed with its lock, so abort can be run again.
+    @Test func killedRollingUpdateIsRestoredByAbortWhichCanBeRunAgain() throws {
+        let lab = try DeployLab()
+        try lab.environment("prod", pools: [("app", 2)], active: "app", standby: nil)
+        let hold = "\(lab.directory)/hold-updates"
+        let plan = try lab.writePlan("""
+            service: web
+            environments:
+              - { name: prod, admin: "\(lab.admin("prod"))", strategy: rolling, drain_timeout: 5s }
+            \(Self.analysis)
+            hooks:
+              update: [ "test ! -e \(hold)", "\(lab.directory)/start.sh {env} {pool} {version} {server}" ]
+            history: \(lab.directory)/history.sqlite
+            lock_ttl: 60s
+            """)
+        try lab.startLoad("prod")
+        let good = try lab.switchyard(["deploy", "run", plan, "--version", "v2"])
+        _ = lab.stopLoad()
+        #expect(good.status == 0, "\(good.output)\(good.error)")
+        // Without load the analysis of a1 never concludes: the rollout is surely killed there.
+        let rollout = try lab.deployInBackground(plan, version: "v3")
+        try lab.waitForEvent(rollout, "step", after: "a1: v3 in rotation") // JSON writes / as \/
+        rollout.signal(SIGKILL)
+        _ = rollout.waitForExit(timeout: 5)
+        #expect(try lab.servedBy("prod", count: 20).contains("a1-v3"))
+
+        FileManager.default.createFile(atPath: hold, contents: nil)
+        let failed = try lab.switchyard(["deploy", "abort", plan, "--actor", "oncall"])
+        #expect(failed.status == 2, "\(failed.output)\(failed.error)")
+        #expect(failed.output.contains("restoring a1") && failed.output.contains("stays crashed"), "\(failed.output)")
+        let between = try lab.switchyard(["deploy", "status", plan])
+        #expect(between.output.contains("CRASHED") && between.output.contains("LOCKED by switchyard-deploy/web"), "\(between.output)")
+
+        try FileManager.default.removeItem(atPath: hold)
+        let abort = try lab.switchyard(["deploy", "abort", plan, "--actor", "oncall"])
+        #expect(abort.status == 0, "\(abort.output)\(abort.error)")
+        #expect(abort.output.contains("app/a1: v2 in rotation") && !abort.output.contains("app/a2"), "only a1 had been reached: \(abort.output)")
+        #expect(Set(try lab.servedBy("prod", count: 20)) == ["a1-v2", "a2-v2"])
+        let servers = ((try lab.status("prod"))["pools"] as? [String: Any]).flatMap { ($0["app"] as? [String: Any])?["servers"] as? [[String: Any]] } ?? []
+        #expect(servers.count == 2 && servers.allSatisfy { $0["state"] as? String == "ready" }, "\(servers)")
+        #expect(try lab.status("prod")["lock"] is NSNull)
+        let after = try lab.switchyard(["deploy", "status", plan])
+        #expect(after.output.contains("ROLLED_BACK") && after.output.contains("aborted by oncall"), "\(after.output)")
     }
 
     @Test func interruptedRolloutRollsBackAndExitsOne() throws {
