@@ -32,10 +32,12 @@ let package = Package(
         .target(name: "SwitchyardHTTP", swiftSettings: hotPathSettings),
         .target(name: "SwitchyardConfig", dependencies: [.product(name: "Yams", package: "Yams")]),
         .target(name: "SwitchyardRouting", dependencies: ["SwitchyardConfig", "SwitchyardHTTP"], swiftSettings: hotPathSettings),
+        // The admin API's contract: request bodies and their validation, errors. Pure, so it is fuzzed and unit-tested alone.
+        .target(name: "SwitchyardAdminAPI", dependencies: ["SwitchyardConfig", "SwitchyardRouting"]),
 
         // The data plane: workers, connections, upstream pools.
         .target(name: "SwitchyardProxy",
-                dependencies: ["CLibevent", "COpenSSL", "SwitchyardHTTP", "SwitchyardConfig", "SwitchyardRouting"],
+                dependencies: ["CLibevent", "COpenSSL", "SwitchyardHTTP", "SwitchyardConfig", "SwitchyardRouting", "SwitchyardAdminAPI"],
                 swiftSettings: hotPathSettings),
 
         // The demo/test upstream ("whoami"-style app), blocking sockets and threads on purpose.
@@ -53,6 +55,7 @@ let package = Package(
         .testTarget(name: "SwitchyardConfigTests", dependencies: ["SwitchyardConfig"]),
         .testTarget(name: "SwitchyardRoutingTests", dependencies: ["SwitchyardRouting", "SwitchyardConfig", "SwitchyardHTTP"]),
         .testTarget(name: "SwitchyardDeployTests", dependencies: ["SwitchyardDeploy"]),
+        .testTarget(name: "SwitchyardAdminAPITests", dependencies: ["SwitchyardAdminAPI", "SwitchyardConfig", "SwitchyardRouting"]),
         .testTarget(name: "IntegrationTests"),
     ]
 )

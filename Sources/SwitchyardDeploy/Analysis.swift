@@ -61,15 +61,24 @@ public struct MetricsSample: Sendable {
             var key = pool
             if isServer { guard let server = labels["server"] else { continue }; key = "\(pool)/\(server)" }
             func add(_ requests: Int, _ errors: Int) {
-                if isPool { pools[key, default: PoolCounters()].requests += requests; pools[key, default: PoolCounters()].errors += errors }
-                else { servers[key, default: PoolCounters()].requests += requests; servers[key, default: PoolCounters()].errors += errors }
+                func sum(_ a: Int, _ b: Int) -> Int { let (r, o) = a.addingReportingOverflow(b); return o ? .max : r }
+                if isPool {
+                    pools[key, default: PoolCounters()].requests = sum(pools[key, default: PoolCounters()].requests, requests)
+                    pools[key, default: PoolCounters()].errors = sum(pools[key, default: PoolCounters()].errors, errors)
+                } else {
+                    servers[key, default: PoolCounters()].requests = sum(servers[key, default: PoolCounters()].requests, requests)
+                    servers[key, default: PoolCounters()].errors = sum(servers[key, default: PoolCounters()].errors, errors)
+                }
             }
+            // Counters come from the network: anything that is not a count a proxy could have made is skipped.
+            guard value >= 0, value < 1e15 else { continue }
+            let count = Int(value)
             switch name {
-            case "responses_total": add(Int(value), labels["class"] == "5xx" ? Int(value) : 0)
-            case "failures_total": add(Int(value), Int(value))
+            case "responses_total": add(count, labels["class"] == "5xx" ? count : 0)
+            case "failures_total": add(count, count)
             case "request_duration_seconds_bucket":
                 let le = labels["le"] ?? "+Inf"
-                let entry = (le == "+Inf" ? Double.infinity : Double(le) ?? .infinity, Int(value))
+                let entry = (le == "+Inf" ? Double.infinity : Double(le) ?? .infinity, count)
                 if isPool { buckets[key, default: []].append(entry) } else { serverBuckets[key, default: []].append(entry) }
             default: break
             }

@@ -104,9 +104,10 @@ public enum HTTPClient {
             let sizeText = String(decoding: rest[..<lineEnd.lowerBound], as: UTF8.self).split(separator: ";").first ?? ""
             guard let size = Int(sizeText.trimmingCharacters(in: .whitespaces), radix: 16), size > 0 else { break }
             let start = lineEnd.upperBound
-            guard start + size <= rest.endIndex else { out.append(rest[start...]); break }
+            // Compared without adding: a size near Int.max from the peer must not overflow.
+            guard size <= rest.endIndex - start else { out.append(rest[start...]); break }
             out.append(rest[start..<start + size])
-            guard start + size + 2 <= rest.endIndex else { break }
+            guard size + 2 <= rest.endIndex - start else { break }
             rest = rest[(start + size + 2)...]
         }
         return out

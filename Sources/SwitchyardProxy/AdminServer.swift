@@ -2,6 +2,7 @@ import CLibevent
 import COpenSSL
 import Foundation
 import Glibc
+import SwitchyardAdminAPI
 import SwitchyardConfig
 import SwitchyardRouting
 
@@ -20,6 +21,15 @@ final class AdminServer {
     private var tcpTLS: TLSServerContext?
     private let startTime = Date()
 
+    /// Limits of the admin listeners: the request head, how long a TCP connection may stay
+    /// silent or unfinished, and how many TCP connections may have requests at once.
+    static let maxHeaderBytes = 8192
+    static let tcpTimeoutSeconds: Int32 = 10
+    static let maxTCPConnections = 64
+    /// TCP connections that have sent a request and are still open.
+    private var tcpConnections = Set<OpaquePointer>()
+    let clientRoles: AdminClientRoles?
+
     /// The socket file's inode, so that a process that was taken over does not remove its successor's.
     private var socketInode: ino_t = 0
 
@@ -28,11 +38,13 @@ final class AdminServer {
         self.control = control
         socketPath = config.socket
         tokens = config.tokens.sorted { $0.key < $1.key }.map { ($0.key, Array($0.value.utf8)) }
+        clientRoles = config.clientRoles
         guard let http = evhttp_new(base) else { throw ProxyError("evhttp_new failed") }
         self.http = http
         // Every method reaches the handler, so that unsupported ones get a JSON 405, not evhttp's HTML 501.
         evhttp_set_allowed_methods(http, UInt16.max)
-        evhttp_set_max_body_size(http, 1 << 20)
+        evhttp_set_max_body_size(http, AdminBody.maxBytes)
+        evhttp_set_max_headers_size(http, Self.maxHeaderBytes)
         if let socketPath {
             if replace { unlink(socketPath) }
             let fd = try Self.listenUnix(path: socketPath)
@@ -44,7 +56,10 @@ final class AdminServer {
             guard let tcpHTTP = evhttp_new(base) else { throw ProxyError("evhttp_new failed") }
             self.tcpHTTP = tcpHTTP
             evhttp_set_allowed_methods(tcpHTTP, UInt16.max)
-            evhttp_set_max_body_size(tcpHTTP, 1 << 20)
+            evhttp_set_max_body_size(tcpHTTP, AdminBody.maxBytes)
+            evhttp_set_max_headers_size(tcpHTTP, Self.maxHeaderBytes)
+            // A connection that sends nothing, or a request that never completes, is closed after this.
+            evhttp_set_timeout(tcpHTTP, Self.tcpTimeoutSeconds)
             if let tls = config.tls {
                 tcpTLS = try TLSServerContext(config: tls, listener: "admin", requireClientCertificate: false)
                 evhttp_set_bevcb(tcpHTTP, adminTLSBufferEventCallback, Unmanaged.passUnretained(self).toOpaque())
@@ -157,11 +172,13 @@ final class AdminServer {
     fileprivate func handle(_ req: OpaquePointer) {
         let reply: Reply
         do throws(AdminError) {
+            try admitConnection(req)
             reply = try route(try parse(req))
         } catch {
             reply = Self.error(error)
         }
         let headers = evhttp_request_get_output_headers(req)
+        if reply.status == 503 { evhttp_add_header(headers, "Connection", "close") }
         evhttp_add_header(headers, "Content-Type", reply.contentType)
         if reply.status == 401 { evhttp_add_header(headers, "WWW-Authenticate", "Bearer realm=\"switchyard\"") }
         if reply.status == 405 {
@@ -174,6 +191,25 @@ final class AdminServer {
         evbuffer_free(buffer)
     }
 
+    /// Counts TCP connections as they send their first request; past the limit, the request
+    /// is answered 503 and the connection closed. (Connections that send nothing are closed by
+    /// the listener's timeout.)
+    private func admitConnection(_ req: OpaquePointer) throws(AdminError) {
+        guard let fd = Self.socketFD(req), !Self.isUnixSocket(fd),
+              let connection = evhttp_request_get_connection(req), !tcpConnections.contains(connection) else { return }
+        guard tcpConnections.count < Self.maxTCPConnections else {
+            throw AdminError(503, "too many connections",
+                             "the TCP admin listener serves at most \(Self.maxTCPConnections) connections at once; close idle ones and retry")
+        }
+        tcpConnections.insert(connection)
+        evhttp_connection_set_closecb(connection, adminConnectionClosedCallback, Unmanaged.passUnretained(self).toOpaque())
+    }
+
+    fileprivate func connectionClosed(_ connection: OpaquePointer) { tcpConnections.remove(connection) }
+
+    /// Reads a request in the order that keeps an unauthenticated peer from costing anything:
+    /// who is asking (peer user, certificate or token) first, then whether a browser could have
+    /// sent it from another site, and only then the body.
     private func parse(_ req: OpaquePointer) throws(AdminError) -> Request {
         let command = evhttp_request_get_command(req)
         let method: String
@@ -187,6 +223,34 @@ final class AdminServer {
         case EVHTTP_REQ_OPTIONS: method = "OPTIONS"
         default: method = "OTHER"
         }
+        let headers = evhttp_request_get_input_headers(req)
+        func header(_ name: String) -> String? { evhttp_find_header(headers, name).map { String(cString: $0) } }
+        let readOnly = method == "GET" || method == "HEAD"
+
+        let user: String
+        if let fd = Self.socketFD(req), Self.isUnixSocket(fd) {
+            user = Self.peerUser(fd)
+        } else {
+            // TCP: a verified client certificate, or a known bearer token; its name is the actor.
+            if let name = Self.clientCertificateName(req) {
+                if let roles = clientRoles {
+                    guard roles.operate.contains(name) || (readOnly && roles.read.contains(name)) else {
+                        throw AdminError(403, "forbidden", roles.read.contains(name)
+                            ? "certificate \(name) may only read (admin.client_roles.read); \(method) needs admin.client_roles.operate"
+                            : "certificate \(name) is not listed in admin.client_roles")
+                    }
+                }
+                user = "cert:\(name)"
+            } else if let name = tokenName(header("Authorization")) {
+                user = "token:\(name)"
+            } else {
+                throw AdminError(401, "unauthorized", "the TCP admin listener needs Authorization: Bearer TOKEN (admin.tokens_file) or a client certificate signed by admin.tls.client_ca")
+            }
+            // A browser attaches a client certificate (or a cookie) to requests that any web page
+            // makes; only a request that says it was not sent cross-site, as JSON, may change anything.
+            if !readOnly { try Self.refuseCrossSite(header: header) }
+        }
+
         let uri = String(cString: evhttp_request_get_uri(req))
         let parts = uri.split(separator: "?", maxSplits: 1)
         let path = (parts.first ?? "").split(separator: "/")
@@ -198,18 +262,13 @@ final class AdminServer {
                 query[String(key)] = kv.count > 1 ? String(kv[1]).removingPercentEncoding ?? String(kv[1]) : "true"
             }
         }
-        var body: [String: Any] = [:]
         let input = evhttp_request_get_input_buffer(req)
         let length = evbuffer_get_length(input)
-        if length > 0 {
-            let data = Data(bytes: evbuffer_pullup(input, -1), count: length)
-            guard let object = try? JSONSerialization.jsonObject(with: data), let dict = object as? [String: Any] else {
-                throw AdminError(400, "invalid JSON", "the body must be a JSON object")
-            }
-            body = dict
+        var bytes: [UInt8] = []
+        if length > 0, let start = evbuffer_pullup(input, -1) {
+            bytes = Array(UnsafeBufferPointer(start: start, count: length))
         }
-        let headers = evhttp_request_get_input_headers(req)
-        func header(_ name: String) -> String? { evhttp_find_header(headers, name).map { String(cString: $0) } }
+        let body = try AdminBody.object(from: bytes)
         var ifMatch: UInt64? = nil
         if let text = header("If-Match") {
             guard let value = UInt64(text.trimmingCharacters(in: CharacterSet(charactersIn: "\" "))) else {
@@ -217,21 +276,32 @@ final class AdminServer {
             }
             ifMatch = value
         }
-        let user: String
-        if let fd = Self.socketFD(req), Self.isUnixSocket(fd) {
-            user = Self.peerUser(fd)
-        } else {
-            // TCP: a verified client certificate, or a known bearer token; its name is the actor.
-            if let name = Self.clientCertificateName(req) {
-                user = "cert:\(name)"
-            } else if let name = tokenName(header("Authorization")) {
-                user = "token:\(name)"
-            } else {
-                throw AdminError(401, "unauthorized", "the TCP admin listener needs Authorization: Bearer TOKEN (admin.tokens_file) or a client certificate signed by admin.tls.client_ca")
-            }
-        }
         return Request(method: method, path: path, query: query, body: body, ifMatch: ifMatch,
                        lockToken: header("X-Switchyard-Lock"), actor: Actor(user: user, label: header("X-Switchyard-Actor")))
+    }
+
+    /// Changes over TCP must not come from a web page on another site: `Sec-Fetch-Site` must be
+    /// absent, `same-origin` or `none`; `Origin`, when present, must name this listener's host
+    /// (the `Host` header); and a body must be declared `application/json`, which a page can
+    /// send cross-site only after a CORS preflight that this listener never grants.
+    static func refuseCrossSite(header: (String) -> String?) throws(AdminError) {
+        if let site = header("Sec-Fetch-Site")?.lowercased(), site != "same-origin" && site != "none" {
+            throw AdminError(403, "cross-site request", "Sec-Fetch-Site is \(site): changes are not accepted from another site's page")
+        }
+        if let origin = header("Origin") {
+            let host = header("Host")?.lowercased() ?? ""
+            let originHost = origin.lowercased().split(separator: "/", omittingEmptySubsequences: true).dropFirst().first.map(String.init) ?? ""
+            guard !host.isEmpty, originHost == host else {
+                throw AdminError(403, "cross-site request", "Origin \(origin) is not this admin listener (\(host)); changes are not accepted from another site's page")
+            }
+        }
+        let contentLength = Int(header("Content-Length") ?? "0") ?? 0
+        if contentLength > 0 || header("Transfer-Encoding") != nil {
+            let type = header("Content-Type")?.split(separator: ";").first?.trimmingCharacters(in: .whitespaces).lowercased()
+            guard type == "application/json" else {
+                throw AdminError(415, "unsupported media type", "send the body with Content-Type: application/json")
+            }
+        }
     }
 
     static func socketFD(_ req: OpaquePointer) -> Int32? {
@@ -278,55 +348,31 @@ final class AdminServer {
         case ("GET", 1) where p == ["metrics"]:
             return Reply(status: 200, body: Data(metrics().utf8), contentType: "text/plain; version=0.0.4")
         case ("POST", 4) where p[0] == "v1" && p[1] == "services" && p[3] == "flip":
-            let to = r.body["to"] as? String
+            let to = try AdminBody.flipTarget(r.body)
             return try changed(control.flip(service: String(p[2]), to: to, actor: r.actor, ifMatch: r.ifMatch, lockToken: r.lockToken))
         case ("PUT", 4) where p[0] == "v1" && p[1] == "services" && p[3] == "canary":
             // Syntax first (400), then what depends on the state (404/409).
-            let weight = try Self.weight(r.body["weight"])
-            let sticky = try Self.sticky(r.body)
-            let guardrail = try Self.guardrail(r.body)
-            let pool = r.body["pool"] as? String ?? control.state.services[String(p[2])]?.canary?.pool ?? ""
+            let change = try AdminBody.CanaryChange(r.body)
+            let weight = change.weight
+            let pool = change.pool ?? control.state.services[String(p[2])]?.canary?.pool ?? ""
             if weight > 0 && pool.isEmpty {
                 // Whether pool may be left out depends on the state (an existing canary): a conflict, not bad syntax.
                 throw AdminError(409, "no canary pool", "service \(p[2]) has no canary pool yet; give it: {\"pool\": \"green\", \"weight\": \"5%\"}")
             }
-            return try changed(control.setCanary(service: String(p[2]), pool: pool, weight: weight, sticky: sticky, guardrail: guardrail,
+            return try changed(control.setCanary(service: String(p[2]), pool: pool, weight: weight, sticky: change.sticky, guardrail: change.guardrail,
                                                  actor: r.actor, ifMatch: r.ifMatch, lockToken: r.lockToken))
         case ("PUT", 4) where p[0] == "v1" && p[1] == "services" && p[3] == "rules":
-            let rules = try Self.rules(r.body["rules"])
+            let rules = try AdminBody.rules(r.body)
             return try changed(control.setRules(service: String(p[2]), rules: rules, actor: r.actor, ifMatch: r.ifMatch, lockToken: r.lockToken))
         case ("POST", 4) where p[0] == "v1" && p[1] == "services" && p[3] == "rollback":
             return try changed(control.rollback(service: String(p[2]), actor: r.actor, ifMatch: r.ifMatch, lockToken: r.lockToken))
         case ("PUT", 5) where p[0] == "v1" && p[1] == "pools" && p[3] == "servers":
-            var weight: Int? = nil
-            if let w = r.body["weight"] {
-                guard let n = w as? Int else { throw AdminError(400, "invalid weight", "weight must be a whole number from 0 to 1000") }
-                weight = n
-            }
-            var state: ServerState? = nil
-            if let s = r.body["state"] {
-                guard let text = s as? String, let value = ServerState(rawValue: text) else {
-                    throw AdminError(400, "invalid state", "state must be ready, drain or maint")
-                }
-                state = value
-            }
-            if weight == nil && state == nil { throw AdminError(400, "nothing to change", "give weight and/or state") }
-            return try changed(control.setServer(pool: String(p[2]), server: String(p[4]), weight: weight, serverState: state,
+            let change = try AdminBody.ServerChange(r.body)
+            return try changed(control.setServer(pool: String(p[2]), server: String(p[4]), weight: change.weight, serverState: change.state,
                                                  actor: r.actor, ifMatch: r.ifMatch, lockToken: r.lockToken))
         case ("POST", 4) where p[0] == "v1" && p[1] == "pools" && p[3] == "servers":
-            guard let name = r.body["name"] as? String, let address = r.body["address"] as? String else {
-                throw AdminError(400, "missing fields", "give name and address: {\"name\": \"b3\", \"address\": \"10.0.0.3:8000\", \"weight\": 100}")
-            }
-            var state = ServerState.ready
-            if let s = r.body["state"] {
-                guard let text = s as? String, let value = ServerState(rawValue: text) else {
-                    throw AdminError(400, "invalid state", "state must be ready, drain or maint")
-                }
-                state = value
-            }
-            let weight = r.body["weight"] as? Int ?? 100
-            return try changed(control.addServer(pool: String(p[2]), name: name, address: address, weight: weight, serverState: state,
-                                                 actor: r.actor, ifMatch: r.ifMatch, lockToken: r.lockToken))
+            let server = try AdminBody.NewServer(r.body)
+            return try changed(control.addServer(pool: String(p[2]), server: server, actor: r.actor, ifMatch: r.ifMatch, lockToken: r.lockToken))
         case ("DELETE", 5) where p[0] == "v1" && p[1] == "pools" && p[3] == "servers":
             return try changed(control.removeServer(pool: String(p[2]), name: String(p[4]), actor: r.actor,
                                                     ifMatch: r.ifMatch, lockToken: r.lockToken))
@@ -335,14 +381,8 @@ final class AdminServer {
             let (generation, notes) = try control.reload(reset: r.query["reset"] == "true", actor: r.actor)
             return Self.ok(["generation": generation, "notes": notes, "acknowledged_us": control.publishLatencies.last ?? 0])
         case ("POST", 2) where p == ["v1", "lock"]:
-            guard let owner = r.body["owner"] as? String, !owner.isEmpty else {
-                throw AdminError(400, "missing owner", "give the owner: {\"owner\": \"deploy-42\", \"ttl\": \"10m\", \"reason\": \"...\"}")
-            }
-            let ttlText = r.body["ttl"] as? String ?? "10m"
-            guard let ttl = DurationText.parse(ttlText), ttl.milliseconds > 0 else {
-                throw AdminError(400, "invalid ttl", "ttl is a duration such as 30s, 10m or 1h")
-            }
-            let info = try control.acquireLock(owner: owner, reason: r.body["reason"] as? String ?? "", ttl: ttl,
+            let request = try AdminBody.LockRequest(r.body)
+            let info = try control.acquireLock(owner: request.owner, reason: request.reason, ttl: request.ttl,
                                                actor: r.actor, token: r.lockToken)
             return Self.ok(Self.lockJSON(info, withToken: true))
         case ("DELETE", 2) where p == ["v1", "lock"]:
@@ -576,70 +616,6 @@ final class AdminServer {
         if withToken { out["token"] = lock.token }
         return out
     }
-
-    static func weight(_ value: Any?) throws(AdminError) -> Int {
-        if let text = value as? String, let bp = BasisPoints.parse(text) { return bp }
-        if let number = value as? NSNumber, !(value is Bool) {
-            let bp = Int((number.doubleValue * 100).rounded())
-            if (0...BasisPoints.whole).contains(bp) { return bp }
-        }
-        throw AdminError(400, "invalid weight", "weight is a percentage from 0% to 100% in 0.01% steps, e.g. \"5%\" or \"0.25%\"; 0 removes the canary")
-    }
-
-    /// `nil`: keep the current sticky setting; `.some(nil)`: none; otherwise the new key.
-    static func sticky(_ body: [String: Any]) throws(AdminError) -> StickyKey?? {
-        guard body.keys.contains("sticky") else { return nil }
-        if body["sticky"] is NSNull { return .some(nil) }
-        guard let s = body["sticky"] as? [String: Any], s.count == 1 else {
-            throw AdminError(400, "invalid sticky", "sticky is {\"cookie\": NAME}, {\"header\": NAME}, {\"client_ip\": true} or null")
-        }
-        if let name = s["cookie"] as? String, !name.isEmpty { return .some(.cookie(name)) }
-        if let name = s["header"] as? String, !name.isEmpty { return .some(.header(name)) }
-        if s["client_ip"] as? Bool == true { return .some(.clientIP) }
-        throw AdminError(400, "invalid sticky", "sticky is {\"cookie\": NAME}, {\"header\": NAME}, {\"client_ip\": true} or null")
-    }
-
-    /// `nil`: keep the current guard; `.some(nil)`: disarm; otherwise the new guard.
-    static func guardrail(_ body: [String: Any]) throws(AdminError) -> CanaryGuard?? {
-        guard body.keys.contains("guard") else { return nil }
-        if body["guard"] is NSNull { return .some(nil) }
-        let usage = "guard is {\"max_error_rate\": \"20%\", \"min_requests\": 20, \"window\": \"10s\"} or null"
-        guard let g = body["guard"] as? [String: Any], Set(g.keys).isSubset(of: ["max_error_rate", "min_requests", "window"]) else {
-            throw AdminError(400, "invalid guard", usage)
-        }
-        guard let rateText = g["max_error_rate"] as? String, let rate = BasisPoints.parse(rateText), rate > 0 else {
-            throw AdminError(400, "invalid guard", "max_error_rate is a percentage above 0%; \(usage)")
-        }
-        var result = CanaryGuard(maxErrorRate: rate, minRequests: CanaryGuard.defaultMinRequests,
-                                 windowMilliseconds: CanaryGuard.defaultWindowMilliseconds)
-        if let m = g["min_requests"] {
-            guard let n = m as? Int, n >= 1, !(m is Bool) else { throw AdminError(400, "invalid guard", "min_requests is a whole number of at least 1; \(usage)") }
-            result.minRequests = n
-        }
-        if let w = g["window"] {
-            guard let text = w as? String, let d = DurationText.parse(text), d.milliseconds >= 100 else {
-                throw AdminError(400, "invalid guard", "window is a duration of at least 100ms such as 10s; \(usage)")
-            }
-            result.windowMilliseconds = d.milliseconds
-        }
-        return .some(result)
-    }
-
-    static func rules(_ value: Any?) throws(AdminError) -> [RouteRule] {
-        guard let items = value as? [[String: Any]] else {
-            throw AdminError(400, "invalid rules", "rules is a list of {\"header\"|\"cookie\": NAME, \"value\": V, \"pool\": P}")
-        }
-        var rules: [RouteRule] = []
-        for item in items {
-            guard let v = item["value"] as? String, let pool = item["pool"] as? String else {
-                throw AdminError(400, "invalid rule", "each rule needs value and pool")
-            }
-            if let h = item["header"] as? String { rules.append(RouteRule(kind: .header, name: h, value: v, pool: pool)) }
-            else if let c = item["cookie"] as? String { rules.append(RouteRule(kind: .cookie, name: c, value: v, pool: pool)) }
-            else { throw AdminError(400, "invalid rule", "each rule needs header or cookie") }
-        }
-        return rules
-    }
 }
 
 enum HTTPStatusText {
@@ -651,8 +627,12 @@ enum HTTPStatusText {
         case 404: return "Not Found"
         case 405: return "Method Not Allowed"
         case 409: return "Conflict"
+        case 403: return "Forbidden"
         case 412: return "Precondition Failed"
+        case 413: return "Payload Too Large"
+        case 415: return "Unsupported Media Type"
         case 423: return "Locked"
+        case 503: return "Service Unavailable"
         default: return status >= 500 ? "Internal Server Error" : "Error"
         }
     }
@@ -661,6 +641,11 @@ enum HTTPStatusText {
 private let adminRequestCallback: @convention(c) (OpaquePointer?, UnsafeMutableRawPointer?) -> Void = { req, context in
     guard let req, let context else { return }
     Unmanaged<AdminServer>.fromOpaque(context).takeUnretainedValue().handle(req)
+}
+
+private let adminConnectionClosedCallback: @convention(c) (OpaquePointer?, UnsafeMutableRawPointer?) -> Void = { connection, context in
+    guard let connection, let context else { return }
+    Unmanaged<AdminServer>.fromOpaque(context).takeUnretainedValue().connectionClosed(connection)
 }
 
 private let adminTLSBufferEventCallback: @convention(c) (OpaquePointer?, UnsafeMutableRawPointer?) -> OpaquePointer? = { base, context in

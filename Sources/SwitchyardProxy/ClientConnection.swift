@@ -65,14 +65,19 @@ final class ClientConnection {
     private var upstreamReusable = false
     private var requestBytesCommitted = false
     private var status = 0
+    /// 1xx heads relayed in this exchange.
+    private var interimResponses = 0
+    static let maxInterimResponses = 16
     private var poolIndex = -1
     /// The service of the exchange (its `statsID`), counted while it is active.
     private var serviceIndex = -1
     /// The balancer of the pool this exchange uses, kept so a snapshot change mid-exchange
     /// cannot make the exchange count against the wrong pool.
     private var balancer: PoolBalancer?
-    private var serverIndex = -1
+    /// The server in use, by its stable id; its position in the pool when it was picked is
+    /// only a hint, since servers added or removed meanwhile move positions.
     private var serverID = -1
+    private var serverPositionHint = -1
     private var countedActive = false
     private var triedServers: UInt64 = 0
     private var attempts = 0
@@ -339,13 +344,14 @@ final class ClientConnection {
         upstreamReusable = false
         requestBytesCommitted = false
         status = 0
+        interimResponses = 0
         bytesSent = 0
         attempts = 0
         triedServers = 0
         retriedStale = false
         outcomeRecorded = false
         upstreamFault = false
-        serverIndex = -1
+        serverPositionHint = -1
         serverID = -1
         poolIndex = -1
         serviceIndex = -1
@@ -374,7 +380,9 @@ final class ClientConnection {
             let f = head.fields[head.hostIndex]
             host = UnsafeBufferPointer(start: source + Int(f.valueStart), count: Int(f.valueLength))
         }
-        guard let service = snapshot.route(host: host, path: UnsafeBufferPointer(start: source + path.start, count: path.length)) else {
+        // An absolute-form target without a path is forwarded as "/", so it is routed as "/".
+        let routedPath = path.length > 0 ? UnsafeBufferPointer(start: source + path.start, count: path.length) : rootPath
+        guard let service = snapshot.route(host: host, path: routedPath) else {
             buffer.consume(head.headLength)
             failExchange(status: 404, detail: "no service matches this host and path")
             return
@@ -409,7 +417,7 @@ final class ClientConnection {
         headBuffer.reset()
         var w = ByteWriter(base: headBuffer.base, capacity: headBuffer.capacity)
         var fallbackHost: [UInt8] = []
-        if head.hostIndex < 0 { fallbackHost = Array(currentServer.address.description.utf8) }
+        if head.hostIndex < 0 { fallbackHost = Array(upstreamText.utf8) }
         fallbackHost.withUnsafeBufferPointer { fallback in
             let info = ForwardingInfo(
                 clientAddress: UnsafeBufferPointer(start: scratch, count: clientIPLength),
@@ -461,11 +469,15 @@ final class ClientConnection {
         (monotonicMicroseconds() - startMicros) / 1000 < worker.settings.upstreamResponseMs
     }
 
-    private var currentServer: ServerSnapshot { balancer!.pool.servers[serverIndex] }
+    /// The server this exchange uses, looked up by id (nil once the pool no longer has it).
+    private var currentServer: ServerSnapshot? { balancer?.server(withID: serverID, hint: serverPositionHint) }
+
+    /// The current server's address, for messages.
+    private var upstreamText: String { currentServer?.address.description ?? "(a server removed meanwhile)" }
 
     private func pickServer() -> Bool {
         guard let balancer, let index = balancer.pick(excluding: triedServers) else { return false }
-        serverIndex = index
+        serverPositionHint = index
         serverID = balancer.serverID(at: index)
         if index < 64 { triedServers |= 1 << UInt64(index) }
         return true
@@ -474,7 +486,7 @@ final class ClientConnection {
     private func connectUpstream(allowReuse: Bool) {
         attempts += 1
         outcomeRecorded = false
-        balancer?.requestStarted(serverIndex)
+        balancer?.requestStarted(serverID: serverID, hint: serverPositionHint)
         worker.count(serverID, ServerStats.active)
         countedActive = true
         if allowReuse, let connection = worker.takeIdleConnection(serverID: serverID) {
@@ -485,18 +497,18 @@ final class ClientConnection {
             return
         }
         guard let address = worker.addresses[serverID] else {
-            failExchange(status: 502, detail: "upstream address \(currentServer.address) is unusable")
+            failExchange(status: 502, detail: "upstream address \(upstreamText) is unusable")
             return
         }
         do {
-            let tls = worker.upstreamTLS.isEmpty ? nil : worker.upstreamTLS[balancer!.pool.name]
+            let tls = worker.upstreamTLS.isEmpty ? nil : balancer.flatMap { worker.upstreamTLS[$0.pool.name] }
             let connection = try UpstreamConnection.open(worker: worker, serverID: serverID, address: address, tls: tls,
-                                                         host: tls == nil ? "" : currentServer.address.host, owner: self)
+                                                         host: tls == nil ? "" : currentServer?.address.host ?? "", owner: self)
             upstream = connection
             connection.wantRead(true)
             if connection.ready { sendToUpstream() }
         } catch {
-            connectionFailed(detail: "could not connect to upstream \(currentServer.address) (\(String(cString: strerror(error.code))))",
+            connectionFailed(detail: "could not connect to upstream \(upstreamText) (\(String(cString: strerror(error.code))))",
                              status: 502)
         }
     }
@@ -555,7 +567,7 @@ final class ClientConnection {
     }
 
     func upstreamConnectFailed(_ connection: UpstreamConnection, errorCode: Int32) {
-        connectionFailed(detail: "could not connect to upstream \(currentServer.address) (\(String(cString: strerror(errorCode))))",
+        connectionFailed(detail: "could not connect to upstream \(upstreamText) (\(String(cString: strerror(errorCode))))",
                          status: 502)
     }
 
@@ -580,12 +592,12 @@ final class ClientConnection {
         let seconds = Double(kind == .connect ? worker.settings.upstreamConnectMs : worker.settings.upstreamResponseMs) / 1000
         switch kind {
         case .connect:
-            connectionFailed(detail: "upstream \(currentServer.address) did not accept the connection within \(seconds)s (upstream_connect)",
+            connectionFailed(detail: "upstream \(upstreamText) did not accept the connection within \(seconds)s (upstream_connect)",
                              status: 504)
         case .response, .idle:
             if phase == .tunnel { close(); return }
             if responseHeadDone { abortExchange(); return }
-            failExchange(status: 504, detail: "upstream \(currentServer.address) did not respond within \(seconds)s (upstream_response)")
+            failExchange(status: 504, detail: "upstream \(upstreamText) did not respond within \(seconds)s (upstream_response)")
         }
     }
 
@@ -627,7 +639,7 @@ final class ClientConnection {
 
     /// The TLS handshake with the upstream failed (e.g. its certificate did not verify).
     func upstreamTLSFailed(_ connection: UpstreamConnection, reason: String) {
-        connectionFailed(detail: "TLS to upstream \(currentServer.address) failed: \(reason)", status: 502)
+        connectionFailed(detail: "TLS to upstream \(upstreamText) failed: \(reason)", status: 502)
     }
 
     /// The upstream closed its side (or failed) while this exchange used it.
@@ -643,8 +655,11 @@ final class ClientConnection {
             let partial = (connection.inBuffer?.readable ?? 0) > 0
             let what = reason.map { "reset the connection (\($0))" } ?? "closed the connection"
             // A reused keep-alive connection may have been closed by the server just as the
-            // request went out; nothing was processed, so send it once more on a fresh one.
-            if !partial && connection.hasServedRequest && !retriedStale && !requestBytesCommitted {
+            // request went out; send it once more on a fresh one. Whether the server processed
+            // it cannot be known, so only an idempotent request, or one of which nothing was
+            // written yet, is sent again (a POST that was written may have been acted on).
+            if !partial && connection.hasServedRequest && !retriedStale && !requestBytesCommitted
+                && (method.isIdempotent || upstreamHeadSent == 0) {
                 retriedStale = true
                 releaseUpstream(reuse: false)
                 if (balancer?.pool.servers.count ?? 0) > 1 { _ = pickServer() } // another server when there is one
@@ -668,7 +683,7 @@ final class ClientConnection {
                 return
             }
             upstreamFault = true
-            failExchange(status: 502, detail: "upstream \(currentServer.address) \(what) before a complete response head")
+            failExchange(status: 502, detail: "upstream \(upstreamText) \(what) before a complete response head")
             return
         }
         if response.mode == .untilClose && reason == nil {
@@ -701,22 +716,35 @@ final class ClientConnection {
             case .incomplete:
                 if buffer.writable == 0 { buffer.compact() }
                 if buffer.writable == 0 {
-                    failExchange(status: 502, detail: "upstream \(currentServer.address) sent a response head that is too large")
+                    failExchange(status: 502, detail: "upstream \(upstreamText) sent a response head that is too large")
                 }
                 return
             case .failure(let error):
-                failExchange(status: 502, detail: "upstream \(currentServer.address) sent an invalid response (\(error.reasonText))")
+                failExchange(status: 502, detail: "upstream \(upstreamText) sent an invalid response (\(error.reasonText))")
                 return
             case .complete:
                 let head = worker.responseHead
                 if head.statusCode == 101 {
                     if isUpgrade { startTunnel(); return }
-                    failExchange(status: 502, detail: "upstream \(currentServer.address) switched protocols without being asked")
+                    failExchange(status: 502, detail: "upstream \(upstreamText) switched protocols without being asked")
                     return
                 }
                 if head.statusCode < 200 {
-                    if version == .http11 { writeHead(head, source: buffer.readPointer, dechunk: false, tunnel: false) }
+                    // Interim answers (100 Continue, 103 Early Hints) go to the client at once: a client
+                    // waiting for 100 Continue sends its body only then. A peer that keeps sending them
+                    // is cut off, and a head that does not fit whole is never written in part.
+                    interimResponses += 1
+                    if interimResponses > Self.maxInterimResponses {
+                        failExchange(status: 502, detail: "upstream \(upstreamText) sent more than \(Self.maxInterimResponses) interim (1xx) responses")
+                        return
+                    }
+                    if version == .http11 && !writeHead(head, source: buffer.readPointer, dechunk: false, tunnel: false) {
+                        abortExchange()
+                        return
+                    }
                     buffer.consume(head.headLength)
+                    pushToClient()
+                    if closed { return }
                     continue
                 }
                 commitRequestBytes()
@@ -727,7 +755,7 @@ final class ClientConnection {
                 if framing == .untilClose || dechunk || !request.ended { keepAlive = false }
                 response = BodyWindow(framing: framing, dechunk: dechunk)
                 if !writeHead(head, source: buffer.readPointer, dechunk: dechunk, tunnel: false) {
-                    failExchange(status: 502, detail: "response head from upstream \(currentServer.address) too large to forward")
+                    failExchange(status: 502, detail: "response head from upstream \(upstreamText) too large to forward")
                     return
                 }
                 buffer.consume(head.headLength)
@@ -863,6 +891,9 @@ final class ClientConnection {
         HeadWriter.writeErrorResponse(status: status, detail: detail,
                                       requestID: UnsafeBufferPointer(start: scratch + Self.requestIDOffset, count: requestIDLength),
                                       close: !keepAlive, into: &w)
+        // An answer that does not fit whole (the client is not reading what went before) is not
+        // written in part: a fragment would desynchronise the client's stream.
+        if w.overflowed { abortExchange(); return }
         out.writeIndex += w.count
         if request.ended, let input = inBuffer {
             // The body (if any) is here already: skip it so the next request parses.
@@ -875,7 +906,7 @@ final class ClientConnection {
 
     private func releaseUpstream(reuse: Bool) {
         if countedActive {
-            balancer?.requestFinished(serverIndex)
+            balancer?.requestFinished(serverID: serverID, hint: serverPositionHint)
             worker.count(serverID, ServerStats.active, -1)
             countedActive = false
         }
@@ -988,9 +1019,7 @@ final class ClientConnection {
         var pool = "", upstreamAddress = ""
         if let balancer {
             pool = balancer.pool.name
-            if serverIndex >= 0 && serverIndex < balancer.pool.servers.count {
-                upstreamAddress = balancer.pool.servers[serverIndex].address.description
-            }
+            if let server = currentServer { upstreamAddress = server.address.description }
         }
         AccessLogLine.append(to: &worker.logBuffer,
                              requestID: UnsafeBufferPointer(start: scratch + Self.requestIDOffset, count: requestIDLength),
@@ -1002,6 +1031,14 @@ final class ClientConnection {
         if worker.logBuffer.count > 64 * 1024 { worker.flushLog() }
     }
 }
+
+/// The path "/", for targets that have none of their own.
+/// Read-only after its one initialisation, so workers share it safely.
+nonisolated(unsafe) private let rootPath: UnsafeBufferPointer<UInt8> = {
+    let p = UnsafeMutablePointer<UInt8>.allocate(capacity: 1)
+    p.initialize(to: UInt8(ascii: "/"))
+    return UnsafeBufferPointer(start: p, count: 1)
+}()
 
 private let clientReadCallback: event_callback_fn = { _, _, context in
     Unmanaged<ClientConnection>.fromOpaque(context!)._withUnsafeGuaranteedRef { c in

@@ -1,21 +1,9 @@
 import CLibevent
 import Foundation
 import Glibc
+import SwitchyardAdminAPI
 import SwitchyardConfig
 import SwitchyardRouting
-
-/// An admin request that cannot be carried out: the HTTP status, a short error and a detail
-/// that tells the operator what to do.
-public struct AdminError: Error, Sendable {
-    public let status: Int
-    public let error: String
-    public let detail: String
-    public init(_ status: Int, _ error: String, _ detail: String) {
-        self.status = status
-        self.error = error
-        self.detail = detail
-    }
-}
 
 /// The deploy lock: while held, mutations need its token.
 public struct LockInfo: Codable, Equatable, Sendable {
@@ -242,7 +230,7 @@ public final class ControlPlane {
                                    "error_rate": rate, "reason": reason]
         // The guard acts for the proxy itself: it passes its own lock check, even during a deploy.
         _ = try? mutate(actor: Actor(user: "switchyard-guard", label: nil), action: "guard trip", target: "service \(name)",
-                        ifMatch: nil, lockToken: lock?.token, before: Self.json(current)) { (state: inout RuntimeState) throws(AdminError) -> Any? in
+                        ifMatch: nil, lockToken: lock?.token, before: Self.json(current), requireDurable: false) { (state: inout RuntimeState) throws(AdminError) -> Any? in
             var s = current
             s.canary = nil
             state.services[name] = s
@@ -305,21 +293,32 @@ public final class ControlPlane {
     // MARK: Mutations
 
     /// Runs a change: checks the lock and `If-Match`, applies `change` to a copy of the
-    /// state, publishes it, persists it and records it. Returns the new generation.
+    /// state, makes it durable (state file, then audit trail) and only then publishes it.
+    /// A change that cannot be written is refused with a 500 and leaves everything as it was,
+    /// unless `requireDurable` is false (the guard, whose job is to protect traffic now).
+    /// Returns the new generation.
     func mutate(actor: Actor, action: String, target: String, ifMatch: UInt64?, lockToken: String?,
-                before: Any?, change: (inout RuntimeState) throws(AdminError) -> Any?) throws(AdminError) -> UInt64 {
+                before: Any?, requireDurable: Bool = true,
+                change: (inout RuntimeState) throws(AdminError) -> Any?) throws(AdminError) -> UInt64 {
         try checkLock(lockToken)
         if let ifMatch, ifMatch != state.generation {
             throw AdminError(412, "stale generation",
                              "If-Match was \(ifMatch) but the state is at generation \(state.generation); read /v1/status and retry")
         }
+        let saved = savedState()
         var next = state
-        let after = try change(&next)
+        let after: Any?
+        do throws(AdminError) { after = try change(&next) } catch { restore(saved); throw error }
         next.generation = state.generation + 1
         state = next
+        do throws(AdminError) {
+            try makeDurable(actor: actor, action: action, target: target, before: before, after: after,
+                            restoring: requireDurable ? saved : nil)
+        } catch {
+            guard !requireDurable else { throw error }
+            logToStandardError("switchyard: \(action) applied although it could not be recorded: \(error.detail)")
+        }
         publish()
-        persist()
-        record(actor: actor, action: action, target: target, before: before, after: after)
         return state.generation
     }
 
@@ -463,23 +462,16 @@ public final class ControlPlane {
         }
     }
 
-    public func addServer(pool poolName: String, name: String, address: String, weight: Int, serverState: ServerState,
+    public func addServer(pool poolName: String, server new: AdminBody.NewServer,
                           actor: Actor, ifMatch: UInt64?, lockToken: String?) throws(AdminError) -> UInt64 {
         try pool(poolName)
-        guard !name.isEmpty, name.allSatisfy({ $0.isASCII && ($0.isLetter || $0.isNumber || "-_.:".contains($0)) }) else {
-            throw AdminError(400, "invalid name", "server names may use letters, digits, '-', '_', '.' and ':'")
-        }
+        let name = new.name, weight = new.weight, serverState = new.state
+        let address = new.address.description
         if let existing = state.servers[poolName]?[name], existing.removed != true {
             throw AdminError(409, "server exists", "pool \(poolName) already has a server \(name)")
         }
-        guard SocketAddress(parsing: address) != nil else {
-            throw AdminError(400, "invalid address", "\"\(address)\" is not IPv4:port, [IPv6]:port or localhost:port")
-        }
-        guard (0...ServerConfig.maxWeight).contains(weight) else {
-            throw AdminError(400, "weight out of range", "weight must be 0 to \(ServerConfig.maxWeight)")
-        }
         let inFile = config.pool(named: poolName)?.servers.first { $0.name == name }
-        if let inFile, inFile.address.description != SocketAddress(parsing: address)!.description {
+        if let inFile, inFile.address.description != address {
             throw AdminError(409, "server exists", "the configuration file defines \(poolName)/\(name) at \(inFile.address); use that address or another name")
         }
         let generation = try mutate(actor: actor, action: "add server", target: "server \(poolName)/\(name)", ifMatch: ifMatch,
@@ -582,15 +574,16 @@ public final class ControlPlane {
         applied.admin = config.admin
         applied.stateFile = config.stateFile
         applied.shutdownTimeout = config.shutdownTimeout
+        let saved = savedState()
         config = applied
         state = next
         fileState = newFileState
         history = history.filter { state.services[$0.key] != nil }
+        try makeDurable(actor: actor, action: reset ? "reload (reset runtime changes)" : "reload", target: configPath, before: before,
+                        after: ["pools": config.pools.map(\.name), "services": config.services.map(\.name), "notes": notes],
+                        restoring: saved)
         health?.sync(startup: false)
         publish()
-        persist()
-        record(actor: actor, action: reset ? "reload (reset runtime changes)" : "reload", target: configPath, before: before,
-               after: ["pools": config.pools.map(\.name), "services": config.services.map(\.name), "notes": notes])
         return (state.generation, notes)
     }
 
@@ -599,7 +592,8 @@ public final class ControlPlane {
     private func currentLock() -> LockInfo? {
         if let lock, lock.expires <= Date() {
             self.lock = nil
-            persist()
+            // An expired lock is gone whether or not this write succeeds; a failure is only reported.
+            do throws(AdminError) { try persist() } catch { logToStandardError("switchyard: \(error.detail)") }
         }
         return lock
     }
@@ -625,10 +619,11 @@ public final class ControlPlane {
         let since = currentLock()?.since ?? now
         let info = LockInfo(owner: owner, reason: reason, token: token, since: since,
                             expires: now.addingTimeInterval(Double(ttl.milliseconds) / 1000))
+        let saved = savedState()
         lock = info
-        persist()
-        record(actor: actor, action: existing == nil ? "lock" : "renew lock", target: "lock", before: nil,
-               after: ["owner": owner, "reason": reason, "expires": ISO8601DateFormatter().string(from: info.expires)])
+        try makeDurable(actor: actor, action: existing == nil ? "lock" : "renew lock", target: "lock", before: nil,
+                        after: ["owner": owner, "reason": reason, "expires": ISO8601DateFormatter().string(from: info.expires)],
+                        restoring: saved)
         return info
     }
 
@@ -637,28 +632,66 @@ public final class ControlPlane {
         if !force && token != held.token {
             throw AdminError(423, "locked", "the lock belongs to \(held.owner); send its token in X-Switchyard-Lock, or force=true to break it")
         }
+        let saved = savedState()
         lock = nil
-        persist()
-        record(actor: actor, action: force && token != held.token ? "break lock" : "unlock", target: "lock",
-               before: ["owner": held.owner, "reason": held.reason], after: nil)
+        try makeDurable(actor: actor, action: force && token != held.token ? "break lock" : "unlock", target: "lock",
+                        before: ["owner": held.owner, "reason": held.reason], after: nil, restoring: saved)
     }
 
     public var activeLock: LockInfo? { currentLock() }
 
     // MARK: Persistence and audit
 
+    /// What a change may have to be undone to.
+    struct SavedState {
+        var config: SwitchyardConfig
+        var state: RuntimeState
+        var fileState: RuntimeState
+        var lock: LockInfo?
+        var history: [String: [RuntimeState.Service]]
+    }
+
+    func savedState() -> SavedState { SavedState(config: config, state: state, fileState: fileState, lock: lock, history: history) }
+
+    func restore(_ saved: SavedState) {
+        config = saved.config
+        state = saved.state
+        fileState = saved.fileState
+        lock = saved.lock
+        history = saved.history
+    }
+
+    /// Writes the state file, then appends the audit entry. If either fails, the in-memory
+    /// state goes back to `saved` when given (and the state file too, as far as it can be
+    /// written), and the error names the file and the reason.
+    private func makeDurable(actor: Actor, action: String, target: String, before: Any?, after: Any?,
+                             restoring saved: SavedState?) throws(AdminError) {
+        do throws(AdminError) {
+            try persist()
+            try record(actor: actor, action: action, target: target, before: before, after: after)
+        } catch {
+            if let saved {
+                restore(saved)
+                try? persist()
+            }
+            throw error
+        }
+    }
+
     /// Writes the state file atomically: temporary file, fsync, rename, fsync of the directory.
-    func persist() {
+    func persist() throws(AdminError) {
         guard let path = config.stateFile else { return }
         do {
             let data = try JSONEncoder.switchyard.encode(Persisted(state: state, lock: lock, history: history, fileState: fileState))
             try writeAtomically(data, to: path)
         } catch {
-            FileHandle.standardError.write(Data("switchyard: cannot write state file \(path): \(error)\n".utf8))
+            throw AdminError(500, "state not saved",
+                             "cannot write the state file \(path) (\(error)); the change was not applied. Check the disk space and the permissions of its directory, then retry")
         }
     }
 
-    private func record(actor: Actor, action: String, target: String, before: Any?, after: Any?) {
+    /// Appends one entry to the audit trail (fsynced) and keeps it in memory for `GET /v1/audit`.
+    private func record(actor: Actor, action: String, target: String, before: Any?, after: Any?) throws(AdminError) {
         var entry: [String: Any] = [
             "time": ISO8601DateFormatter.withFraction.string(from: Date()),
             "actor": actor.user,
@@ -669,18 +702,30 @@ public final class ControlPlane {
         if let label = actor.label { entry["actor_label"] = label }
         entry["before"] = before ?? NSNull()
         entry["after"] = after ?? NSNull()
-        auditEntries.append(entry)
-        if auditEntries.count > Self.auditMemoryLimit { auditEntries.removeFirst() }
-        if let auditPath, let line = try? JSONSerialization.data(withJSONObject: entry, options: [.sortedKeys]) {
-            let fd = open(auditPath, O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC, 0o600)
-            if fd >= 0 {
-                var bytes = [UInt8](line)
-                bytes.append(10)
-                _ = bytes.withUnsafeBytes { write(fd, $0.baseAddress, $0.count) }
-                fsync(fd)
-                close(fd)
+        if let auditPath {
+            guard let line = try? JSONSerialization.data(withJSONObject: entry, options: [.sortedKeys]) else {
+                throw AdminError(500, "audit not written", "the audit entry for \(action) could not be encoded; the change was not applied")
+            }
+            var bytes = [UInt8](line)
+            bytes.append(10)
+            if let reason = Self.append(bytes, to: auditPath) {
+                throw AdminError(500, "audit not written",
+                                 "cannot append to the audit trail \(auditPath) (\(reason)); the change was not applied. Check the disk space and the permissions of its directory, then retry")
             }
         }
+        auditEntries.append(entry)
+        if auditEntries.count > Self.auditMemoryLimit { auditEntries.removeFirst() }
+    }
+
+    /// Appends `bytes` and fsyncs; the reason when that fails.
+    private static func append(_ bytes: [UInt8], to path: String) -> String? {
+        let fd = open(path, O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC, 0o600)
+        guard fd >= 0 else { return "open: \(String(cString: strerror(errno)))" }
+        defer { close(fd) }
+        let written = bytes.withUnsafeBytes { write(fd, $0.baseAddress, $0.count) }
+        guard written == bytes.count else { return "write: \(written < 0 ? String(cString: strerror(errno)) : "short write")" }
+        guard fsync(fd) == 0 else { return "fsync: \(String(cString: strerror(errno)))" }
+        return nil
     }
 
     public var audit: [[String: Any]] { auditEntries }

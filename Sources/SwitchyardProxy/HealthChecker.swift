@@ -204,23 +204,12 @@ final class HealthChecker {
         control.healthChanged()
     }
 
-    /// `X-Switchyard-Load: cpu=75%, memory=40%, weight=50%` (each part optional). Anything
-    /// else in the header is ignored; a missing header clears earlier reports.
+    /// Takes what the instance reported (see `ReportedLoad`); a missing header clears earlier reports.
     static func parseLoad(_ text: String?, into entry: ServerHealth) {
-        entry.reportedCPU = nil
-        entry.reportedMemory = nil
-        entry.reportedWeight = nil
-        guard let text else { return }
-        for part in text.split(separator: ",") {
-            let kv = part.split(separator: "=", maxSplits: 1).map { $0.trimmingCharacters(in: .whitespaces) }
-            guard kv.count == 2, let bp = BasisPoints.parse(kv[1]) else { continue }
-            switch kv[0].lowercased() {
-            case "cpu": entry.reportedCPU = Double(bp) / 10000
-            case "memory": entry.reportedMemory = Double(bp) / 10000
-            case "weight": entry.reportedWeight = bp / 100
-            default: break
-            }
-        }
+        let load = ReportedLoad.parse(text)
+        entry.reportedCPU = load.cpu
+        entry.reportedMemory = load.memory
+        entry.reportedWeight = load.weightPercent
     }
 
     /// The percent of its weight a server should get from what it reports (100 when nothing applies).

@@ -85,6 +85,11 @@ struct CtlStatus: ParsableCommand {
     @OptionGroup var options: AdminOptions
     @Flag(help: "Print the JSON document instead of tables.") var json = false
 
+    /// Pads `text` to `width`; longer text is kept whole (with one space after it), never cut.
+    static func column(_ text: String, width: Int) -> String {
+        text.count >= width ? text + " " : text.padding(toLength: width, withPad: " ", startingAt: 0)
+    }
+
     func run() {
         let s = options.call("GET", "/v1/status")
         if json { printJSON(s); return }
@@ -97,10 +102,10 @@ struct CtlStatus: ParsableCommand {
             let v = value as? [String: Any] ?? [:]
             let canary = (v["canary"] as? [String: Any]).map { "\($0["pool"] ?? "")@\($0["weight"] ?? "")" } ?? "-"
             let standby = v["standby"] as? String ?? "-"
-            print(name.padding(toLength: 16, withPad: " ", startingAt: 0) + " " + "\(v["active"] ?? "")".padding(toLength: 12, withPad: " ", startingAt: 0)
-                  + " " + standby.padding(toLength: 12, withPad: " ", startingAt: 0) + " " + canary)
+            print(Self.column(name, width: 16) + " " + Self.column("\(v["active"] ?? "")", width: 12)
+                  + " " + Self.column(standby, width: 12) + " " + canary)
         }
-        print("\nSERVER                 ADDRESS                WEIGHT    EFF  STATE  HEALTH   ACTIVE  CONNS  REQUESTS   5XX  EJECTED  LAST CHECK")
+        print("\nSERVER                 ADDRESS                WEIGHT    EFF  STATE  HEALTH       ACTIVE  CONNS  REQUESTS   5XX  EJECTED  LAST CHECK")
         for (pool, value) in ((s["pools"] as? [String: Any]) ?? [:]).sorted(by: { $0.key < $1.key }) {
             for server in ((value as? [String: Any])?["servers"] as? [[String: Any]]) ?? [] {
                 let responses = server["responses"] as? [String: Any] ?? [:]
@@ -110,11 +115,11 @@ struct CtlStatus: ParsableCommand {
                 if let load = health["reported_load"] as? [String: Any], let cpu = load["cpu"] as? Double {
                     last += String(format: ", cpu %.0f%%", cpu * 100)
                 }
-                print(name.padding(toLength: 22, withPad: " ", startingAt: 0) + " "
-                      + "\(server["address"] ?? "")".padding(toLength: 22, withPad: " ", startingAt: 0)
+                print(Self.column(name, width: 22) + " "
+                      + Self.column("\(server["address"] ?? "")", width: 22)
                       + String(format: " %6d %6d  ", server["weight"] as? Int ?? 0, server["effective_weight"] as? Int ?? 0)
-                      + "\(server["state"] ?? "")".padding(toLength: 6, withPad: " ", startingAt: 0) + " "
-                      + "\(health["status"] ?? "-")".padding(toLength: 8, withPad: " ", startingAt: 0)
+                      + Self.column("\(server["state"] ?? "")", width: 6) + " "
+                      + Self.column("\(health["status"] ?? "-")", width: 12)
                       + String(format: " %6d %6d %9d %5d %8d  ", server["active_requests"] as? Int ?? 0,
                                server["open_connections"] as? Int ?? 0, server["requests"] as? Int ?? 0,
                                responses["5xx"] as? Int ?? 0, server["ejected_in_workers"] as? Int ?? 0) + last)

@@ -40,20 +40,42 @@ struct BalancerTests {
 
     @Test func leastRequestPrefersIdleServers() {
         let b = PoolBalancer(pool: pool([1, 1], balance: .leastRequest), seed: 7)
-        for _ in 0..<5 { b.requestStarted(0) }
+        for _ in 0..<5 { b.requestStarted(serverID: 0, hint: 0) }
         for _ in 0..<50 { #expect(b.pick() == 1) }
         // Weighted: 4 active on a weight-4 server is as loaded as 1 on weight 1.
         let w = PoolBalancer(pool: pool([4, 1], balance: .leastRequest), seed: 7)
-        for _ in 0..<3 { w.requestStarted(0) }
-        w.requestStarted(1)
+        for _ in 0..<3 { w.requestStarted(serverID: 0, hint: 0) }
+        w.requestStarted(serverID: 1, hint: 1)
         for _ in 0..<20 { #expect(w.pick() == 0) }
     }
 
     @Test func updateKeepsStateOfRemainingServers() {
         let b = PoolBalancer(pool: pool([1, 1]), seed: 1)
-        b.requestStarted(1)
+        b.requestStarted(serverID: 1, hint: 1)
         b.update(to: PoolSnapshot(name: "p", balance: .roundRobin, servers: [pool([1, 1]).servers[1]]))
         #expect(b.active == [1])
+    }
+
+    /// An exchange picked server 1 at position 1; the pool then lost server 0 and gained
+    /// server 7 in front: the finish must land on server 1, wherever it is.
+    @Test func requestsFinishOnTheServerTheyStartedOnWhenPositionsMove() {
+        let servers = pool([1, 1]).servers
+        let b = PoolBalancer(pool: pool([1, 1], balance: .leastRequest), seed: 1)
+        b.requestStarted(serverID: 1, hint: 1)
+        b.update(to: PoolSnapshot(name: "p", balance: .leastRequest, servers: [servers[1]]))
+        b.requestFinished(serverID: 1, hint: 1) // position 1 no longer exists
+        #expect(b.active == [0])
+        b.requestStarted(serverID: 1, hint: 0)
+        let added = ServerSnapshot(id: 7, name: "a0", address: address("127.0.0.1:9007"), weight: 1)
+        b.update(to: PoolSnapshot(name: "p", balance: .leastRequest, servers: [added, servers[1]]))
+        b.requestFinished(serverID: 1, hint: 0) // position 0 is now another server
+        #expect(b.active == [0, 0])
+        // A server the pool no longer has is ignored.
+        b.requestFinished(serverID: 99, hint: 0)
+        b.requestStarted(serverID: 99, hint: 5)
+        #expect(b.active == [0, 0])
+        #expect(b.server(withID: 7, hint: 3)?.name == "a0")
+        #expect(b.server(withID: 0, hint: 0) == nil)
     }
 }
 
