@@ -13,7 +13,7 @@ let package = Package(
         // For fuzz/Package.swift only (scripts/fuzz), which can link another package's products but
         // not its targets. An automatic library adds no build step to `swift build`.
         .library(name: "SwitchyardModules",
-                 targets: ["SwitchyardHTTP", "SwitchyardConfig", "SwitchyardRouting", "SwitchyardProxy", "SwitchyardDeploy"]),
+                 targets: ["SwitchyardConfig", "SwitchyardRouting", "SwitchyardAdminAPI", "SwitchyardDeploy"]),
     ],
     dependencies: [
         .package(url: "https://github.com/apple/swift-argument-parser", from: "1.5.0"),
