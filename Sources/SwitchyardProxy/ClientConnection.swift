@@ -579,7 +579,8 @@ final class ClientConnection {
             outcomeRecorded = true
         }
         // Nothing was sent: safe to try another server, within the pool's retries and the deadline.
-        if attempts <= (balancer?.pool.retries ?? 0), withinDeadline, pickServer() {
+        if RetryPolicy.afterConnectFailure(attempts: attempts, retries: balancer?.pool.retries ?? 0, withinDeadline: withinDeadline) == .tryAnotherServer,
+           pickServer() {
             upstreamHeadSent = 0
             request.sent = 0
             connectUpstream(allowReuse: true)
@@ -642,6 +643,16 @@ final class ClientConnection {
         connectionFailed(detail: "TLS to upstream \(upstreamText) failed: \(reason)", status: 502)
     }
 
+    /// Sends the request from its start on a new connection, to another server when the pool
+    /// has one that was not tried (else to the same server).
+    private func sendAgainOnFreshConnection() {
+        releaseUpstream(reuse: false)
+        _ = pickServer()
+        upstreamHeadSent = 0
+        request.sent = 0
+        connectUpstream(allowReuse: false)
+    }
+
     /// The upstream closed its side (or failed) while this exchange used it.
     private func upstreamEnded(reason: String?) {
         guard let connection = upstream else { return }
@@ -654,32 +665,22 @@ final class ClientConnection {
         if !responseHeadDone {
             let partial = (connection.inBuffer?.readable ?? 0) > 0
             let what = reason.map { "reset the connection (\($0))" } ?? "closed the connection"
-            // A reused keep-alive connection may have been closed by the server just as the
-            // request went out; send it once more on a fresh one. Whether the server processed
-            // it cannot be known, so only an idempotent request, or one of which nothing was
-            // written yet, is sent again (a POST that was written may have been acted on).
-            if !partial && connection.hasServedRequest && !retriedStale && !requestBytesCommitted
-                && (method.isIdempotent || upstreamHeadSent == 0) {
+            let decision = RetryPolicy.afterConnectionLost(RetryPolicy.Attempt(
+                method: method, attempts: attempts, retries: balancer?.pool.retries ?? 0, withinDeadline: withinDeadline,
+                reusedConnection: connection.hasServedRequest, alreadyResent: retriedStale, wroteRequest: upstreamHeadSent > 0,
+                requestBytesCommitted: requestBytesCommitted, requestComplete: request.ended, partialResponse: partial))
+            if decision == .resendOnFreshConnection {
+                // The server closed a reused keep-alive connection just as the request went out.
                 retriedStale = true
-                releaseUpstream(reuse: false)
-                if (balancer?.pool.servers.count ?? 0) > 1 { _ = pickServer() } // another server when there is one
-                upstreamHeadSent = 0
-                request.sent = 0
-                connectUpstream(allowReuse: false)
+                sendAgainOnFreshConnection()
                 return
             }
             if serverID >= 0 && !outcomeRecorded {
                 worker.recordOutcome(serverID: serverID, failed: true)
                 outcomeRecorded = true
             }
-            // An idempotent request whose bytes are all still here may go to another server.
-            if !partial && method.isIdempotent && !requestBytesCommitted && request.ended
-                && attempts <= (balancer?.pool.retries ?? 0) && withinDeadline {
-                releaseUpstream(reuse: false)
-                _ = pickServer() // another server when there is one; else the same on a new connection
-                upstreamHeadSent = 0
-                request.sent = 0
-                connectUpstream(allowReuse: false)
+            if decision == .tryAnotherServer {
+                sendAgainOnFreshConnection()
                 return
             }
             upstreamFault = true

@@ -155,10 +155,8 @@ public final class ControlPlane {
 
     // MARK: Canary guard
 
-    /// A finished exchange count of the canary pool at one moment.
-    struct GuardSample { var time: Int64; var requests: Int; var errors: Int }
-    /// Per service: what the samples belong to (a new canary or guard starts afresh) and the samples.
-    private var guardSamples: [String: (key: String, samples: [GuardSample])] = [:]
+    /// Per service: the guard's window (a new canary pool or new limits start afresh).
+    private var guardWindows: [String: CanaryGuardWindow] = [:]
     /// The last trip per service, shown in status so the orchestrator can tell why the canary went.
     public private(set) var guardTrips: [String: [String: Any]] = [:]
     /// Trips per service since start, for `switchyard_canary_guard_trips_total`.
@@ -176,35 +174,23 @@ public final class ControlPlane {
     /// exchanges and errors (5xx and exchanges without a response) and trips when the share
     /// over the guard's window reaches its threshold. Costs nothing without an armed guard.
     fileprivate func guardTick() {
-        let armed = state.services.filter { $0.value.canary?.guardrail != nil && ($0.value.canary?.weight ?? 0) > 0 }
-        guardSamples = guardSamples.filter { armed[$0.key] != nil }
+        var armed: [(name: String, canary: CanaryConfig, rule: CanaryGuard)] = []
+        for (name, service) in state.services.sorted(by: { $0.key < $1.key }) {
+            if let canary = service.canary, let rule = canary.guardrail, canary.weight > 0 { armed.append((name, canary, rule)) }
+        }
+        guardWindows = guardWindows.filter { entry in armed.contains { $0.name == entry.key } }
         guard !armed.isEmpty else { return }
         let stats = collectStats()
         let snapshot = snapshot()
         let now = monotonicMilliseconds()
-        for (name, service) in armed.sorted(by: { $0.key < $1.key }) {
-            let canary = service.canary!, rule = canary.guardrail!
+        for (name, canary, rule) in armed {
             guard let sample = Self.guardSample(pool: canary.pool, stats: stats, snapshot: snapshot, time: now) else { continue }
-            let key = Self.guardKey(canary)
-            var entry = guardSamples[name]
-            if entry == nil || entry!.key != key { entry = (key, []) }
-            entry!.samples.append(sample)
-            // Keep the newest sample at or before the window's start as the baseline.
-            while entry!.samples.count > 2 && entry!.samples[1].time <= now - rule.windowMilliseconds { entry!.samples.removeFirst() }
-            guardSamples[name] = entry
-            let first = entry!.samples.first!
-            let finished = sample.requests - first.requests, failed = sample.errors - first.errors
-            guard finished >= rule.minRequests, finished > 0, failed * BasisPoints.whole >= rule.maxErrorRate * finished else { continue }
-            trip(service: name, canary: canary, finished: finished, failed: failed,
-                 seconds: Double(now - first.time) / 1000)
+            var window = guardWindows[name] ?? CanaryGuardWindow(pool: canary.pool, rule: rule)
+            if window.key != CanaryGuardWindow.key(pool: canary.pool, rule: rule) { window = CanaryGuardWindow(pool: canary.pool, rule: rule) }
+            let verdict = window.add(sample)
+            guardWindows[name] = window
+            if let verdict { trip(service: name, canary: canary, rule: rule, verdict: verdict) }
         }
-    }
-
-    /// What the samples of a guard belong to: a new pool or new limits start a new window
-    /// (a new weight does not).
-    static func guardKey(_ canary: CanaryConfig) -> String {
-        let rule = canary.guardrail!
-        return "\(canary.pool)|\(rule.maxErrorRate)|\(rule.minRequests)|\(rule.windowMilliseconds)"
     }
 
     /// The canary pool's finished exchanges and errors (5xx and exchanges without a response) at `time`.
@@ -214,17 +200,18 @@ public final class ControlPlane {
         for server in pool.servers {
             let base = server.id * ServerStats.stride
             guard base + ServerStats.stride <= stats.servers.count else { continue }
-            requests += stats.servers[base + ServerStats.requests]
-            errors += stats.servers[base + ServerStats.statusClass + 4] + stats.servers[base + ServerStats.failures]
+            requests &+= stats.servers[base + ServerStats.requests]
+            errors &+= stats.servers[base + ServerStats.statusClass + 4] &+ stats.servers[base + ServerStats.failures]
         }
         return GuardSample(time: time, requests: requests, errors: errors)
     }
 
-    private func trip(service name: String, canary: CanaryConfig, finished: Int, failed: Int, seconds: Double) {
+    private func trip(service name: String, canary: CanaryConfig, rule: CanaryGuard, verdict: CanaryGuardWindow.Trip) {
+        guard let current = state.services[name] else { return }
+        let finished = verdict.finished, failed = verdict.failed
         let rate = Double(failed) / Double(finished)
         let reason = String(format: "canary pool %@ failed %d of %d requests (%.1f%%) in %.1fs; the guard trips at %@",
-                            canary.pool, failed, finished, rate * 100, seconds, BasisPoints.format(canary.guardrail!.maxErrorRate))
-        let current = state.services[name]!
+                            canary.pool, failed, finished, rate * 100, verdict.seconds, BasisPoints.format(rule.maxErrorRate))
         let trip: [String: Any] = ["time": ISO8601DateFormatter.withFraction.string(from: Date()), "pool": canary.pool,
                                    "weight": BasisPoints.format(canary.weight), "requests": finished, "errors": failed,
                                    "error_rate": rate, "reason": reason]
@@ -241,7 +228,7 @@ public final class ControlPlane {
         }
         guardTrips[name] = trip
         guardTripCounts[name, default: 0] += 1
-        guardSamples[name] = nil
+        guardWindows[name] = nil
         FileHandle.standardError.write(Data("switchyard: canary guard tripped for service \(name): \(reason); canary weight set to 0\n".utf8))
     }
 
@@ -338,7 +325,7 @@ public final class ControlPlane {
     /// Remembers a service's routing before a change, so rollback can restore it.
     func pushHistory(_ name: String, _ service: RuntimeState.Service) {
         history[name, default: []].append(service)
-        if history[name]!.count > Self.historyLimit { history[name]!.removeFirst() }
+        if (history[name]?.count ?? 0) > Self.historyLimit { history[name]?.removeFirst() }
     }
 
     func popHistory(_ name: String) -> RuntimeState.Service? { history[name]?.popLast() }
@@ -388,10 +375,11 @@ public final class ControlPlane {
         case .none: effectiveGuard = current.canary?.guardrail
         }
         if weight > 0, let g = effectiveGuard {
-            let key = Self.guardKey(CanaryConfig(pool: canaryPool, weight: weight, sticky: nil, guardrail: g))
-            if guardSamples[name]?.key != key,
+            if guardWindows[name]?.key != CanaryGuardWindow.key(pool: canaryPool, rule: g),
                let sample = Self.guardSample(pool: canaryPool, stats: collectStats(), snapshot: snapshot(), time: monotonicMilliseconds()) {
-                guardSamples[name] = (key, [sample])
+                var window = CanaryGuardWindow(pool: canaryPool, rule: g)
+                _ = window.add(sample)
+                guardWindows[name] = window
             }
         }
         return try mutate(actor: actor, action: "canary", target: "service \(name)", ifMatch: ifMatch, lockToken: lockToken,
@@ -430,7 +418,9 @@ public final class ControlPlane {
         }
         return try mutate(actor: actor, action: "rollback", target: "service \(name)", ifMatch: ifMatch, lockToken: lockToken,
                           before: Self.json(current)) { (state: inout RuntimeState) throws(AdminError) -> Any? in
-            let previous = popHistory(name)!
+            guard let previous = popHistory(name) else {
+                throw AdminError(409, "nothing to roll back", "service \(name) has no earlier routing recorded")
+            }
             state.services[name] = previous
             return Self.json(previous)
         }
@@ -440,7 +430,7 @@ public final class ControlPlane {
                           actor: Actor, ifMatch: UInt64?, lockToken: String?) throws(AdminError) -> UInt64 {
         try pool(poolName)
         guard let current = state.servers[poolName]?[server], current.removed != true else {
-            let names = state.servers[poolName]!.keys.sorted().joined(separator: ", ")
+            let names = (state.servers[poolName]?.keys.sorted() ?? []).joined(separator: ", ")
             throw AdminError(404, "no such server", "pool \(poolName) has no server \(server); servers: \(names)")
         }
         if let weight, !(0...ServerConfig.maxWeight).contains(weight) {
@@ -457,7 +447,7 @@ public final class ControlPlane {
             var s = current
             if let weight { s.weight = weight }
             if let serverState { s.state = serverState }
-            state.servers[poolName]![server] = s
+            state.servers[poolName, default: [:]][server] = s
             return ["weight": s.weight, "state": s.state.rawValue]
         }
     }
@@ -476,7 +466,7 @@ public final class ControlPlane {
         }
         let generation = try mutate(actor: actor, action: "add server", target: "server \(poolName)/\(name)", ifMatch: ifMatch,
                                     lockToken: lockToken, before: nil) { (state: inout RuntimeState) throws(AdminError) -> Any? in
-            state.servers[poolName]![name] = RuntimeState.Server(weight: weight, state: serverState,
+            state.servers[poolName, default: [:]][name] = RuntimeState.Server(weight: weight, state: serverState,
                                                                  address: inFile == nil ? address : nil)
             return ["address": address, "weight": weight, "state": serverState.rawValue]
         }
@@ -508,9 +498,9 @@ public final class ControlPlane {
             if inFile {
                 var removed = current
                 removed.removed = true
-                state.servers[poolName]![name] = removed
+                state.servers[poolName, default: [:]][name] = removed
             } else {
-                state.servers[poolName]![name] = nil
+                state.servers[poolName, default: [:]][name] = nil
             }
             return nil
         }

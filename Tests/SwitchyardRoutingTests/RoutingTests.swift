@@ -211,3 +211,33 @@ struct MergeTests {
         #expect(notes.contains { $0.contains("active pool green is no longer in the file") })
     }
 }
+
+@Suite("Canary guard window")
+struct CanaryGuardWindowTests {
+    let rule = CanaryGuard(maxErrorRate: 5000, minRequests: 10, windowMilliseconds: 1000)
+
+    @Test func tripsOnlyWithEnoughRequestsAndErrorsInTheWindow() {
+        var w = CanaryGuardWindow(pool: "green", rule: rule)
+        #expect(w.add(GuardSample(time: 0, requests: 100, errors: 50)) == nil) // the start: nothing since
+        #expect(w.add(GuardSample(time: 100, requests: 105, errors: 55)) == nil) // 5 requests: too few
+        let trip = w.add(GuardSample(time: 200, requests: 112, errors: 57))
+        #expect(trip == CanaryGuardWindow.Trip(finished: 12, failed: 7, seconds: 0.2))
+    }
+
+    @Test func oldSamplesLeaveTheWindow() {
+        var w = CanaryGuardWindow(pool: "green", rule: rule)
+        _ = w.add(GuardSample(time: 0, requests: 0, errors: 0))
+        _ = w.add(GuardSample(time: 500, requests: 100, errors: 100)) // a bad burst
+        _ = w.add(GuardSample(time: 1500, requests: 100, errors: 100))
+        // A second later only good requests arrive; the burst is outside the window.
+        #expect(w.add(GuardSample(time: 2600, requests: 200, errors: 100)) == nil)
+    }
+
+    @Test func hugeOrWrappedCountersNeverTrap() {
+        var w = CanaryGuardWindow(pool: "green", rule: rule)
+        _ = w.add(GuardSample(time: 0, requests: .min, errors: .max))
+        _ = w.add(GuardSample(time: 100, requests: .max, errors: .min))
+        _ = w.add(GuardSample(time: 200, requests: .max, errors: .max))
+        #expect(CanaryGuardWindow(pool: "a", rule: rule).key != CanaryGuardWindow(pool: "b", rule: rule).key)
+    }
+}
