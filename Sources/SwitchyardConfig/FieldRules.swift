@@ -13,8 +13,10 @@ public enum FieldRules {
 
     /// Cookie and header names that select a canary or a rule: an RFC 9110 token restricted to
     /// letters, digits, `-`, `_` and `.` (what cookie and header names are in practice).
+    public static let maxFieldNameBytes = 128
+
     public static func isValidFieldName(_ name: String) -> Bool {
-        !name.isEmpty && name.utf8.count <= 128
+        !name.isEmpty && name.utf8.count <= maxFieldNameBytes
             && name.allSatisfy { $0.isASCII && ($0.isLetter || $0.isNumber || "-_.".contains($0)) }
     }
 

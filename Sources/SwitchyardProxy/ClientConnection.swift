@@ -34,19 +34,21 @@ final class ClientConnection {
     private var upstreamHead: IOBuffer?
     private var upstreamHeadSent = 0
 
-    /// 64 bytes of client IP text, up to 256 bytes of request id, then the sticky cookie
-    /// value and the `Set-Cookie` line for a client that has none yet.
+    /// Per-connection text the proxy writes into heads and the log, laid out by `Scratch`.
     private let scratch: UnsafeMutablePointer<UInt8>
     private var clientIPLength = 0
     private var requestIDLength = 0
     private var setCookieLength = 0
-    private static let requestIDOffset = 64
-    private static let requestIDCapacity = 256
-    private static let cookieValueOffset = 320
-    private static let cookieValueLength = 16
-    private static let setCookieOffset = 336
-    private static let setCookieCapacity = 176
-    private static let scratchSize = 512
+
+    /// Where each part of `scratch` starts: the client IP as text, the request id, a fresh
+    /// sticky cookie value, and the `Set-Cookie` line for a client that has no cookie yet.
+    private enum Scratch {
+        static let clientIP = 0, clientIPCapacity = 64
+        static let requestID = clientIP + clientIPCapacity, requestIDCapacity = 256
+        static let cookieValue = requestID + requestIDCapacity
+        static let setCookie = cookieValue + StickyCookie.valueLength, setCookieCapacity = StickyCookie.maxLineLength
+        static let size = setCookie + setCookieCapacity
+    }
 
     enum Phase { case idle, head, exchange, tunnel, lingering }
     private var phase: Phase = .idle
@@ -100,8 +102,8 @@ final class ClientConnection {
         self.worker = worker
         self.fd = fd
         self.tls = tls
-        scratch = .allocate(capacity: Self.scratchSize)
-        clientIPLength = Sockets.formatIP(&peer, into: scratch, capacity: Self.requestIDOffset)
+        scratch = .allocate(capacity: Scratch.size)
+        clientIPLength = Sockets.formatIP(&peer, into: scratch + Scratch.clientIP, capacity: Scratch.clientIPCapacity)
     }
 
     deinit { scratch.deallocate() }
@@ -297,7 +299,7 @@ final class ClientConnection {
                     request = BodyWindow()
                     startMicros = monotonicMicroseconds()
                     logMethod = "-"; logPath = "-"
-                    requestIDLength = worker.generateRequestID(into: scratch + Self.requestIDOffset)
+                    requestIDLength = worker.generateRequestID(into: scratch + Scratch.requestID)
                     respondLocal(status: error.status, detail: error.reasonText, close: true)
                     return
                 case .complete:
@@ -357,10 +359,10 @@ final class ClientConnection {
         serviceIndex = -1
         balancer = nil
 
-        let idStore = scratch + Self.requestIDOffset
+        let idStore = scratch + Scratch.requestID
         if head.requestIDIndex >= 0 {
             let f = head.fields[head.requestIDIndex]
-            let n = min(Int(f.valueLength), Self.requestIDCapacity)
+            let n = min(Int(f.valueLength), Scratch.requestIDCapacity)
             idStore.update(from: source + Int(f.valueStart), count: n)
             requestIDLength = n
         } else {
@@ -390,19 +392,16 @@ final class ClientConnection {
         serviceIndex = snapshot.services[service].statsID
         worker.countService(serviceIndex, ServerStats.active)
         // A fresh sticky id, used only if the service sticks by cookie and the client has none.
-        let freshCookie = scratch + Self.cookieValueOffset
-        if snapshot.services[service].sticksByCookie {
-            var idWriter = ByteWriter(base: freshCookie, capacity: Self.cookieValueLength)
-            idWriter.append(hex: worker.random.next(), width: 16)
-        }
+        let freshCookie = scratch + Scratch.cookieValue
+        if snapshot.services[service].sticksByCookie { StickyCookie.writeValue(worker.random.next(), into: freshCookie) }
         let choice = snapshot.choosePool(service: service, head: head, source: source,
-                                         clientIP: UnsafeBufferPointer(start: scratch, count: clientIPLength),
-                                         freshCookieValue: UnsafeBufferPointer(start: freshCookie, count: Self.cookieValueLength),
+                                         clientIP: UnsafeBufferPointer(start: scratch + Scratch.clientIP, count: clientIPLength),
+                                         freshCookieValue: UnsafeBufferPointer(start: freshCookie, count: StickyCookie.valueLength),
                                          random: &worker.random)
         setCookieLength = 0
         if choice.setsStickyCookie, let name = snapshot.services[service].stickyCookieName {
-            setCookieLength = Self.writeSetCookie(name: name, value: UnsafeBufferPointer(start: freshCookie, count: Self.cookieValueLength),
-                                                  into: scratch + Self.setCookieOffset)
+            setCookieLength = StickyCookie.writeSetCookieLine(name: name, value: UnsafeBufferPointer(start: freshCookie, count: StickyCookie.valueLength),
+                                                              into: scratch + Scratch.setCookie, capacity: Scratch.setCookieCapacity)
         }
         poolIndex = choice.pool
         balancer = worker.balancers[poolIndex]
@@ -420,7 +419,7 @@ final class ClientConnection {
         if head.hostIndex < 0 { fallbackHost = Array(upstreamText.utf8) }
         fallbackHost.withUnsafeBufferPointer { fallback in
             let info = ForwardingInfo(
-                clientAddress: UnsafeBufferPointer(start: scratch, count: clientIPLength),
+                clientAddress: UnsafeBufferPointer(start: scratch + Scratch.clientIP, count: clientIPLength),
                 scheme: ssl == nil ? "http" : "https",
                 requestID: UnsafeBufferPointer(start: idStore, count: requestIDLength),
                 requestIDGenerated: head.requestIDIndex < 0,
@@ -450,18 +449,6 @@ final class ClientConnection {
         } else if timeoutKind == .body {
             clearDeadline()
         }
-    }
-
-    /// The cookie that keeps a client's canary assignment: 30 days, whole site, not visible
-    /// to scripts, sent on top-level navigations (documented in docs/switching.md).
-    private static func writeSetCookie(name: [UInt8], value: UnsafeBufferPointer<UInt8>, into out: UnsafeMutablePointer<UInt8>) -> Int {
-        var w = ByteWriter(base: out, capacity: setCookieCapacity)
-        w.append("Set-Cookie: ")
-        w.append(name)
-        w.append(byte: UInt8(ascii: "="))
-        w.append(value.baseAddress!, value.count)
-        w.append("; Path=/; Max-Age=2592000; HttpOnly; SameSite=Lax\r\n")
-        return w.overflowed ? 0 : w.count
     }
 
     /// Retries stop once the request has been going for longer than upstream_response.
@@ -777,8 +764,8 @@ final class ClientConnection {
         var w = ByteWriter(base: out.writePointer, capacity: out.writable)
         HeadWriter.writeClientResponse(head, source: source, clientVersion: version, keepAlive: keepAlive,
                                        dechunk: dechunk, tunnel: tunnel,
-                                       requestID: UnsafeBufferPointer(start: scratch + Self.requestIDOffset, count: requestIDLength),
-                                       extraLines: UnsafeBufferPointer(start: scratch + Self.setCookieOffset, count: setCookieLength),
+                                       requestID: UnsafeBufferPointer(start: scratch + Scratch.requestID, count: requestIDLength),
+                                       extraLines: UnsafeBufferPointer(start: scratch + Scratch.setCookie, count: setCookieLength),
                                        into: &w)
         if w.overflowed { return false }
         out.writeIndex += w.count
@@ -890,7 +877,7 @@ final class ClientConnection {
         out.compact()
         var w = ByteWriter(base: out.writePointer, capacity: out.writable)
         HeadWriter.writeErrorResponse(status: status, detail: detail,
-                                      requestID: UnsafeBufferPointer(start: scratch + Self.requestIDOffset, count: requestIDLength),
+                                      requestID: UnsafeBufferPointer(start: scratch + Scratch.requestID, count: requestIDLength),
                                       close: !keepAlive, into: &w)
         // An answer that does not fit whole (the client is not reading what went before) is not
         // written in part: a fragment would desynchronise the client's stream.
@@ -1023,8 +1010,8 @@ final class ClientConnection {
             if let server = currentServer { upstreamAddress = server.address.description }
         }
         AccessLogLine.append(to: &worker.logBuffer,
-                             requestID: UnsafeBufferPointer(start: scratch + Self.requestIDOffset, count: requestIDLength),
-                             client: UnsafeBufferPointer(start: scratch, count: clientIPLength),
+                             requestID: UnsafeBufferPointer(start: scratch + Scratch.requestID, count: requestIDLength),
+                             client: UnsafeBufferPointer(start: scratch + Scratch.clientIP, count: clientIPLength),
                              method: logMethod, path: logPath,
                              status: complete ? status : (status == 0 ? 499 : status),
                              bytes: bytesSent, durationMicros: durationMicros,
