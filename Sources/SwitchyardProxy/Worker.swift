@@ -78,10 +78,7 @@ final class Worker: @unchecked Sendable {
     private var drainingSince: [Int64] = []
     private var drainCheck = PeriodicCheck()
     /// Passive outlier detection, this worker's view, by server id.
-    private var consecutiveFailures: [Int] = []
-    private var ejectedUntil: [Int64] = []
-    private var ejectionStreak: [Int] = []
-    private var successesSinceReturn: [Int] = []
+    private var outliers = OutlierDetector()
     /// Where each server id sits now: (index of its balancer, index in the pool).
     private var serverLocation: [(pool: Int, index: Int)?] = []
     private var ejectionCheck = PeriodicCheck()
@@ -249,10 +246,7 @@ final class Worker: @unchecked Sendable {
             idle += [[UpstreamConnection]](repeating: [], count: grow)
             serverReady += [Bool](repeating: true, count: grow)
             drainingSince += [Int64](repeating: .max, count: grow)
-            consecutiveFailures += [Int](repeating: 0, count: grow)
-            ejectedUntil += [Int64](repeating: 0, count: grow)
-            ejectionStreak += [Int](repeating: 0, count: grow)
-            successesSinceReturn += [Int](repeating: 0, count: grow)
+            outliers.grow(to: newSnapshot.serverIDLimit)
             serverLocation += [(pool: Int, index: Int)?](repeating: nil, count: grow)
             stats += [Int](repeating: 0, count: grow * ServerStats.stride)
         }
@@ -305,32 +299,15 @@ final class Worker: @unchecked Sendable {
     /// Reports how an attempt on a server ended: a 5xx or a connection failure counts
     /// against it; enough in a row eject it from this worker's balancing for a while.
     func recordOutcome(serverID: Int, failed: Bool) {
+        // Checked before the pool is copied: most pools have no outlier detection, and this runs per exchange.
         guard serverID < serverLocation.count, let location = serverLocation[serverID],
-              let od = balancers[location.pool].pool.outlierDetection else { return }
-        if !failed {
-            consecutiveFailures[serverID] = 0
-            if ejectionStreak[serverID] > 0 && ejectedUntil[serverID] == 0 {
-                successesSinceReturn[serverID] += 1
-                if successesSinceReturn[serverID] >= 2 * od.consecutiveFailures { ejectionStreak[serverID] = 0 }
-            }
-            return
-        }
-        successesSinceReturn[serverID] = 0
-        consecutiveFailures[serverID] += 1
-        guard ejectedUntil[serverID] == 0, consecutiveFailures[serverID] >= od.consecutiveFailures else { return }
+              balancers[location.pool].pool.outlierDetection != nil else { return }
         let pool = balancers[location.pool].pool
-        let ejected = pool.servers.filter { ejectedUntil[$0.id] != 0 }.count
-        let limit = max(1, pool.servers.count * od.maxEjectionPercent / 100)
-        guard ejected < limit else { return }
-        ejectionStreak[serverID] += 1
-        // The ejection grows with each ejection in a row (capped at 10 times the base).
-        let ms = od.baseEjectionTime.milliseconds * Int64(min(ejectionStreak[serverID], 10))
-        ejectedUntil[serverID] = monotonicMilliseconds() + ms
-        consecutiveFailures[serverID] = 0
+        guard let ms = outliers.record(serverID: serverID, failed: failed, pool: pool, now: monotonicMilliseconds()) else { return }
         count(serverID, ServerStats.ejections)
         count(serverID, ServerStats.ejectedNow)
-        let server = pool.servers[location.index]
-        logToStandardError("switchyard: worker \(index): ejected \(pool.name)/\(server.name) for \(Double(ms) / 1000)s after \(od.consecutiveFailures) consecutive failures")
+        let name = location.index < pool.servers.count ? pool.servers[location.index].name : "server \(serverID)"
+        logToStandardError("switchyard: worker \(index): ejected \(pool.name)/\(name) for \(Double(ms) / 1000)s after \(pool.outlierDetection?.consecutiveFailures ?? 0) consecutive failures")
         refreshEjectionMasks()
     }
 
@@ -338,7 +315,7 @@ final class Worker: @unchecked Sendable {
         var any = false
         for balancer in balancers {
             var mask: UInt64 = 0
-            for (i, server) in balancer.pool.servers.enumerated() where i < 64 && ejectedUntil[server.id] != 0 {
+            for (i, server) in balancer.pool.servers.enumerated() where i < 64 && outliers.isEjected(server.id) {
                 mask |= 1 << UInt64(i)
                 any = true
             }
@@ -350,17 +327,15 @@ final class Worker: @unchecked Sendable {
     /// Returns ejected servers whose time is up.
     fileprivate func returnEjectedServers() {
         let now = monotonicMilliseconds()
-        var changed = false
-        for id in 0..<ejectedUntil.count where ejectedUntil[id] != 0 && ejectedUntil[id] <= now {
-            ejectedUntil[id] = 0
+        let returned = outliers.returnDue(now: now)
+        for id in returned {
             count(id, ServerStats.ejectedNow, -1)
-            changed = true
-            if let location = serverLocation[id] {
+            if id < serverLocation.count, let location = serverLocation[id], location.index < balancers[location.pool].pool.servers.count {
                 let pool = balancers[location.pool].pool
                 logToStandardError("switchyard: worker \(index): \(pool.name)/\(pool.servers[location.index].name) returns from ejection")
             }
         }
-        if changed { refreshEjectionMasks() }
+        if !returned.isEmpty { refreshEjectionMasks() }
     }
 
     /// Closes tunnels to servers that have drained for longer than `tunnel_drain`.

@@ -30,10 +30,10 @@ public struct OutlierDetector: Sendable {
     /// Whether any server is ejected now.
     public var anyEjected: Bool { ejectedUntil.contains { $0 != 0 } }
 
-    /// Records how an attempt on server `id` ended. Returns how long it is ejected for (ms)
-    /// when this outcome ejects it. `pool` lists the ids of the server's pool.
-    public mutating func record(serverID id: Int, failed: Bool, pool: [Int], config od: OutlierDetectionConfig, now: Int64) -> Int64? {
-        guard id >= 0, id < ejectedUntil.count else { return nil }
+    /// Records how an attempt on server `id` of `pool` ended. Returns how long it is ejected
+    /// for (ms) when this outcome ejects it; nothing for a pool without outlier detection.
+    public mutating func record(serverID id: Int, failed: Bool, pool: PoolSnapshot, now: Int64) -> Int64? {
+        guard id >= 0, id < ejectedUntil.count, let od = pool.outlierDetection else { return nil }
         if !failed {
             consecutiveFailures[id] = 0
             if ejectionStreak[id] > 0 && ejectedUntil[id] == 0 {
@@ -46,8 +46,9 @@ public struct OutlierDetector: Sendable {
         successesSinceReturn[id] = 0
         consecutiveFailures[id] += 1
         guard ejectedUntil[id] == 0, consecutiveFailures[id] >= od.consecutiveFailures else { return nil }
-        let ejected = pool.filter { isEjected($0) }.count
-        let limit = max(1, pool.count * max(0, od.maxEjectionPercent) / 100)
+        var ejected = 0
+        for server in pool.servers where isEjected(server.id) { ejected += 1 }
+        let limit = max(1, pool.servers.count * max(0, od.maxEjectionPercent) / 100)
         guard ejected < limit else { return nil }
         ejectionStreak[id] = min(ejectionStreak[id] + 1, 10)
         let ms = od.baseEjectionTime.milliseconds.multipliedReportingOverflow(by: Int64(ejectionStreak[id]))

@@ -9,7 +9,8 @@ import SwitchyardRouting
 /// The admin API: HTTP/1.1 and JSON on a Unix domain socket (mode 0600), served by
 /// libevent's evhttp on the control thread. Workers are never blocked by it: a change is
 /// published as a new snapshot and acknowledged by each worker between its events.
-/// The reference is docs/admin-api.md; the OpenAPI document is docs/openapi.yaml.
+/// Its endpoints are those of `AdminAPI.endpoints`. The reference is docs/admin-api.md; the
+/// OpenAPI document is docs/openapi.yaml.
 final class AdminServer {
     let control: ControlPlane
     let socketPath: String?
@@ -19,7 +20,7 @@ final class AdminServer {
     /// The TCP listener has its own evhttp, so that TLS applies to it and not to the Unix socket.
     private var tcpHTTP: OpaquePointer?
     private var tcpTLS: TLSServerContext?
-    private let startTime = Date()
+    let startTime = Date()
 
     /// Limits of the admin listeners: the request head, how long a TCP connection may stay
     /// silent or unfinished, and how many TCP connections may have requests at once.
@@ -182,8 +183,8 @@ final class AdminServer {
         evhttp_add_header(headers, "Content-Type", reply.contentType)
         if reply.status == 401 { evhttp_add_header(headers, "WWW-Authenticate", "Bearer realm=\"switchyard\"") }
         if reply.status == 405 {
-            let path = String(cString: evhttp_request_get_uri(req)).split(separator: "?").first ?? ""
-            evhttp_add_header(headers, "Allow", Self.methods(for: path.split(separator: "/")).joined(separator: ", "))
+            let path = String(cString: evhttp_request_get_uri(req)).split(separator: "?", maxSplits: 1).first ?? ""
+            evhttp_add_header(headers, "Allow", AdminAPI.allowedMethods(path: String(path)).joined(separator: ", "))
         }
         let buffer = evbuffer_new()
         reply.body.withUnsafeBytes { _ = evbuffer_add(buffer, $0.baseAddress, $0.count) }
@@ -331,272 +332,8 @@ final class AdminServer {
         return "uid:\(uid)"
     }
 
-    private func route(_ r: Request) throws(AdminError) -> Reply {
-        let p = r.path
-        switch (r.method, p.count) {
-        case ("GET", 2) where p == ["v1", "status"]:
-            return Self.ok(status())
-        case ("GET", 2) where p == ["v1", "audit"]:
-            var limit = 100
-            if let text = r.query["limit"] {
-                guard let value = Int(text), (0...ControlPlane.auditMemoryLimit).contains(value) else {
-                    throw AdminError(400, "invalid limit", "limit is a whole number from 0 to \(ControlPlane.auditMemoryLimit)")
-                }
-                limit = value
-            }
-            return Self.ok(["entries": Array(control.audit.suffix(limit))])
-        case ("GET", 1) where p == ["metrics"]:
-            return Reply(status: 200, body: Data(metrics().utf8), contentType: "text/plain; version=0.0.4")
-        case ("POST", 4) where p[0] == "v1" && p[1] == "services" && p[3] == "flip":
-            let to = try AdminBody.flipTarget(r.body)
-            return try changed(control.flip(service: String(p[2]), to: to, actor: r.actor, ifMatch: r.ifMatch, lockToken: r.lockToken))
-        case ("PUT", 4) where p[0] == "v1" && p[1] == "services" && p[3] == "canary":
-            // Syntax first (400), then what depends on the state (404/409).
-            let change = try AdminBody.CanaryChange(r.body)
-            let weight = change.weight
-            let pool = change.pool ?? control.state.services[String(p[2])]?.canary?.pool ?? ""
-            if weight > 0 && pool.isEmpty {
-                // Whether pool may be left out depends on the state (an existing canary): a conflict, not bad syntax.
-                throw AdminError(409, "no canary pool", "service \(p[2]) has no canary pool yet; give it: {\"pool\": \"green\", \"weight\": \"5%\"}")
-            }
-            return try changed(control.setCanary(service: String(p[2]), pool: pool, weight: weight, sticky: change.sticky, guardrail: change.guardrail,
-                                                 actor: r.actor, ifMatch: r.ifMatch, lockToken: r.lockToken))
-        case ("PUT", 4) where p[0] == "v1" && p[1] == "services" && p[3] == "rules":
-            let rules = try AdminBody.rules(r.body)
-            return try changed(control.setRules(service: String(p[2]), rules: rules, actor: r.actor, ifMatch: r.ifMatch, lockToken: r.lockToken))
-        case ("POST", 4) where p[0] == "v1" && p[1] == "services" && p[3] == "rollback":
-            return try changed(control.rollback(service: String(p[2]), actor: r.actor, ifMatch: r.ifMatch, lockToken: r.lockToken))
-        case ("PUT", 5) where p[0] == "v1" && p[1] == "pools" && p[3] == "servers":
-            let change = try AdminBody.ServerChange(r.body)
-            return try changed(control.setServer(pool: String(p[2]), server: String(p[4]), weight: change.weight, serverState: change.state,
-                                                 actor: r.actor, ifMatch: r.ifMatch, lockToken: r.lockToken))
-        case ("POST", 4) where p[0] == "v1" && p[1] == "pools" && p[3] == "servers":
-            let server = try AdminBody.NewServer(r.body)
-            return try changed(control.addServer(pool: String(p[2]), server: server, actor: r.actor, ifMatch: r.ifMatch, lockToken: r.lockToken))
-        case ("DELETE", 5) where p[0] == "v1" && p[1] == "pools" && p[3] == "servers":
-            return try changed(control.removeServer(pool: String(p[2]), name: String(p[4]), actor: r.actor,
-                                                    ifMatch: r.ifMatch, lockToken: r.lockToken))
-        case ("POST", 2) where p == ["v1", "reload"]:
-            try control.checkLockFor(r.lockToken)
-            let (generation, notes) = try control.reload(reset: r.query["reset"] == "true", actor: r.actor)
-            return Self.ok(["generation": generation, "notes": notes, "acknowledged_us": control.publishLatencies.last ?? 0])
-        case ("POST", 2) where p == ["v1", "lock"]:
-            let request = try AdminBody.LockRequest(r.body)
-            let info = try control.acquireLock(owner: request.owner, reason: request.reason, ttl: request.ttl,
-                                               actor: r.actor, token: r.lockToken)
-            return Self.ok(Self.lockJSON(info, withToken: true))
-        case ("DELETE", 2) where p == ["v1", "lock"]:
-            try control.releaseLock(token: r.lockToken, force: r.query["force"] == "true", actor: r.actor)
-            return Self.ok(["unlocked": true])
-        default:
-            let allowed = Self.methods(for: p)
-            if !allowed.isEmpty {
-                throw AdminError(405, "method not allowed", "/\(p.joined(separator: "/")) takes \(allowed.joined(separator: ", "))")
-            }
-            throw AdminError(404, "no such endpoint", "\(r.method) /\(p.joined(separator: "/")) is not part of the admin API; see docs/admin-api.md")
-        }
-    }
-
-    /// The methods a known path takes (empty for an unknown path).
-    static func methods(for p: [Substring]) -> [String] {
-        switch p.count {
-        case 1 where p == ["metrics"]: return ["GET"]
-        case 2 where p == ["v1", "status"] || p == ["v1", "audit"]: return ["GET"]
-        case 2 where p == ["v1", "lock"]: return ["POST", "DELETE"]
-        case 2 where p == ["v1", "reload"]: return ["POST"]
-        case 4 where p[0] == "v1" && p[1] == "services":
-            switch p[3] {
-            case "flip", "rollback": return ["POST"]
-            case "canary", "rules": return ["PUT"]
-            default: return []
-            }
-        case 4 where p[0] == "v1" && p[1] == "pools" && p[3] == "servers": return ["POST"]
-        case 5 where p[0] == "v1" && p[1] == "pools" && p[3] == "servers": return ["PUT", "DELETE"]
-        default: return []
-        }
-    }
-
-    private func changed(_ generation: UInt64) -> Reply {
-        Self.ok(["generation": generation, "acknowledged_us": control.publishLatencies.last ?? 0])
-    }
-
-    // MARK: Status and metrics
-
-    /// The counters of one server or service, read from a merged array.
-    struct Counters {
-        let values: ArraySlice<Int>
-        init(_ array: [Int], index: Int) {
-            let base = index * ServerStats.stride
-            values = base + ServerStats.stride <= array.count ? array[base..<base + ServerStats.stride] : ArraySlice(repeating: 0, count: ServerStats.stride)
-        }
-        init(sum: [Counters]) {
-            var total = [Int](repeating: 0, count: ServerStats.stride)
-            for c in sum { for (i, v) in c.values.enumerated() { total[i] &+= v } }
-            values = total[...]
-        }
-        subscript(_ field: Int) -> Int { values[values.startIndex + field] }
-
-        var json: [String: Any] {
-            ["active_requests": self[ServerStats.active], "requests": self[ServerStats.requests],
-             "responses": ["1xx": self[3], "2xx": self[4], "3xx": self[5], "4xx": self[6], "5xx": self[7]],
-             "failures": self[ServerStats.failures]]
-        }
-
-        /// Prometheus sample lines for these counters, by metric family suffix.
-        func samples(_ labels: String, connections: Bool) -> [(family: String, lines: String)] {
-            var responses = ""
-            for (i, cls) in ["1xx", "2xx", "3xx", "4xx", "5xx"].enumerated() {
-                responses += "{\(labels),class=\"\(cls)\"} \(self[ServerStats.statusClass + i])\n"
-            }
-            var histogram = ""
-            var cumulative = 0
-            for (i, bound) in ServerStats.bucketBounds.enumerated() {
-                cumulative += self[ServerStats.latencyBuckets + i]
-                histogram += "_bucket{\(labels),le=\"\(bound)\"} \(cumulative)\n"
-            }
-            cumulative += self[ServerStats.latencyBuckets + ServerStats.bucketBounds.count]
-            histogram += "_bucket{\(labels),le=\"+Inf\"} \(cumulative)\n"
-            histogram += "_sum{\(labels)} \(Double(self[ServerStats.latencySumMicros]) / 1_000_000)\n"
-            histogram += "_count{\(labels)} \(cumulative)\n"
-            var result: [(String, String)] = [
-                ("_responses_total", responses),
-                ("_failures_total", "{\(labels)} \(self[ServerStats.failures])\n"),
-                ("_active_requests", "{\(labels)} \(self[ServerStats.active])\n"),
-                ("_request_duration_seconds", histogram),
-            ]
-            if connections {
-                result.append(("_open_connections", "{\(labels)} \(self[ServerStats.openConnections])\n"))
-                result.append(("_ejections_total", "{\(labels)} \(self[ServerStats.ejections])\n"))
-            }
-            return result
-        }
-    }
-
-    func status() -> [String: Any] {
-        let stats = control.collectStats()
-        let snapshot = control.snapshot()
-        var services: [String: Any] = [:]
-        for route in snapshot.services {
-            var s = control.state.services[route.name].map(ControlPlane.json) ?? [:]
-            s["traffic"] = Counters(stats.services, index: route.statsID).json
-            s["guard_trip"] = control.guardTrips[route.name] ?? NSNull()
-            services[route.name] = s
-        }
-        var pools: [String: Any] = [:]
-        for pool in snapshot.pools {
-            pools[pool.name] = [
-                "balance": pool.balance.rawValue,
-                "servers": pool.servers.map { server -> [String: Any] in
-                    let c = Counters(stats.servers, index: server.id)
-                    var out = c.json
-                    out["name"] = server.name
-                    out["address"] = server.address.description
-                    out["weight"] = server.configuredWeight
-                    out["effective_weight"] = server.weight
-                    out["state"] = server.state.rawValue
-                    out["open_connections"] = c[ServerStats.openConnections]
-                    out["ejections"] = c[ServerStats.ejections]
-                    out["ejected_in_workers"] = c[ServerStats.ejectedNow]
-                    out["health"] = control.health?.json(pool: pool.name, server: server.name) ?? ["status": "not checked"]
-                    return out
-                },
-            ]
-        }
-        let latencies = control.publishLatencies.sorted()
-        func percentile(_ q: Double) -> Double { latencies.isEmpty ? 0 : latencies[min(latencies.count - 1, Int(Double(latencies.count) * q))] }
-        return [
-            "generation": control.state.generation,
-            "services": services,
-            "pools": pools,
-            "lock": control.activeLock.map { Self.lockJSON($0, withToken: false) } ?? NSNull(),
-            "workers": control.workers.count,
-            "uptime_seconds": Int(Date().timeIntervalSince(startTime)),
-            "publish_ack_us": ["p50": percentile(0.5), "p99": percentile(0.99), "count": latencies.count],
-        ]
-    }
-
-    /// Prometheus text: per service, per pool (the sum of its servers) and per server, each
-    /// with responses by class, failures, active requests and a latency histogram.
-    func metrics() -> String {
-        let stats = control.collectStats()
-        let snapshot = control.snapshot()
-        var out = "# HELP switchyard_generation Runtime state generation.\n# TYPE switchyard_generation gauge\n"
-        out += "switchyard_generation \(control.state.generation)\n"
-        out += "# HELP switchyard_tls_handshake_failures_total TLS handshakes that failed or timed out.\n# TYPE switchyard_tls_handshake_failures_total counter\n"
-        out += "switchyard_tls_handshake_failures_total \(stats.tlsHandshakeFailures)\n"
-        out += "# HELP switchyard_canary_weight_ratio Canary share of each service (0 to 1).\n# TYPE switchyard_canary_weight_ratio gauge\n"
-        for route in snapshot.services {
-            out += "switchyard_canary_weight_ratio{service=\"\(route.name)\"} \(Double(route.canaryPool == nil ? 0 : route.canaryWeight) / 10000)\n"
-        }
-        out += "# HELP switchyard_canary_guard_trips_total Times the canary guard removed a failing canary.\n# TYPE switchyard_canary_guard_trips_total counter\n"
-        for route in snapshot.services {
-            out += "switchyard_canary_guard_trips_total{service=\"\(route.name)\"} \(control.guardTripCounts[route.name] ?? 0)\n"
-        }
-        let families: [(suffix: String, type: String, help: String)] = [
-            ("_responses_total", "counter", "Responses by status class"),
-            ("_failures_total", "counter", "Exchanges that ended without a response"),
-            ("_active_requests", "gauge", "Requests in flight"),
-            ("_request_duration_seconds", "histogram", "Time from request head to last response byte"),
-            ("_open_connections", "gauge", "Open upstream connections"),
-            ("_ejections_total", "counter", "Ejections by passive outlier detection"),
-        ]
-        for (prefix, what) in [("switchyard_service", "service"), ("switchyard_pool", "pool"), ("switchyard_upstream", "upstream server")] {
-            var entities: [(labels: String, counters: Counters)] = []
-            switch what {
-            case "service":
-                for route in snapshot.services {
-                    entities.append(("service=\"\(route.name)\"", Counters(stats.services, index: route.statsID)))
-                }
-            case "pool":
-                for pool in snapshot.pools {
-                    entities.append(("pool=\"\(pool.name)\"", Counters(sum: pool.servers.map { Counters(stats.servers, index: $0.id) })))
-                }
-            default:
-                for pool in snapshot.pools {
-                    for server in pool.servers {
-                        entities.append(("pool=\"\(pool.name)\",server=\"\(server.name)\"", Counters(stats.servers, index: server.id)))
-                    }
-                }
-            }
-            let samples = entities.map { $0.counters.samples($0.labels, connections: what != "service") }
-            // One group per metric family, as the exposition format requires.
-            for family in families where what != "service" || (family.suffix != "_open_connections" && family.suffix != "_ejections_total") {
-                out += "# HELP \(prefix)\(family.suffix) \(family.help), by \(what).\n# TYPE \(prefix)\(family.suffix) \(family.type)\n"
-                for entity in samples {
-                    guard let lines = entity.first(where: { $0.family == family.suffix })?.lines else { continue }
-                    for line in lines.split(separator: "\n") { out += "\(prefix)\(family.suffix)\(line)\n" }
-                }
-            }
-        }
-        out += "# HELP switchyard_server_healthy Whether active health checks find each server up (1) or down/pending (0).\n# TYPE switchyard_server_healthy gauge\n"
-        for pool in snapshot.pools {
-            for server in pool.servers {
-                out += "switchyard_server_healthy{pool=\"\(pool.name)\",server=\"\(server.name)\"} \(server.healthy ? 1 : 0)\n"
-            }
-        }
-        out += "# HELP switchyard_server_effective_weight The weight balancing uses now (0 when drained or down; scaled by slow start and reported load).\n# TYPE switchyard_server_effective_weight gauge\n"
-        for pool in snapshot.pools {
-            for server in pool.servers {
-                out += "switchyard_server_effective_weight{pool=\"\(pool.name)\",server=\"\(server.name)\"} \(server.weight)\n"
-            }
-        }
-        var cpu = "# HELP switchyard_server_reported_cpu_ratio CPU use the instance reports in X-Switchyard-Load.\n# TYPE switchyard_server_reported_cpu_ratio gauge\n"
-        var memory = "# HELP switchyard_server_reported_memory_ratio Memory use the instance reports in X-Switchyard-Load.\n# TYPE switchyard_server_reported_memory_ratio gauge\n"
-        for entry in (control.health?.servers.values.sorted { $0.key < $1.key }) ?? [] {
-            let labels = "pool=\"\(entry.pool)\",server=\"\(entry.server)\""
-            if let v = entry.reportedCPU { cpu += "switchyard_server_reported_cpu_ratio{\(labels)} \(v)\n" }
-            if let v = entry.reportedMemory { memory += "switchyard_server_reported_memory_ratio{\(labels)} \(v)\n" }
-        }
-        out += cpu + memory
-        out += "# HELP switchyard_server_ready Whether each server takes new requests (1) or drains/is in maintenance (0).\n# TYPE switchyard_server_ready gauge\n"
-        for pool in snapshot.pools {
-            for server in pool.servers {
-                out += "switchyard_server_ready{pool=\"\(pool.name)\",server=\"\(server.name)\"} \(server.state == .ready ? 1 : 0)\n"
-            }
-        }
-        return out
-    }
-
+    /// Finds the request's endpoint in `AdminAPI.endpoints` and carries it out: an unknown path
+    /// is 404, a known path with another method 405 (its methods go in `Allow`).
     // MARK: Helpers
 
     static func ok(_ object: Any) -> Reply {
