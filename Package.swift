@@ -10,6 +10,10 @@ let package = Package(
     platforms: [.macOS(.v13)],
     products: [
         .executable(name: "switchyard", targets: ["switchyard"]),
+        // For fuzz/Package.swift only (scripts/fuzz), which can link another package's products but
+        // not its targets. An automatic library adds no build step to `swift build`.
+        .library(name: "SwitchyardModules",
+                 targets: ["SwitchyardConfig", "SwitchyardRouting", "SwitchyardAdminAPI", "SwitchyardDeploy"]),
     ],
     dependencies: [
         .package(url: "https://github.com/apple/swift-argument-parser", from: "1.5.0"),
