@@ -484,6 +484,8 @@ final class AdminServer {
         out += "switchyard_generation \(control.state.generation)\n"
         out += "# HELP switchyard_tls_handshake_failures_total TLS handshakes that failed or timed out.\n# TYPE switchyard_tls_handshake_failures_total counter\n"
         out += "switchyard_tls_handshake_failures_total \(stats.tlsHandshakeFailures)\n"
+        out += "# HELP switchyard_accept_errors_total Accepts that failed for want of descriptors or memory (each pauses accepting for 100 ms).\n# TYPE switchyard_accept_errors_total counter\n"
+        out += "switchyard_accept_errors_total \(stats.acceptErrors)\n"
         out += "# HELP switchyard_canary_weight_ratio Canary share of each service (0 to 1).\n# TYPE switchyard_canary_weight_ratio gauge\n"
         for route in snapshot.services {
             out += "switchyard_canary_weight_ratio{service=\"\(route.name)\"} \(Double(route.canaryPool == nil ? 0 : route.canaryWeight) / 10000)\n"

@@ -298,6 +298,7 @@ public final class ControlPlane {
             add(copy.servers, to: &total.servers)
             add(copy.services, to: &total.services)
             total.tlsHandshakeFailures += copy.tlsHandshakeFailures
+            total.acceptErrors += copy.acceptErrors
         }
         return total
     }
