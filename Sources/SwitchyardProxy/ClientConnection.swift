@@ -50,6 +50,8 @@ final class ClientConnection {
 
     enum Phase { case idle, head, exchange, tunnel, lingering }
     private var phase: Phase = .idle
+    /// What the parser already checked of an incomplete head (a slow client's is not re-read).
+    private var headScan = HeadScan()
     private var keepAlive = true
     private var clientEOF = false
     private var driving = false
@@ -280,10 +282,11 @@ final class ClientConnection {
                 }
                 if phase == .idle {
                     phase = .head
+                    headScan = HeadScan()
                     setDeadline(.header, after: worker.settings.clientHeaderMs)
                 }
                 let result = HTTPParser.parseRequest(UnsafeRawBufferPointer(start: buffer.readPointer, count: buffer.readable),
-                                                     into: worker.requestHead, limits: worker.settings.limits)
+                                                     into: worker.requestHead, limits: worker.settings.limits, scan: &headScan)
                 switch result {
                 case .incomplete:
                     if buffer.writable == 0 { buffer.compact() }

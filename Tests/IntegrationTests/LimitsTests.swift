@@ -26,8 +26,61 @@ func runnableSeconds(_ pid: pid_t) -> Double {
     return (user + system) / Double(sysconf(Int32(_SC_CLK_TCK)))
 }
 
+/// Sends `text` a few bytes at a time with a pause after each piece, so the proxy reads the
+/// pieces separately (Nagle's algorithm is turned off so they are not merged on the way).
+func trickle(_ client: RawClient, _ text: String, piece: Int = 1, pauseMicros: UInt32 = 500) {
+    var one: Int32 = 1
+    setsockopt(client.fd, Int32(IPPROTO_TCP), TCP_NODELAY, &one, socklen_t(MemoryLayout<Int32>.size))
+    let bytes = Array(text.utf8)
+    var offset = 0
+    while offset < bytes.count {
+        let end = min(bytes.count, offset + piece)
+        client.send(Array(bytes[offset..<end]))
+        offset = end
+        usleep(pauseMicros)
+    }
+}
+
 @Suite("Descriptor limits and slow clients", .serialized)
 struct LimitsTests {
+    /// A slow client's head is parsed piece by piece (resuming where the last attempt stopped):
+    /// pipelined requests still come apart right, and limits and strictness still apply.
+    @Test func headsArrivingByteByByteAreParsedAndChecked() throws {
+        let s = Scenario()
+        let app = try s.upstream("app")
+        let proxy = try s.startProxy(simpleConfig([(app.address, 1)], extra: "limits: { max_header_bytes: 1024 }\n"), workers: 1)
+
+        // Two pipelined requests, one byte at a time, the second starting in the first's last read.
+        let client = try RawClient(port: proxy.port)
+        trickle(client, "GET /headers HTTP/1.1\r\nHost: slow.test\r\nX-Marker: first\r\n\r\n"
+                        + "GET /status/201 HTTP/1.1\r\nHost: slow.test\r\nX-Marker: second\r\n\r\n")
+        let first = try client.readResponse()
+        #expect(first.status == 200)
+        #expect(first.bodyText.contains("X-Marker: first") && !first.bodyText.contains("second"), "\(first.bodyText)")
+        #expect(try client.readResponse().status == 201)
+        // The same connection serves a third request sent at once.
+        client.send("GET /headers HTTP/1.1\r\nHost: slow.test\r\nX-Marker: third\r\n\r\n")
+        let third = try client.readResponse()
+        #expect(third.status == 200 && third.bodyText.contains("X-Marker: third"))
+
+        // Larger than max_header_bytes: the first 900 bytes at once, then a byte at a time.
+        let big = "GET / HTTP/1.1\r\nHost: slow.test\r\nX-Pad: " + String(repeating: "p", count: 1100)
+        let tooLarge = try RawClient(port: proxy.port)
+        tooLarge.send(String(big.prefix(900)))
+        trickle(tooLarge, String(big.dropFirst(900)))
+        #expect(try tooLarge.readResponse().status == 431)
+
+        // A bare LF or a NUL after a long valid prefix that arrived earlier is still refused.
+        for bad in ["X-Late: a\nb\r\n\r\n", "X-Late: a\u{0}b\r\n\r\n"] {
+            let c = try RawClient(port: proxy.port)
+            c.send("GET / HTTP/1.1\r\nHost: slow.test\r\n" + (0..<10).map { "X-\($0): " + String(repeating: "v", count: 40) + "\r\n" }.joined())
+            usleep(20_000)
+            trickle(c, bad)
+            #expect(try c.readResponse().status == 400, "\(bad.debugDescription)")
+        }
+        #expect(!app.requestsSeen.contains { $0.hasPrefix("GET / ") }, "refused heads must not reach the upstream")
+    }
+
     /// At the open-file limit accept fails with EMFILE while connections wait in the queue; the
     /// listener must not spin on them: the worker pauses, counts, logs once, and serves again later.
     @Test func acceptAtTheOpenFileLimitBacksOffAndRecovers() throws {
