@@ -28,10 +28,16 @@ let package = Package(
         .target(name: "SwitchyardHTTP", swiftSettings: hotPathSettings),
         .target(name: "SwitchyardConfig", dependencies: [.product(name: "Yams", package: "Yams")]),
         .target(name: "SwitchyardRouting", dependencies: ["SwitchyardConfig", "SwitchyardHTTP"], swiftSettings: hotPathSettings),
+        // The admin API's contract: the endpoint table and its router, request and response
+        // bodies, request validation, errors and metric names. Pure, so it is fuzzed and unit-tested alone.
+        .target(name: "SwitchyardAdminAPI", dependencies: ["SwitchyardConfig", "SwitchyardRouting"]),
+        // The admin API's client: a blocking HTTP/1.1 client (Unix socket, TCP, TLS) and a typed
+        // call per endpoint. Used by `switchyard ctl` and the orchestrator, never by the data plane.
+        .target(name: "SwitchyardAdminClient", dependencies: ["SwitchyardAdminAPI", "SwitchyardConfig", "SwitchyardRouting", "COpenSSL"]),
 
         // The data plane: workers, connections, upstream pools.
         .target(name: "SwitchyardProxy",
-                dependencies: ["CLibevent", "COpenSSL", "SwitchyardHTTP", "SwitchyardConfig", "SwitchyardRouting"],
+                dependencies: ["CLibevent", "COpenSSL", "SwitchyardHTTP", "SwitchyardConfig", "SwitchyardRouting", "SwitchyardAdminAPI"],
                 swiftSettings: hotPathSettings),
 
         // The demo/test upstream ("whoami"-style app), blocking sockets and threads on purpose.
@@ -39,16 +45,19 @@ let package = Package(
 
         // The orchestrator: rollout plans, strategies, analysis, history and notifications.
         // It drives proxies only through their admin API, like any operator.
-        .target(name: "SwitchyardDeploy", dependencies: ["SwitchyardConfig", "COpenSSL", "CSQLite"]),
+        .target(name: "SwitchyardDeploy", dependencies: ["SwitchyardConfig", "SwitchyardAdminAPI", "SwitchyardAdminClient", "CSQLite"]),
 
         .executableTarget(name: "switchyard",
-                          dependencies: ["SwitchyardProxy", "SwitchyardConfig", "SwitchyardDemo", "SwitchyardDeploy", "COpenSSL",
+                          dependencies: ["SwitchyardProxy", "SwitchyardConfig", "SwitchyardDemo", "SwitchyardDeploy",
+                                         "SwitchyardAdminAPI", "SwitchyardAdminClient", "COpenSSL",
                                          .product(name: "ArgumentParser", package: "swift-argument-parser")]),
 
         .testTarget(name: "SwitchyardHTTPTests", dependencies: ["SwitchyardHTTP"]),
         .testTarget(name: "SwitchyardConfigTests", dependencies: ["SwitchyardConfig"]),
         .testTarget(name: "SwitchyardRoutingTests", dependencies: ["SwitchyardRouting", "SwitchyardConfig", "SwitchyardHTTP"]),
-        .testTarget(name: "SwitchyardDeployTests", dependencies: ["SwitchyardDeploy"]),
+        .testTarget(name: "SwitchyardDeployTests", dependencies: ["SwitchyardDeploy", "SwitchyardAdminClient"]),
+        .testTarget(name: "SwitchyardAdminAPITests", dependencies: ["SwitchyardAdminAPI", "SwitchyardConfig", "SwitchyardRouting",
+                                                                    .product(name: "Yams", package: "Yams")]),
         .testTarget(name: "IntegrationTests"),
     ]
 )

@@ -238,6 +238,17 @@ public struct AdminConfig: Sendable, Equatable {
     /// TLS for the TCP listener; with `client_ca`, a verified client certificate authenticates
     /// like a token (its common name is the actor).
     public var tls: TLSListenerConfig? = nil
+    /// Which client certificate names (common names) may do what on the TCP listener. Absent:
+    /// every certificate signed by `client_ca` may operate. Present: others are refused.
+    public var clientRoles: AdminClientRoles? = nil
+}
+
+/// `admin.client_roles: { operate: [deployer], read: [grafana] }`: certificate names allowed
+/// to change routing, and names allowed only to read (GET).
+public struct AdminClientRoles: Sendable, Equatable {
+    public var operate: Set<String> = []
+    public var read: Set<String> = []
+    public init(operate: Set<String> = [], read: Set<String> = []) { self.operate = operate; self.read = read }
 }
 
 /// Canary weights: "2.5%" is 250 basis points; 0.01% steps from 0% to 100%.
@@ -249,12 +260,13 @@ public enum BasisPoints {
         guard trimmed.hasSuffix("%") else { return nil }
         let number = trimmed.dropLast()
         let parts = number.split(separator: ".", omittingEmptySubsequences: false)
-        guard parts.count <= 2, let whole = Int(parts[0]), whole >= 0,
-              parts[0].allSatisfy(\.isNumber) else { return nil }
+        // Digits only (no sign), and never more than 100 before the point: no arithmetic below can overflow.
+        guard parts.count <= 2, parts[0].allSatisfy({ $0.isASCII && $0.isNumber }), parts[0].count <= 3,
+              let whole = Int(parts[0]), whole <= 100 else { return nil }
         var fraction = 0
         if parts.count == 2 {
             let f = parts[1]
-            guard !f.isEmpty, f.count <= 2, f.allSatisfy(\.isNumber), let v = Int(f) else { return nil }
+            guard !f.isEmpty, f.count <= 2, f.allSatisfy({ $0.isASCII && $0.isNumber }), let v = Int(f) else { return nil }
             fraction = f.count == 1 ? v * 10 : v
         }
         let value = whole * 100 + fraction
@@ -342,7 +354,7 @@ public struct SocketAddress: Sendable, Equatable, Hashable, CustomStringConverti
         let parts = s.split(separator: ".", omittingEmptySubsequences: false)
         guard parts.count == 4 else { return false }
         return parts.allSatisfy { p in
-            !p.isEmpty && p.count <= 3 && p.allSatisfy { $0.isASCII && $0.isNumber } && Int(p)! <= 255
+            !p.isEmpty && p.count <= 3 && p.allSatisfy { $0.isASCII && $0.isNumber } && (Int(p) ?? 256) <= 255
         }
     }
 
@@ -354,8 +366,48 @@ public struct SocketAddress: Sendable, Equatable, Hashable, CustomStringConverti
 
 extension Duration {
     /// Milliseconds, rounded down.
+    /// Whole milliseconds, saturating at `Int64.max` (durations this program makes are
+    /// bounded by `DurationText.maximum`, so saturation only guards against misuse).
     public var milliseconds: Int64 {
         let (s, atto) = components
-        return s * 1000 + atto / 1_000_000_000_000_000
+        let (ms, overflow) = s.multipliedReportingOverflow(by: 1000)
+        if overflow { return s < 0 ? .min : .max }
+        let (total, overflow2) = ms.addingReportingOverflow(atto / 1_000_000_000_000_000)
+        return overflow2 ? .max : total
+    }
+}
+
+/// What an instance reports about itself in `X-Switchyard-Load: cpu=75%, memory=40%, weight=50%`
+/// (each part optional, in any order). Parts that are not a percentage from 0% to 100% are ignored:
+/// the header comes from the network and must never do more than inform.
+public struct ReportedLoad: Sendable, Equatable {
+    /// CPU use, 0...1.
+    public var cpu: Double?
+    /// Memory use, 0...1.
+    public var memory: Double?
+    /// The share of its configured weight the instance asks for, 0...100.
+    public var weightPercent: Int?
+
+    public init(cpu: Double? = nil, memory: Double? = nil, weightPercent: Int? = nil) {
+        self.cpu = cpu
+        self.memory = memory
+        self.weightPercent = weightPercent
+    }
+
+    /// Reads the header's value; nil (no header) reports nothing.
+    public static func parse(_ text: String?) -> ReportedLoad {
+        var load = ReportedLoad()
+        guard let text else { return load }
+        for part in text.split(separator: ",") {
+            let kv = part.split(separator: "=", maxSplits: 1).map { $0.trimmingCharacters(in: .whitespaces) }
+            guard kv.count == 2, let bp = BasisPoints.parse(kv[1]) else { continue }
+            switch kv[0].lowercased() {
+            case "cpu": load.cpu = Double(bp) / Double(BasisPoints.whole)
+            case "memory": load.memory = Double(bp) / Double(BasisPoints.whole)
+            case "weight": load.weightPercent = bp / 100
+            default: break
+            }
+        }
+        return load
     }
 }

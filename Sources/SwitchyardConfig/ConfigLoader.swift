@@ -84,17 +84,39 @@ extension NodeReader {
 }
 
 /// Durations as the configuration and the admin API write them: `250ms`, `10s`, `2m`,
-/// `1h`, or a bare number of seconds.
+/// `1h`, or a bare number of seconds; from 0 up to `maximum`.
 public enum DurationText {
+    /// The longest duration accepted anywhere (a year): longer ones are refused rather than
+    /// converted, so no arithmetic on a duration can overflow.
+    public static let maximumMilliseconds: Int64 = 366 * 24 * 3_600_000
+    public static let maximumDescription = "8784h (a year)"
+
     public static func parse(_ text: String) -> Duration? {
-        let units: [(String, Int64)] = [("ms", 1), ("s", 1000), ("m", 60_000), ("h", 3_600_000)]
-        for (suffix, factor) in units where text.hasSuffix(suffix) {
-            let number = text.dropLast(suffix.count)
-            if let v = Double(number), v >= 0, v.isFinite { return .milliseconds(Int64(v * Double(factor))) }
-            return nil
+        guard let ms = milliseconds(text), ms <= maximumMilliseconds else { return nil }
+        return .milliseconds(ms)
+    }
+
+    /// Whether `text` is a well-formed duration that is longer than `maximum`.
+    public static func isTooLong(_ text: String) -> Bool {
+        guard let ms = milliseconds(text) else { return false }
+        return ms > maximumMilliseconds
+    }
+
+    /// Milliseconds, saturating at Int64.max; nil for anything that is not a duration.
+    private static func milliseconds(_ text: String) -> Int64? {
+        let units: [(String, Double)] = [("ms", 1), ("s", 1000), ("m", 60_000), ("h", 3_600_000)]
+        var number = Substring(text)
+        var factor = 1000.0
+        for (suffix, f) in units where text.hasSuffix(suffix) {
+            number = text.dropLast(suffix.count)
+            factor = f
+            break
         }
-        if let v = Double(text), v >= 0, v.isFinite { return .milliseconds(Int64(v * 1000)) }
-        return nil
+        // Digits and one point only: no signs, exponents, "inf" or "nan".
+        guard !number.isEmpty, number.allSatisfy({ $0.isASCII && ($0.isNumber || $0 == ".") }),
+              number.filter({ $0 == "." }).count <= 1, let value = Double(number), value.isFinite else { return nil }
+        let ms = (value * factor).rounded(.down)
+        return ms < 9.0e18 ? Int64(ms) : .max
     }
 }
 
@@ -163,6 +185,10 @@ public struct NodeReader {
     public mutating func duration(_ node: Node, _ path: String) -> Duration? {
         guard let text = scalar(node, path) else { return nil }
         if let d = Self.parseDuration(text) { return d }
+        if DurationText.isTooLong(text) {
+            problem(node, path, "\"\(text)\" is too long; the longest duration accepted is \(DurationText.maximumDescription)")
+            return nil
+        }
         problem(node, path, "\"\(text)\" is not a duration; write e.g. 500ms, 10s, 2m or 1h")
         return nil
     }
@@ -265,7 +291,7 @@ public struct NodeReader {
         for (name, value) in pairs {
             let path = "pools.\(name)"
             if !Self.isValidName(name) {
-                problem(value, path, "pool names may use letters, digits, '-' and '_' only")
+                problem(value, path, "pool names may use \(FieldRules.nameRule)")
             }
             guard let fields = mapping(value, path, allowed: ["balance", "servers", "health", "outlier_detection", "retries", "slow_start", "tls"]) else { continue }
             var pool = PoolConfig(name: name, balance: .roundRobin, servers: [])
@@ -354,7 +380,7 @@ public struct NodeReader {
                 case "name":
                     name = scalar(v, "\(itemPath).name")
                     if let n = name, !Self.isValidName(n) {
-                        problem(v, "\(itemPath).name", "server names may use letters, digits, '-', '_' and '.' only")
+                        problem(v, "\(itemPath).name", "server names may use \(FieldRules.nameRule)")
                     }
                 default: break
                 }
@@ -426,7 +452,14 @@ public struct NodeReader {
                         }
                         guard let pool = poolName(poolNode, "\(rulePath).pool") else { continue }
                         let kindNode = (header ?? cookie)!
-                        guard let name = scalar(kindNode.value, "\(rulePath).\(kindNode.key)"), !name.isEmpty else { continue }
+                        guard let name = scalar(kindNode.value, "\(rulePath).\(kindNode.key)") else { continue }
+                        guard FieldRules.isValidFieldName(name) else {
+                            problem(kindNode.value, "\(rulePath).\(kindNode.key)", "\"\(name)\" is not a valid \(kindNode.key) name; use \(FieldRules.fieldNameRule)")
+                            continue
+                        }
+                        guard FieldRules.isValidFieldValue(value) else {
+                            problem(valueNode, "\(rulePath).value", FieldRules.fieldValueRule); continue
+                        }
                         service.rules.append(RouteRule(kind: header != nil ? .header : .cookie, name: name, value: value, pool: pool))
                     }
                 default: break
@@ -574,8 +607,8 @@ public struct NodeReader {
         guard let text = scalar(v, "\(path).\(key)") else { return nil }
         switch key {
         case "cookie", "header":
-            guard !text.isEmpty, text.allSatisfy({ $0.isASCII && ($0.isLetter || $0.isNumber || "-_.".contains($0)) }) else {
-                problem(v, "\(path).\(key)", "\"\(text)\" is not a valid \(key) name")
+            guard FieldRules.isValidFieldName(text) else {
+                problem(v, "\(path).\(key)", "\"\(text)\" is not a valid \(key) name; use \(FieldRules.fieldNameRule)")
                 return nil
             }
             return key == "cookie" ? .cookie(text) : .header(text)
@@ -600,7 +633,7 @@ public struct NodeReader {
     }
 
     mutating func readAdmin(_ node: Node) -> AdminConfig? {
-        guard let fields = mapping(node, "admin", allowed: ["socket", "tcp", "tokens_file", "tls"]) else { return nil }
+        guard let fields = mapping(node, "admin", allowed: ["socket", "tcp", "tokens_file", "tls", "client_roles"]) else { return nil }
         var admin = AdminConfig(socket: nil, tcp: nil, tokens: [:], tokensFile: nil)
         for (key, v) in fields {
             switch key {
@@ -613,6 +646,19 @@ public struct NodeReader {
                 admin.tcp = address
             case "tls":
                 admin.tls = readTLS(v, path: "admin.tls")
+            case "client_roles":
+                guard let roles = mapping(v, "admin.client_roles", allowed: ["operate", "read"]) else { continue }
+                var result = AdminClientRoles()
+                for (role, list) in roles {
+                    guard let items = sequence(list, "admin.client_roles.\(role)") else { continue }
+                    for (i, item) in items.enumerated() {
+                        guard let name = scalar(item, "admin.client_roles.\(role)[\(i)]") else { continue }
+                        if name.isEmpty || name.utf8.count > 255 {
+                            problem(item, "admin.client_roles.\(role)[\(i)]", "give a certificate common name (1 to 255 bytes)")
+                        } else if role == "operate" { result.operate.insert(name) } else { result.read.insert(name) }
+                    }
+                }
+                admin.clientRoles = result
             case "tokens_file":
                 guard let path = scalar(v, "admin.tokens_file") else { continue }
                 admin.tokensFile = path
@@ -635,6 +681,9 @@ public struct NodeReader {
         }
         if admin.socket == nil && admin.tcp == nil {
             problem(node, "admin", "give socket (a Unix socket path) and/or tcp (a loopback address)")
+        }
+        if admin.clientRoles != nil && admin.tls?.clientCA == nil {
+            problem(node, "admin.client_roles", "names client certificates, so it needs admin.tls.client_ca")
         }
         if let tcp = admin.tcp {
             let loopback = tcp.family == .ipv4 ? tcp.host.hasPrefix("127.") : tcp.host == "::1"
@@ -715,7 +764,5 @@ public struct NodeReader {
         return t
     }
 
-    static func isValidName(_ name: String) -> Bool {
-        !name.isEmpty && name.allSatisfy { $0.isASCII && ($0.isLetter || $0.isNumber || $0 == "-" || $0 == "_" || $0 == "." || $0 == ":") }
-    }
+    static func isValidName(_ name: String) -> Bool { FieldRules.isValidName(name) }
 }

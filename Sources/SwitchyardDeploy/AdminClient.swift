@@ -1,38 +1,39 @@
 import Foundation
+import SwitchyardAdminAPI
+import SwitchyardAdminClient
 
-/// Why an admin call did not do what was asked.
-public enum AdminFailure: Error, CustomStringConvertible, Sendable {
-    /// The proxy could not be reached or did not answer.
-    case unreachable(String)
-    /// The proxy answered with an error: status, error and its detail.
-    case refused(status: Int, error: String, detail: String)
+/// Why an admin call did not do what was asked (the admin client's own type, named here for
+/// the orchestrator's files).
+public typealias AdminFailure = SwitchyardAdminClient.AdminFailure
 
-    public var description: String {
-        switch self {
-        case .unreachable(let reason): return reason
-        case .refused(let status, let error, let detail): return "\(error) (HTTP \(status)): \(detail)"
-        }
-    }
-}
-
-/// One proxy's admin API as the orchestrator uses it: the same endpoints as `switchyard ctl`.
+/// One environment's proxy as the orchestrator reaches it: the plan's address, the token from
+/// this process's environment or the plan's token file, and who acts. The calls themselves are
+/// the admin client's (`api`); its errors name the environment.
 public final class AdminClient: @unchecked Sendable {
     public let environment: String
     public let address: DeployPlan.AdminAddress
-    let target: HTTPClient.Target
-    let bearer: String?
-    public var actor: String
+    /// The typed admin API of this environment's proxy, with this client's actor and lock token.
+    public var api: AdminAPIClient
+
+    public var actor: String {
+        get { api.actor ?? "" }
+        set { api.actor = newValue }
+    }
+
     /// Sent with every change once the deploy lock is held.
-    public var lockToken: String?
+    public var lockToken: String? {
+        get { api.lockToken }
+        set { api.lockToken = newValue }
+    }
 
     public init(environment env: DeployPlan.Environment, actor: String, processEnvironment: [String: String]) throws(ClientError) {
         environment = env.name
         address = env.admin
-        self.actor = actor
+        let target: HTTPClient.Target
+        var bearer: String? = nil
         switch env.admin {
         case .unix(let path):
             target = .unix(path)
-            bearer = nil
         case .tcp(let host, let port, let tls):
             target = .tcp(host: host, port: port, tls: tls, ca: env.ca, serverName: env.tlsServerName)
             if let token = processEnvironment[env.tokenEnv], !token.isEmpty {
@@ -46,46 +47,34 @@ public final class AdminClient: @unchecked Sendable {
                 throw ClientError("environment \(env.name): the TCP admin API needs a token; set \(env.tokenEnv) or token_file")
             }
         }
+        api = AdminAPIClient(target: target, label: "\(env.name) (\(env.admin))", actor: actor, bearer: bearer)
     }
 
-    /// Sends one request; a non-200 answer becomes `.refused` with the proxy's explanation.
+    /// The pool and server counters of one `/metrics` scrape.
+    public func metrics() throws(AdminFailure) -> MetricsSample { MetricsSample(text: try api.metrics()) }
+
+    // MARK: Untyped calls, until the rollout's call sites use `api`
+
+    /// Sends one request by method and path; a non-200 answer becomes `.refused` with the
+    /// proxy's explanation. Prefer the typed calls of `api`.
     @discardableResult
     public func call(_ method: String, _ path: String, body: [String: Any]? = nil, timeout: Double = 10) throws(AdminFailure) -> [String: Any] {
-        let response = try raw(method, path, body: body, timeout: timeout)
-        let object = response.json
-        guard response.status == 200 else {
-            throw .refused(status: response.status, error: object["error"] as? String ?? "HTTP \(response.status)",
-                           detail: object["detail"] as? String ?? String(decoding: response.body.prefix(500), as: UTF8.self))
-        }
-        return object
+        var request = api
+        request.timeout = timeout
+        let payload = body.map { (try? JSONSerialization.data(withJSONObject: $0, options: [.sortedKeys])) ?? Data("{}".utf8) }
+        let response = try request.send(method: method, path: path, body: payload)
+        guard response.status == 200 else { throw AdminAPIClient.refusal(response) }
+        return response.json
     }
 
-    public func raw(_ method: String, _ path: String, body: [String: Any]? = nil, timeout: Double = 10) throws(AdminFailure) -> HTTPResponse {
-        var headers: [(String, String)] = [("X-Switchyard-Actor", actor)]
-        if let bearer { headers.append(("Authorization", "Bearer \(bearer)")) }
-        if let lockToken { headers.append(("X-Switchyard-Lock", lockToken)) }
-        var payload: Data? = nil
-        if let body {
-            payload = try? JSONSerialization.data(withJSONObject: body, options: [.sortedKeys])
-            headers.append(("Content-Type", "application/json"))
-        }
-        do {
-            return try HTTPClient.send(to: target, method: method, path: path, headers: headers, body: payload, timeout: timeout)
-        } catch {
-            throw .unreachable("\(environment) (\(address)): \(error.description)")
-        }
-    }
-
-    public func status() throws(AdminFailure) -> ProxyStatus { ProxyStatus(try call("GET", "/v1/status")) }
-
-    public func metrics() throws(AdminFailure) -> MetricsSample {
-        let response = try raw("GET", "/metrics")
-        guard response.status == 200 else { throw .refused(status: response.status, error: "metrics", detail: "HTTP \(response.status)") }
-        return MetricsSample(text: String(decoding: response.body, as: UTF8.self))
+    /// `GET /v1/status` as `ProxyStatus`. Prefer `api.status()`.
+    public func status() throws(AdminFailure) -> ProxyStatus {
+        ProxyStatus(try call("GET", AdminAPI.endpoint(.status).path()))
     }
 }
 
-/// The parts of `GET /v1/status` the orchestrator reads.
+/// `GET /v1/status` as a JSON object, with accessors for what the rollout reads. The typed
+/// document is `AdminStatus` (`api.status()`); this stays until the rollout reads that.
 public struct ProxyStatus: @unchecked Sendable {
     public let raw: [String: Any]
     public init(_ raw: [String: Any]) { self.raw = raw }

@@ -1,4 +1,5 @@
 import Foundation
+import SwitchyardAdminAPI
 
 /// One pool's cumulative counters as `/metrics` reports them.
 public struct PoolCounters: Sendable, Equatable {
@@ -49,29 +50,49 @@ public struct MetricsSample: Sendable {
     /// By "pool/server".
     public var servers: [String: PoolCounters] = [:]
 
+    /// What a sample line counts toward, by metric name: the pool or the server level, and which sum.
+    private enum Reading { case responses, failures, bucket }
+    private static let readings: [String: (level: AdminMetric.Level, reading: Reading)] = {
+        var out: [String: (AdminMetric.Level, Reading)] = [:]
+        for level in [AdminMetric.Level.pool, .upstream] {
+            out[AdminMetric.name(level, .responses)] = (level, .responses)
+            out[AdminMetric.name(level, .failures)] = (level, .failures)
+            out[AdminMetric.bucketName(level)] = (level, .bucket)
+        }
+        return out
+    }()
+
     public init(text: String) {
         var buckets: [String: [(Double, Int)]] = [:]
         var serverBuckets: [String: [(Double, Int)]] = [:]
         for line in text.split(separator: "\n") {
-            let isPool = line.hasPrefix("switchyard_pool_"), isServer = line.hasPrefix("switchyard_upstream_")
-            guard isPool || isServer, let brace = line.firstIndex(of: "{"), let close = line.firstIndex(of: "}") else { continue }
-            let name = line[..<brace].dropFirst(isPool ? "switchyard_pool_".count : "switchyard_upstream_".count)
+            guard let brace = line.firstIndex(of: "{"), let close = line.firstIndex(of: "}"), brace < close,
+                  let (level, reading) = Self.readings[String(line[..<brace])] else { continue }
+            let isPool = level == .pool
             let labels = Self.labels(line[line.index(after: brace)..<close])
             guard let pool = labels["pool"], let value = Double(line[line.index(after: close)...].trimmingCharacters(in: .whitespaces)) else { continue }
             var key = pool
-            if isServer { guard let server = labels["server"] else { continue }; key = "\(pool)/\(server)" }
+            if !isPool { guard let server = labels["server"] else { continue }; key = "\(pool)/\(server)" }
             func add(_ requests: Int, _ errors: Int) {
-                if isPool { pools[key, default: PoolCounters()].requests += requests; pools[key, default: PoolCounters()].errors += errors }
-                else { servers[key, default: PoolCounters()].requests += requests; servers[key, default: PoolCounters()].errors += errors }
+                func sum(_ a: Int, _ b: Int) -> Int { let (r, o) = a.addingReportingOverflow(b); return o ? .max : r }
+                if isPool {
+                    pools[key, default: PoolCounters()].requests = sum(pools[key, default: PoolCounters()].requests, requests)
+                    pools[key, default: PoolCounters()].errors = sum(pools[key, default: PoolCounters()].errors, errors)
+                } else {
+                    servers[key, default: PoolCounters()].requests = sum(servers[key, default: PoolCounters()].requests, requests)
+                    servers[key, default: PoolCounters()].errors = sum(servers[key, default: PoolCounters()].errors, errors)
+                }
             }
-            switch name {
-            case "responses_total": add(Int(value), labels["class"] == "5xx" ? Int(value) : 0)
-            case "failures_total": add(Int(value), Int(value))
-            case "request_duration_seconds_bucket":
+            // Counters come from the network: anything that is not a count a proxy could have made is skipped.
+            guard value >= 0, value < 1e15 else { continue }
+            let count = Int(value)
+            switch reading {
+            case .responses: add(count, labels["class"] == "5xx" ? count : 0)
+            case .failures: add(count, count)
+            case .bucket:
                 let le = labels["le"] ?? "+Inf"
-                let entry = (le == "+Inf" ? Double.infinity : Double(le) ?? .infinity, Int(value))
+                let entry = (le == "+Inf" ? Double.infinity : Double(le) ?? .infinity, count)
                 if isPool { buckets[key, default: []].append(entry) } else { serverBuckets[key, default: []].append(entry) }
-            default: break
             }
         }
         for (key, list) in buckets { pools[key, default: PoolCounters()].buckets = list.sorted { $0.0 < $1.0 } }

@@ -80,7 +80,8 @@ public final class ProgressPrinter: @unchecked Sendable {
         lock.lock()
         defer { lock.unlock() }
         let width = 20
-        let filled = max(0, min(width, Int(progress * Double(width))))
+        let share = progress.isFinite ? max(0, min(1, progress)) : 0
+        let filled = Int(share * Double(width))
         var parts = ["[\(String(repeating: "#", count: filled))\(String(repeating: ".", count: width - filled))]", environment, phase]
         if let weight { parts.append("weight \(weight)") }
         if let errorRate { parts.append(String(format: "errors %.2f%%", errorRate * 100)) }

@@ -1,6 +1,7 @@
 import CSQLite
 import Foundation
 import Glibc
+import SwitchyardAdminClient
 
 /// The deploy history: SQLite, one file per repository (`.switchyard/history.sqlite` by
 /// default). A rollout writes every step as it happens, so a crash leaves a record that

@@ -8,7 +8,8 @@ final class LockKeeper: @unchecked Sendable {
     private var stopped = false
     private let locks: [(environment: String, client: AdminClient)]
     private let ttl: Duration
-    private let body: [String: Any]
+    private let owner: String
+    private let reason: String
     private let heartbeat: @Sendable () -> Void
     private let warn: @Sendable (String) -> Void
 
@@ -20,7 +21,8 @@ final class LockKeeper: @unchecked Sendable {
          heartbeat: @escaping @Sendable () -> Void, warn: @escaping @Sendable (String) -> Void) {
         self.locks = locks
         self.ttl = ttl
-        body = ["owner": owner, "ttl": "\(ttl.milliseconds)ms", "reason": reason]
+        self.owner = owner
+        self.reason = reason
         self.heartbeat = heartbeat
         self.warn = warn
         let thread = Thread { [self] in loop() }
@@ -48,7 +50,7 @@ final class LockKeeper: @unchecked Sendable {
             guard Date().timeIntervalSince(lastRenew) >= renewEvery else { continue }
             lastRenew = Date()
             for (environment, client) in locks where !isStopped {
-                do { try client.call("POST", "/v1/lock", body: body) }
+                do { try client.api.renewLock(owner: owner, ttl: "\(ttl.milliseconds)ms", reason: reason) }
                 catch { warn("could not renew the lock of \(environment): \(error)") }
             }
         }

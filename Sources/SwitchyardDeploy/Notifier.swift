@@ -1,4 +1,5 @@
 import Foundation
+import SwitchyardAdminClient
 
 /// Sends notifications from a background thread with retries and exponential backoff.
 /// A failing receiver never blocks or fails a rollout, and URLs never appear in any

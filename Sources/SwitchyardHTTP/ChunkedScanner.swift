@@ -5,8 +5,28 @@
 /// (HTTP/1.0), the same scanner reports the data spans so they can be sent bare.
 /// It keeps no copy of the bytes: memory stays constant whatever the peer sends.
 public struct ChunkedScanner: Sendable {
+    /// The chunk-size line is checked against RFC 9112 section 7.1 byte by byte, since it is
+    /// forwarded as received: `1*HEXDIG *( BWS ";" BWS name [ BWS "=" BWS ( token / quoted-string ) ] ) CRLF`.
+    /// Anything else (a space inside the size, a bare space before CRLF, a stray byte in an
+    /// extension) is refused, so every hop reads the same size.
     enum State: Sendable {
-        case size, extensionText, sizeLF, data, dataCR, dataLF
+        case size
+        /// Whitespace after the size: only `;` may follow.
+        case sizeBWS
+        /// After `;`: optional whitespace, then an extension name.
+        case extensionStart
+        case extensionName
+        /// Whitespace after a name: `=`, `;` may follow.
+        case extensionNameBWS
+        /// After `=`: optional whitespace, then a token or a quoted string.
+        case extensionValueStart
+        case extensionToken
+        case extensionQuoted, extensionQuotedEscape
+        /// Right after a quoted value's closing quote.
+        case extensionAfterQuoted
+        /// Whitespace after a value: only `;` may follow.
+        case extensionValueBWS
+        case sizeLF, data, dataCR, dataLF
         case trailerLineStart, trailerName, trailerLine, trailerLF, finalLF, done
     }
 
@@ -50,18 +70,18 @@ public struct ChunkedScanner: Sendable {
                     return .failure("invalid chunk size")
                 } else if b == cr {
                     state = .sizeLF
-                } else if b == UInt8(ascii: ";") || b == sp || b == htab {
-                    state = .extensionText; extensionBytes = 0
+                } else if b == semicolon {
+                    state = .extensionStart; extensionBytes = 0
+                } else if b == sp || b == htab {
+                    state = .sizeBWS; extensionBytes = 0
                 } else {
                     return .failure("invalid chunk size")
                 }
-            case .extensionText:
-                if b == cr { state = .sizeLF }
-                else if (b < 0x20 && b != htab) || b == 0x7F { return .failure("invalid chunk extension") }
-                else {
-                    extensionBytes += 1
-                    if extensionBytes > Self.maxExtensionBytes { return .failure("chunk extension too long") }
-                }
+            case .sizeBWS, .extensionStart, .extensionName, .extensionNameBWS, .extensionValueStart,
+                 .extensionToken, .extensionQuoted, .extensionQuotedEscape, .extensionAfterQuoted, .extensionValueBWS:
+                extensionBytes += 1
+                if extensionBytes > Self.maxExtensionBytes { return .failure("chunk extension too long") }
+                if let failure = nextExtensionState(b) { return .failure(failure) }
             case .sizeLF:
                 guard b == lf else { return .failure("bare CR in chunk size line") }
                 digits = 0
@@ -112,6 +132,63 @@ public struct ChunkedScanner: Sendable {
         return .framing(count: n)
     }
 
+    /// One byte of the extension part of a chunk-size line; a reason when it is invalid.
+    private mutating func nextExtensionState(_ b: UInt8) -> StaticString? {
+        let whitespace = b == sp || b == htab
+        switch state {
+        case .sizeBWS:
+            if whitespace { return nil }
+            if b == semicolon { state = .extensionStart; return nil }
+            return "invalid chunk size"
+        case .extensionStart:
+            if whitespace { return nil }
+            if isTokenChar(b) { state = .extensionName; return nil }
+            return "invalid chunk extension"
+        case .extensionName:
+            if isTokenChar(b) { return nil }
+            if whitespace { state = .extensionNameBWS; return nil }
+            if b == equals { state = .extensionValueStart; return nil }
+            if b == semicolon { state = .extensionStart; return nil }
+            if b == cr { state = .sizeLF; return nil }
+            return "invalid chunk extension"
+        case .extensionNameBWS:
+            if whitespace { return nil }
+            if b == equals { state = .extensionValueStart; return nil }
+            if b == semicolon { state = .extensionStart; return nil }
+            return "invalid chunk extension"
+        case .extensionValueStart:
+            if whitespace { return nil }
+            if b == quote { state = .extensionQuoted; return nil }
+            if isTokenChar(b) { state = .extensionToken; return nil }
+            return "invalid chunk extension value"
+        case .extensionToken:
+            if isTokenChar(b) { return nil }
+            if whitespace { state = .extensionValueBWS; return nil }
+            if b == semicolon { state = .extensionStart; return nil }
+            if b == cr { state = .sizeLF; return nil }
+            return "invalid chunk extension value"
+        case .extensionQuoted:
+            if b == quote { state = .extensionAfterQuoted; return nil }
+            if b == backslash { state = .extensionQuotedEscape; return nil }
+            if b == htab || b == sp || (b >= 0x21 && b != 0x7F) { return nil } // qdtext and obs-text
+            return "invalid quoted chunk extension value"
+        case .extensionQuotedEscape:
+            if b == htab || b == sp || (b >= 0x21 && b != 0x7F) { state = .extensionQuoted; return nil }
+            return "invalid quoted chunk extension value"
+        case .extensionAfterQuoted:
+            if whitespace { state = .extensionValueBWS; return nil }
+            if b == semicolon { state = .extensionStart; return nil }
+            if b == cr { state = .sizeLF; return nil }
+            return "invalid chunk extension"
+        case .extensionValueBWS:
+            if whitespace { return nil }
+            if b == semicolon { state = .extensionStart; return nil }
+            return "invalid chunk extension"
+        default:
+            return "invalid chunk extension"
+        }
+    }
+
     /// Skips over as much of `p` as belongs to the body. Returns how many bytes belong
     /// to the body and whether it ended there, or the reason the framing is invalid.
     public mutating func scan(_ p: UnsafePointer<UInt8>, count n: Int) -> (consumed: Int, ended: Bool, error: StaticString?) {
@@ -126,6 +203,11 @@ public struct ChunkedScanner: Sendable {
         return (offset, isDone, nil)
     }
 }
+
+private let semicolon = UInt8(ascii: ";")
+private let equals = UInt8(ascii: "=")
+private let quote = UInt8(ascii: "\"")
+private let backslash = UInt8(ascii: "\\")
 
 @inline(__always) func hexValue(_ b: UInt8) -> UInt8? {
     switch b {

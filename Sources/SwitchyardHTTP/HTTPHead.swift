@@ -16,6 +16,10 @@ public enum KnownHeader: UInt8, Sendable {
     case xForwardedProto
     case xForwardedHost
     case xRequestID
+    /// `X_Forwarded_For`, `x-forwarded_proto` and the like: CGI, WSGI and PHP backends read
+    /// underscores as dashes, so a client could pass forged forwarding headers that way.
+    /// Dropped like the real ones, never appended to.
+    case xForwardedLookalike
 
     /// Headers that describe one hop only and are never forwarded as they are
     /// (RFC 9110 section 7.6.1, plus the non-standard `Proxy-Connection`).

@@ -242,10 +242,16 @@ public enum HTTPParser {
         }
         let first = base[targetStart]
         if head.method == .connect { return .init(501, "CONNECT is not supported") }
-        if first == slash { return nil }
         if first == asterisk, head.targetLength == 1, head.method == .options { return nil }
-        if head.targetLength > 7, isAbsoluteHTTP(base + targetStart, Int(head.targetLength)) { return nil }
-        return .init(400, "invalid request target")
+        guard first == slash || (head.targetLength > 7 && isAbsoluteHTTP(base + targetStart, Int(head.targetLength))) else {
+            return .init(400, "invalid request target")
+        }
+        // Routing matches path prefixes on the bytes as sent; a "." or ".." segment would let
+        // "/public/../admin" match "/public" and reach "/admin" on a server that resolves it.
+        if hasDotSegment(base + targetStart, Int(head.targetLength)) {
+            return .init(400, "dot segments (/./ or /../) are not accepted in the request path")
+        }
+        return nil
     }
 
     static func parseStatusLine(_ base: UnsafePointer<UInt8>, from start: Int, to lineEnd: Int,
@@ -469,6 +475,25 @@ let digit9: UInt8 = 57
 
 @inline(__always) func lower(_ b: UInt8) -> UInt8 { (b >= 0x41 && b <= 0x5A) ? b | 0x20 : b }
 
+/// Whether the path of a request target has a segment that is "." or ".." (each dot also
+/// percent-encoded, `%2e`), which resolves differently on different hops.
+func hasDotSegment(_ t: UnsafePointer<UInt8>, _ n: Int) -> Bool {
+    var i = HTTPHead.pathStart(t, n)
+    while i < n, t[i] != UInt8(ascii: "?") {
+        // At a segment start (just after a "/"): count its dots until the next "/", "?" or end.
+        guard t[i] == slash else { i += 1; continue }
+        i += 1
+        var dots = 0, other = false
+        while i < n, t[i] != slash, t[i] != UInt8(ascii: "?") {
+            if t[i] == UInt8(ascii: ".") { dots += 1; i += 1 }
+            else if t[i] == UInt8(ascii: "%"), i + 2 < n, t[i + 1] == UInt8(ascii: "2"), lower(t[i + 2]) == UInt8(ascii: "e") { dots += 1; i += 3 }
+            else { other = true; i += 1 }
+        }
+        if !other && (dots == 1 || dots == 2) { return true }
+    }
+    return false
+}
+
 /// Compares `n` bytes at `p` with a lowercase ASCII literal, ignoring the case of `p`.
 @inline(__always)
 public func equalsLowercase(_ p: UnsafePointer<UInt8>, _ n: Int, _ literal: StaticString) -> Bool {
@@ -481,6 +506,19 @@ public func equalsLowercase(_ p: UnsafePointer<UInt8>, _ n: Int, _ literal: Stat
 @inline(__always)
 func equalsIgnoringCase(_ a: UnsafePointer<UInt8>, _ b: UnsafePointer<UInt8>, _ n: Int) -> Bool {
     for k in 0..<n where lower(a[k]) != lower(b[k]) { return false }
+    return true
+}
+
+/// Whether a name equals a lowercase dashed literal once underscores are read as dashes
+/// (only called after the exact comparison failed, so it matches names with an underscore).
+@inline(__always)
+func equalsForwardingLookalike(_ p: UnsafePointer<UInt8>, _ n: Int, _ literal: StaticString) -> Bool {
+    guard n == literal.utf8CodeUnitCount else { return false }
+    let l = literal.utf8Start
+    for k in 0..<n {
+        let b = p[k] == UInt8(ascii: "_") ? UInt8(ascii: "-") : lower(p[k])
+        if b != l[k] { return false }
+    }
     return true
 }
 
@@ -499,15 +537,17 @@ func classify(_ p: UnsafePointer<UInt8>, _ n: Int) -> KnownHeader {
         return .other
     case 12: return equalsLowercase(p, n, "x-request-id") ? .xRequestID : .other
     case 14: return equalsLowercase(p, n, "content-length") ? .contentLength : .other
-    case 15: return equalsLowercase(p, n, "x-forwarded-for") ? .xForwardedFor : .other
+    case 15:
+        if equalsLowercase(p, n, "x-forwarded-for") { return .xForwardedFor }
+        return equalsForwardingLookalike(p, n, "x-forwarded-for") ? .xForwardedLookalike : .other
     case 16:
         if equalsLowercase(p, n, "proxy-connection") { return .proxyConnection }
         if equalsLowercase(p, n, "x-forwarded-host") { return .xForwardedHost }
-        return .other
+        return equalsForwardingLookalike(p, n, "x-forwarded-host") ? .xForwardedLookalike : .other
     case 17:
         if equalsLowercase(p, n, "transfer-encoding") { return .transferEncoding }
         if equalsLowercase(p, n, "x-forwarded-proto") { return .xForwardedProto }
-        return .other
+        return equalsForwardingLookalike(p, n, "x-forwarded-proto") ? .xForwardedLookalike : .other
     default: return .other
     }
 }

@@ -110,7 +110,7 @@ public enum HeadWriter {
             case .upgrade:
                 keep = keep && upgrade
             case .connection, .keepAlive, .te, .trailer, .proxyConnection,
-                 .xForwardedProto, .xForwardedHost:
+                 .xForwardedProto, .xForwardedHost, .xForwardedLookalike:
                 keep = false
             case .xForwardedFor:
                 forwardedForCount += 1
@@ -269,11 +269,7 @@ public enum HeadWriter {
         let t = source + Int(head.targetStart)
         let n = Int(head.targetLength)
         if t[0] == slash || t[0] == asterisk { w.append(t, n); return }
-        // Skip "scheme://authority".
-        var k = 0
-        while k < n, t[k] != colon { k += 1 }
-        k += 3
-        while k < n, t[k] != slash, t[k] != UInt8(ascii: "?") { k += 1 }
+        let k = HTTPHead.pathStart(t, n) // skips "scheme://authority"
         if k >= n { w.append(byte: slash); return }
         if t[k] == UInt8(ascii: "?") { w.append(byte: slash) }
         w.append(t + k, n - k)
@@ -313,18 +309,26 @@ struct FieldRun {
 }
 
 extension HTTPHead {
-    /// The request path (target without the query), as offsets into the parsed buffer.
+    /// The request path (target without the query), as offsets into the parsed buffer: the
+    /// same bytes `writeOriginFormTarget` forwards. An absolute-form target without a path
+    /// (`http://h?q`) has an empty range here; it is forwarded, and routed, as `/`.
     public func pathRange(source: UnsafePointer<UInt8>) -> (start: Int, length: Int) {
         let t = source + Int(targetStart)
         let n = Int(targetLength)
-        var s = 0
-        if t[0] != slash && t[0] != asterisk {
-            while s < n, t[s] != colon { s += 1 }
-            s += 3
-            while s < n, t[s] != slash { s += 1 }
-        }
+        let s = Self.pathStart(t, n)
         var e = s
         while e < n, t[e] != UInt8(ascii: "?") { e += 1 }
         return (Int(targetStart) + s, e - s)
+    }
+
+    /// Where the path starts in a target: 0 in origin form, after `scheme://authority` in
+    /// absolute form (the authority ends at the first `/` or `?`).
+    static func pathStart(_ t: UnsafePointer<UInt8>, _ n: Int) -> Int {
+        guard n > 0, t[0] != slash, t[0] != asterisk else { return 0 }
+        var s = 0
+        while s < n, t[s] != colon { s += 1 }
+        s += 3
+        while s < n, t[s] != slash, t[s] != UInt8(ascii: "?") { s += 1 }
+        return min(s, n)
     }
 }

@@ -34,19 +34,21 @@ final class ClientConnection {
     private var upstreamHead: IOBuffer?
     private var upstreamHeadSent = 0
 
-    /// 64 bytes of client IP text, up to 256 bytes of request id, then the sticky cookie
-    /// value and the `Set-Cookie` line for a client that has none yet.
+    /// Per-connection text the proxy writes into heads and the log, laid out by `Scratch`.
     private let scratch: UnsafeMutablePointer<UInt8>
     private var clientIPLength = 0
     private var requestIDLength = 0
     private var setCookieLength = 0
-    private static let requestIDOffset = 64
-    private static let requestIDCapacity = 256
-    private static let cookieValueOffset = 320
-    private static let cookieValueLength = 16
-    private static let setCookieOffset = 336
-    private static let setCookieCapacity = 176
-    private static let scratchSize = 512
+
+    /// Where each part of `scratch` starts: the client IP as text, the request id, a fresh
+    /// sticky cookie value, and the `Set-Cookie` line for a client that has no cookie yet.
+    private enum Scratch {
+        static let clientIP = 0, clientIPCapacity = 64
+        static let requestID = clientIP + clientIPCapacity, requestIDCapacity = 256
+        static let cookieValue = requestID + requestIDCapacity
+        static let setCookie = cookieValue + StickyCookie.valueLength, setCookieCapacity = StickyCookie.maxLineLength
+        static let size = setCookie + setCookieCapacity
+    }
 
     enum Phase { case idle, head, exchange, tunnel, lingering }
     private var phase: Phase = .idle
@@ -67,14 +69,19 @@ final class ClientConnection {
     private var upstreamReusable = false
     private var requestBytesCommitted = false
     private var status = 0
+    /// 1xx heads relayed in this exchange.
+    private var interimResponses = 0
+    static let maxInterimResponses = 16
     private var poolIndex = -1
     /// The service of the exchange (its `statsID`), counted while it is active.
     private var serviceIndex = -1
     /// The balancer of the pool this exchange uses, kept so a snapshot change mid-exchange
     /// cannot make the exchange count against the wrong pool.
     private var balancer: PoolBalancer?
-    private var serverIndex = -1
+    /// The server in use, by its stable id; its position in the pool when it was picked is
+    /// only a hint, since servers added or removed meanwhile move positions.
     private var serverID = -1
+    private var serverPositionHint = -1
     private var countedActive = false
     private var triedServers: UInt64 = 0
     private var attempts = 0
@@ -97,8 +104,8 @@ final class ClientConnection {
         self.worker = worker
         self.fd = fd
         self.tls = tls
-        scratch = .allocate(capacity: Self.scratchSize)
-        clientIPLength = Sockets.formatIP(&peer, into: scratch, capacity: Self.requestIDOffset)
+        scratch = .allocate(capacity: Scratch.size)
+        clientIPLength = Sockets.formatIP(&peer, into: scratch + Scratch.clientIP, capacity: Scratch.clientIPCapacity)
     }
 
     deinit { scratch.deallocate() }
@@ -295,7 +302,7 @@ final class ClientConnection {
                     request = BodyWindow()
                     startMicros = monotonicMicroseconds()
                     logMethod = "-"; logPath = "-"
-                    requestIDLength = worker.generateRequestID(into: scratch + Self.requestIDOffset)
+                    requestIDLength = worker.generateRequestID(into: scratch + Scratch.requestID)
                     respondLocal(status: error.status, detail: error.reasonText, close: true)
                     return
                 case .complete:
@@ -342,22 +349,23 @@ final class ClientConnection {
         upstreamReusable = false
         requestBytesCommitted = false
         status = 0
+        interimResponses = 0
         bytesSent = 0
         attempts = 0
         triedServers = 0
         retriedStale = false
         outcomeRecorded = false
         upstreamFault = false
-        serverIndex = -1
+        serverPositionHint = -1
         serverID = -1
         poolIndex = -1
         serviceIndex = -1
         balancer = nil
 
-        let idStore = scratch + Self.requestIDOffset
+        let idStore = scratch + Scratch.requestID
         if head.requestIDIndex >= 0 {
             let f = head.fields[head.requestIDIndex]
-            let n = min(Int(f.valueLength), Self.requestIDCapacity)
+            let n = min(Int(f.valueLength), Scratch.requestIDCapacity)
             idStore.update(from: source + Int(f.valueStart), count: n)
             requestIDLength = n
         } else {
@@ -377,7 +385,9 @@ final class ClientConnection {
             let f = head.fields[head.hostIndex]
             host = UnsafeBufferPointer(start: source + Int(f.valueStart), count: Int(f.valueLength))
         }
-        guard let service = snapshot.route(host: host, path: UnsafeBufferPointer(start: source + path.start, count: path.length)) else {
+        // An absolute-form target without a path is forwarded as "/", so it is routed as "/".
+        let routedPath = path.length > 0 ? UnsafeBufferPointer(start: source + path.start, count: path.length) : rootPath
+        guard let service = snapshot.route(host: host, path: routedPath) else {
             buffer.consume(head.headLength)
             failExchange(status: 404, detail: "no service matches this host and path")
             return
@@ -385,19 +395,16 @@ final class ClientConnection {
         serviceIndex = snapshot.services[service].statsID
         worker.countService(serviceIndex, ServerStats.active)
         // A fresh sticky id, used only if the service sticks by cookie and the client has none.
-        let freshCookie = scratch + Self.cookieValueOffset
-        if snapshot.services[service].sticksByCookie {
-            var idWriter = ByteWriter(base: freshCookie, capacity: Self.cookieValueLength)
-            idWriter.append(hex: worker.random.next(), width: 16)
-        }
+        let freshCookie = scratch + Scratch.cookieValue
+        if snapshot.services[service].sticksByCookie { StickyCookie.writeValue(worker.random.next(), into: freshCookie) }
         let choice = snapshot.choosePool(service: service, head: head, source: source,
-                                         clientIP: UnsafeBufferPointer(start: scratch, count: clientIPLength),
-                                         freshCookieValue: UnsafeBufferPointer(start: freshCookie, count: Self.cookieValueLength),
+                                         clientIP: UnsafeBufferPointer(start: scratch + Scratch.clientIP, count: clientIPLength),
+                                         freshCookieValue: UnsafeBufferPointer(start: freshCookie, count: StickyCookie.valueLength),
                                          random: &worker.random)
         setCookieLength = 0
         if choice.setsStickyCookie, let name = snapshot.services[service].stickyCookieName {
-            setCookieLength = Self.writeSetCookie(name: name, value: UnsafeBufferPointer(start: freshCookie, count: Self.cookieValueLength),
-                                                  into: scratch + Self.setCookieOffset)
+            setCookieLength = StickyCookie.writeSetCookieLine(name: name, value: UnsafeBufferPointer(start: freshCookie, count: StickyCookie.valueLength),
+                                                              into: scratch + Scratch.setCookie, capacity: Scratch.setCookieCapacity)
         }
         poolIndex = choice.pool
         balancer = worker.balancers[poolIndex]
@@ -412,10 +419,10 @@ final class ClientConnection {
         headBuffer.reset()
         var w = ByteWriter(base: headBuffer.base, capacity: headBuffer.capacity)
         var fallbackHost: [UInt8] = []
-        if head.hostIndex < 0 { fallbackHost = Array(currentServer.address.description.utf8) }
+        if head.hostIndex < 0 { fallbackHost = Array(upstreamText.utf8) }
         fallbackHost.withUnsafeBufferPointer { fallback in
             let info = ForwardingInfo(
-                clientAddress: UnsafeBufferPointer(start: scratch, count: clientIPLength),
+                clientAddress: UnsafeBufferPointer(start: scratch + Scratch.clientIP, count: clientIPLength),
                 scheme: ssl == nil ? "http" : "https",
                 requestID: UnsafeBufferPointer(start: idStore, count: requestIDLength),
                 requestIDGenerated: head.requestIDIndex < 0,
@@ -447,28 +454,20 @@ final class ClientConnection {
         }
     }
 
-    /// The cookie that keeps a client's canary assignment: 30 days, whole site, not visible
-    /// to scripts, sent on top-level navigations (documented in docs/switching.md).
-    private static func writeSetCookie(name: [UInt8], value: UnsafeBufferPointer<UInt8>, into out: UnsafeMutablePointer<UInt8>) -> Int {
-        var w = ByteWriter(base: out, capacity: setCookieCapacity)
-        w.append("Set-Cookie: ")
-        w.append(name)
-        w.append(byte: UInt8(ascii: "="))
-        w.append(value.baseAddress!, value.count)
-        w.append("; Path=/; Max-Age=2592000; HttpOnly; SameSite=Lax\r\n")
-        return w.overflowed ? 0 : w.count
-    }
-
     /// Retries stop once the request has been going for longer than upstream_response.
     private var withinDeadline: Bool {
         (monotonicMicroseconds() - startMicros) / 1000 < worker.settings.upstreamResponseMs
     }
 
-    private var currentServer: ServerSnapshot { balancer!.pool.servers[serverIndex] }
+    /// The server this exchange uses, looked up by id (nil once the pool no longer has it).
+    private var currentServer: ServerSnapshot? { balancer?.server(withID: serverID, hint: serverPositionHint) }
+
+    /// The current server's address, for messages.
+    private var upstreamText: String { currentServer?.address.description ?? "(a server removed meanwhile)" }
 
     private func pickServer() -> Bool {
         guard let balancer, let index = balancer.pick(excluding: triedServers) else { return false }
-        serverIndex = index
+        serverPositionHint = index
         serverID = balancer.serverID(at: index)
         if index < 64 { triedServers |= 1 << UInt64(index) }
         return true
@@ -477,7 +476,7 @@ final class ClientConnection {
     private func connectUpstream(allowReuse: Bool) {
         attempts += 1
         outcomeRecorded = false
-        balancer?.requestStarted(serverIndex)
+        balancer?.requestStarted(serverID: serverID, hint: serverPositionHint)
         worker.count(serverID, ServerStats.active)
         countedActive = true
         if allowReuse, let connection = worker.takeIdleConnection(serverID: serverID) {
@@ -488,18 +487,18 @@ final class ClientConnection {
             return
         }
         guard let address = worker.addresses[serverID] else {
-            failExchange(status: 502, detail: "upstream address \(currentServer.address) is unusable")
+            failExchange(status: 502, detail: "upstream address \(upstreamText) is unusable")
             return
         }
         do {
-            let tls = worker.upstreamTLS.isEmpty ? nil : worker.upstreamTLS[balancer!.pool.name]
+            let tls = worker.upstreamTLS.isEmpty ? nil : balancer.flatMap { worker.upstreamTLS[$0.pool.name] }
             let connection = try UpstreamConnection.open(worker: worker, serverID: serverID, address: address, tls: tls,
-                                                         host: tls == nil ? "" : currentServer.address.host, owner: self)
+                                                         host: tls == nil ? "" : currentServer?.address.host ?? "", owner: self)
             upstream = connection
             connection.wantRead(true)
             if connection.ready { sendToUpstream() }
         } catch {
-            connectionFailed(detail: "could not connect to upstream \(currentServer.address) (\(String(cString: strerror(error.code))))",
+            connectionFailed(detail: "could not connect to upstream \(upstreamText) (\(String(cString: strerror(error.code))))",
                              status: 502)
         }
     }
@@ -558,7 +557,7 @@ final class ClientConnection {
     }
 
     func upstreamConnectFailed(_ connection: UpstreamConnection, errorCode: Int32) {
-        connectionFailed(detail: "could not connect to upstream \(currentServer.address) (\(String(cString: strerror(errorCode))))",
+        connectionFailed(detail: "could not connect to upstream \(upstreamText) (\(String(cString: strerror(errorCode))))",
                          status: 502)
     }
 
@@ -570,7 +569,8 @@ final class ClientConnection {
             outcomeRecorded = true
         }
         // Nothing was sent: safe to try another server, within the pool's retries and the deadline.
-        if attempts <= (balancer?.pool.retries ?? 0), withinDeadline, pickServer() {
+        if RetryPolicy.afterConnectFailure(attempts: attempts, retries: balancer?.pool.retries ?? 0, withinDeadline: withinDeadline) == .tryAnotherServer,
+           pickServer() {
             upstreamHeadSent = 0
             request.sent = 0
             connectUpstream(allowReuse: true)
@@ -583,12 +583,12 @@ final class ClientConnection {
         let seconds = Double(kind == .connect ? worker.settings.upstreamConnectMs : worker.settings.upstreamResponseMs) / 1000
         switch kind {
         case .connect:
-            connectionFailed(detail: "upstream \(currentServer.address) did not accept the connection within \(seconds)s (upstream_connect)",
+            connectionFailed(detail: "upstream \(upstreamText) did not accept the connection within \(seconds)s (upstream_connect)",
                              status: 504)
         case .response, .idle:
             if phase == .tunnel { close(); return }
             if responseHeadDone { abortExchange(); return }
-            failExchange(status: 504, detail: "upstream \(currentServer.address) did not respond within \(seconds)s (upstream_response)")
+            failExchange(status: 504, detail: "upstream \(upstreamText) did not respond within \(seconds)s (upstream_response)")
         }
     }
 
@@ -630,7 +630,17 @@ final class ClientConnection {
 
     /// The TLS handshake with the upstream failed (e.g. its certificate did not verify).
     func upstreamTLSFailed(_ connection: UpstreamConnection, reason: String) {
-        connectionFailed(detail: "TLS to upstream \(currentServer.address) failed: \(reason)", status: 502)
+        connectionFailed(detail: "TLS to upstream \(upstreamText) failed: \(reason)", status: 502)
+    }
+
+    /// Sends the request from its start on a new connection, to another server when the pool
+    /// has one that was not tried (else to the same server).
+    private func sendAgainOnFreshConnection() {
+        releaseUpstream(reuse: false)
+        _ = pickServer()
+        upstreamHeadSent = 0
+        request.sent = 0
+        connectUpstream(allowReuse: false)
     }
 
     /// The upstream closed its side (or failed) while this exchange used it.
@@ -645,33 +655,26 @@ final class ClientConnection {
         if !responseHeadDone {
             let partial = (connection.inBuffer?.readable ?? 0) > 0
             let what = reason.map { "reset the connection (\($0))" } ?? "closed the connection"
-            // A reused keep-alive connection may have been closed by the server just as the
-            // request went out; nothing was processed, so send it once more on a fresh one.
-            if !partial && connection.hasServedRequest && !retriedStale && !requestBytesCommitted {
+            let decision = RetryPolicy.afterConnectionLost(RetryPolicy.Attempt(
+                method: method, attempts: attempts, retries: balancer?.pool.retries ?? 0, withinDeadline: withinDeadline,
+                reusedConnection: connection.hasServedRequest, alreadyResent: retriedStale, wroteRequest: upstreamHeadSent > 0,
+                requestBytesCommitted: requestBytesCommitted, requestComplete: request.ended, partialResponse: partial))
+            if decision == .resendOnFreshConnection {
+                // The server closed a reused keep-alive connection just as the request went out.
                 retriedStale = true
-                releaseUpstream(reuse: false)
-                if (balancer?.pool.servers.count ?? 0) > 1 { _ = pickServer() } // another server when there is one
-                upstreamHeadSent = 0
-                request.sent = 0
-                connectUpstream(allowReuse: false)
+                sendAgainOnFreshConnection()
                 return
             }
             if serverID >= 0 && !outcomeRecorded {
                 worker.recordOutcome(serverID: serverID, failed: true)
                 outcomeRecorded = true
             }
-            // An idempotent request whose bytes are all still here may go to another server.
-            if !partial && method.isIdempotent && !requestBytesCommitted && request.ended
-                && attempts <= (balancer?.pool.retries ?? 0) && withinDeadline {
-                releaseUpstream(reuse: false)
-                _ = pickServer() // another server when there is one; else the same on a new connection
-                upstreamHeadSent = 0
-                request.sent = 0
-                connectUpstream(allowReuse: false)
+            if decision == .tryAnotherServer {
+                sendAgainOnFreshConnection()
                 return
             }
             upstreamFault = true
-            failExchange(status: 502, detail: "upstream \(currentServer.address) \(what) before a complete response head")
+            failExchange(status: 502, detail: "upstream \(upstreamText) \(what) before a complete response head")
             return
         }
         if response.mode == .untilClose && reason == nil {
@@ -704,22 +707,35 @@ final class ClientConnection {
             case .incomplete:
                 if buffer.writable == 0 { buffer.compact() }
                 if buffer.writable == 0 {
-                    failExchange(status: 502, detail: "upstream \(currentServer.address) sent a response head that is too large")
+                    failExchange(status: 502, detail: "upstream \(upstreamText) sent a response head that is too large")
                 }
                 return
             case .failure(let error):
-                failExchange(status: 502, detail: "upstream \(currentServer.address) sent an invalid response (\(error.reasonText))")
+                failExchange(status: 502, detail: "upstream \(upstreamText) sent an invalid response (\(error.reasonText))")
                 return
             case .complete:
                 let head = worker.responseHead
                 if head.statusCode == 101 {
                     if isUpgrade { startTunnel(); return }
-                    failExchange(status: 502, detail: "upstream \(currentServer.address) switched protocols without being asked")
+                    failExchange(status: 502, detail: "upstream \(upstreamText) switched protocols without being asked")
                     return
                 }
                 if head.statusCode < 200 {
-                    if version == .http11 { writeHead(head, source: buffer.readPointer, dechunk: false, tunnel: false) }
+                    // Interim answers (100 Continue, 103 Early Hints) go to the client at once: a client
+                    // waiting for 100 Continue sends its body only then. A peer that keeps sending them
+                    // is cut off, and a head that does not fit whole is never written in part.
+                    interimResponses += 1
+                    if interimResponses > Self.maxInterimResponses {
+                        failExchange(status: 502, detail: "upstream \(upstreamText) sent more than \(Self.maxInterimResponses) interim (1xx) responses")
+                        return
+                    }
+                    if version == .http11 && !writeHead(head, source: buffer.readPointer, dechunk: false, tunnel: false) {
+                        abortExchange()
+                        return
+                    }
                     buffer.consume(head.headLength)
+                    pushToClient()
+                    if closed { return }
                     continue
                 }
                 commitRequestBytes()
@@ -730,7 +746,7 @@ final class ClientConnection {
                 if framing == .untilClose || dechunk || !request.ended { keepAlive = false }
                 response = BodyWindow(framing: framing, dechunk: dechunk)
                 if !writeHead(head, source: buffer.readPointer, dechunk: dechunk, tunnel: false) {
-                    failExchange(status: 502, detail: "response head from upstream \(currentServer.address) too large to forward")
+                    failExchange(status: 502, detail: "response head from upstream \(upstreamText) too large to forward")
                     return
                 }
                 buffer.consume(head.headLength)
@@ -751,8 +767,8 @@ final class ClientConnection {
         var w = ByteWriter(base: out.writePointer, capacity: out.writable)
         HeadWriter.writeClientResponse(head, source: source, clientVersion: version, keepAlive: keepAlive,
                                        dechunk: dechunk, tunnel: tunnel,
-                                       requestID: UnsafeBufferPointer(start: scratch + Self.requestIDOffset, count: requestIDLength),
-                                       extraLines: UnsafeBufferPointer(start: scratch + Self.setCookieOffset, count: setCookieLength),
+                                       requestID: UnsafeBufferPointer(start: scratch + Scratch.requestID, count: requestIDLength),
+                                       extraLines: UnsafeBufferPointer(start: scratch + Scratch.setCookie, count: setCookieLength),
                                        into: &w)
         if w.overflowed { return false }
         out.writeIndex += w.count
@@ -864,8 +880,11 @@ final class ClientConnection {
         out.compact()
         var w = ByteWriter(base: out.writePointer, capacity: out.writable)
         HeadWriter.writeErrorResponse(status: status, detail: detail,
-                                      requestID: UnsafeBufferPointer(start: scratch + Self.requestIDOffset, count: requestIDLength),
+                                      requestID: UnsafeBufferPointer(start: scratch + Scratch.requestID, count: requestIDLength),
                                       close: !keepAlive, into: &w)
+        // An answer that does not fit whole (the client is not reading what went before) is not
+        // written in part: a fragment would desynchronise the client's stream.
+        if w.overflowed { abortExchange(); return }
         out.writeIndex += w.count
         if request.ended, let input = inBuffer {
             // The body (if any) is here already: skip it so the next request parses.
@@ -878,7 +897,7 @@ final class ClientConnection {
 
     private func releaseUpstream(reuse: Bool) {
         if countedActive {
-            balancer?.requestFinished(serverIndex)
+            balancer?.requestFinished(serverID: serverID, hint: serverPositionHint)
             worker.count(serverID, ServerStats.active, -1)
             countedActive = false
         }
@@ -991,13 +1010,11 @@ final class ClientConnection {
         var pool = "", upstreamAddress = ""
         if let balancer {
             pool = balancer.pool.name
-            if serverIndex >= 0 && serverIndex < balancer.pool.servers.count {
-                upstreamAddress = balancer.pool.servers[serverIndex].address.description
-            }
+            if let server = currentServer { upstreamAddress = server.address.description }
         }
         AccessLogLine.append(to: &worker.logBuffer,
-                             requestID: UnsafeBufferPointer(start: scratch + Self.requestIDOffset, count: requestIDLength),
-                             client: UnsafeBufferPointer(start: scratch, count: clientIPLength),
+                             requestID: UnsafeBufferPointer(start: scratch + Scratch.requestID, count: requestIDLength),
+                             client: UnsafeBufferPointer(start: scratch + Scratch.clientIP, count: clientIPLength),
                              method: logMethod, path: logPath,
                              status: complete ? status : (status == 0 ? 499 : status),
                              bytes: bytesSent, durationMicros: durationMicros,
@@ -1005,6 +1022,14 @@ final class ClientConnection {
         if worker.logBuffer.count > 64 * 1024 { worker.flushLog() }
     }
 }
+
+/// The path "/", for targets that have none of their own.
+/// Read-only after its one initialisation, so workers share it safely.
+nonisolated(unsafe) private let rootPath: UnsafeBufferPointer<UInt8> = {
+    let p = UnsafeMutablePointer<UInt8>.allocate(capacity: 1)
+    p.initialize(to: UInt8(ascii: "/"))
+    return UnsafeBufferPointer(start: p, count: 1)
+}()
 
 private let clientReadCallback: event_callback_fn = { _, _, context in
     Unmanaged<ClientConnection>.fromOpaque(context!)._withUnsafeGuaranteedRef { c in

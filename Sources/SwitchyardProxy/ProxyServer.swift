@@ -2,6 +2,7 @@ import CLibevent
 import COpenSSL
 import Foundation
 import Glibc
+import SwitchyardAdminAPI
 import SwitchyardConfig
 import SwitchyardRouting
 
@@ -116,7 +117,8 @@ public final class ProxyServer {
         for worker in workers { worker.upstreamTLS = upstreamTLS }
         control.upstreamTLS = upstreamTLS
         control.workers = workers
-        control.persist()
+        // The merged state is written at start; a failure here is reported, and every change is refused until it is fixed.
+        do throws(AdminError) { try control.persist() } catch { logToStandardError("switchyard: warning: \(error.detail)") }
         // A reload reads the certificates again; the new ones serve new handshakes.
         let bound = boundAddresses
         let workerList = workers

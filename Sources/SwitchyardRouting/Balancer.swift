@@ -102,11 +102,36 @@ public final class PoolBalancer {
     }
 
     /// The stable id of the server at `index`, without copying the pool (which would
-    /// retain its strings and arrays on every request).
+    /// retain its strings and arrays on every request). `index` comes from `pick`.
     public func serverID(at index: Int) -> Int { pool.servers[index].id }
 
-    public func requestStarted(_ index: Int) { active[index] += 1 }
-    public func requestFinished(_ index: Int) { if active[index] > 0 { active[index] -= 1 } }
+    /// Where the server with `id` sits in the pool now. Positions move when servers are
+    /// added or removed while requests are in flight, so an exchange keeps the id and the
+    /// position it was picked at (`hint`), which is right unless the pool changed.
+    @inline(__always)
+    public func position(ofServer id: Int, hint: Int) -> Int? {
+        let servers = pool.servers
+        if hint >= 0 && hint < servers.count && servers[hint].id == id { return hint }
+        return servers.firstIndex { $0.id == id }
+    }
+
+    /// The server with `id`, if the pool still has it.
+    public func server(withID id: Int, hint: Int) -> ServerSnapshot? {
+        position(ofServer: id, hint: hint).map { pool.servers[$0] }
+    }
+
+    /// Counts a request as started on the server with `id` (picked at `hint`).
+    public func requestStarted(serverID id: Int, hint: Int) {
+        guard let index = position(ofServer: id, hint: hint) else { return }
+        active[index] += 1
+    }
+
+    /// Counts a request as finished on the server with `id` (picked at `hint`), wherever it
+    /// sits now; nothing when the pool no longer has it.
+    public func requestFinished(serverID id: Int, hint: Int) {
+        guard let index = position(ofServer: id, hint: hint), active[index] > 0 else { return }
+        active[index] -= 1
+    }
 }
 
 /// A small fast PRNG; the data plane needs speed, not cryptographic strength.

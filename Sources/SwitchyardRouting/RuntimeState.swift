@@ -101,13 +101,13 @@ public struct RuntimeState: Codable, Equatable, Sendable {
             }
             for (server, live) in entries {
                 let old = base.servers[pool]?[server]
-                if let fresh = servers[pool]![server] {
+                if let fresh = servers[pool]?[server] {
                     // In the new file: runtime changes to it win.
-                    if old != live { servers[pool]![server] = RuntimeState.Server(weight: old?.weight != live.weight ? live.weight : fresh.weight,
+                    if old != live { servers[pool, default: [:]][server] = RuntimeState.Server(weight: old?.weight != live.weight ? live.weight : fresh.weight,
                                                                                    state: old?.state != live.state ? live.state : fresh.state,
                                                                                    address: nil, removed: live.removed) }
                 } else if live.address != nil {
-                    servers[pool]![server] = live // added at runtime
+                    servers[pool, default: [:]][server] = live // added at runtime
                 } else if old == nil || old != live {
                     notes.append("server \(pool)/\(server) is no longer in the file")
                 }

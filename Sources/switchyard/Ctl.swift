@@ -1,7 +1,9 @@
 import ArgumentParser
 import Foundation
 import Glibc
-import SwitchyardDeploy
+import SwitchyardAdminAPI
+import SwitchyardAdminClient
+import SwitchyardRouting
 
 /// `switchyard ctl`: the admin API for operators and pipelines. Exit codes: 0 done;
 /// 1 refused by Switchyard (the reason on one line on stderr); 2 cannot reach it or bad usage.
@@ -30,34 +32,26 @@ struct AdminOptions: ParsableArguments {
         admin ?? ProcessInfo.processInfo.environment["SWITCHYARD_ADMIN"] ?? "/run/switchyard/admin.sock"
     }
 
-    /// Sends one request; returns the decoded JSON object, or exits with the error's detail.
-    func call(_ method: String, _ path: String, body: [String: Any]? = nil) -> [String: Any] {
-        var headers: [(String, String)] = []
-        if let actor { headers.append(("X-Switchyard-Actor", actor)) }
-        if let token = lockToken ?? ProcessInfo.processInfo.environment["SWITCHYARD_LOCK_TOKEN"] { headers.append(("X-Switchyard-Lock", token)) }
-        if let ifMatch { headers.append(("If-Match", "\(ifMatch)")) }
-        var payload: Data? = nil
-        if let body {
-            payload = (try? JSONSerialization.data(withJSONObject: body)) ?? Data()
-            headers.append(("Content-Type", "application/json"))
-        }
-        let response = exchange(method, path, headers: headers, body: payload)
-        let object = response.json
-        if response.status != 200 {
-            let error = object["error"] as? String ?? "HTTP \(response.status)"
-            let detail = object["detail"] as? String ?? String(decoding: response.body, as: UTF8.self)
-            FileHandle.standardError.write(Data("switchyard ctl: \(error): \(detail)\n".utf8))
-            Glibc.exit(1)
-        }
-        return object
+    /// The admin API over the socket, with the headers the options give.
+    var client: AdminAPIClient {
+        AdminAPIClient(target: .unix(socketPath), actor: actor,
+                       lockToken: lockToken ?? ProcessInfo.processInfo.environment["SWITCHYARD_LOCK_TOKEN"],
+                       ifMatch: ifMatch, timeout: 30)
     }
 
-    /// One request over the admin socket, with the client the orchestrator uses too.
-    private func exchange(_ method: String, _ path: String, headers: [(String, String)], body: Data?) -> HTTPResponse {
+    /// Makes one call; returns its answer, or exits: 1 with the proxy's reason when it refuses,
+    /// 2 when it cannot be reached.
+    func call<T>(_ body: (AdminAPIClient) throws(AdminFailure) -> T) -> T {
         do {
-            return try HTTPClient.send(to: .unix(socketPath), method: method, path: path, headers: headers, body: body, timeout: 30)
+            return try body(client)
         } catch {
-            ctlFail("admin socket: \(error.description); is Switchyard running with admin.socket set, and may you open it?")
+            switch error {
+            case .refused(_, let error, let detail):
+                FileHandle.standardError.write(Data("switchyard ctl: \(error): \(detail)\n".utf8))
+                Glibc.exit(1)
+            case .unreachable(let reason):
+                ctlFail("admin socket: \(reason); is Switchyard running with admin.socket set, and may you open it?")
+            }
         }
     }
 }
@@ -73,6 +67,11 @@ func printJSON(_ object: Any) {
     }
 }
 
+/// Microseconds as JSON gave them: a whole number without a fraction.
+func micros(_ value: Double) -> String {
+    value.isFinite && value == value.rounded() && abs(value) < 1e15 ? String(Int(value)) : String(value)
+}
+
 /// Splits POOL/SERVER.
 func poolAndServer(_ text: String) -> (String, String) {
     let parts = text.split(separator: "/", maxSplits: 1)
@@ -85,39 +84,42 @@ struct CtlStatus: ParsableCommand {
     @OptionGroup var options: AdminOptions
     @Flag(help: "Print the JSON document instead of tables.") var json = false
 
+    /// Pads `text` to `width`; longer text is kept whole (with one space after it), never cut.
+    static func column(_ text: String, width: Int) -> String {
+        text.count >= width ? text + " " : text.padding(toLength: width, withPad: " ", startingAt: 0)
+    }
+
     func run() {
-        let s = options.call("GET", "/v1/status")
-        if json { printJSON(s); return }
-        print("generation \(s["generation"] ?? "?")")
-        if let lock = s["lock"] as? [String: Any] {
-            print("LOCKED by \(lock["owner"] ?? "?") since \(lock["since"] ?? "?") until \(lock["expires"] ?? "?"): \(lock["reason"] ?? "")")
+        if json {
+            // The proxy's own document, as it wrote it.
+            print(String(decoding: options.call { c throws(AdminFailure) in try c.document(.status) }, as: UTF8.self))
+            return
+        }
+        let s = options.call { c throws(AdminFailure) in try c.status() }
+        print("generation \(s.generation)")
+        if let lock = s.lock {
+            print("LOCKED by \(lock.owner) since \(lock.since) until \(lock.expires): \(lock.reason)")
         }
         print("\nSERVICE          ACTIVE       STANDBY      CANARY")
-        for (name, value) in ((s["services"] as? [String: Any]) ?? [:]).sorted(by: { $0.key < $1.key }) {
-            let v = value as? [String: Any] ?? [:]
-            let canary = (v["canary"] as? [String: Any]).map { "\($0["pool"] ?? "")@\($0["weight"] ?? "")" } ?? "-"
-            let standby = v["standby"] as? String ?? "-"
-            print(name.padding(toLength: 16, withPad: " ", startingAt: 0) + " " + "\(v["active"] ?? "")".padding(toLength: 12, withPad: " ", startingAt: 0)
-                  + " " + standby.padding(toLength: 12, withPad: " ", startingAt: 0) + " " + canary)
+        for (name, v) in s.services.sorted(by: { $0.key < $1.key }) {
+            let canary = v.canary.map { "\($0.pool)@\($0.weight)" } ?? "-"
+            print(Self.column(name, width: 16) + " " + Self.column(v.active, width: 12)
+                  + " " + Self.column(v.standby ?? "-", width: 12) + " " + canary)
         }
-        print("\nSERVER                 ADDRESS                WEIGHT    EFF  STATE  HEALTH   ACTIVE  CONNS  REQUESTS   5XX  EJECTED  LAST CHECK")
-        for (pool, value) in ((s["pools"] as? [String: Any]) ?? [:]).sorted(by: { $0.key < $1.key }) {
-            for server in ((value as? [String: Any])?["servers"] as? [[String: Any]]) ?? [] {
-                let responses = server["responses"] as? [String: Any] ?? [:]
-                let health = server["health"] as? [String: Any] ?? [:]
-                let name = "\(pool)/\(server["name"] ?? "")"
-                var last = health["last_result"] as? String ?? "-"
-                if let load = health["reported_load"] as? [String: Any], let cpu = load["cpu"] as? Double {
+        print("\nSERVER                 ADDRESS                WEIGHT    EFF  STATE  HEALTH       ACTIVE  CONNS  REQUESTS   5XX  EJECTED  LAST CHECK")
+        for (pool, value) in s.pools.sorted(by: { $0.key < $1.key }) {
+            for server in value.servers {
+                var last = server.health?.lastResult ?? "-"
+                if let cpu = server.health?.reportedLoad?.cpu {
                     last += String(format: ", cpu %.0f%%", cpu * 100)
                 }
-                print(name.padding(toLength: 22, withPad: " ", startingAt: 0) + " "
-                      + "\(server["address"] ?? "")".padding(toLength: 22, withPad: " ", startingAt: 0)
-                      + String(format: " %6d %6d  ", server["weight"] as? Int ?? 0, server["effective_weight"] as? Int ?? 0)
-                      + "\(server["state"] ?? "")".padding(toLength: 6, withPad: " ", startingAt: 0) + " "
-                      + "\(health["status"] ?? "-")".padding(toLength: 8, withPad: " ", startingAt: 0)
-                      + String(format: " %6d %6d %9d %5d %8d  ", server["active_requests"] as? Int ?? 0,
-                               server["open_connections"] as? Int ?? 0, server["requests"] as? Int ?? 0,
-                               responses["5xx"] as? Int ?? 0, server["ejected_in_workers"] as? Int ?? 0) + last)
+                print(Self.column("\(pool)/\(server.name)", width: 22) + " "
+                      + Self.column(server.address, width: 22)
+                      + String(format: " %6d %6d  ", server.weight, server.effectiveWeight ?? 0)
+                      + Self.column(server.state, width: 6) + " "
+                      + Self.column(server.health?.status ?? "-", width: 12)
+                      + String(format: " %6d %6d %9d %5d %8d  ", server.activeRequests, server.openConnections ?? 0, server.requests ?? 0,
+                               server.responses?["5xx"] ?? 0, server.ejectedInWorkers ?? 0) + last)
             }
         }
     }
@@ -130,8 +132,8 @@ struct CtlFlip: ParsableCommand {
     @Option(help: "Make this pool active (default: the standby).") var to: String?
 
     func run() {
-        let r = options.call("POST", "/v1/services/\(service)/flip", body: to.map { ["to": $0] } ?? [:])
-        print("flipped \(service); generation \(r["generation"] ?? "?") acknowledged by every worker in \(r["acknowledged_us"] ?? "?") us")
+        let r = options.call { c throws(AdminFailure) in try c.flip(service: service, to: to) }
+        print("flipped \(service); generation \(r.generation) acknowledged by every worker in \(micros(r.acknowledgedMicroseconds)) us")
     }
 }
 
@@ -148,19 +150,14 @@ struct CtlCanary: ParsableCommand {
     @Flag(help: "Disarm the canary guard.") var noGuard = false
 
     func run() {
-        var body: [String: Any] = ["weight": weight]
-        if let pool { body["pool"] = pool }
-        if noGuard { body["guard"] = NSNull() }
+        var guardrail: AdminSetting<GuardBody>? = noGuard ? .clear : nil
         if let guardErrorRate {
-            var g: [String: Any] = ["max_error_rate": guardErrorRate]
-            if let guardMinRequests { g["min_requests"] = guardMinRequests }
-            if let guardWindow { g["window"] = guardWindow }
-            body["guard"] = g
+            guardrail = .set(GuardBody(maxErrorRate: guardErrorRate, minRequests: guardMinRequests, window: guardWindow))
         } else if guardMinRequests != nil || guardWindow != nil {
             ctlFail("--guard-min-requests and --guard-window need --guard-error-rate")
         }
-        let r = options.call("PUT", "/v1/services/\(service)/canary", body: body)
-        print("canary of \(service) set to \(weight); generation \(r["generation"] ?? "?")")
+        let r = options.call { c throws(AdminFailure) in try c.setCanary(service: service, pool: pool, weight: weight, guardrail: guardrail) }
+        print("canary of \(service) set to \(weight); generation \(r.generation)")
     }
 }
 
@@ -170,8 +167,8 @@ struct CtlRollback: ParsableCommand {
     @Argument(help: "The service.") var service: String
 
     func run() {
-        let r = options.call("POST", "/v1/services/\(service)/rollback")
-        print("rolled back \(service); generation \(r["generation"] ?? "?")")
+        let r = options.call { c throws(AdminFailure) in try c.rollback(service: service) }
+        print("rolled back \(service); generation \(r.generation)")
     }
 }
 
@@ -183,8 +180,8 @@ struct CtlWeight: ParsableCommand {
 
     func run() {
         let (pool, name) = poolAndServer(server)
-        let r = options.call("PUT", "/v1/pools/\(pool)/servers/\(name)", body: ["weight": weight])
-        print("\(server) weight \(weight); generation \(r["generation"] ?? "?")")
+        let r = options.call { c throws(AdminFailure) in try c.setServer(pool: pool, server: name, weight: weight) }
+        print("\(server) weight \(weight); generation \(r.generation)")
     }
 }
 
@@ -197,14 +194,13 @@ struct CtlDrain: ParsableCommand {
 
     func run() {
         let (pool, name) = poolAndServer(server)
-        let r = options.call("PUT", "/v1/pools/\(pool)/servers/\(name)", body: ["state": "drain"])
-        print("\(server) draining; generation \(r["generation"] ?? "?")")
+        let r = options.call { c throws(AdminFailure) in try c.setServer(pool: pool, server: name, state: .drain) }
+        print("\(server) draining; generation \(r.generation)")
         guard wait else { return }
         let end = Date().addingTimeInterval(timeout)
         while true {
-            let s = options.call("GET", "/v1/status")
-            let servers = ((s["pools"] as? [String: Any])?[pool] as? [String: Any])?["servers"] as? [[String: Any]] ?? []
-            let active = servers.first { $0["name"] as? String == name }?["active_requests"] as? Int ?? 0
+            let s = options.call { c throws(AdminFailure) in try c.status() }
+            let active = s.servers(pool).first { $0.name == name }?.activeRequests ?? 0
             print("\(server): \(active) active request(s)")
             if active == 0 { print("\(server) drained"); return }
             if Date() > end {
@@ -223,8 +219,8 @@ struct CtlUndrain: ParsableCommand {
 
     func run() {
         let (pool, name) = poolAndServer(server)
-        let r = options.call("PUT", "/v1/pools/\(pool)/servers/\(name)", body: ["state": "ready"])
-        print("\(server) ready; generation \(r["generation"] ?? "?")")
+        let r = options.call { c throws(AdminFailure) in try c.setServer(pool: pool, server: name, state: .ready) }
+        print("\(server) ready; generation \(r.generation)")
     }
 }
 
@@ -236,8 +232,8 @@ struct CtlLock: ParsableCommand {
     @Option(help: "Why.") var reason: String = ""
 
     func run() {
-        let r = options.call("POST", "/v1/lock", body: ["owner": owner, "ttl": ttl, "reason": reason])
-        print(r["token"] as? String ?? "")
+        let r = options.call { c throws(AdminFailure) in try c.lock(owner: owner, ttl: ttl, reason: reason) }
+        print(r.token ?? "")
     }
 }
 
@@ -247,7 +243,7 @@ struct CtlUnlock: ParsableCommand {
     @Flag(help: "Break someone else's lock (recorded in the audit trail).") var force = false
 
     func run() {
-        _ = options.call("DELETE", force ? "/v1/lock?force=true" : "/v1/lock")
+        options.call { c throws(AdminFailure) in try c.unlock(force: force) }
         print("unlocked")
     }
 }
@@ -259,12 +255,16 @@ struct CtlAudit: ParsableCommand {
     @Flag(help: "Print JSON.") var json = false
 
     func run() {
-        let r = options.call("GET", "/v1/audit?limit=\(limit)")
-        let entries = r["entries"] as? [[String: Any]] ?? []
-        if json { printJSON(entries); return }
-        for e in entries {
-            let who = [e["actor"] as? String, e["actor_label"] as? String].compactMap { $0 }.joined(separator: " / ")
-            print("\(e["time"] ?? "")  gen \(e["generation"] ?? "")  \(who)  \(e["action"] ?? "") \(e["target"] ?? "")")
+        if json {
+            // The entries as the proxy wrote them, `before` and `after` included.
+            let document = options.call { c throws(AdminFailure) in try c.document(.audit, query: [("limit", "\(limit)")]) }
+            let object = (try? JSONSerialization.jsonObject(with: document)) as? [String: Any]
+            printJSON(object?["entries"] ?? [Any]())
+            return
+        }
+        for e in options.call({ c throws(AdminFailure) in try c.audit(limit: limit) }) {
+            let who = [e.actor, e.actorLabel].compactMap { $0 }.joined(separator: " / ")
+            print("\(e.time)  gen \(e.generation.map { "\($0)" } ?? "")  \(who)  \(e.action) \(e.target)")
         }
     }
 }

@@ -1,6 +1,8 @@
 import ArgumentParser
 import Foundation
 import Glibc
+import SwitchyardAdminAPI
+import SwitchyardAdminClient
 import SwitchyardConfig
 import SwitchyardDeploy
 
@@ -61,13 +63,13 @@ struct DeployCheck: ParsableCommand {
             guard connect else { continue }
             do {
                 let client = try adminClient(env, actor: deployActor(nil))
-                let status = try client.status()
-                if status.service(p.service) == nil {
-                    print("  problem: no service \(p.service) there"); problems += 1
+                let status = try client.api.status()
+                if let service = status.services[p.service] {
+                    print("  reachable; \(p.service) active \(service.active), standby \(service.standby ?? "none")")
                 } else {
-                    print("  reachable; \(p.service) active \(status.active(p.service) ?? "?"), standby \(status.standby(p.service) ?? "none")")
+                    print("  problem: no service \(p.service) there"); problems += 1
                 }
-                if let lock = status.lock { print("  locked by \(lock["owner"] ?? "?") since \(lock["since"] ?? "?"): \(lock["reason"] ?? "")") }
+                if let lock = status.lock { print("  locked by \(lock.owner) since \(lock.since): \(lock.reason)") }
             } catch {
                 print("  problem: \(error)"); problems += 1
             }
@@ -174,23 +176,23 @@ struct DeployAbort: ParsableCommand {
             do {
                 let client = try adminClient(env, actor: actor)
                 client.lockToken = locks[envName]
-                let status = try client.status()
+                let active = try client.api.status().services[p.service]?.active
                 let pool = deployment["pool"] as? String, previous = deployment["previous_pool"] as? String
                 switch deployment["strategy"] as? String {
                 case "canary":
-                    if status.active(p.service) == pool, let previous {
-                        try client.call("POST", "/v1/services/\(p.service)/flip", body: ["to": previous])
+                    if active == pool, let previous {
+                        try client.api.flip(service: p.service, to: previous)
                         print("\(envName): the canary had been promoted; flipped back to \(previous)")
                     } else {
-                        try client.call("PUT", "/v1/services/\(p.service)/canary", body: ["weight": "0%"])
-                        print("\(envName): canary weight set to 0%; all traffic on \(status.active(p.service) ?? "?")")
+                        try client.api.setCanary(service: p.service, weight: "0%")
+                        print("\(envName): canary weight set to 0%; all traffic on \(active ?? "?")")
                     }
                 case "bluegreen":
-                    if status.active(p.service) == pool, let previous {
-                        try client.call("POST", "/v1/services/\(p.service)/flip", body: ["to": previous])
+                    if active == pool, let previous {
+                        try client.api.flip(service: p.service, to: previous)
                         print("\(envName): flipped back to \(previous)")
                     } else {
-                        print("\(envName): never flipped; \(status.active(p.service) ?? "?") is active")
+                        print("\(envName): never flipped; \(active ?? "?") is active")
                     }
                 default:
                     print("\(envName): a rolling update cannot be undone without its hooks; check the servers of \(pool ?? "?") (`switchyard ctl status`) and run the rollout again with the previous version")
@@ -207,7 +209,7 @@ struct DeployAbort: ParsableCommand {
             guard let env = p.environments.first(where: { $0.name == envName }),
                   let client = try? adminClient(env, actor: actor) else { continue }
             client.lockToken = locks[envName]
-            if (try? client.call("DELETE", "/v1/lock")) != nil { print("\(envName): lock released") }
+            if (try? client.api.unlock()) != nil { print("\(envName): lock released") }
             history.releaseLock(rollout: id, environment: envName)
         }
         history.query("UPDATE rollouts SET outcome = 'rolled_back', reason = COALESCE(reason, '') || '; aborted by ' || ? WHERE id = ?", [.text(actor), .int(id)])
@@ -234,10 +236,9 @@ struct DeployUnlock: ParsableCommand {
         for e in p.environments where env == nil || e.name == env {
             do {
                 let client = try adminClient(e, actor: deployActor(actor))
-                let status = try client.status()
-                guard let lock = status.lock else { print("\(e.name): not locked"); continue }
-                try client.call("DELETE", "/v1/lock?force=true")
-                print("\(e.name): broke the lock of \(lock["owner"] ?? "?") (since \(lock["since"] ?? "?"): \(lock["reason"] ?? ""))")
+                guard let lock = try client.api.status().lock else { print("\(e.name): not locked"); continue }
+                try client.api.unlock(force: true)
+                print("\(e.name): broke the lock of \(lock.owner) (since \(lock.since): \(lock.reason))")
             } catch {
                 print("\(e.name): \(error)")
                 failed = true
@@ -274,20 +275,21 @@ struct DeployStatus: ParsableCommand {
             var entry: [String: Any] = ["environment": env.name, "admin": env.admin.description]
             do {
                 let client = try adminClient(env, actor: deployActor(nil))
-                let s = try client.status()
-                entry["active"] = s.active(p.service) ?? NSNull()
-                entry["standby"] = s.standby(p.service) ?? NSNull()
-                entry["canary"] = s.canaryPool(p.service).map { ["pool": $0, "weight": s.canaryWeight(p.service) ?? "?"] } ?? NSNull()
-                entry["lock"] = s.lock ?? NSNull()
-                entry["guard_trip"] = s.guardTrip(p.service) ?? NSNull()
+                let s = try client.api.status()
+                let service = s.services[p.service]
+                entry["active"] = service?.active ?? NSNull()
+                entry["standby"] = service?.standby ?? NSNull()
+                entry["canary"] = service?.canary.map { ["pool": $0.pool, "weight": $0.weight] } ?? NSNull()
+                entry["lock"] = s.lock.map { ["owner": $0.owner, "reason": $0.reason, "since": $0.since, "expires": $0.expires] } ?? NSNull()
+                entry["guard_trip"] = service?.guardTrip.map(guardTripJSON) ?? NSNull()
                 // Servers of the service's pools that take no traffic now (a rolling update leaves them drained).
-                let pools = [s.active(p.service), s.canaryPool(p.service)].compactMap { $0 }
+                let pools = [service?.active, service?.canary?.pool].compactMap { $0 }
                 var out: [String] = []
                 for pool in Set(pools).sorted() {
                     for server in s.servers(pool) {
-                        let state = server["state"] as? String ?? "?", health = ProxyStatus.health(server)
-                        if state != "ready" || (health != "up" && health != "not checked") {
-                            out.append("\(pool)/\(server["name"] ?? "?") (\(state), \(health))")
+                        let health = server.healthStatus
+                        if server.state != "ready" || (health != "up" && health != "not checked") {
+                            out.append("\(pool)/\(server.name) (\(server.state), \(health))")
                         }
                     }
                 }
@@ -336,6 +338,17 @@ struct DeployStatus: ParsableCommand {
             if let out = e["out_of_rotation"] as? [String], !out.isEmpty { print("           out of rotation: \(out.joined(separator: ", "))") }
         }
     }
+}
+
+/// A guard trip as `deploy status --json` shows it: the fields the proxy reports.
+func guardTripJSON(_ trip: AdminStatus.GuardTrip) -> [String: Any] {
+    var out: [String: Any] = ["time": trip.time, "reason": trip.reason]
+    if let v = trip.pool { out["pool"] = v }
+    if let v = trip.weight { out["weight"] = v }
+    if let v = trip.requests { out["requests"] = v }
+    if let v = trip.errors { out["errors"] = v }
+    if let v = trip.errorRate { out["error_rate"] = v }
+    return out
 }
 
 struct VersionCommand: ParsableCommand {

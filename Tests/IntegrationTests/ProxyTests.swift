@@ -144,10 +144,20 @@ struct ProxyTests {
     }
 
     @Test func expectContinueIsRelayed() throws {
+        // Like most servers: 100 Continue, then the final answer only once the whole body is in.
+        let upstream = ScriptedUpstream { fd, _ in
+            while let head = ScriptedUpstream.readHead(fd) {
+                if head.lowercased().contains("expect: 100-continue") { ScriptedUpstream.write(fd, "HTTP/1.1 100 Continue\r\n\r\n") }
+                var body = [UInt8](repeating: 0, count: 5)
+                guard recv(fd, &body, 5, Int32(MSG_WAITALL)) == 5 else { return }
+                ScriptedUpstream.write(fd, "HTTP/1.1 200 OK\r\nContent-Length: 5\r\n\r\n" + String(decoding: body, as: UTF8.self))
+            }
+        }
+        defer { upstream.stop() }
         let s = Scenario()
-        let blue = try s.upstream("blue")
-        let proxy = try s.startProxy(simpleConfig([(blue.address, 100)]))
-        let c = try RawClient(port: proxy.port)
+        let proxy = try s.startProxy(simpleConfig([(upstream.address, 100)]))
+        // A client that waits for 100 Continue before sending its body (as curl does, up to a timeout).
+        let c = try RawClient(port: proxy.port, timeout: 3)
         c.send("POST /continue HTTP/1.1\r\nHost: t\r\nContent-Length: 5\r\nExpect: 100-continue\r\n\r\n")
         let interim = try c.readResponse(stopAtInformational: true)
         #expect(interim.status == 100)
@@ -155,6 +165,9 @@ struct ProxyTests {
         let final = try c.readResponse()
         #expect(final.status == 200)
         #expect(final.bodyText == "hello")
+        // The connection stays usable for the next request.
+        c.send("POST /again HTTP/1.1\r\nHost: t\r\nContent-Length: 5\r\n\r\nworld")
+        #expect(try c.readResponse().bodyText == "world")
     }
 
     @Test func upgradeBecomesATunnel() throws {
@@ -225,7 +238,8 @@ struct ProxyTests {
         for i in 0..<4 {
             client.send("GET /get\(i) HTTP/1.1\r\nHost: t\r\n\r\n")
             #expect(try client.readResponse().bodyText == "blue GET /get\(i)\n")
-            client.send("POST /echo HTTP/1.1\r\nHost: t\r\nContent-Length: 7\r\n\r\npayload")
+            // PUT is idempotent: sent again on a fresh connection (a POST would get 502; see HardeningTests).
+            client.send("PUT /echo HTTP/1.1\r\nHost: t\r\nContent-Length: 7\r\n\r\npayload")
             #expect(try client.readResponse().bodyText == "payload") // a small body is kept for the retry too
         }
         usleep(100_000)

@@ -329,12 +329,56 @@ struct TLSTests {
         #expect(try curl(base + ["\(url)/v1/status"]).output == "401")
         #expect(try curl(base + ["-H", "Authorization: Bearer 0123456789abcdef0123", "\(url)/v1/status"]).output == "200")
         #expect(try curl(base + ["--cert", pki.cert("operator"), "--key", pki.key("operator"), "-X", "POST",
-                                 "\(url)/v1/lock", "-d", #"{"owner": "ops"}"#]).output == "200")
+                                 "-H", "Content-Type: application/json", "\(url)/v1/lock", "-d", #"{"owner": "ops"}"#]).output == "200")
         let audit = try curl(["-s", "--cacert", pki.ca, "--resolve", "admin.test:\(port):127.0.0.1",
                               "--cert", pki.cert("operator"), "--key", pki.key("operator"), "\(url)/v1/audit"]).output
         #expect(audit.contains(#""actor" : "cert:operator.test""#))
         // Plain HTTP to the TLS admin port gets nowhere.
         #expect(try curl(["-s", "-o", "/dev/null", "-w", "%{http_code}", "--max-time", "3", "http://127.0.0.1:\(port)/v1/status"]).output != "200")
+    }
+
+    /// A browser presents a client certificate by itself, so names are given roles, and a
+    /// change must look like it came from a program, not from another site's page.
+    @Test func clientCertificateRolesAndCrossSiteRequests() throws {
+        let s = Scenario()
+        let pki = try TestPKI(directory: s.directory, names: ["admin", "deployer", "grafana", "stranger"])
+        let app = try s.upstream("app")
+        let port = freePort()
+        _ = try s.startProxy("""
+            pools: { app: { servers: [{ address: \(app.address) }] }, other: { servers: [{ address: \(app.address) }] } }
+            services: { web: { active: app, standby: other } }
+            access_log: off
+            admin:
+              tcp: 127.0.0.1:\(port)
+              tls: { certificates: [{ cert: \(pki.cert("admin")), key: \(pki.key("admin")) }], client_ca: \(pki.ca) }
+              client_roles: { operate: [deployer.test], read: [grafana.test] }
+
+            """)
+        func call(_ who: String, _ extra: [String]) throws -> String {
+            try curl(["-s", "-o", "/dev/null", "-w", "%{http_code}", "--cacert", pki.ca, "--resolve", "admin.test:\(port):127.0.0.1",
+                      "--cert", pki.cert(who), "--key", pki.key(who)] + extra).output
+        }
+        let url = "https://admin.test:\(port)"
+        let json = ["-H", "Content-Type: application/json"]
+        #expect(try call("grafana", ["\(url)/v1/status"]) == "200")
+        #expect(try call("grafana", ["-X", "POST", "\(url)/v1/services/web/flip"]) == "403")
+        #expect(try call("stranger", ["\(url)/v1/status"]) == "403")
+        // Cross-site shapes are refused even for an operator's certificate.
+        #expect(try call("deployer", ["-X", "POST", "-H", "Content-Type: text/plain", "-d", "{}", "\(url)/v1/services/web/flip"]) == "415")
+        #expect(try call("deployer", ["-X", "POST", "-d", "{}", "\(url)/v1/services/web/flip"]) == "415") // curl's form type
+        #expect(try call("deployer", json + ["-X", "POST", "-H", "Origin: https://evil.example", "-d", "{}", "\(url)/v1/services/web/flip"]) == "403")
+        #expect(try call("deployer", json + ["-X", "POST", "-H", "Sec-Fetch-Site: cross-site", "-d", "{}", "\(url)/v1/services/web/flip"]) == "403")
+        #expect(try call("deployer", json + ["-X", "POST", "-H", "Origin: https://admin.test:\(port)", "-d", "{}", "\(url)/v1/services/web/flip"]) == "200")
+        // client_roles without client_ca is a configuration problem.
+        let bad = "\(s.directory)/bad.yaml"
+        try """
+            listeners: [{ bind: 127.0.0.1:1 }]
+            pools: { app: { servers: [{ address: 127.0.0.1:2 }] } }
+            services: { web: { active: app } }
+            admin: { socket: \(s.directory)/a.sock, client_roles: { operate: [x] } }
+            """.write(toFile: bad, atomically: true, encoding: .utf8)
+        let checked = try run(switchyardBinary, ["check", "--config", bad])
+        #expect(checked.status == 1 && checked.error.contains("admin.client_roles"), "\(checked)")
     }
 
     @Test func sessionsResumeAndTicketKeysRotate() throws {

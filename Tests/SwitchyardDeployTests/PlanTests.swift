@@ -1,4 +1,5 @@
 import Foundation
+import SwitchyardAdminClient
 import SwitchyardConfig
 import Testing
 @testable import SwitchyardDeploy

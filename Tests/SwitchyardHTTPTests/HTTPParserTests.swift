@@ -199,6 +199,24 @@ struct ChunkedTests {
         #expect(scan(input).error != nil)
     }
 
+    /// RFC 9112 7.1: the size is hex digits only; whitespace may stand before `;` alone; an
+    /// extension is a token, optionally `=` a token or a quoted string.
+    @Test(arguments: ["5 5\r\n", "5\t5\r\n", "5 \r\n", "5;\r\n", "5;a b\r\n", "5;=x\r\n", "5;a=\r\n", "5;a=\"x\r\n",
+                      "5;a=b c\r\n", "5;a=\"x\" y\r\n", "0x5\r\n", "+5\r\n", "5;a=\"\u{1}\"\r\n", "5;a=b \r\n", "5;a@b\r\n"])
+    func chunkSizeLinesOutsideTheGrammarAreRefused(_ line: String) {
+        #expect(scan(line + "hello\r\n0\r\n\r\n").error != nil, "\(line.debugDescription)")
+    }
+
+    @Test(arguments: ["5\r\n", "5;a\r\n", "5;a=b\r\n", "5 ;a\r\n", "5\t; a = b ; c\r\n", "5;a=\"q\\\"x y\"\r\n", "5;a=\"x\" ;b\r\n",
+                      "005;a=b;c=d\r\n", "5;a=\"\"\r\n"])
+    func chunkSizeLinesInTheGrammarAreAccepted(_ line: String) {
+        let body = line + "hello\r\n0\r\n\r\n"
+        for split in 1..<body.utf8.count {
+            let r = scan(body, split: split)
+            #expect(r.error == nil && r.ended && r.consumed == body.utf8.count, "\(line.debugDescription) split at \(split): \(r.error ?? "")")
+        }
+    }
+
     @Test func dechunkReportsDataSpans() {
         var scanner = ChunkedScanner()
         let bytes = Array("3\r\nabc\r\n2\r\nde\r\n0\r\n\r\n".utf8)

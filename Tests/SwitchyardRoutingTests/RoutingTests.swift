@@ -40,20 +40,42 @@ struct BalancerTests {
 
     @Test func leastRequestPrefersIdleServers() {
         let b = PoolBalancer(pool: pool([1, 1], balance: .leastRequest), seed: 7)
-        for _ in 0..<5 { b.requestStarted(0) }
+        for _ in 0..<5 { b.requestStarted(serverID: 0, hint: 0) }
         for _ in 0..<50 { #expect(b.pick() == 1) }
         // Weighted: 4 active on a weight-4 server is as loaded as 1 on weight 1.
         let w = PoolBalancer(pool: pool([4, 1], balance: .leastRequest), seed: 7)
-        for _ in 0..<3 { w.requestStarted(0) }
-        w.requestStarted(1)
+        for _ in 0..<3 { w.requestStarted(serverID: 0, hint: 0) }
+        w.requestStarted(serverID: 1, hint: 1)
         for _ in 0..<20 { #expect(w.pick() == 0) }
     }
 
     @Test func updateKeepsStateOfRemainingServers() {
         let b = PoolBalancer(pool: pool([1, 1]), seed: 1)
-        b.requestStarted(1)
+        b.requestStarted(serverID: 1, hint: 1)
         b.update(to: PoolSnapshot(name: "p", balance: .roundRobin, servers: [pool([1, 1]).servers[1]]))
         #expect(b.active == [1])
+    }
+
+    /// An exchange picked server 1 at position 1; the pool then lost server 0 and gained
+    /// server 7 in front: the finish must land on server 1, wherever it is.
+    @Test func requestsFinishOnTheServerTheyStartedOnWhenPositionsMove() {
+        let servers = pool([1, 1]).servers
+        let b = PoolBalancer(pool: pool([1, 1], balance: .leastRequest), seed: 1)
+        b.requestStarted(serverID: 1, hint: 1)
+        b.update(to: PoolSnapshot(name: "p", balance: .leastRequest, servers: [servers[1]]))
+        b.requestFinished(serverID: 1, hint: 1) // position 1 no longer exists
+        #expect(b.active == [0])
+        b.requestStarted(serverID: 1, hint: 0)
+        let added = ServerSnapshot(id: 7, name: "a0", address: address("127.0.0.1:9007"), weight: 1)
+        b.update(to: PoolSnapshot(name: "p", balance: .leastRequest, servers: [added, servers[1]]))
+        b.requestFinished(serverID: 1, hint: 0) // position 0 is now another server
+        #expect(b.active == [0, 0])
+        // A server the pool no longer has is ignored.
+        b.requestFinished(serverID: 99, hint: 0)
+        b.requestStarted(serverID: 99, hint: 5)
+        #expect(b.active == [0, 0])
+        #expect(b.server(withID: 7, hint: 3)?.name == "a0")
+        #expect(b.server(withID: 0, hint: 0) == nil)
     }
 }
 
@@ -187,5 +209,35 @@ struct MergeTests {
         let notes = merged.merge(runtime: runtime, base: oldFile)
         #expect(merged.services["web"]!.active == "blue")
         #expect(notes.contains { $0.contains("active pool green is no longer in the file") })
+    }
+}
+
+@Suite("Canary guard window")
+struct CanaryGuardWindowTests {
+    let rule = CanaryGuard(maxErrorRate: 5000, minRequests: 10, windowMilliseconds: 1000)
+
+    @Test func tripsOnlyWithEnoughRequestsAndErrorsInTheWindow() {
+        var w = CanaryGuardWindow(pool: "green", rule: rule)
+        #expect(w.add(GuardSample(time: 0, requests: 100, errors: 50)) == nil) // the start: nothing since
+        #expect(w.add(GuardSample(time: 100, requests: 105, errors: 55)) == nil) // 5 requests: too few
+        let trip = w.add(GuardSample(time: 200, requests: 112, errors: 57))
+        #expect(trip == CanaryGuardWindow.Trip(finished: 12, failed: 7, seconds: 0.2))
+    }
+
+    @Test func oldSamplesLeaveTheWindow() {
+        var w = CanaryGuardWindow(pool: "green", rule: rule)
+        _ = w.add(GuardSample(time: 0, requests: 0, errors: 0))
+        _ = w.add(GuardSample(time: 500, requests: 100, errors: 100)) // a bad burst
+        _ = w.add(GuardSample(time: 1500, requests: 100, errors: 100))
+        // A second later only good requests arrive; the burst is outside the window.
+        #expect(w.add(GuardSample(time: 2600, requests: 200, errors: 100)) == nil)
+    }
+
+    @Test func hugeOrWrappedCountersNeverTrap() {
+        var w = CanaryGuardWindow(pool: "green", rule: rule)
+        _ = w.add(GuardSample(time: 0, requests: .min, errors: .max))
+        _ = w.add(GuardSample(time: 100, requests: .max, errors: .min))
+        _ = w.add(GuardSample(time: 200, requests: .max, errors: .max))
+        #expect(CanaryGuardWindow(pool: "a", rule: rule).key != CanaryGuardWindow(pool: "b", rule: rule).key)
     }
 }

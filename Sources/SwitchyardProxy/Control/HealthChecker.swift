@@ -5,6 +5,19 @@ import Glibc
 import SwitchyardConfig
 import SwitchyardRouting
 
+/// What health checks need from the control plane, and tell it.
+protocol HealthCheckHost: AnyObject {
+    var config: SwitchyardConfig { get }
+    /// TLS client contexts of pools that talk TLS to their servers.
+    var upstreamTLS: [String: TLSClientContext] { get }
+    /// The servers the runtime state has, whatever their health.
+    func snapshotIgnoringHealth() -> RoutingSnapshot
+    /// A server went up or down, or what it reports changed its weight.
+    func healthChanged()
+    /// A server passed enough checks to come (back) into rotation.
+    func serverCameUp(pool: String, server: String)
+}
+
 /// Active health checks, run on the control thread with libevent's HTTP client: workers
 /// never wait for a check. `fall` failures in a row take a server out of rotation, `rise`
 /// passes bring it back; each transition publishes a new snapshot and is logged.
@@ -45,7 +58,7 @@ final class HealthChecker {
         var status: String { healthy ? "up" : (pending ? "pending" : "down") }
     }
 
-    private unowned let control: ControlPlane
+    private unowned let host: HealthCheckHost
     private let base: OpaquePointer
     private(set) var servers: [String: ServerHealth] = [:]
     private var timers: [OpaquePointer] = []
@@ -57,8 +70,8 @@ final class HealthChecker {
         init(pool: String, checker: HealthChecker) { self.pool = pool; self.checker = checker }
     }
 
-    init(control: ControlPlane, base: OpaquePointer) {
-        self.control = control
+    init(host: HealthCheckHost, base: OpaquePointer) {
+        self.host = host
         self.base = base
     }
 
@@ -73,8 +86,8 @@ final class HealthChecker {
         timers.removeAll()
         timerContexts.removeAll()
         var wanted: Set<String> = []
-        let snapshot = control.snapshotIgnoringHealth()
-        for pool in control.config.pools {
+        let snapshot = host.snapshotIgnoringHealth()
+        for pool in host.config.pools {
             guard let health = pool.health, let live = snapshot.pools.first(where: { $0.name == pool.name }) else { continue }
             for server in live.servers {
                 let key = "\(pool.name)/\(server.name)"
@@ -119,9 +132,9 @@ final class HealthChecker {
     }
 
     private func check(_ entry: ServerHealth) {
-        guard !entry.inFlight, let health = control.config.pool(named: entry.pool)?.health else { return }
+        guard !entry.inFlight, let health = host.config.pool(named: entry.pool)?.health else { return }
         if entry.connection == nil {
-            if let tls = control.upstreamTLS[entry.pool] {
+            if let tls = host.upstreamTLS[entry.pool] {
                 // A TLS pool is checked over TLS, verified like its traffic.
                 guard let ssl = tls.session(fd: -1, host: entry.address.host),
                       let bev = bufferevent_openssl_socket_new(base, -1, ssl, BUFFEREVENT_SSL_CONNECTING,
@@ -157,12 +170,12 @@ final class HealthChecker {
 
     fileprivate func completed(_ entry: ServerHealth, status: Int, load: String? = nil) {
         entry.inFlight = false
-        guard let health = control.config.pool(named: entry.pool)?.health else { return }
+        guard let health = host.config.pool(named: entry.pool)?.health else { return }
         if status > 0 {
             let before = (entry.reportedCPU, entry.reportedWeight)
             Self.parseLoad(load, into: entry)
             if health.adaptWeight && (before.0 != entry.reportedCPU || before.1 != entry.reportedWeight) {
-                control.healthChanged() // the effective weight may have changed
+                host.healthChanged() // the effective weight may have changed
             }
         }
         if status == 0 {
@@ -177,7 +190,7 @@ final class HealthChecker {
     }
 
     private func record(_ entry: ServerHealth, passed: Bool, result: String) {
-        guard let health = control.config.pool(named: entry.pool)?.health else { return }
+        guard let health = host.config.pool(named: entry.pool)?.health else { return }
         entry.lastCheck = Date()
         entry.lastResult = result
         if passed {
@@ -186,7 +199,7 @@ final class HealthChecker {
             if !entry.healthy && entry.passes >= health.rise {
                 entry.healthy = true
                 entry.pending = false
-                control.startRamp(pool: entry.pool, server: entry.server)
+                host.serverCameUp(pool: entry.pool, server: entry.server)
                 transition(entry, "UP after \(entry.passes) passing check(s)")
             }
         } else {
@@ -201,35 +214,23 @@ final class HealthChecker {
 
     private func transition(_ entry: ServerHealth, _ what: String) {
         FileHandle.standardError.write(Data("switchyard: health: \(entry.key) is \(what)\n".utf8))
-        control.healthChanged()
+        host.healthChanged()
     }
 
-    /// `X-Switchyard-Load: cpu=75%, memory=40%, weight=50%` (each part optional). Anything
-    /// else in the header is ignored; a missing header clears earlier reports.
+    /// Takes what the instance reported (see `ReportedLoad`); a missing header clears earlier reports.
     static func parseLoad(_ text: String?, into entry: ServerHealth) {
-        entry.reportedCPU = nil
-        entry.reportedMemory = nil
-        entry.reportedWeight = nil
-        guard let text else { return }
-        for part in text.split(separator: ",") {
-            let kv = part.split(separator: "=", maxSplits: 1).map { $0.trimmingCharacters(in: .whitespaces) }
-            guard kv.count == 2, let bp = BasisPoints.parse(kv[1]) else { continue }
-            switch kv[0].lowercased() {
-            case "cpu": entry.reportedCPU = Double(bp) / 10000
-            case "memory": entry.reportedMemory = Double(bp) / 10000
-            case "weight": entry.reportedWeight = bp / 100
-            default: break
-            }
-        }
+        let load = ReportedLoad.parse(text)
+        entry.reportedCPU = load.cpu
+        entry.reportedMemory = load.memory
+        entry.reportedWeight = load.weightPercent
     }
 
     /// The percent of its weight a server should get from what it reports (100 when nothing applies).
     func loadPercent(pool: String, server: String) -> Int {
-        guard let entry = servers["\(pool)/\(server)"], let health = control.config.pool(named: pool)?.health,
+        guard let entry = servers["\(pool)/\(server)"], let health = host.config.pool(named: pool)?.health,
               health.adaptWeight else { return 100 }
-        if let weight = entry.reportedWeight { return max(0, min(100, weight)) }
-        if let cpu = entry.reportedCPU, cpu > health.overloadCPU { return 50 }
-        return 100
+        let load = ReportedLoad(cpu: entry.reportedCPU, memory: entry.reportedMemory, weightPercent: entry.reportedWeight)
+        return WeightScaling.loadPercent(load, overloadCPU: health.overloadCPU)
     }
 
     func json(pool: String, server: String) -> [String: Any]? {

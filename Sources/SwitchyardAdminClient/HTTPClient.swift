@@ -35,7 +35,7 @@ public struct HTTPURL: Sendable {
 /// What went wrong talking to a server, in words for the operator.
 public struct ClientError: Error, CustomStringConvertible, Sendable {
     public var description: String
-    init(_ description: String) { self.description = description }
+    public init(_ description: String) { self.description = description }
 }
 
 /// A response: status, lower-cased headers and the (de-chunked) body.
@@ -47,8 +47,9 @@ public struct HTTPResponse: Sendable {
 }
 
 /// A small blocking HTTP/1.1 client (one request per connection) over a Unix socket or TCP,
-/// with TLS through OpenSSL that verifies the server's certificate and name. The orchestrator
-/// runs as one foreground process, so blocking calls with deadlines are the simple, honest choice.
+/// with TLS through OpenSSL that verifies the server's certificate and name. It carries the
+/// admin API for `switchyard ctl` and the orchestrator, and the orchestrator's webhooks. Both
+/// run as one foreground process, so blocking calls with deadlines are the simple, honest choice.
 public enum HTTPClient {
     public enum Target: Sendable {
         case unix(String)
@@ -82,7 +83,7 @@ public enum HTTPClient {
     static func parse(_ raw: Data) throws(ClientError) -> HTTPResponse {
         guard let end = raw.range(of: Data("\r\n\r\n".utf8)) else { throw ClientError("the server closed the connection without a complete response") }
         let lines = String(decoding: raw[..<end.lowerBound], as: UTF8.self).components(separatedBy: "\r\n")
-        let statusParts = lines[0].split(separator: " ")
+        let statusParts = (lines.first ?? "").split(separator: " ")
         guard statusParts.count >= 2, statusParts[0].hasPrefix("HTTP/1."), let status = Int(statusParts[1]) else {
             throw ClientError("not an HTTP response")
         }
@@ -104,9 +105,10 @@ public enum HTTPClient {
             let sizeText = String(decoding: rest[..<lineEnd.lowerBound], as: UTF8.self).split(separator: ";").first ?? ""
             guard let size = Int(sizeText.trimmingCharacters(in: .whitespaces), radix: 16), size > 0 else { break }
             let start = lineEnd.upperBound
-            guard start + size <= rest.endIndex else { out.append(rest[start...]); break }
+            // Compared without adding: a size near Int.max from the peer must not overflow.
+            guard size <= rest.endIndex - start else { out.append(rest[start...]); break }
             out.append(rest[start..<start + size])
-            guard start + size + 2 <= rest.endIndex else { break }
+            guard size + 2 <= rest.endIndex - start else { break }
             rest = rest[(start + size + 2)...]
         }
         return out
@@ -206,7 +208,9 @@ public enum HTTPClient {
             let code = ERR_get_error()
             if code == 0 { return "the connection closed or timed out" }
             var buffer = [UInt8](repeating: 0, count: 256)
-            buffer.withUnsafeMutableBufferPointer { $0.baseAddress!.withMemoryRebound(to: CChar.self, capacity: 256) { ERR_error_string_n(code, $0, 255) } }
+            buffer.withUnsafeMutableBufferPointer { bytes in
+                bytes.baseAddress?.withMemoryRebound(to: CChar.self, capacity: 256) { ERR_error_string_n(code, $0, 255) }
+            }
             return String(decoding: buffer.prefix { $0 != 0 }, as: UTF8.self)
         }
 
@@ -215,7 +219,8 @@ public enum HTTPClient {
             let bytes = [UInt8](data)
             while offset < bytes.count {
                 let n = bytes.withUnsafeBytes { raw -> Int in
-                    let p = raw.baseAddress! + offset
+                    guard let base = raw.baseAddress else { return 0 }
+                    let p = base + offset
                     if let ssl { return Int(SSL_write(ssl, p, Int32(bytes.count - offset))) }
                     return Glibc.send(fd, p, bytes.count - offset, Int32(MSG_NOSIGNAL))
                 }

@@ -1,0 +1,58 @@
+import CLibevent
+import Foundation
+import Glibc
+import SwitchyardRouting
+
+/// Hands snapshots to the workers and reads their counters. A snapshot is stored in each
+/// worker's slot and the worker woken; the publisher waits until every worker has taken it,
+/// so a change is acknowledged only when all of them route with it.
+final class WorkerPublisher {
+    var workers: [Worker] = []
+    private var statsRound: UInt64 = 0
+    /// Microseconds from publishing a snapshot to the last worker's acknowledgement (the latest 1,000).
+    private(set) var latencies: [Double] = []
+
+    /// Publishes `snapshot` to every worker and waits for all acknowledgements (5 s at most:
+    /// a worker stuck longer is visible in status). Returns the microseconds it took.
+    @discardableResult
+    func publish(_ snapshot: RoutingSnapshot) -> Double {
+        let start = monotonicMicroseconds()
+        for worker in workers {
+            worker.slot.store(snapshot)
+            worker.notifySnapshot()
+        }
+        let deadline = start + 5_000_000
+        while workers.contains(where: { $0.acknowledgedGeneration.load(ordering: .acquiring) < snapshot.generation }) {
+            if monotonicMicroseconds() > deadline { break }
+            sched_yield()
+        }
+        let elapsed = Double(monotonicMicroseconds() - start)
+        latencies.append(elapsed)
+        if latencies.count > 1000 { latencies.removeFirst(latencies.count - 1000) }
+        return elapsed
+    }
+
+    /// Counters summed over all workers, `ServerStats.stride` per server id and per service.
+    func collectStats() -> StatsCopy {
+        statsRound += 1
+        for worker in workers { worker.requestStats(round: statsRound) }
+        let deadline = monotonicMicroseconds() + 2_000_000
+        while workers.contains(where: { $0.statsAnswered.load(ordering: .acquiring) < statsRound }),
+              monotonicMicroseconds() < deadline {
+            sched_yield()
+        }
+        var total = StatsCopy()
+        func add(_ from: [Int], to into: inout [Int]) {
+            if into.count < from.count { into += [Int](repeating: 0, count: from.count - into.count) }
+            for i in 0..<from.count { into[i] &+= from[i] }
+        }
+        for worker in workers {
+            let copy = worker.statsSlot.withLock { $0 }
+            add(copy.servers, to: &total.servers)
+            add(copy.services, to: &total.services)
+            total.tlsHandshakeFailures += copy.tlsHandshakeFailures
+            total.acceptErrors += copy.acceptErrors
+        }
+        return total
+    }
+}
