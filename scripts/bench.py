@@ -51,8 +51,10 @@ def start_upstream():
       location / {{ default_type text/plain; return 200 "{BODY}"; }} }}""")
     start(["nginx", "-c", conf, "-p", work]); wait_port(up_port)
 
-def start_proxies():
+def start_proxies(header_timeout=None):
+    """header_timeout: the same request-head timeout for all three (each keeps its default otherwise)."""
     conf = nginx_conf("proxy.conf", f"""upstream app {{ server 127.0.0.1:{up_port}; keepalive 128; }}
+      {f"client_header_timeout {header_timeout};" if header_timeout else ""}
       server {{ listen 127.0.0.1:{ng_port} backlog=4096; location / {{ proxy_pass http://app;
         proxy_http_version 1.1; proxy_set_header Connection ""; proxy_buffering on; }} }}""")
     start(["nginx", "-c", conf, "-p", work]); wait_port(ng_port)
@@ -65,6 +67,7 @@ defaults
   timeout connect 2s
   timeout client 60s
   timeout server 60s
+  {f"timeout http-request {header_timeout}" if header_timeout else ""}
   option http-keep-alive
 frontend fe
   bind 127.0.0.1:{ha_port}
@@ -81,11 +84,12 @@ pools: {{ app: {{ servers: [{{ address: 127.0.0.1:{up_port} }}] }} }}
 services: {{ web: {{ active: app }} }}
 access_log: off
 limits: {{ max_connections: 20000 }}
+{f"timeouts: {{ client_header: {header_timeout} }}" if header_timeout else ""}
 """)
     start([binary, "run", "--config", sy]); wait_port(sy_port)
 
-def wrk(port, extra=()):
-    out = subprocess.run(["wrk", "-t1", "-c50", f"-d{DURATION}s", "--latency", *extra, f"http://127.0.0.1:{port}/"],
+def wrk(port, extra=(), connections=50):
+    out = subprocess.run(["wrk", "-t1", f"-c{connections}", f"-d{DURATION}s", "--latency", *extra, f"http://127.0.0.1:{port}/"],
                          capture_output=True, text=True).stdout
     rps = float(re.search(r"Requests/sec:\s+([\d.]+)", out).group(1))
     def lat(p):
@@ -116,6 +120,136 @@ def throughput():
     s = med["switchyard"]
     print(f"ratio switchyard/nginx   {s[0]/med['nginx'][0]:.2f}x req/s, p99 {s[2]:.3f} vs {med['nginx'][2]:.3f} ms")
     print(f"ratio switchyard/haproxy {s[0]/med['haproxy'][0]:.2f}x req/s, p99 {s[2]:.3f} vs {med['haproxy'][2]:.3f} ms")
+
+def cpu_seconds(pid):
+    """User plus system CPU time of a process and its children (nginx's and HAProxy's workers)."""
+    ticks = os.sysconf("SC_CLK_TCK")
+    def own(p):
+        try: fields = open(f"/proc/{p}/stat").read().rsplit(")", 1)[1].split()
+        except OSError: return 0.0
+        return (int(fields[11]) + int(fields[12])) / ticks
+    total = own(pid)
+    try: children = open(f"/proc/{pid}/task/{pid}/children").read().split()
+    except OSError: children = []
+    return total + sum(own(c) for c in children)
+
+def rss_total_kib(pid):
+    """RSS of a process and its children (nginx's and HAProxy's workers)."""
+    try: children = open(f"/proc/{pid}/task/{pid}/children").read().split()
+    except OSError: children = []
+    return rss_kib(pid) + sum(rss_kib(c) for c in children)
+
+def slowloris():
+    """20 keep-alive clients (wrk -t1 -c20) alone, then beside 5,000 connections that each
+    trickle a 4 KB request head one byte every 2 s (scripts/slowloris.py). A real attack
+    reaches long heads only after hours; to measure that state in seconds each connection
+    sends the first 3 KB at once (SLOWLORIS_ARGS replaces these client options). All three
+    proxies get the same 60 s request-head timeout (nginx's default), so no slow connection
+    times out during a run."""
+    hard = resource.getrlimit(resource.RLIMIT_NOFILE)[1]
+    if hard != resource.RLIM_INFINITY and hard < 11000:
+        raise SystemExit(f"the open-file limit is {hard}; 5,000 slow connections need about 11,000 (ulimit -Hn)")
+    resource.setrlimit(resource.RLIMIT_NOFILE, (min(30000, hard) if hard != resource.RLIM_INFINITY else 30000, hard))
+    conns = int(os.environ.get("SLOWLORIS_CONNECTIONS", "5000"))
+    extra_args = os.environ.get("SLOWLORIS_ARGS", "--head-start 3072").split()
+    settle = 4
+    start_upstream(); start_proxies(header_timeout="60s")
+    pids = {"switchyard": procs[-1].pid, "nginx": procs[-3].pid, "haproxy": procs[-2].pid}
+    targets = [("switchyard", sy_port), ("nginx", ng_port), ("haproxy", ha_port)]
+    # BENCH_BASELINE=path/to/an/older/switchyard adds it as a fourth target (before/after a change).
+    if os.environ.get("BENCH_BASELINE"):
+        base_port = free_port()
+        conf = open(os.path.join(work, "switchyard.yaml")).read().replace(f":{sy_port}", f":{base_port}")
+        p = start([os.path.abspath(os.environ["BENCH_BASELINE"]), "run", "--config", write("baseline.yaml", conf)])
+        wait_port(base_port)
+        pids["baseline"] = p.pid
+        targets.insert(1, ("baseline", base_port))
+    results = {name: {"alone": [], "slowloris": []} for name, _ in targets}
+    client = os.path.join(os.path.dirname(os.path.abspath(__file__)), "slowloris.py")
+    print(f"slowloris: {conns} connections, 4096-byte head, one byte every 2 s each (client options: {' '.join(extra_args)}); "
+          f"wrk -t1 -c20 -d{DURATION}s --latency; {ROUNDS} interleaved rounds", flush=True)
+    for r in range(ROUNDS):
+        order = targets if r % 2 == 0 else list(reversed(targets))
+        for name, port in order:
+            rps, p50, p99, bad, sockerr = wrk(port, connections=20)
+            results[name]["alone"].append((rps, p50, p99))
+            print(f"round {r+1} {name:<11} alone      {rps:>9.0f} req/s  p50 {p50:6.3f} ms  p99 {p99:7.3f} ms"
+                  + (f"  non-2xx {bad}" if bad else "") + (f"  socket errors: {sockerr}" if sockerr else ""), flush=True)
+            slow = subprocess.Popen([sys.executable, client, str(port), "--connections", str(conns),
+                                     "--duration", str(DURATION + settle + 5), *extra_args],
+                                    stdout=subprocess.PIPE, stderr=open(os.path.join(work, "stderr.log"), "a"), text=True)
+            procs.append(slow)
+            if slow.stdout.readline().strip() != "ready":
+                raise SystemExit(f"the slowloris client did not start; see {work}/stderr.log")
+            time.sleep(settle)
+            cpu0, t0 = cpu_seconds(pids[name]), time.monotonic()
+            rps, p50, p99, bad, sockerr = wrk(port, connections=20)
+            cpu = (cpu_seconds(pids[name]) - cpu0) / (time.monotonic() - t0)
+            rss = rss_total_kib(pids[name]) / 1024
+            slow.terminate(); summary = slow.communicate(timeout=30)[0].strip().splitlines()[-1]
+            results[name]["slowloris"].append((rps, p50, p99, cpu, rss))
+            print(f"round {r+1} {name:<11} slowloris  {rps:>9.0f} req/s  p50 {p50:6.3f} ms  p99 {p99:7.3f} ms"
+                  f"  proxy CPU {cpu*100:4.0f}%  RSS {rss:5.1f} MiB" + (f"  non-2xx {bad}" if bad else "")
+                  + (f"  socket errors: {sockerr}" if sockerr else ""), flush=True)
+            if os.environ.get("SLOWLORIS_VERBOSE"): print("   ", summary, flush=True)
+            time.sleep(2)  # let the proxy close the slow connections before the next run
+    print(f"\nmedians over {ROUNDS} interleaved rounds (wrk -t1 -c20 -d{DURATION}s, keep-alive, 1 worker each;"
+          f" beside {conns} slowloris connections, 60 s request-head timeout):")
+    for name, _ in targets:
+        a, s = results[name]["alone"], results[name]["slowloris"]
+        med = lambda rows, k: statistics.median(x[k] for x in rows)
+        print(f"  {name:<11} p99 alone {med(a, 2):6.3f} ms, with slowloris {med(s, 2):7.3f} ms;"
+              f" p50 {med(a, 1):.3f} / {med(s, 1):.3f} ms; {med(a, 0):.0f} / {med(s, 0):.0f} req/s;"
+              f" proxy CPU with slowloris {med(s, 3)*100:.0f}%, RSS {med(s, 4):.0f} MiB")
+
+def slowloris_instructions():
+    """User-space instructions a proxy spends per byte a slow client trickles, under callgrind
+    (repeatable on a busy machine): 1,000 connections that each sent the first 3 KB of a
+    4 KB head, then one byte every 2 s; a 5 s and a 25 s run, the difference divided by the
+    bytes trickled in between, so start-up and connection set-up cancel out."""
+    if subprocess.run(["which", "valgrind"], capture_output=True).returncode != 0:
+        raise SystemExit("valgrind is needed: apt-get install valgrind")
+    client = os.path.join(os.path.dirname(os.path.abspath(__file__)), "slowloris.py")
+    port = free_port()
+    extra_args = os.environ.get("SLOWLORIS_ARGS", "--head-start 3072").split()
+    def config(name):
+        return write(f"{name}-slow.yaml", f"""
+workers: 1
+listeners: [{{ bind: 127.0.0.1:{port} }}]
+pools: {{ app: {{ servers: [{{ address: 127.0.0.1:{up_port} }}] }} }}
+services: {{ web: {{ active: app }} }}
+access_log: off
+limits: {{ max_connections: 20000 }}
+timeouts: {{ client_header: 600s }}
+""")
+    targets = []
+    for name, path in (("switchyard", binary), ("baseline", os.environ.get("BENCH_BASELINE"))):
+        if not path: continue
+        stripped = os.path.join(work, f"{name}-nodebug")   # valgrind cannot read Swift's DWARF
+        subprocess.run(["strip", "--strip-debug", "-o", stripped, os.path.abspath(path)], check=True)
+        targets.append((name, [stripped, "run", "--config", config(name)], signal.SIGINT))
+    ng = nginx_conf("slow-cg.conf", f"""client_header_timeout 600s;
+      server {{ listen 127.0.0.1:{port} backlog=4096; location / {{ proxy_pass http://127.0.0.1:{up_port}; }} }}""")
+    text = open(ng).read().replace("daemon off;", "daemon off; master_process off;")  # one process for callgrind
+    open(ng, "w").write(text)
+    targets.append(("nginx", ["nginx", "-c", ng, "-p", work], signal.SIGQUIT))
+    print("user-space instructions per trickled byte (callgrind; 1,000 slow connections, "
+          f"client options: {' '.join(extra_args)}; 25 s run minus 5 s run):", flush=True)
+    for name, cmd, stop_signal in targets:
+        runs = []
+        for seconds in (5, 25):
+            out = os.path.join(work, f"{name}-slow-{seconds}.callgrind")
+            p = subprocess.Popen(["valgrind", "--tool=callgrind", f"--callgrind-out-file={out}", *cmd],
+                                 stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+            wait_port(port, timeout=180); time.sleep(1)
+            text = subprocess.run([sys.executable, client, str(port), "--connections", "1000", "--ramp", "1",
+                                   "--duration", str(seconds), *extra_args], capture_output=True, text=True).stdout
+            sent = int(re.search(r"(\d+) bytes sent", text).group(1))
+            p.send_signal(stop_signal); p.wait(120)
+            total = next(int(l.split()[1]) for l in open(out) if l.startswith(("summary:", "totals:")))
+            runs.append((sent, total))
+        (sent5, total5), (sent25, total25) = runs
+        print(f"  {name:<11} {(total25 - total5) / (sent25 - sent5):8.0f}   ({sent25 - sent5} bytes)", flush=True)
 
 def rss_kib(pid):
     for line in open(f"/proc/{pid}/status"):
@@ -357,6 +491,9 @@ access_log: off
 
 try:
     if mode == "guard": guard()
+    if mode == "slowloris": slowloris()
+    if mode == "slowloris-instructions":
+        start_upstream(); slowloris_instructions()
     if mode == "instructions": instructions()
     if mode == "https": https()
     if mode in ("throughput", "all"): throughput()

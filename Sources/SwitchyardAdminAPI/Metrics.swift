@@ -3,6 +3,7 @@
 public enum AdminMetric {
     public static let generation = "switchyard_generation"
     public static let tlsHandshakeFailures = "switchyard_tls_handshake_failures_total"
+    public static let acceptErrors = "switchyard_accept_errors_total"
     public static let canaryWeightRatio = "switchyard_canary_weight_ratio"
     public static let canaryGuardTrips = "switchyard_canary_guard_trips_total"
     public static let serverHealthy = "switchyard_server_healthy"

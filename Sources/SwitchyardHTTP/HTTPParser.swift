@@ -44,6 +44,21 @@ public enum HeadParseResult: Equatable, Sendable {
     case failure(HTTPParseError)
 }
 
+/// How far an incomplete head has been checked, so that the next attempt with more bytes looks
+/// only at what arrived since: a head that trickles in a byte at a time then costs time in
+/// proportion to its length, not to its length squared. Use a fresh value for each head; the
+/// parser resets it when a head is complete or refused.
+public struct HeadScan: Sendable {
+    /// Bytes from the start of the buffer known to hold no end of head, no bare LF and no NUL.
+    var checked = 0
+    /// Where the head started (after skipped empty lines) when `checked` was recorded.
+    var start = 0
+    /// The LF that ends the start line, once seen.
+    var firstLineEnd = -1
+
+    public init() {}
+}
+
 /// Strict HTTP/1.1 head parser (RFC 9112). Line endings must be CRLF: a bare LF is
 /// refused rather than tolerated, because tolerant and strict parsers disagreeing
 /// about where a line ends is how requests are smuggled.
@@ -51,22 +66,39 @@ public enum HTTPParser {
     /// Parses a request head at the start of `buffer`.
     public static func parseRequest(_ buffer: UnsafeRawBufferPointer, into head: HTTPHead,
                                     limits: HTTPLimits) -> HeadParseResult {
-        parse(buffer, into: head, limits: limits, isRequest: true)
+        var scan = HeadScan()
+        return parse(buffer, into: head, limits: limits, isRequest: true, scan: &scan)
+    }
+
+    /// Parses a request head at the start of `buffer`, which holds the bytes of earlier
+    /// attempts on the same head (as they were) followed by new ones; `scan` carries what
+    /// those attempts already checked.
+    public static func parseRequest(_ buffer: UnsafeRawBufferPointer, into head: HTTPHead,
+                                    limits: HTTPLimits, scan: inout HeadScan) -> HeadParseResult {
+        parse(buffer, into: head, limits: limits, isRequest: true, scan: &scan)
     }
 
     /// Parses a response head at the start of `buffer`.
     public static func parseResponse(_ buffer: UnsafeRawBufferPointer, into head: HTTPHead,
                                      limits: HTTPLimits) -> HeadParseResult {
-        parse(buffer, into: head, limits: limits, isRequest: false)
+        var scan = HeadScan()
+        return parse(buffer, into: head, limits: limits, isRequest: false, scan: &scan)
     }
 
     /// Number of CRLF pairs allowed before a request line (RFC 9112 section 2.2).
     static let maxLeadingEmptyLines = 4
 
     static func parse(_ buffer: UnsafeRawBufferPointer, into head: HTTPHead,
-                      limits: HTTPLimits, isRequest: Bool) -> HeadParseResult {
+                      limits: HTTPLimits, isRequest: Bool, scan: inout HeadScan) -> HeadParseResult {
         guard let base = buffer.baseAddress?.assumingMemoryBound(to: UInt8.self) else { return .incomplete }
         let count = buffer.count
+        let result = parse(base, count: count, into: head, limits: limits, isRequest: isRequest, scan: &scan)
+        if result != .incomplete { scan = HeadScan() }
+        return result
+    }
+
+    static func parse(_ base: UnsafePointer<UInt8>, count: Int, into head: HTTPHead,
+                      limits: HTTPLimits, isRequest: Bool, scan: inout HeadScan) -> HeadParseResult {
 
         // Pass 1: find the end of the head, checking every LF is preceded by CR.
         var start = 0
@@ -80,6 +112,13 @@ public enum HTTPParser {
         var end = -1
         var firstLineEnd = -1
         var i = start
+        // Bytes an earlier attempt checked are not looked at again (the checks below look back
+        // at most three bytes from a LF, and those bytes are still in the buffer).
+        if scan.start == start, scan.checked > start, scan.checked <= count {
+            i = scan.checked
+            firstLineEnd = scan.firstLineEnd
+        }
+        let resumedAt = i
         let failStatus = isRequest ? 400 : 502
         // Jump from LF to LF with memchr; each LF must follow a CR, and two CRLFs in a row end the head.
         while i < count {
@@ -90,9 +129,9 @@ public enum HTTPParser {
             if at >= start + 3, base[at - 2] == lf, base[at - 3] == cr { end = at + 1; break }
             i = at + 1
         }
-        // NUL is refused anywhere in the head (checked once the head is complete, or the buffer full).
+        // NUL is refused anywhere in the head.
         let scanned = end >= 0 ? end : count
-        if memchr(base + start, 0, scanned - start) != nil {
+        if scanned > resumedAt, memchr(base + resumedAt, 0, scanned - resumedAt) != nil {
             return .failure(.init(failStatus, "NUL byte in head"))
         }
         if firstLineEnd < 0 && count - start > limits.maxRequestLine {
@@ -102,6 +141,9 @@ public enum HTTPParser {
             if count > limits.maxHeaderBytes {
                 return .failure(.init(isRequest ? 431 : 502, "header section too large"))
             }
+            scan.checked = count
+            scan.start = start
+            scan.firstLineEnd = firstLineEnd
             return .incomplete
         }
         if end > limits.maxHeaderBytes {

@@ -31,13 +31,19 @@ final class ManagedProcess: @unchecked Sendable {
     let stderrPath: String
     private var exitStatus: Int32? = nil
 
-    init(_ arguments: [String], directory: String, label: String) throws {
+    /// - Parameter launcher: a command that execs the binary in its own process, e.g.
+    ///   `["/usr/bin/prlimit", "--nofile=64:64"]` (the PID is then the binary's).
+    init(_ arguments: [String], directory: String, label: String, launcher: [String] = []) throws {
         guard FileManager.default.isExecutableFile(atPath: switchyardBinary) else {
             throw HarnessError("\(switchyardBinary) does not exist; build it first (`swift build`, or use scripts/test)")
         }
         stdoutPath = "\(directory)/\(label).out"
         stderrPath = "\(directory)/\(label).err"
-        pid = try spawn(switchyardBinary, arguments, stdout: stdoutPath, stderr: stderrPath)
+        if let command = launcher.first {
+            pid = try spawn(command, Array(launcher.dropFirst()) + [switchyardBinary] + arguments, stdout: stdoutPath, stderr: stderrPath)
+        } else {
+            pid = try spawn(switchyardBinary, arguments, stdout: stdoutPath, stderr: stderrPath)
+        }
     }
 
     var isRunning: Bool { reap(blocking: false) == nil }
@@ -153,14 +159,15 @@ final class Proxy {
     let directory: String
     let configPath: String
 
-    init(directory: String, config: String, workers: Int = 2) throws {
+    init(directory: String, config: String, workers: Int = 2, launcher: [String] = []) throws {
         self.directory = directory
         configPath = "\(directory)/switchyard.yaml"
         let text = "workers: \(workers)\nlisteners:\n  - bind: 127.0.0.1:0\n" + config
         try text.write(toFile: configPath, atomically: true, encoding: .utf8)
         let ready = "\(directory)/switchyard.ready"
         unlink(ready) // a restart must not read the previous process's file
-        process = try ManagedProcess(["run", "--config", configPath, "--ready-file", ready], directory: directory, label: "switchyard")
+        process = try ManagedProcess(["run", "--config", configPath, "--ready-file", ready], directory: directory, label: "switchyard",
+                                     launcher: launcher)
         let line: String
         do { line = try waitForFile(ready) } catch {
             throw HarnessError("switchyard did not start: \(process.stderr)")
@@ -197,8 +204,8 @@ final class Scenario {
         return u
     }
 
-    func startProxy(_ config: String, workers: Int = 2) throws -> Proxy {
-        proxy = try Proxy(directory: directory, config: config, workers: workers)
+    func startProxy(_ config: String, workers: Int = 2, launcher: [String] = []) throws -> Proxy {
+        proxy = try Proxy(directory: directory, config: config, workers: workers, launcher: launcher)
         return proxy
     }
 

@@ -260,3 +260,93 @@ struct HeadWriterTests {
         #expect(result == "GET /p HTTP/1.1\r\nHost: site\r\nX-Keep: yes\r\nX-Forwarded-For: 10.0.0.1, 192.0.2.7\r\nX-Forwarded-Proto: http\r\nX-Forwarded-Host: site\r\nX-Request-Id: abc\r\n\r\n")
     }
 }
+
+/// Heads that arrive a few bytes at a time are parsed with a `HeadScan` that remembers what
+/// was checked; every step must give exactly what parsing the same bytes from scratch gives.
+@Suite("Heads arriving in pieces")
+struct IncrementalParsingTests {
+    static let limits = HTTPLimits(maxRequestLine: 100, maxHeaderBytes: 400, maxHeaders: 10)
+
+    static let inputs: [String] = RequestParsingTests.rejected.map(\.0) + [
+        "GET /a/b?c=1 HTTP/1.1\r\nHost: example.com\r\nX-Thing:  v  \r\n\r\n",
+        "\r\n\r\nGET / HTTP/1.1\r\nHost: a\r\n\r\n",
+        "\r\n\r\n\r\n\r\n\r\nGET / HTTP/1.1\r\nHost: a\r\n\r\n",
+        "\r\nGET / HTTP/1.1\r\nHost: a\r\n\r\n",
+        "\n",
+        "\r\n\n",
+        "GET / HTTP/1.1\r\nHost: a\r\nX: \u{0}\r\n\r\n",
+        "GET / HTTP/1.1\r\nHost: a\r\nX: late NUL here" + String(repeating: "v", count: 50) + "\u{0}",
+        "GET / HTTP/1.1\r\nHost: a\r\nX: " + String(repeating: "v", count: 300) + "\nY: 1\r\n\r\n",
+        "GET /" + String(repeating: "a", count: 150) + " HTTP/1.1\r\nHost: a\r\n\r\n",
+        "GET / HTTP/1.1\r\nHost: a\r\nX: " + String(repeating: "v", count: 500) + "\r\n\r\n",
+        "GET / HTTP/1.1\r\nHost: a\r\n" + (0..<12).map { "X-\($0): v\r\n" }.joined() + "\r\n",
+        "POST /x HTTP/1.1\r\nHost: a\r\nContent-Length: 3\r\n\r\nabc",
+        "GET / HTTP/1.1\r\nHost: a\r\n\r\nGET /second HTTP/1.1\r\nHost: b\r\n\r\n",
+    ]
+
+    struct Outcome: Equatable {
+        var result: HeadParseResult
+        var headLength = 0, fieldCount = 0, hostIndex = -1, targetStart: Int32 = 0, targetLength: Int32 = 0
+        init(_ result: HeadParseResult, _ head: HTTPHead) {
+            self.result = result
+            if result == .complete {
+                headLength = head.headLength; fieldCount = head.fieldCount; hostIndex = head.hostIndex
+                targetStart = head.targetStart; targetLength = head.targetLength
+            }
+        }
+    }
+
+    /// Feeds `bytes` in pieces of the given sizes (cycled); after each piece compares the
+    /// incremental result with a fresh parse of the same bytes. Consumes complete heads, as a
+    /// connection does with pipelined requests.
+    static func check(_ bytes: [UInt8], pieces: [Int]) -> Bool {
+        let head = HTTPHead(maxHeaders: limits.maxHeaders), fresh = HTTPHead(maxHeaders: limits.maxHeaders)
+        var scan = HeadScan()
+        var start = 0, end = 0, piece = 0
+        while end < bytes.count {
+            end = min(bytes.count, end + pieces[piece % pieces.count])
+            piece += 1
+            while start < end {
+                let window = Array(bytes[start..<end])
+                let incremental = window.withUnsafeBytes {
+                    Outcome(HTTPParser.parseRequest($0, into: head, limits: limits, scan: &scan), head)
+                }
+                let expected = window.withUnsafeBytes {
+                    Outcome(HTTPParser.parseRequest($0, into: fresh, limits: limits), fresh)
+                }
+                if incremental != expected { return false }
+                guard incremental.result == .complete else {
+                    if incremental.result != .incomplete { return true } // refused: the connection ends here
+                    break
+                }
+                start += incremental.headLength
+            }
+        }
+        return true
+    }
+
+    @Test(arguments: 0..<inputs.count)
+    func pieceByPieceMatchesAFreshParse(_ index: Int) {
+        let bytes = Array(Self.inputs[index].utf8)
+        for pieces in [[1], [2], [3, 1], [7, 1, 1], [64]] {
+            #expect(Self.check(bytes, pieces: pieces), "input \(Self.inputs[index].debugDescription), pieces \(pieces)")
+        }
+    }
+
+    @Test func aSlowHeadIsCheckedOnce() {
+        // Byte by byte, every attempt resumes where the previous one stopped.
+        let bytes = Array("GET / HTTP/1.1\r\nHost: a\r\nX: vvvv\r\n".utf8)
+        var scan = HeadScan()
+        let head = HTTPHead(maxHeaders: 10)
+        for n in 1...bytes.count {
+            let r = Array(bytes[0..<n]).withUnsafeBytes { HTTPParser.parseRequest($0, into: head, limits: HTTPLimits(), scan: &scan) }
+            #expect(r == .incomplete)
+            #expect(scan.checked == n)
+        }
+        let whole = bytes + Array("\r\n".utf8)
+        let r = whole.withUnsafeBytes { HTTPParser.parseRequest($0, into: head, limits: HTTPLimits(), scan: &scan) }
+        #expect(r == .complete)
+        #expect(head.headLength == whole.count)
+        #expect(scan.checked == 0, "a complete head leaves a fresh scan for the next one")
+    }
+}

@@ -71,6 +71,8 @@ extension AdminServer {
         out += "\(AdminMetric.generation) \(control.state.generation)\n"
         out += header(AdminMetric.tlsHandshakeFailures, "counter", "TLS handshakes that failed or timed out.")
         out += "\(AdminMetric.tlsHandshakeFailures) \(stats.tlsHandshakeFailures)\n"
+        out += header(AdminMetric.acceptErrors, "counter", "Accepts that failed for want of descriptors or memory (each pauses accepting for 100 ms).")
+        out += "\(AdminMetric.acceptErrors) \(stats.acceptErrors)\n"
         out += header(AdminMetric.canaryWeightRatio, "gauge", "Canary share of each service (0 to 1).")
         for route in snapshot.services {
             out += "\(AdminMetric.canaryWeightRatio){service=\"\(route.name)\"} \(Double(route.canaryPool == nil ? 0 : route.canaryWeight) / 10000)\n"

@@ -51,6 +51,7 @@ final class WorkerPublisher {
             add(copy.servers, to: &total.servers)
             add(copy.services, to: &total.services)
             total.tlsHandshakeFailures += copy.tlsHandshakeFailures
+            total.acceptErrors += copy.acceptErrors
         }
         return total
     }

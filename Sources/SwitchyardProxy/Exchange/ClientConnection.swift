@@ -52,6 +52,8 @@ final class ClientConnection {
 
     enum Phase { case idle, head, exchange, tunnel, lingering }
     var phase: Phase = .idle
+    /// What the parser already checked of an incomplete head (a slow client's is not re-read).
+    var headScan = HeadScan()
     var keepAlive = true
     var clientEOF = false
     var driving = false
@@ -287,10 +289,11 @@ final class ClientConnection {
                 }
                 if phase == .idle {
                     phase = .head
+                    headScan = HeadScan()
                     setDeadline(.header, after: worker.settings.clientHeaderMs)
                 }
                 let result = HTTPParser.parseRequest(UnsafeRawBufferPointer(start: buffer.readPointer, count: buffer.readable),
-                                                     into: worker.requestHead, limits: worker.settings.limits)
+                                                     into: worker.requestHead, limits: worker.settings.limits, scan: &headScan)
                 switch result {
                 case .incomplete:
                     if buffer.writable == 0 { buffer.compact() }
@@ -310,7 +313,7 @@ final class ClientConnection {
                 guard let buffer = inBuffer else { return }
                 if !request.ended && !request.absorb(buffer) {
                     if responseHeadDone { abortExchange() }
-                    else { failExchange(status: 400, detail: "invalid chunked request body (\(request.failure!))") }
+                    else { failExchange(status: 400, detail: "invalid chunked request body (\(request.failure.map { "\($0)" } ?? "invalid framing"))") }
                     return
                 }
                 if request.pending > 0 { sendToUpstream() }

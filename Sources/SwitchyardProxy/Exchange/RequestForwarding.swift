@@ -112,7 +112,7 @@ extension ClientConnection {
         headBuffer.writeIndex = w.count
         upstreamHeadSent = 0
         if !request.absorb(buffer) {
-            failExchange(status: 400, detail: "invalid chunked request body (\(request.failure!))")
+            failExchange(status: 400, detail: "invalid chunked request body (\(request.failure.map { "\($0)" } ?? "invalid framing"))")
             return
         }
         watchRequestBody()

@@ -92,6 +92,28 @@ enum Sockets {
         return code
     }
 
+    /// The process's open-file limit (soft, hard).
+    static func openFileLimit() -> (soft: UInt64, hard: UInt64) {
+        var limit = rlimit()
+        guard getrlimit(__rlimit_resource_t(RLIMIT_NOFILE.rawValue), &limit) == 0 else { return (0, 0) }
+        return (UInt64(limit.rlim_cur), UInt64(limit.rlim_max))
+    }
+
+    /// Raises the soft open-file limit to the hard limit: every client and upstream connection
+    /// takes a descriptor, and the usual soft default (1024) is far below `max_connections`.
+    /// Returns the soft limit in force afterwards.
+    @discardableResult
+    static func raiseOpenFileLimit() -> UInt64 {
+        var limit = rlimit()
+        guard getrlimit(__rlimit_resource_t(RLIMIT_NOFILE.rawValue), &limit) == 0 else { return 0 }
+        if limit.rlim_cur < limit.rlim_max {
+            var raised = limit
+            raised.rlim_cur = limit.rlim_max
+            if setrlimit(__rlimit_resource_t(RLIMIT_NOFILE.rawValue), &raised) == 0 { return UInt64(raised.rlim_cur) }
+        }
+        return UInt64(limit.rlim_cur)
+    }
+
     /// Writes the textual client IP of `storage` into `out` and returns its length.
     static func formatIP(_ storage: inout sockaddr_storage, into out: UnsafeMutablePointer<UInt8>, capacity: Int) -> Int {
         var text = [CChar](repeating: 0, count: Int(INET6_ADDRSTRLEN) + 1)

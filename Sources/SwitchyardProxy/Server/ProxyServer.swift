@@ -49,6 +49,11 @@ public final class ProxyServer {
     ///   `takeover_socket` instead of binding; it drains and exits once this one serves.
     public func run(readyFile: String? = nil, takeover: Bool = false) throws {
         signal(SIGPIPE, SIG_IGN)
+        // Every connection takes a descriptor: use all the hard limit allows.
+        let openFiles = Sockets.raiseOpenFileLimit()
+        if openFiles < UInt64(config.limits.maxConnections) {
+            FileHandle.standardError.write(Data("switchyard: warning: the open-file limit (\(openFiles), the hard limit) is below limits.max_connections (\(config.limits.maxConnections)); at the limit new connections wait in the accept queue; raise it (LimitNOFILE= in systemd, ulimit -Hn)\n".utf8))
+        }
         // A parent may have left these blocked (the mask is inherited); we must see them.
         var stopSignals = sigset_t()
         sigemptyset(&stopSignals)

@@ -56,4 +56,5 @@ struct StatsCopy: Sendable {
     var servers: [Int] = []
     var services: [Int] = []
     var tlsHandshakeFailures = 0
+    var acceptErrors = 0
 }

@@ -106,6 +106,13 @@ final class Worker: @unchecked Sendable {
     let upstreamTLSSlot = Mutex<[String: TLSClientContext]?>(nil)
     /// TLS handshakes that failed or stalled (reported in metrics).
     var tlsHandshakeFailures = 0
+    /// Accepts that failed for want of descriptors or memory (reported in metrics).
+    private var acceptErrors = 0
+    /// Accept errors since the last log line, and when that line was written (monotonic ms).
+    private var acceptErrorsUnlogged = 0
+    private var acceptErrorLoggedAt: Int64 = .min
+    /// Re-enables the listeners after an accept error made the worker pause.
+    private var acceptResumeEvent: OpaquePointer?
     private var wakeEvent: OpaquePointer!
     private var logFlushEvent: OpaquePointer?
     private var shutdownEvent: OpaquePointer?
@@ -114,7 +121,9 @@ final class Worker: @unchecked Sendable {
     var clients: ClientConnection?
     private(set) var clientCount = 0
     private(set) var stopping = false
+    /// Listening is off while `max_connections` are open, or for a moment after accept failed.
     private var acceptPaused = false
+    private var acceptBackingOff = false
 
     private var requestCounter: UInt64 = 0
     private let requestIDPrefix: UInt32
@@ -147,6 +156,7 @@ final class Worker: @unchecked Sendable {
         applySnapshot(snapshot)
         acknowledgedGeneration.store(snapshot.generation, ordering: .releasing)
 
+        acceptResumeEvent = event_new(base, -1, 0, workerAcceptResumeCallback, context)
         wakeEvent = event_new(base, -1, EventFlags.persist, workerWakeCallback, context)
         event_add(wakeEvent, nil)
         if accessLog != nil {
@@ -231,7 +241,10 @@ final class Worker: @unchecked Sendable {
         acknowledgedGeneration.store(newest.generation, ordering: .releasing)
         let asked = statsRequested.load(ordering: .acquiring)
         if asked != statsAnswered.load(ordering: .relaxed) {
-            statsSlot.withLock { $0 = StatsCopy(servers: stats, services: serviceStats, tlsHandshakeFailures: tlsHandshakeFailures) }
+            statsSlot.withLock {
+                $0 = StatsCopy(servers: stats, services: serviceStats, tlsHandshakeFailures: tlsHandshakeFailures,
+                               acceptErrors: acceptErrors)
+            }
             statsAnswered.store(asked, ordering: .releasing)
         }
         if stopRequested.load(ordering: .acquiring) && !stopping { beginStop() }
@@ -363,7 +376,20 @@ final class Worker: @unchecked Sendable {
                     sy_accept4(listenFD, $0, &length, Int32(SOCK_NONBLOCK.rawValue) | Int32(SOCK_CLOEXEC.rawValue))
                 }
             }
-            if fd < 0 { return } // EAGAIN, or a transient error such as EMFILE: try again on the next event
+            if fd < 0 {
+                let code = errno
+                switch code {
+                case EAGAIN, EWOULDBLOCK:
+                    return
+                case EINTR, ECONNABORTED, EPROTO, EPERM, ENETDOWN, ENOPROTOOPT, EHOSTDOWN, ENONET, EHOSTUNREACH, EOPNOTSUPP, ENETUNREACH:
+                    continue // this one connection failed (Linux reports its network errors here); the next may not
+                default:
+                    // EMFILE, ENFILE, ENOBUFS, ENOMEM: the connection stays queued, so the level-triggered
+                    // listener would fire again at once and spin. Pause instead, until descriptors may be free.
+                    backOffAccepting(errorCode: code)
+                    return
+                }
+            }
             var one: Int32 = 1
             setsockopt(fd, Int32(IPPROTO_TCP), TCP_NODELAY, &one, socklen_t(MemoryLayout<Int32>.size))
             let client = ClientConnection(worker: self, fd: fd, peer: &storage, tls: listenerTLS[listenFD])
@@ -375,7 +401,56 @@ final class Worker: @unchecked Sendable {
     private func pauseAccepting() {
         guard !acceptPaused else { return }
         acceptPaused = true
-        for l in listeners { event_del(l.event) }
+        updateListening()
+    }
+
+    /// How long accepting pauses after an accept error, and how often such errors are logged.
+    static let acceptBackoffMs: Int64 = 100
+    static let acceptErrorLogIntervalMs: Int64 = 10_000
+
+    /// Accept failed for want of a resource (typically the open-file limit): stop listening
+    /// for a moment, count it, and say so at most once per log interval.
+    private func backOffAccepting(errorCode: Int32) {
+        acceptErrors += 1
+        acceptErrorsUnlogged += 1
+        let now = monotonicMilliseconds()
+        if acceptErrorLoggedAt == .min || now - acceptErrorLoggedAt >= Self.acceptErrorLogIntervalMs {
+            let times = acceptErrorsUnlogged == 1 ? "" : " (\(acceptErrorsUnlogged) times since the last report)"
+            var hint = ""
+            switch errorCode {
+            case EMFILE:
+                hint = "; the open-file limit is \(Sockets.openFileLimit().soft) and this worker has \(clientCount) client connections: raise the limit (LimitNOFILE= in systemd, ulimit -n) or lower limits.max_connections"
+            case ENFILE:
+                hint = "; the system-wide open-file limit is reached (sysctl fs.file-max)"
+            case ENOBUFS, ENOMEM:
+                hint = "; the system is short of memory for sockets"
+            default:
+                break
+            }
+            logToStandardError("switchyard: worker \(index): cannot accept connections: \(String(cString: strerror(errorCode)))\(times); pausing accept for \(Self.acceptBackoffMs) ms each time\(hint)")
+            acceptErrorLoggedAt = now
+            acceptErrorsUnlogged = 0
+        }
+        acceptBackingOff = true
+        updateListening()
+        var tv = timeval(milliseconds: Self.acceptBackoffMs)
+        event_add(acceptResumeEvent, &tv)
+    }
+
+    fileprivate func resumeAccepting() {
+        acceptBackingOff = false
+        updateListening()
+    }
+
+    /// Listeners are watched unless the worker stops, is full, or backs off after an accept error.
+    private var listening = true
+    private func updateListening() {
+        let on = !stopping && !acceptPaused && !acceptBackingOff
+        guard on != listening else { return }
+        listening = on
+        for l in listeners {
+            if on { event_add(l.event, nil) } else { event_del(l.event) }
+        }
     }
 
     private func link(_ client: ClientConnection) {
@@ -394,13 +469,14 @@ final class Worker: @unchecked Sendable {
         clientCount -= 1
         if acceptPaused && !stopping && clientCount < settings.maxConnections {
             acceptPaused = false
-            for l in listeners { event_add(l.event, nil) }
+            updateListening()
         }
         if stopping && clientCount == 0 { event_base_loopexit(base, nil) }
     }
 
     private func beginStop() {
         stopping = true
+        event_del(acceptResumeEvent)
         for l in listeners {
             event_del(l.event)
             event_free(l.event)
@@ -496,6 +572,10 @@ private let workerWakeCallback: event_callback_fn = { _, _, context in
 
 private let workerAcceptCallback: event_callback_fn = { fd, _, context in
     Unmanaged<Worker>.fromOpaque(context!).takeUnretainedValue().acceptConnections(fd)
+}
+
+private let workerAcceptResumeCallback: event_callback_fn = { _, _, context in
+    Unmanaged<Worker>.fromOpaque(context!).takeUnretainedValue().resumeAccepting()
 }
 
 private let workerDrainCheckCallback: event_callback_fn = { _, _, context in
