@@ -12,11 +12,13 @@ extension Worker {
     /// Reports how an attempt on a server ended: a 5xx or a connection failure counts
     /// against it; enough in a row eject it from this worker's balancing for a while.
     func recordOutcome(serverID: Int, failed: Bool) {
-        // Checked before the pool is copied: most pools have no outlier detection, and this runs per exchange.
+        // The pool is not copied unless the server is ejected: this runs for every exchange.
         guard serverID < serverLocation.count, let location = serverLocation[serverID],
-              balancers[location.pool].pool.outlierDetection != nil else { return }
-        let pool = balancers[location.pool].pool
-        guard let ms = outliers.record(serverID: serverID, failed: failed, pool: pool, now: monotonicMilliseconds()) else { return }
+              let od = balancers[location.pool].pool.outlierDetection else { return }
+        let balancer = balancers[location.pool]
+        guard let ms = outliers.record(serverID: serverID, failed: failed, config: od,
+                                       poolServerIDs: balancer.pool.servers.lazy.map(\.id), now: { monotonicMilliseconds() }) else { return }
+        let pool = balancer.pool
         count(serverID, ServerStats.ejections)
         count(serverID, ServerStats.ejectedNow)
         let name = location.index < pool.servers.count ? pool.servers[location.index].name : "server \(serverID)"
