@@ -20,10 +20,8 @@ final class ClientConnection {
     var ssl: OpaquePointer?
     var handshaking = false
     let tls: TLSServerContext?
-    var readEvent: OpaquePointer!
-    var writeEvent: OpaquePointer!
-    var reading = false
-    var writing = false
+    /// Read and write interest in the socket.
+    var events = SocketEvents()
     var closed = false
 
     /// Bytes from the client: request heads, bodies, pipelined requests.
@@ -113,8 +111,7 @@ final class ClientConnection {
     func start() {
         // The connection keeps itself alive until `close()`; libevent holds only this pointer.
         let context = Unmanaged.passRetained(self).toOpaque()
-        readEvent = event_new(worker.base, fd, EventFlags.read | EventFlags.persist, clientReadCallback, context)
-        writeEvent = event_new(worker.base, fd, EventFlags.write | EventFlags.persist, clientWriteCallback, context)
+        events = SocketEvents(base: worker.base, fd: fd, onRead: clientReadCallback, onWrite: clientWriteCallback, context: context)
         deadline.event = event_new(worker.base, -1, 0, clientTimerCallback, context)
         wantRead(true)
         setDeadline(.header, after: worker.settings.clientHeaderMs) // also bounds a stalled handshake
@@ -168,17 +165,9 @@ final class ClientConnection {
 
     // MARK: Event interest and timers
 
-    func wantRead(_ on: Bool) {
-        guard on != reading, !closed else { return }
-        reading = on
-        if on { event_add(readEvent, nil) } else { event_del(readEvent) }
-    }
+    func wantRead(_ on: Bool) { events.wantRead(on) }
 
-    func wantWrite(_ on: Bool) {
-        guard on != writing, !closed else { return }
-        writing = on
-        if on { event_add(writeEvent, nil) } else { event_del(writeEvent) }
-    }
+    func wantWrite(_ on: Bool) { events.wantWrite(on) }
 
     /// Sets the one deadline this connection has.
     func setDeadline(_ kind: TimeoutKind, after ms: Int64) {
@@ -230,7 +219,7 @@ final class ClientConnection {
                 return
             }
             // TLS may hold decrypted bytes that epoll will never announce.
-        } while !closed && ssl != nil && reading && SSL_pending(ssl) > 0
+        } while !closed && ssl != nil && events.reading && SSL_pending(ssl) > 0
     }
 
     func onWritable() {

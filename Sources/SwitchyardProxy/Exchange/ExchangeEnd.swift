@@ -126,8 +126,7 @@ extension ClientConnection {
         closed = true
         for buffer in [inBuffer, outBuffer, upstreamHead] { if let buffer { worker.buffers.give(buffer) } }
         inBuffer = nil; outBuffer = nil; upstreamHead = nil
-        event_free(readEvent)
-        event_free(writeEvent)
+        events.free()
         event_free(deadline.event)
         if let ssl { SSL_free(ssl) }
         ssl = nil
