@@ -205,7 +205,10 @@ struct SwitchingTests {
         #expect(b1?["state"] as? String == "drain")
         #expect(b1?["weight"] as? Int == 7)
         #expect(status["generation"] as? Int == 4)
-        #expect(try s.servedBy(try RawClient(port: restarted.port)) == "green")
+        // 2.5% of requests go to the canary pool blue, whose only server drains (503): most go to green.
+        let client = try RawClient(port: restarted.port)
+        let served = try (0..<20).map { _ in try s.servedBy(client) }
+        #expect(served.filter { $0 == "green" }.count >= 16, "\(served)")
     }
 
     @Test func metricsCountPerServicePoolAndServer() throws {
