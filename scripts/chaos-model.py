@@ -411,6 +411,7 @@ class Model:
             self.services, self.servers = services, servers
             self.file = new_file
             self.base_services, self.base_servers = fresh_services, fresh_servers
+            self.prune_history(pools)
             return
         for name, live in self.services.items():
             fresh = list(services[name])
@@ -431,6 +432,9 @@ class Model:
                     fresh[i] = value
             if fresh[2] is not None and fresh[2][0] == fresh[0]:
                 fresh[2] = None
+            if fresh[1] is not None and fresh[1] == fresh[0]:
+                # A kept standby equal to the active pool gives way to the file's (RuntimeState.merge).
+                fresh[1] = None if services[name][1] == fresh[0] else services[name][1]
             services[name] = tuple(fresh)
         for pool, entries in self.servers.items():
             if pool not in servers:
@@ -448,6 +452,16 @@ class Model:
         self.file = new_file
         self.services, self.servers = services, servers
         self.base_services, self.base_servers = fresh_services, fresh_servers
+        self.prune_history(pools)
+
+    def prune_history(self, pools):
+        """ControlPlane.prune: earlier routings that name a pool the file no longer has are dropped."""
+        def routes_only_to(service):
+            active, standby, canary, rules = service
+            return (active in pools and (standby is None or standby in pools)
+                    and (canary is None or canary[0] in pools) and all(r[3] in pools for r in rules))
+        for name in self.history:
+            self.history[name] = [h for h in self.history[name] if routes_only_to(h)]
 
 
 def valid_name(text):

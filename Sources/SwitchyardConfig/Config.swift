@@ -270,7 +270,7 @@ public enum BasisPoints {
             fraction = f.count == 1 ? v * 10 : v
         }
         let value = whole * 100 + fraction
-        return value <= whole * 100 + 99 && value <= BasisPoints.whole ? value : nil
+        return value <= BasisPoints.whole ? value : nil
     }
 
     /// "2.5%", "5%", "0.01%".

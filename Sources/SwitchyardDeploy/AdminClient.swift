@@ -52,47 +52,4 @@ public final class AdminClient: @unchecked Sendable {
 
     /// The pool and server counters of one `/metrics` scrape.
     public func metrics() throws(AdminFailure) -> MetricsSample { MetricsSample(text: try api.metrics()) }
-
-    // MARK: Untyped calls, until the rollout's call sites use `api`
-
-    /// Sends one request by method and path; a non-200 answer becomes `.refused` with the
-    /// proxy's explanation. Prefer the typed calls of `api`.
-    @discardableResult
-    public func call(_ method: String, _ path: String, body: [String: Any]? = nil, timeout: Double = 10) throws(AdminFailure) -> [String: Any] {
-        var request = api
-        request.timeout = timeout
-        let payload = body.map { (try? JSONSerialization.data(withJSONObject: $0, options: [.sortedKeys])) ?? Data("{}".utf8) }
-        let response = try request.send(method: method, path: path, body: payload)
-        guard response.status == 200 else { throw AdminAPIClient.refusal(response) }
-        return response.json
-    }
-
-    /// `GET /v1/status` as `ProxyStatus`. Prefer `api.status()`.
-    public func status() throws(AdminFailure) -> ProxyStatus {
-        ProxyStatus(try call("GET", AdminAPI.endpoint(.status).path()))
-    }
-}
-
-/// `GET /v1/status` as a JSON object, with accessors for what the rollout reads. The typed
-/// document is `AdminStatus` (`api.status()`); this stays until the rollout reads that.
-public struct ProxyStatus: @unchecked Sendable {
-    public let raw: [String: Any]
-    public init(_ raw: [String: Any]) { self.raw = raw }
-
-    public func service(_ name: String) -> [String: Any]? { (raw["services"] as? [String: Any])?[name] as? [String: Any] }
-    public func active(_ service: String) -> String? { self.service(service)?["active"] as? String }
-    public func standby(_ service: String) -> String? { self.service(service)?["standby"] as? String }
-    public func canaryPool(_ service: String) -> String? { (self.service(service)?["canary"] as? [String: Any])?["pool"] as? String }
-    public func canaryWeight(_ service: String) -> String? { (self.service(service)?["canary"] as? [String: Any])?["weight"] as? String }
-    public func guardTrip(_ service: String) -> [String: Any]? { self.service(service)?["guard_trip"] as? [String: Any] }
-    public var lock: [String: Any]? { raw["lock"] as? [String: Any] }
-    public var pools: [String] { ((raw["pools"] as? [String: Any]) ?? [:]).keys.sorted() }
-
-    public func servers(_ pool: String) -> [[String: Any]] {
-        ((raw["pools"] as? [String: Any])?[pool] as? [String: Any])?["servers"] as? [[String: Any]] ?? []
-    }
-
-    /// "up", "down", "pending" or "not checked" (a pool without health checks).
-    public static func health(_ server: [String: Any]) -> String { (server["health"] as? [String: Any])?["status"] as? String ?? "not checked" }
-    public static func lastCheck(_ server: [String: Any]) -> String? { (server["health"] as? [String: Any])?["last_check"] as? String }
 }

@@ -25,6 +25,10 @@ public final class History: @unchecked Sendable {
             try exec("PRAGMA journal_mode=WAL")
             try exec("PRAGMA synchronous=FULL")
             try exec(Self.schema)
+            // Histories written before steps named their server get the column; old rows have none.
+            if !query("PRAGMA table_info(steps)").contains(where: { $0["name"] as? String == "server" }) {
+                try exec("ALTER TABLE steps ADD COLUMN server TEXT")
+            }
         } catch {
             throw ClientError("history database \(path): \(error)")
         }
@@ -44,7 +48,7 @@ public final class History: @unchecked Sendable {
         CREATE TABLE IF NOT EXISTS steps (
             id INTEGER PRIMARY KEY, deployment_id INTEGER NOT NULL, time TEXT NOT NULL, kind TEXT NOT NULL,
             detail TEXT NOT NULL, weight TEXT, verdict TEXT, requests INTEGER, error_rate REAL,
-            baseline_error_rate REAL, p99_ms REAL);
+            baseline_error_rate REAL, p99_ms REAL, server TEXT);
         CREATE TABLE IF NOT EXISTS hooks (
             id INTEGER PRIMARY KEY, deployment_id INTEGER, rollout_id INTEGER NOT NULL, phase TEXT NOT NULL,
             command TEXT NOT NULL, exit_code INTEGER, duration_ms INTEGER, output TEXT, time TEXT NOT NULL);
@@ -59,7 +63,8 @@ public final class History: @unchecked Sendable {
 
     // MARK: SQL plumbing
 
-    public enum Value { case text(String?), int(Int?), real(Double?) }
+    /// SQL stays in this file: callers get named methods, so the schema can change in one place.
+    enum Value { case text(String?), int(Int?), real(Double?) }
 
     func exec(_ sql: String) throws(ClientError) {
         var message: UnsafeMutablePointer<CChar>?
@@ -72,7 +77,7 @@ public final class History: @unchecked Sendable {
 
     /// Runs a statement; returns the rows as dictionaries (column name to Int, Double, String or NSNull).
     @discardableResult
-    public func query(_ sql: String, _ values: [Value] = []) -> [[String: Any]] {
+    func query(_ sql: String, _ values: [Value] = []) -> [[String: Any]] {
         var statement: OpaquePointer?
         guard sqlite3_prepare_v2(db, sql, -1, &statement, nil) == SQLITE_OK else {
             FileHandle.standardError.write(Data("switchyard deploy: history: \(String(cString: sqlite3_errmsg(db)))\n".utf8))
@@ -153,12 +158,24 @@ public final class History: @unchecked Sendable {
         query("UPDATE deployments SET ended_at = ?, outcome = ?, reason = ? WHERE id = ?", [.text(Self.now()), .text(outcome), .text(reason), .int(id)])
     }
 
-    public func recordStep(deployment: Int, kind: String, detail: String, weight: String? = nil, analysis: AnalysisResult? = nil) {
+    /// Records a step; `server` names the server a rolling update's step is about.
+    public func recordStep(deployment: Int, kind: String, detail: String, weight: String? = nil, analysis: AnalysisResult? = nil, server: String? = nil) {
         query("""
-            INSERT INTO steps (deployment_id, time, kind, detail, weight, verdict, requests, error_rate, baseline_error_rate, p99_ms)
-            VALUES (?,?,?,?,?,?,?,?,?,?)
+            INSERT INTO steps (deployment_id, time, kind, detail, weight, verdict, requests, error_rate, baseline_error_rate, p99_ms, server)
+            VALUES (?,?,?,?,?,?,?,?,?,?,?)
             """, [.int(deployment), .text(Self.now()), .text(kind), .text(detail), .text(weight), .text(analysis?.verdict.rawValue),
-                  .int(analysis?.requests), .real(analysis?.errorRate), .real(analysis?.baselineErrorRate), .real(analysis?.p99.map { $0 * 1000 })])
+                  .int(analysis?.requests), .real(analysis?.errorRate), .real(analysis?.baselineErrorRate), .real(analysis?.p99.map { $0 * 1000 }),
+                  .text(server)])
+    }
+
+    /// The servers a rolling deployment drained, first drain first, each once: the servers
+    /// that may run the new version, which `deploy abort` restores after a crash.
+    public func drainedServers(deployment: Int) -> [String] {
+        var names: [String] = []
+        for row in query("SELECT server FROM steps WHERE deployment_id = ? AND kind = 'drain' AND server IS NOT NULL ORDER BY id", [.int(deployment)]) {
+            if let name = row["server"] as? String, !names.contains(name) { names.append(name) }
+        }
+        return names
     }
 
     public func recordHook(rollout: Int, deployment: Int?, phase: String, command: String, result: HookResult) {
@@ -173,7 +190,17 @@ public final class History: @unchecked Sendable {
               [.text(service), .text(environment)]).first?["version"] as? String
     }
 
+    /// Marks a crashed rollout rolled back by `deploy abort`, keeping why it crashed.
+    public func markAborted(_ id: Int, actor: String) {
+        query("UPDATE rollouts SET outcome = 'rolled_back', reason = COALESCE(reason, '') || '; aborted by ' || ? WHERE id = ?", [.text(actor), .int(id)])
+    }
+
     public func rollout(_ id: Int) -> [String: Any]? { query("SELECT * FROM rollouts WHERE id = ?", [.int(id)]).first }
+
+    /// The service's rollout still marked running (`markCrashed` first, to tell a live one from a dead one).
+    public func runningRollout(service: String) -> [String: Any]? {
+        query("SELECT * FROM rollouts WHERE service = ? AND outcome = 'running' ORDER BY id DESC LIMIT 1", [.text(service)]).first
+    }
 
     public func latestRollout(service: String) -> [String: Any]? {
         query("SELECT * FROM rollouts WHERE service = ? ORDER BY id DESC LIMIT 1", [.text(service)]).first
@@ -212,7 +239,7 @@ public final class History: @unchecked Sendable {
     public func heldLocks(rollout: Int) -> [String: String] {
         var out: [String: String] = [:]
         for row in query("SELECT environment, token FROM locks WHERE rollout_id = ? AND released = 0", [.int(rollout)]) {
-            out[row["environment"] as! String] = row["token"] as? String
+            if let environment = row["environment"] as? String { out[environment] = row["token"] as? String }
         }
         return out
     }
@@ -267,7 +294,7 @@ public final class History: @unchecked Sendable {
     public func markCrashed(service: String) -> [Int] {
         var crashed: [Int] = []
         for row in query("SELECT * FROM rollouts WHERE service = ? AND outcome = 'running'", [.text(service)]) where !Self.isAlive(row) {
-            let id = row["id"] as! Int
+            guard let id = row["id"] as? Int else { continue }
             let reason = "the orchestrator (pid \(row["pid"] ?? "?") on \(row["host"] ?? "?")) stopped without finishing; last heartbeat \(row["heartbeat_at"] ?? "?")"
             query("UPDATE rollouts SET outcome = 'crashed', reason = ?, ended_at = ? WHERE id = ?", [.text(reason), .text(Self.now()), .int(id)])
             query("UPDATE deployments SET outcome = 'crashed', reason = ?, ended_at = ? WHERE rollout_id = ? AND outcome = 'running'",

@@ -82,9 +82,9 @@ public final class Notifier: @unchecked Sendable {
                     _ = condition.wait(until: wake)
                 }
             }
+            guard var d = next else { condition.unlock(); continue }
             inFlight += 1
             condition.unlock()
-            var d = next!
             let error = post(d)
             condition.lock()
             inFlight -= 1

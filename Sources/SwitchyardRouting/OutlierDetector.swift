@@ -30,9 +30,18 @@ public struct OutlierDetector: Sendable {
     /// Whether any server is ejected now.
     public var anyEjected: Bool { ejectedUntil.contains { $0 != 0 } }
 
-    /// Records how an attempt on server `id` ended. Returns how long it is ejected for (ms)
-    /// when this outcome ejects it. `pool` lists the ids of the server's pool.
-    public mutating func record(serverID id: Int, failed: Bool, pool: [Int], config od: OutlierDetectionConfig, now: Int64) -> Int64? {
+    /// Records how an attempt on server `id` of `pool` ended. Returns how long it is ejected
+    /// for (ms) when this outcome ejects it; nothing for a pool without outlier detection.
+    public mutating func record(serverID id: Int, failed: Bool, pool: PoolSnapshot, now: Int64) -> Int64? {
+        guard let od = pool.outlierDetection else { return nil }
+        return record(serverID: id, failed: failed, config: od, poolServerIDs: pool.servers.lazy.map(\.id), now: { now })
+    }
+
+    /// The same, for the request path: the pool's server ids and the time are read only when
+    /// the outcome may eject the server (most outcomes are successes).
+    @inline(__always)
+    public mutating func record<IDs: Sequence<Int>>(serverID id: Int, failed: Bool, config od: OutlierDetectionConfig,
+                                                   poolServerIDs: @autoclosure () -> IDs, now: () -> Int64) -> Int64? {
         guard id >= 0, id < ejectedUntil.count else { return nil }
         if !failed {
             consecutiveFailures[id] = 0
@@ -46,13 +55,17 @@ public struct OutlierDetector: Sendable {
         successesSinceReturn[id] = 0
         consecutiveFailures[id] += 1
         guard ejectedUntil[id] == 0, consecutiveFailures[id] >= od.consecutiveFailures else { return nil }
-        let ejected = pool.filter { isEjected($0) }.count
-        let limit = max(1, pool.count * max(0, od.maxEjectionPercent) / 100)
+        var ejected = 0, size = 0
+        for server in poolServerIDs() {
+            size += 1
+            if isEjected(server) { ejected += 1 }
+        }
+        let limit = max(1, size * max(0, od.maxEjectionPercent) / 100)
         guard ejected < limit else { return nil }
         ejectionStreak[id] = min(ejectionStreak[id] + 1, 10)
         let ms = od.baseEjectionTime.milliseconds.multipliedReportingOverflow(by: Int64(ejectionStreak[id]))
         let duration = ms.overflow ? Int64.max / 2 : ms.partialValue
-        ejectedUntil[id] = now &+ duration
+        ejectedUntil[id] = now() &+ duration
         consecutiveFailures[id] = 0
         return duration
     }

@@ -57,6 +57,12 @@ public struct RuntimeState: Codable, Equatable, Sendable {
         }
     }
 
+    /// Whether everything `service` routes to is among `pools`.
+    public static func routes(_ service: Service, onlyTo pools: Set<String>) -> Bool {
+        pools.contains(service.active) && (service.standby.map(pools.contains) ?? true)
+            && (service.canary.map { pools.contains($0.pool) } ?? true) && service.rules.allSatisfy { pools.contains($0.pool) }
+    }
+
     /// Merges runtime changes into this state (built from the current configuration file).
     ///
     /// `base` is the state the previous file described. Each field (a service's active,
@@ -92,6 +98,13 @@ public struct RuntimeState: Codable, Equatable, Sendable {
                 else { notes.append("service \(name): runtime rules name a pool that is no longer in the file") }
             }
             if fresh.canary?.pool == fresh.active { fresh.canary = nil }
+            // A kept standby may now equal an active pool that fell back to the file's: a flip
+            // would then have nowhere to go, so the file's standby (if different) takes its place.
+            if let standby = fresh.standby, standby == fresh.active {
+                let fileStandby = services[name]?.standby
+                fresh.standby = fileStandby == fresh.active ? nil : fileStandby
+                notes.append("service \(name): standby pool \(standby) is also its active pool now; the standby is \(fresh.standby ?? "none")")
+            }
             services[name] = fresh
         }
         for (pool, entries) in runtime.servers {

@@ -156,7 +156,7 @@ struct DeployAbort: ParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "abort",
         abstract: "Roll the running rollout back now.",
-        discussion: "When the rollout's process is gone (killed, machine lost), abort restores traffic itself with the locks the rollout recorded: canary weight 0, or a flip back to the previous pool.")
+        discussion: "When the rollout's process is gone (killed, machine lost), abort rolls back itself with the locks the rollout recorded, as the rollout would have: canary weight to 0 (gradually if the plan says so), a flip back to the previous pool, or the servers a rolling update reached restored to the version before. Exit 2 when an environment could not be rolled back; abort can then be run again.")
     @OptionGroup var options: ControlOptions
 
     func run() throws {
@@ -166,54 +166,9 @@ struct DeployAbort: ParsableCommand {
         guard let rollout = history.latestRollout(service: p.service), let id = rollout["id"] as? Int else { deployFail("no rollout of \(p.service) in \(p.history)") }
         if rollout["outcome"] as? String == "running" { options.send("abort"); return }
         guard rollout["outcome"] as? String == "crashed" else { deployFail("rollout #\(id) already ended: \(rollout["outcome"] ?? "?")") }
-        // The orchestrator is gone: act for it with the lock tokens it recorded.
-        let actor = deployActor(options.actor)
-        let locks = history.heldLocks(rollout: id)
-        var problems = 0
-        for deployment in history.deployments(rollout: id) {
-            guard let envName = deployment["environment"] as? String, let env = p.environments.first(where: { $0.name == envName }) else { continue }
-            guard deployment["outcome"] as? String == "crashed" else { continue }
-            do {
-                let client = try adminClient(env, actor: actor)
-                client.lockToken = locks[envName]
-                let active = try client.api.status().services[p.service]?.active
-                let pool = deployment["pool"] as? String, previous = deployment["previous_pool"] as? String
-                switch deployment["strategy"] as? String {
-                case "canary":
-                    if active == pool, let previous {
-                        try client.api.flip(service: p.service, to: previous)
-                        print("\(envName): the canary had been promoted; flipped back to \(previous)")
-                    } else {
-                        try client.api.setCanary(service: p.service, weight: "0%")
-                        print("\(envName): canary weight set to 0%; all traffic on \(active ?? "?")")
-                    }
-                case "bluegreen":
-                    if active == pool, let previous {
-                        try client.api.flip(service: p.service, to: previous)
-                        print("\(envName): flipped back to \(previous)")
-                    } else {
-                        print("\(envName): never flipped; \(active ?? "?") is active")
-                    }
-                default:
-                    print("\(envName): a rolling update cannot be undone without its hooks; check the servers of \(pool ?? "?") (`switchyard ctl status`) and run the rollout again with the previous version")
-                    problems += 1
-                }
-                history.recordStep(deployment: deployment["id"] as! Int, kind: "abort", detail: "aborted by \(actor) after the orchestrator crashed")
-                history.finishDeployment(deployment["id"] as! Int, outcome: "rolled_back", reason: "aborted by \(actor) after the orchestrator crashed")
-            } catch {
-                print("\(envName): \(error)")
-                problems += 1
-            }
-        }
-        for (envName, _) in locks {
-            guard let env = p.environments.first(where: { $0.name == envName }),
-                  let client = try? adminClient(env, actor: actor) else { continue }
-            client.lockToken = locks[envName]
-            if (try? client.api.unlock()) != nil { print("\(envName): lock released") }
-            history.releaseLock(rollout: id, environment: envName)
-        }
-        history.query("UPDATE rollouts SET outcome = 'rolled_back', reason = COALESCE(reason, '') || '; aborted by ' || ? WHERE id = ?", [.text(actor), .int(id)])
-        if problems > 0 { throw ExitCode(2) }
+        // The orchestrator is gone: act for it with the lock tokens it recorded, and its strategies' own rollback.
+        signal(SIGPIPE, SIG_IGN)
+        if !Rollout.abortCrashed(rollout: id, plan: p, history: history, actor: deployActor(options.actor)) { throw ExitCode(2) }
     }
 }
 

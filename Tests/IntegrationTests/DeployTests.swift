@@ -2,218 +2,6 @@ import Foundation
 import Glibc
 import Testing
 
-/// Environments for rollouts: each a real `switchyard run` with an admin socket and health
-/// checked pools whose instances (demo apps) are started by the plan's own hook scripts,
-/// so a rollout really replaces processes. Everything is stopped by PID at the end.
-final class DeployLab {
-    let directory = makeTemporaryDirectory()
-    var proxies: [String: Proxy] = [:]
-    var loads: [pid_t] = []
-    var background: [ManagedProcess] = []
-    var receiver: ManagedProcess?
-    var receiverPort: UInt16 = 0
-
-    init() throws {
-        for sub in ["run", "ports"] { try FileManager.default.createDirectory(atPath: "\(directory)/\(sub)", withIntermediateDirectories: true) }
-        // (Re)starts the instances of ENV/POOL (or one SERVER) at VERSION. Versions name their
-        // behaviour: *bad* answers 500 to everything but /health, *flaky* to 30%, *slow* waits 300ms.
-        let start = """
-            #!/bin/sh
-            dir=\(directory); env=$1; pool=$2; version=$3; only=$4
-            extra=""
-            case $version in *bad*) extra="--error-rate 100%";; *flaky*) extra="--error-rate 30%";; *slow*) extra="--delay 300ms";; esac
-            while read name port; do
-              [ -n "$only" ] && [ "$only" != "$name" ] && continue
-              pidfile=$dir/run/$env-$pool-$name.pid
-              if [ -f $pidfile ]; then
-                old=$(cat $pidfile); kill $old 2>/dev/null
-                # Gone, or a zombie nobody reaps (its port is free either way).
-                i=0; while [ -d /proc/$old ] && ! grep -q '^State:.*Z' /proc/$old/status 2>/dev/null && [ $i -lt 100 ]; do i=$((i+1)); sleep 0.02; done
-              fi
-              rm -f $dir/run/$env-$pool-$name.ready
-              \(switchyardBinary) demo-app --name $name-$version --listen 127.0.0.1:$port --ready-file $dir/run/$env-$pool-$name.ready $extra </dev/null >/dev/null 2>&1 &
-              echo $! > $pidfile
-              i=0; while [ ! -f $dir/run/$env-$pool-$name.ready ]; do i=$((i+1)); [ $i -gt 200 ] && { echo "$name did not start"; exit 1; }; sleep 0.05; done
-              echo "started $name-$version on port $port"
-            done < $dir/ports/$env-$pool
-            """
-        try start.write(toFile: "\(directory)/start.sh", atomically: true, encoding: .utf8)
-        chmod("\(directory)/start.sh", 0o755)
-    }
-
-    /// A proxy for `name` with the given pools (server count each); `active`'s instances start at `version`.
-    @discardableResult
-    func environment(_ name: String, pools: [(String, Int)], active: String, standby: String?, version: String = "v1",
-                     preview: Bool = false, adminExtra: String = "") throws -> Proxy {
-        let envDir = "\(directory)/\(name)"
-        try FileManager.default.createDirectory(atPath: envDir, withIntermediateDirectories: true)
-        var config = "pools:\n"
-        for (pool, count) in pools {
-            var ports = ""
-            config += "  \(pool):\n    health: { path: /health, interval: 100ms, timeout: 100ms, rise: 2, fall: 2 }\n    servers:\n"
-            for i in 1...count {
-                let port = freePort()
-                ports += "\(pool.prefix(1))\(i) \(port)\n"
-                config += "      - { name: \(pool.prefix(1))\(i), address: 127.0.0.1:\(port) }\n"
-            }
-            try ports.write(toFile: "\(directory)/ports/\(name)-\(pool)", atomically: true, encoding: .utf8)
-        }
-        config += "services:\n  web:\n    active: \(active)\n"
-        if let standby { config += "    standby: \(standby)\n" }
-        if preview {
-            try "letmein\n".write(toFile: "\(envDir)/preview.token", atomically: true, encoding: .utf8)
-            config += "    preview: { header: X-Preview, value_file: \(envDir)/preview.token }\n"
-        }
-        config += "admin:\n  socket: \(envDir)/admin.sock\n\(adminExtra)state_file: \(envDir)/state.json\naccess_log: off\n"
-        let started = try run("/bin/sh", ["\(directory)/start.sh", name, active, version])
-        guard started.status == 0 else { throw HarnessError("start.sh failed: \(started.output)") }
-        let proxy = try Proxy(directory: envDir, config: config)
-        proxies[name] = proxy
-        // Let the first health checks pass before anything is measured.
-        usleep(400_000)
-        return proxy
-    }
-
-    func admin(_ name: String) -> String { "unix://\(directory)/\(name)/admin.sock" }
-
-    /// A plan with one canary environment, prod, and the start hook.
-    func prodCanaryPlan(steps: String, extra: String = "", history: String = "history.sqlite") -> String {
-        """
-        service: web
-        environments:
-          - { name: prod, admin: "\(admin("prod"))", strategy: canary, steps: \(steps) }
-        \(DeployTests.analysis)
-        hooks:
-          start: [ "\(directory)/start.sh {env} {pool} {version}" ]
-        history: \(directory)/\(history)
-        \(extra)
-        """
-    }
-
-    func writePlan(_ yaml: String, name: String = "plan.yaml") throws -> String {
-        let path = "\(directory)/\(name)"
-        try yaml.write(toFile: path, atomically: true, encoding: .utf8)
-        return path
-    }
-
-    /// wrk against an environment until `stopLoad`; `rate` paces one connection to about that many requests a second.
-    func startLoad(_ name: String, connections: Int = 4, paced: Bool = false) throws {
-        var arguments = ["-t1", "-c\(connections)", "-d120s"]
-        if paced {
-            // wrk's delay() runs between requests on a connection: 1 ms keeps one connection near 1,000 req/s.
-            try "function delay()\n  return 1\nend\n".write(toFile: "\(directory)/paced.lua", atomically: true, encoding: .utf8)
-            arguments += ["-s", "\(directory)/paced.lua"]
-        }
-        let out = "\(directory)/wrk-\(name).out"
-        loads.append(try spawn("/usr/bin/wrk", arguments + [proxies[name]!.url + "/"], stdout: out, stderr: out + ".err"))
-        usleep(300_000)
-    }
-
-    /// Stops every load generator (wrk prints its report on SIGINT) and returns the reports by environment.
-    func stopLoad() -> [String] {
-        for pid in loads { kill(pid, SIGINT) }
-        for pid in loads { var status: Int32 = 0; waitpid(pid, &status, 0) }
-        loads.removeAll()
-        return proxies.keys.sorted().compactMap { try? String(contentsOfFile: "\(directory)/wrk-\($0).out", encoding: .utf8) }
-    }
-
-    /// A webhook receiver that appends each body as a line to `webhook.log`; it answers 500
-    /// to the first `failFirst` requests to exercise the orchestrator's retries.
-    func startReceiver(failFirst: Int = 0) throws -> String {
-        let script = """
-            import http.server, sys
-            count = 0
-            class H(http.server.BaseHTTPRequestHandler):
-                def do_POST(self):
-                    global count
-                    count += 1
-                    body = self.rfile.read(int(self.headers.get('Content-Length', 0)))
-                    if count <= \(failFirst):
-                        self.send_response(500); self.end_headers(); return
-                    with open(sys.argv[2], 'ab') as f:
-                        f.write(self.path.encode() + b' ' + body + b'\\n')
-                    self.send_response(200); self.end_headers()
-                def log_message(self, *a): pass
-            s = http.server.HTTPServer(('127.0.0.1', 0), H)
-            open(sys.argv[1] + '.tmp', 'w').write(str(s.server_port)); __import__('os').rename(sys.argv[1] + '.tmp', sys.argv[1])
-            s.serve_forever()
-            """
-        try script.write(toFile: "\(directory)/receiver.py", atomically: true, encoding: .utf8)
-        let pid = try spawn("/usr/bin/env", ["python3", "\(directory)/receiver.py", "\(directory)/receiver.port", "\(directory)/webhook.log"],
-                            stdout: "\(directory)/receiver.out", stderr: "\(directory)/receiver.err")
-        loads.append(pid) // stopped with the loads (SIGINT ends python too)
-        receiverPort = UInt16(try waitForFile("\(directory)/receiver.port").trimmingCharacters(in: .whitespacesAndNewlines)) ?? 0
-        return "http://127.0.0.1:\(receiverPort)/hooks/deploy"
-    }
-
-    var webhookEvents: [[String: Any]] {
-        let text = (try? String(contentsOfFile: "\(directory)/webhook.log", encoding: .utf8)) ?? ""
-        return text.split(separator: "\n").compactMap { line in
-            guard let space = line.firstIndex(of: " ") else { return nil }
-            return (try? JSONSerialization.jsonObject(with: Data(line[line.index(after: space)...].utf8))) as? [String: Any]
-        }
-    }
-
-    /// Runs `switchyard ARGS` to the end.
-    func switchyard(_ arguments: [String]) throws -> (status: Int32, output: String, error: String) {
-        try run(switchyardBinary, arguments)
-    }
-
-    /// Starts `switchyard deploy run` in the background (for controls and kills).
-    func deployInBackground(_ plan: String, version: String) throws -> ManagedProcess {
-        let p = try ManagedProcess(["deploy", "run", plan, "--version", version, "--json", "--actor", "test"], directory: directory,
-                                   label: "deploy-\(background.count)")
-        background.append(p)
-        return p
-    }
-
-    /// Waits until the background rollout printed an event of `kind` (whose line contains `after`).
-    func waitForEvent(_ p: ManagedProcess, _ kind: String, after: String = "", timeout: Double = 30) throws {
-        let end = Date().addingTimeInterval(timeout)
-        while Date() < end {
-            if p.stdout.split(separator: "\n").contains(where: { $0.contains("\"event\":\"\(kind)\"") && (after.isEmpty || $0.contains(after)) }) { return }
-            if !p.isRunning { throw HarnessError("the rollout ended before \(kind): \(p.stdout)\(p.stderr)") }
-            usleep(100_000)
-        }
-        throw HarnessError("no \(kind) event within \(timeout)s: \(p.stdout)")
-    }
-
-    func status(_ name: String) throws -> [String: Any] {
-        let r = try switchyard(["ctl", "--admin", "\(directory)/\(name)/admin.sock", "status", "--json"])
-        return (try JSONSerialization.jsonObject(with: Data(r.output.utf8))) as? [String: Any] ?? [:]
-    }
-
-    func service(_ name: String) throws -> [String: Any] {
-        ((try status(name))["services"] as? [String: Any])?["web"] as? [String: Any] ?? [:]
-    }
-
-    /// Who answers: the X-Served-By of `count` requests.
-    func servedBy(_ name: String, count: Int = 20) throws -> [String] {
-        var names: [String] = []
-        for _ in 0..<count {
-            let r = try curl(["-s", "-D", "-", "-o", "/dev/null", proxies[name]!.url + "/"])
-            if let line = r.output.split(separator: "\r\n").first(where: { $0.lowercased().hasPrefix("x-served-by:") }) {
-                names.append(String(line.split(separator: ":", maxSplits: 1)[1]).trimmingCharacters(in: .whitespaces))
-            }
-        }
-        return names
-    }
-
-    deinit {
-        for pid in loads { kill(pid, SIGKILL); var s: Int32 = 0; waitpid(pid, &s, 0) }
-        for p in background { p.stop() }
-        for proxy in proxies.values { proxy.stop() }
-        // The instances the hooks started, by the PIDs they recorded.
-        for file in (try? FileManager.default.contentsOfDirectory(atPath: "\(directory)/run")) ?? [] where file.hasSuffix(".pid") {
-            if let text = try? String(contentsOfFile: "\(directory)/run/\(file)", encoding: .utf8), let pid = pid_t(text.trimmingCharacters(in: .whitespacesAndNewlines)) {
-                kill(pid, SIGKILL)
-            }
-        }
-        try? FileManager.default.removeItem(atPath: directory)
-    }
-
-}
-
 /// Rollouts end to end: real proxies as environments, real instances started and replaced
 /// by hook scripts, real load, a real webhook receiver. Serialized: they measure time and load.
 @Suite(.serialized) struct DeployTests {
@@ -408,6 +196,43 @@ final class DeployLab {
         #expect(metrics.contains(#"switchyard_canary_guard_trips_total{service="web"} 1"#))
     }
 
+    /// A gradual rollback starts from the weight the proxy gives the canary now: once the
+    /// guard took a failing canary out, it must not come back at half its weight.
+    @Test func gradualRollbackNeverPutsBackACanaryTheGuardTookOut() throws {
+        let lab = try DeployLab()
+        try lab.environment("prod", pools: [("blue", 1), ("green", 1)], active: "blue", standby: "green")
+        let plan = try lab.writePlan("""
+            service: web
+            environments:
+              - name: prod
+                admin: "\(lab.admin("prod"))"
+                strategy: canary
+                steps: [ {weight: 50%}, {pause: 30s} ]
+                guard: { max_error_rate: 50%, min_requests: 20, window: 5s }
+                rollback: { gradual: 100ms }
+            analysis: { interval: 10s, min_requests: 1000, max_error_rate: 5% }
+            hooks:
+              start: [ "\(lab.directory)/start.sh {env} {pool} {version}" ]
+            history: \(lab.directory)/history.sqlite
+            """)
+        try lab.startLoad("prod", connections: 1, paced: true)
+        let result = try lab.switchyard(["deploy", "run", plan, "--version", "v2-bad", "--json"])
+        _ = lab.stopLoad()
+        #expect(result.status == 1, "exit \(result.status): \(result.output)\(result.error)")
+        #expect(result.output.contains("guard tripped"), "\(result.output)")
+        #expect(!result.output.contains("canary down to"), "the rollback raised the canary again: \(result.output)")
+        let audit = try lab.switchyard(["ctl", "--admin", "\(lab.directory)/prod/admin.sock", "audit", "--json"])
+        let entries = (try JSONSerialization.jsonObject(with: Data(audit.output.utf8))) as? [[String: Any]] ?? []
+        let trip = entries.firstIndex { $0["action"] as? String == "guard trip" }
+        #expect(trip != nil, "\(entries)")
+        let raised = entries.suffix(from: (trip ?? entries.count - 1) + 1).filter {
+            $0["action"] as? String == "canary" && ((($0["after"] as? [String: Any])?["canary"] as? [String: Any])?["weight"] as? String).map { $0 != "0%" } == true
+        }
+        #expect(raised.isEmpty, "canary changes after the trip: \(raised)")
+        #expect(try lab.service("prod")["canary"] is NSNull)
+        #expect(try lab.servedBy("prod", count: 6).allSatisfy { $0.hasSuffix("-v1") })
+    }
+
     @Test func blueGreenWhoseSmokeTestFailsNeverFlips() throws {
         let lab = try DeployLab()
         let proxy = try lab.environment("stage", pools: [("blue", 1), ("green", 1)], active: "blue", standby: "green", preview: true)
@@ -563,6 +388,106 @@ final class DeployLab {
         #expect(unlock.status == 0 && unlock.output.contains("broke the lock of someone"), "\(unlock.output)")
         let audit = try lab.switchyard(["ctl", "--admin", "\(lab.directory)/prod/admin.sock", "audit", "--json"])
         #expect(audit.output.contains("break lock"))
+    }
+
+    /// `deploy promote --full` while the new pool is not healthy yet: the rollout waits for
+    /// its health, then promotes at once instead of forgetting the promotion.
+    @Test func fullPromotionDuringTheHealthWaitPromotesOnceHealthy() throws {
+        let lab = try DeployLab()
+        try lab.environment("prod", pools: [("blue", 1), ("green", 1)], active: "blue", standby: "green")
+        // The instances come up 3 s after the start hook returns: the rollout waits for their health meanwhile.
+        let plan = try lab.writePlan(lab.prodCanaryPlan(steps: "[ {weight: 10%}, {pause: manual} ]")
+            .replacingOccurrences(of: "start: [ \"\(lab.directory)/start.sh {env} {pool} {version}\" ]",
+                                  with: "start: [ \"(sleep 3; \(lab.directory)/start.sh {env} {pool} {version}) </dev/null >/dev/null 2>&1 &\" ]"))
+        let rollout = try lab.deployInBackground(plan, version: "v2")
+        try lab.waitForEvent(rollout, "health", after: "waiting for pool green")
+        let promote = try lab.switchyard(["deploy", "promote", plan, "--full"])
+        #expect(promote.status == 0 && promote.output.contains("promoting fully"), "\(promote.output)\(promote.error)")
+        #expect(rollout.waitForExit(timeout: 60) == 0, "the promotion was forgotten: \(rollout.stdout)")
+        if let healthy = rollout.stdout.range(of: "pool green is healthy"), let promoted = rollout.stdout.range(of: "promoted: pool green") {
+            #expect(healthy.lowerBound < promoted.lowerBound, "health before promotion: \(rollout.stdout)")
+        } else {
+            Issue.record("no health or no promotion: \(rollout.stdout)")
+        }
+        #expect(try lab.service("prod")["active"] as? String == "green")
+        #expect(try lab.servedBy("prod", count: 6).allSatisfy { $0.hasSuffix("-v2") })
+    }
+
+    /// After `deploy promote --full`, the rest of a rolling update runs without analysis; a
+    /// server failing there still rolls back every server already on the new version.
+    @Test func rollingUpdateFailingAfterAFullPromotionIsRestored() throws {
+        let lab = try DeployLab()
+        try lab.environment("prod", pools: [("app", 2)], active: "app", standby: nil)
+        let plan = try lab.writePlan("""
+            service: web
+            environments:
+              - { name: prod, admin: "\(lab.admin("prod"))", strategy: rolling, drain_timeout: 5s }
+            \(Self.analysis)
+            hooks:
+              update: [ "test {server}-{version} != a2-v3", "\(lab.directory)/start.sh {env} {pool} {version} {server}" ]
+            history: \(lab.directory)/history.sqlite
+            """)
+        try lab.startLoad("prod")
+        let good = try lab.switchyard(["deploy", "run", plan, "--version", "v2"])
+        _ = lab.stopLoad()
+        #expect(good.status == 0, "\(good.output)\(good.error)")
+        // Without load the analysis of a1 never concludes: only the promotion moves the rollout on.
+        let rollout = try lab.deployInBackground(plan, version: "v3")
+        try lab.waitForEvent(rollout, "analysis", after: "a1")
+        let promote = try lab.switchyard(["deploy", "promote", plan, "--full"])
+        #expect(promote.status == 0 && promote.output.contains("promoting fully"), "\(promote.output)\(promote.error)")
+        #expect(rollout.waitForExit(timeout: 60) == 1, "\(rollout.stdout)")
+        #expect(rollout.stdout.contains("restoring a1, a2"), "\(rollout.stdout)")
+        #expect(Set(try lab.servedBy("prod", count: 20)) == ["a1-v2", "a2-v2"])
+        let servers = ((try lab.status("prod"))["pools"] as? [String: Any]).flatMap { ($0["app"] as? [String: Any])?["servers"] as? [[String: Any]] } ?? []
+        #expect(servers.count == 2 && servers.allSatisfy { $0["state"] as? String == "ready" }, "\(servers)")
+    }
+
+    /// Abort after a crash uses the rolling strategy's own rollback: the servers the update
+    /// reached get the version before through the update hook. A rollback that fails leaves
+    /// the rollout crashed with its lock, so abort can be run again.
+    @Test func killedRollingUpdateIsRestoredByAbortWhichCanBeRunAgain() throws {
+        let lab = try DeployLab()
+        try lab.environment("prod", pools: [("app", 2)], active: "app", standby: nil)
+        let hold = "\(lab.directory)/hold-updates"
+        let plan = try lab.writePlan("""
+            service: web
+            environments:
+              - { name: prod, admin: "\(lab.admin("prod"))", strategy: rolling, drain_timeout: 5s }
+            \(Self.analysis)
+            hooks:
+              update: [ "test ! -e \(hold)", "\(lab.directory)/start.sh {env} {pool} {version} {server}" ]
+            history: \(lab.directory)/history.sqlite
+            lock_ttl: 60s
+            """)
+        try lab.startLoad("prod")
+        let good = try lab.switchyard(["deploy", "run", plan, "--version", "v2"])
+        _ = lab.stopLoad()
+        #expect(good.status == 0, "\(good.output)\(good.error)")
+        // Without load the analysis of a1 never concludes: the rollout is surely killed there.
+        let rollout = try lab.deployInBackground(plan, version: "v3")
+        try lab.waitForEvent(rollout, "step", after: "a1: v3 in rotation") // JSON writes / as \/
+        rollout.signal(SIGKILL)
+        _ = rollout.waitForExit(timeout: 5)
+        #expect(try lab.servedBy("prod", count: 20).contains("a1-v3"))
+
+        FileManager.default.createFile(atPath: hold, contents: nil)
+        let failed = try lab.switchyard(["deploy", "abort", plan, "--actor", "oncall"])
+        #expect(failed.status == 2, "\(failed.output)\(failed.error)")
+        #expect(failed.output.contains("restoring a1") && failed.output.contains("stays crashed"), "\(failed.output)")
+        let between = try lab.switchyard(["deploy", "status", plan])
+        #expect(between.output.contains("CRASHED") && between.output.contains("LOCKED by switchyard-deploy/web"), "\(between.output)")
+
+        try FileManager.default.removeItem(atPath: hold)
+        let abort = try lab.switchyard(["deploy", "abort", plan, "--actor", "oncall"])
+        #expect(abort.status == 0, "\(abort.output)\(abort.error)")
+        #expect(abort.output.contains("app/a1: v2 in rotation") && !abort.output.contains("app/a2"), "only a1 had been reached: \(abort.output)")
+        #expect(Set(try lab.servedBy("prod", count: 20)) == ["a1-v2", "a2-v2"])
+        let servers = ((try lab.status("prod"))["pools"] as? [String: Any]).flatMap { ($0["app"] as? [String: Any])?["servers"] as? [[String: Any]] } ?? []
+        #expect(servers.count == 2 && servers.allSatisfy { $0["state"] as? String == "ready" }, "\(servers)")
+        #expect(try lab.status("prod")["lock"] is NSNull)
+        let after = try lab.switchyard(["deploy", "status", plan])
+        #expect(after.output.contains("ROLLED_BACK") && after.output.contains("aborted by oncall"), "\(after.output)")
     }
 
     @Test func interruptedRolloutRollsBackAndExitsOne() throws {

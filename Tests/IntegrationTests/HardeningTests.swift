@@ -331,6 +331,27 @@ struct HardeningTests {
         #expect(try send("/public/a..b/.c").header("X-Served-By") == "blue")
     }
 
+    /// Found by the model-based chaos test: rollback restored a routing that named a pool the
+    /// reloaded file no longer had; status then showed it while traffic went elsewhere.
+    @Test func rollbackNeverRestoresAPoolThatAReloadRemoved() throws {
+        let s = try SwitchingScenario()
+        #expect(try s.admin("POST", "/v1/services/web/flip").0 == 200)
+        #expect(try s.admin("PUT", "/v1/services/web/rules", body: #"{"rules": []}"#).0 == 200)
+        let withoutGreen = s.configText
+            .replacingOccurrences(of: "  green: { servers: [{ name: g1, address: \(s.green.address) }] }\n", with: "")
+            .replacingOccurrences(of: "    standby: green\n", with: "")
+        try ("workers: 2\nlisteners:\n  - bind: 127.0.0.1:0\n" + withoutGreen).write(toFile: s.proxy.configPath, atomically: true, encoding: .utf8)
+        let (reloaded, notes) = try s.admin("POST", "/v1/reload")
+        #expect(reloaded == 200, "\(notes)")
+        let (code, body) = try s.admin("POST", "/v1/services/web/rollback")
+        #expect(code == 409, "\(code) \(body)")
+        let (_, status) = try s.admin("GET", "/v1/status")
+        let web = (status["services"] as? [String: Any])?["web"] as? [String: Any]
+        #expect(web?["active"] as? String == "blue")
+        #expect(web?["standby"] is NSNull, "\(String(describing: web))")
+        #expect(try s.servedBy(try RawClient(port: s.proxy.port)) == "blue")
+    }
+
     // MARK: The TCP admin listener
 
     @Test func tcpAdminAuthenticatesFirstAndBoundsEverything() throws {

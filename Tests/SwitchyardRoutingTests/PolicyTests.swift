@@ -111,42 +111,47 @@ struct StickyCookieTests {
 
 @Suite("Outlier detection")
 struct OutlierDetectorTests {
-    var config: OutlierDetectionConfig {
+    func checked(_ weights: [Int]) -> PoolSnapshot {
         var c = OutlierDetectionConfig()
         c.consecutiveFailures = 3
         c.baseEjectionTime = .seconds(10)
         c.maxEjectionPercent = 50
-        return c
+        var p = pool(weights)
+        p.outlierDetection = c
+        return p
     }
 
     @Test func consecutiveFailuresEjectForLongerEachTime() {
         var d = OutlierDetector()
         d.grow(to: 4)
-        let pool = [0, 1, 2, 3]
-        #expect(d.record(serverID: 1, failed: true, pool: pool, config: config, now: 0) == nil)
-        #expect(d.record(serverID: 1, failed: true, pool: pool, config: config, now: 0) == nil)
-        #expect(d.record(serverID: 1, failed: false, pool: pool, config: config, now: 0) == nil) // a success resets the count
-        for _ in 0..<2 { _ = d.record(serverID: 1, failed: true, pool: pool, config: config, now: 0) }
-        #expect(d.record(serverID: 1, failed: true, pool: pool, config: config, now: 0) == 10_000)
+        let p = checked([1, 1, 1, 1])
+        #expect(d.record(serverID: 1, failed: true, pool: p, now: 0) == nil)
+        #expect(d.record(serverID: 1, failed: true, pool: p, now: 0) == nil)
+        #expect(d.record(serverID: 1, failed: false, pool: p, now: 0) == nil) // a success resets the count
+        for _ in 0..<2 { _ = d.record(serverID: 1, failed: true, pool: p, now: 0) }
+        #expect(d.record(serverID: 1, failed: true, pool: p, now: 0) == 10_000)
         #expect(d.isEjected(1))
         #expect(d.returnDue(now: 9_999).isEmpty)
         #expect(d.returnDue(now: 10_000) == [1])
-        for _ in 0..<2 { _ = d.record(serverID: 1, failed: true, pool: pool, config: config, now: 20_000) }
-        #expect(d.record(serverID: 1, failed: true, pool: pool, config: config, now: 20_000) == 20_000) // second in a row: twice as long
+        for _ in 0..<2 { _ = d.record(serverID: 1, failed: true, pool: p, now: 20_000) }
+        #expect(d.record(serverID: 1, failed: true, pool: p, now: 20_000) == 20_000) // second in a row: twice as long
     }
 
     @Test func neverMoreThanTheShareOfAPoolButAlwaysOne() {
         var d = OutlierDetector()
         d.grow(to: 4)
-        let pool = [0, 1, 2, 3]
-        for id in pool { for _ in 0..<3 { _ = d.record(serverID: id, failed: true, pool: pool, config: config, now: 0) } }
-        #expect(pool.filter { d.isEjected($0) }.count == 2) // 50% of 4
+        let p = checked([1, 1, 1, 1])
+        for id in 0..<4 { for _ in 0..<3 { _ = d.record(serverID: id, failed: true, pool: p, now: 0) } }
+        #expect((0..<4).filter { d.isEjected($0) }.count == 2) // 50% of 4
         var one = OutlierDetector()
         one.grow(to: 1)
-        for _ in 0..<3 { _ = one.record(serverID: 0, failed: true, pool: [0], config: config, now: 0) }
+        for _ in 0..<3 { _ = one.record(serverID: 0, failed: true, pool: checked([1]), now: 0) }
         #expect(one.isEjected(0))
-        // Ids it does not know are ignored.
-        #expect(one.record(serverID: 9, failed: true, pool: [9], config: config, now: 0) == nil)
+        // Ids it does not know, and pools without outlier detection, are ignored.
+        #expect(one.record(serverID: 9, failed: true, pool: checked([1]), now: 0) == nil)
+        var off = OutlierDetector()
+        off.grow(to: 1)
+        for _ in 0..<10 { #expect(off.record(serverID: 0, failed: true, pool: pool([1]), now: 0) == nil) }
         #expect(!one.isEjected(-1))
     }
 }

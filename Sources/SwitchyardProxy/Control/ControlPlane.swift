@@ -56,7 +56,7 @@ public final class ControlPlane: HealthCheckHost {
             // Without a recorded file state (older state files), every saved value counts as an operator's change.
             restoreNotes = state.merge(runtime: saved.state, base: saved.fileState ?? RuntimeState(config: config, generation: 0))
             lock = saved.lock
-            history = saved.history.filter { state.services[$0.key] != nil }
+            history = Self.prune(saved.history, for: state)
         }
     }
 
@@ -163,6 +163,17 @@ public final class ControlPlane: HealthCheckHost {
     }
 
     func popHistory(_ name: String) -> RuntimeState.Service? { history[name]?.popLast() }
+
+    /// The rollback history of the services `state` has, without earlier routings that name a
+    /// pool `state` no longer has (rolling back to one would route to nothing).
+    static func prune(_ history: [String: [RuntimeState.Service]], for state: RuntimeState) -> [String: [RuntimeState.Service]] {
+        let pools = Set(state.servers.keys)
+        var kept: [String: [RuntimeState.Service]] = [:]
+        for (name, entries) in history where state.services[name] != nil {
+            kept[name] = entries.filter { RuntimeState.routes($0, onlyTo: pools) }
+        }
+        return kept
+    }
 
     // MARK: Persistence and audit
 

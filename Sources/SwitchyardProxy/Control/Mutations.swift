@@ -98,6 +98,9 @@ extension ControlPlane {
             guard let previous = popHistory(name) else {
                 throw AdminError(409, "nothing to roll back", "service \(name) has no earlier routing recorded")
             }
+            guard RuntimeState.routes(previous, onlyTo: Set(state.servers.keys)) else {
+                throw AdminError(409, "earlier routing is gone", "service \(name)'s earlier routing names a pool that no longer exists")
+            }
             state.services[name] = previous
             return Self.json(previous)
         }

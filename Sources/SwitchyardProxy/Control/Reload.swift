@@ -69,7 +69,7 @@ extension ControlPlane {
         config = applied
         state = next
         fileState = newFileState
-        history = history.filter { state.services[$0.key] != nil }
+        history = Self.prune(history, for: state)
         try makeDurable(actor: actor, action: reset ? "reload (reset runtime changes)" : "reload", target: configPath, before: before,
                         after: ["pools": config.pools.map(\.name), "services": config.services.map(\.name), "notes": notes],
                         restoring: saved)

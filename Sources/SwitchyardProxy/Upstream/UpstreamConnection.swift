@@ -9,10 +9,8 @@ final class UpstreamConnection {
     unowned(unsafe) let worker: Worker
     let fd: Int32
     let serverID: Int
-    private var readEvent: OpaquePointer!
-    private var writeEvent: OpaquePointer!
-    private var reading = false
-    private var writing = false
+    /// Read and write interest in the socket.
+    var events = SocketEvents()
     private(set) var connected: Bool
     /// The TLS session for pools with `tls` (nil for plain HTTP).
     private var ssl: OpaquePointer?
@@ -50,8 +48,7 @@ final class UpstreamConnection {
         }
         // The connection keeps itself alive until `close()`; libevent holds only this pointer.
         let context = Unmanaged.passRetained(connection).toOpaque()
-        connection.readEvent = event_new(worker.base, fd, EventFlags.read | EventFlags.persist, upstreamReadCallback, context)
-        connection.writeEvent = event_new(worker.base, fd, EventFlags.write | EventFlags.persist, upstreamWriteCallback, context)
+        connection.events = SocketEvents(base: worker.base, fd: fd, onRead: upstreamReadCallback, onWrite: upstreamWriteCallback, context: context)
         connection.deadline.event = event_new(worker.base, -1, 0, upstreamTimerCallback, context)
         connection.owner = owner
         worker.count(serverID, ServerStats.openConnections)
@@ -103,17 +100,9 @@ final class UpstreamConnection {
 
     // MARK: Event interest
 
-    func wantRead(_ on: Bool) {
-        guard on != reading, !closed else { return }
-        reading = on
-        if on { event_add(readEvent, nil) } else { event_del(readEvent) }
-    }
+    func wantRead(_ on: Bool) { events.wantRead(on) }
 
-    func wantWrite(_ on: Bool) {
-        guard on != writing, !closed else { return }
-        writing = on
-        if on { event_add(writeEvent, nil) } else { event_del(writeEvent) }
-    }
+    func wantWrite(_ on: Bool) { events.wantWrite(on) }
 
     // MARK: Timers (armed lazily: moving a deadline later costs no event operation)
 
@@ -172,8 +161,7 @@ final class UpstreamConnection {
         owner = nil
         worker.count(serverID, ServerStats.openConnections, -1)
         if let b = inBuffer { worker.buffers.give(b); inBuffer = nil }
-        event_free(readEvent)
-        event_free(writeEvent)
+        events.free()
         event_free(deadline.event)
         if let ssl { SSL_free(ssl) }
         ssl = nil

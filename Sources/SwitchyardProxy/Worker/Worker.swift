@@ -38,7 +38,7 @@ struct WorkerSettings: Sendable {
 /// The newest routing snapshot for one worker, written by the control plane and read by
 /// the worker when it is woken. The lock is taken once per published change, never per request.
 final class SnapshotSlot: Sendable {
-    private let slot: Mutex<RoutingSnapshot>
+    let slot: Mutex<RoutingSnapshot>
     init(_ snapshot: RoutingSnapshot) { slot = Mutex(snapshot) }
     func store(_ snapshot: RoutingSnapshot) { slot.withLock { $0 = snapshot } }
     func load() -> RoutingSnapshot { slot.withLock { $0 } }
@@ -56,35 +56,32 @@ final class Worker: @unchecked Sendable {
     let responseHead: HTTPHead
     let accessLog: AccessLog?
 
-    private(set) var snapshot: RoutingSnapshot
+    var snapshot: RoutingSnapshot
     let slot: SnapshotSlot
     /// Generation of the snapshot this worker routes with; the control plane waits on it.
     let acknowledgedGeneration = Atomic<UInt64>(0)
-    private let stopRequested = Atomic<Bool>(false)
+    let stopRequested = Atomic<Bool>(false)
     /// A stop after a takeover: idle keep-alive connections are not closed at once (their next
     /// request is answered with Connection: close) so no client request races a close.
-    private let softStop = Atomic<Bool>(false)
-    private let forcedStopRequested = Atomic<Bool>(false)
+    let softStop = Atomic<Bool>(false)
+    let forcedStopRequested = Atomic<Bool>(false)
 
-    private(set) var balancers: [PoolBalancer] = []
+    var balancers: [PoolBalancer] = []
     /// Resolved addresses, indexed by server id.
-    private(set) var addresses: [Sockets.Address?] = []
+    var addresses: [Sockets.Address?] = []
     /// Idle keep-alive upstream connections, indexed by server id; most recently used last.
-    private var idle: [[UpstreamConnection]] = []
+    var idle: [[UpstreamConnection]] = []
     /// Whether each server (by id) takes new requests; draining ones get no pooled connections.
-    private var serverReady: [Bool] = []
+    var serverReady: [Bool] = []
     /// When each server started draining (monotonic ms; `.max` while ready): its tunnels
     /// are closed `tunnel_drain` later.
-    private var drainingSince: [Int64] = []
-    private var drainCheck = PeriodicCheck()
+    var drainingSince: [Int64] = []
+    var drainCheck = PeriodicCheck()
     /// Passive outlier detection, this worker's view, by server id.
-    private var consecutiveFailures: [Int] = []
-    private var ejectedUntil: [Int64] = []
-    private var ejectionStreak: [Int] = []
-    private var successesSinceReturn: [Int] = []
+    var outliers = OutlierDetector()
     /// Where each server id sits now: (index of its balancer, index in the pool).
-    private var serverLocation: [(pool: Int, index: Int)?] = []
-    private var ejectionCheck = PeriodicCheck()
+    var serverLocation: [(pool: Int, index: Int)?] = []
+    var ejectionCheck = PeriodicCheck()
     /// `ServerStats.stride` counters per server id.
     var stats: [Int] = []
     /// The same counters per service, by the service's `statsID`.
@@ -95,11 +92,11 @@ final class Worker: @unchecked Sendable {
     let statsAnswered = Atomic<UInt64>(0)
     let statsSlot = Mutex<StatsCopy>(StatsCopy())
 
-    private var listeners: [(fd: Int32, event: OpaquePointer)] = []
+    var listeners: [(fd: Int32, event: OpaquePointer)] = []
     /// TLS termination per listening socket (absent for plain HTTP).
-    private var listenerTLS: [Int32: TLSServerContext] = [:]
+    var listenerTLS: [Int32: TLSServerContext] = [:]
     /// The address each TLS listening socket serves, to match reloaded certificates to it.
-    private var listenerAddress: [Int32: SocketAddress] = [:]
+    var listenerAddress: [Int32: SocketAddress] = [:]
     /// New certificates from a reload, by listener address; taken on the next wake-up. Only
     /// new handshakes use them: established connections keep their session.
     let tlsSlot = Mutex<[SocketAddress: TLSServerContext]?>(nil)
@@ -110,30 +107,30 @@ final class Worker: @unchecked Sendable {
     /// TLS handshakes that failed or stalled (reported in metrics).
     var tlsHandshakeFailures = 0
     /// Accepts that failed for want of descriptors or memory (reported in metrics).
-    private var acceptErrors = 0
+    var acceptErrors = 0
     /// Accept errors since the last log line, and when that line was written (monotonic ms).
-    private var acceptErrorsUnlogged = 0
-    private var acceptErrorLoggedAt: Int64 = .min
+    var acceptErrorsUnlogged = 0
+    var acceptErrorLoggedAt: Int64 = .min
     /// Re-enables the listeners after an accept error made the worker pause.
-    private var acceptResumeEvent: OpaquePointer?
-    private var wakeEvent: OpaquePointer!
-    private var logFlushEvent: OpaquePointer?
-    private var shutdownEvent: OpaquePointer?
+    var acceptResumeEvent: OpaquePointer?
+    var wakeEvent: OpaquePointer!
+    var logFlushEvent: OpaquePointer?
+    var shutdownEvent: OpaquePointer?
 
     /// Live client connections (an intrusive list, so adding and removing allocate nothing).
     var clients: ClientConnection?
-    private(set) var clientCount = 0
-    private(set) var stopping = false
+    var clientCount = 0
+    var stopping = false
     /// Listening is off while `max_connections` are open, or for a moment after accept failed.
-    private var acceptPaused = false
-    private var acceptBackingOff = false
+    var acceptPaused = false
+    var acceptBackingOff = false
 
-    private var requestCounter: UInt64 = 0
-    private let requestIDPrefix: UInt32
+    var requestCounter: UInt64 = 0
+    let requestIDPrefix: UInt32
     var random: SplitMix64
     /// Connections closed during the current callback. They are freed when the callback
     /// returns, so a connection never disappears while its own code is still on the stack.
-    private var closedConnections: [AnyObject] = []
+    var closedConnections: [AnyObject] = []
     /// Access-log lines not yet handed to the writer thread.
     var logBuffer: [UInt8] = []
 
@@ -198,24 +195,6 @@ final class Worker: @unchecked Sendable {
         event_active(wakeEvent, EV_READ, 0)
     }
 
-    // MARK: Counters (worker thread)
-
-    @inline(__always) func count(_ serverID: Int, _ field: Int, _ delta: Int = 1) {
-        stats[serverID * ServerStats.stride + field] &+= delta
-    }
-
-    func recordResponse(serverID: Int, status: Int, durationMicros: Int64) {
-        ServerStats.record(into: &stats, at: serverID * ServerStats.stride, status: status, durationMicros: durationMicros)
-    }
-
-    @inline(__always) func countService(_ index: Int, _ field: Int, _ delta: Int = 1) {
-        serviceStats[index * ServerStats.stride + field] &+= delta
-    }
-
-    func recordServiceResponse(_ index: Int, status: Int, durationMicros: Int64) {
-        ServerStats.record(into: &serviceStats, at: index * ServerStats.stride, status: status, durationMicros: durationMicros)
-    }
-
     /// Asks the worker to stop gracefully: no new connections, finish what is in flight.
     /// - Parameter soft: keep idle keep-alive connections for their next request (takeover).
     func requestStop(soft: Bool = false) {
@@ -232,7 +211,7 @@ final class Worker: @unchecked Sendable {
 
     // MARK: On the worker thread
 
-    fileprivate func onWake() {
+    func onWake() {
         let newest = slot.load()
         if newest !== snapshot { applySnapshot(newest) }
         if let upstream = upstreamTLSSlot.withLock({ value -> [String: TLSClientContext]? in defer { value = nil }; return value }) {
@@ -254,141 +233,7 @@ final class Worker: @unchecked Sendable {
         if forcedStopRequested.load(ordering: .acquiring) { forceStop() }
     }
 
-    private func applySnapshot(_ newSnapshot: RoutingSnapshot) {
-        snapshot = newSnapshot
-        if addresses.count < newSnapshot.serverIDLimit {
-            let grow = newSnapshot.serverIDLimit - addresses.count
-            addresses += [Sockets.Address?](repeating: nil, count: grow)
-            idle += [[UpstreamConnection]](repeating: [], count: grow)
-            serverReady += [Bool](repeating: true, count: grow)
-            drainingSince += [Int64](repeating: .max, count: grow)
-            consecutiveFailures += [Int](repeating: 0, count: grow)
-            ejectedUntil += [Int64](repeating: 0, count: grow)
-            ejectionStreak += [Int](repeating: 0, count: grow)
-            successesSinceReturn += [Int](repeating: 0, count: grow)
-            serverLocation += [(pool: Int, index: Int)?](repeating: nil, count: grow)
-            stats += [Int](repeating: 0, count: grow * ServerStats.stride)
-        }
-        for pool in newSnapshot.pools {
-            for server in pool.servers {
-                serverReady[server.id] = server.state == .ready
-                if server.state == .ready {
-                    drainingSince[server.id] = .max
-                } else if drainingSince[server.id] == .max {
-                    drainingSince[server.id] = monotonicMilliseconds()
-                }
-                if server.state != .ready {
-                    // Draining: no new requests, so its idle connections have no further use.
-                    for connection in idle[server.id] { connection.close() }
-                    idle[server.id].removeAll()
-                }
-            }
-        }
-        var newBalancers: [PoolBalancer] = []
-        for pool in newSnapshot.pools {
-            for server in pool.servers where addresses[server.id] == nil {
-                addresses[server.id] = Sockets.Address(server.address)
-            }
-            if let existing = balancers.first(where: { $0.pool.name == pool.name }) {
-                existing.update(to: pool)
-                newBalancers.append(existing)
-            } else {
-                newBalancers.append(PoolBalancer(pool: pool, seed: random.next()))
-            }
-        }
-        balancers = newBalancers
-        for i in 0..<serverLocation.count { serverLocation[i] = nil }
-        for (p, balancer) in balancers.enumerated() {
-            for (i, server) in balancer.pool.servers.enumerated() { serverLocation[server.id] = (p, i) }
-        }
-        refreshEjectionMasks()
-        // A reload may add services.
-        let needed = newSnapshot.serviceIDLimit * ServerStats.stride
-        if serviceStats.count < needed { serviceStats += [Int](repeating: 0, count: needed - serviceStats.count) }
-        updateDrainCheck()
-    }
-
-    /// A 250 ms check runs only while some server drains.
-    private func updateDrainCheck() {
-        drainCheck.set(drainingSince.contains { $0 != .max }, everyMilliseconds: 250)
-    }
-
-    // MARK: Passive outlier detection
-
-    /// Reports how an attempt on a server ended: a 5xx or a connection failure counts
-    /// against it; enough in a row eject it from this worker's balancing for a while.
-    func recordOutcome(serverID: Int, failed: Bool) {
-        guard serverID < serverLocation.count, let location = serverLocation[serverID],
-              let od = balancers[location.pool].pool.outlierDetection else { return }
-        if !failed {
-            consecutiveFailures[serverID] = 0
-            if ejectionStreak[serverID] > 0 && ejectedUntil[serverID] == 0 {
-                successesSinceReturn[serverID] += 1
-                if successesSinceReturn[serverID] >= 2 * od.consecutiveFailures { ejectionStreak[serverID] = 0 }
-            }
-            return
-        }
-        successesSinceReturn[serverID] = 0
-        consecutiveFailures[serverID] += 1
-        guard ejectedUntil[serverID] == 0, consecutiveFailures[serverID] >= od.consecutiveFailures else { return }
-        let pool = balancers[location.pool].pool
-        let ejected = pool.servers.filter { ejectedUntil[$0.id] != 0 }.count
-        let limit = max(1, pool.servers.count * od.maxEjectionPercent / 100)
-        guard ejected < limit else { return }
-        ejectionStreak[serverID] += 1
-        // The ejection grows with each ejection in a row (capped at 10 times the base).
-        let ms = od.baseEjectionTime.milliseconds * Int64(min(ejectionStreak[serverID], 10))
-        ejectedUntil[serverID] = monotonicMilliseconds() + ms
-        consecutiveFailures[serverID] = 0
-        count(serverID, ServerStats.ejections)
-        count(serverID, ServerStats.ejectedNow)
-        let server = pool.servers[location.index]
-        logToStandardError("switchyard: worker \(index): ejected \(pool.name)/\(server.name) for \(Double(ms) / 1000)s after \(od.consecutiveFailures) consecutive failures")
-        refreshEjectionMasks()
-    }
-
-    private func refreshEjectionMasks() {
-        var any = false
-        for balancer in balancers {
-            var mask: UInt64 = 0
-            for (i, server) in balancer.pool.servers.enumerated() where i < 64 && ejectedUntil[server.id] != 0 {
-                mask |= 1 << UInt64(i)
-                any = true
-            }
-            balancer.ejected = mask
-        }
-        ejectionCheck.set(any, everyMilliseconds: 250)
-    }
-
-    /// Returns ejected servers whose time is up.
-    fileprivate func returnEjectedServers() {
-        let now = monotonicMilliseconds()
-        var changed = false
-        for id in 0..<ejectedUntil.count where ejectedUntil[id] != 0 && ejectedUntil[id] <= now {
-            ejectedUntil[id] = 0
-            count(id, ServerStats.ejectedNow, -1)
-            changed = true
-            if let location = serverLocation[id] {
-                let pool = balancers[location.pool].pool
-                logToStandardError("switchyard: worker \(index): \(pool.name)/\(pool.servers[location.index].name) returns from ejection")
-            }
-        }
-        if changed { refreshEjectionMasks() }
-    }
-
-    /// Closes tunnels to servers that have drained for longer than `tunnel_drain`.
-    fileprivate func closeDrainedTunnels() {
-        let now = monotonicMilliseconds()
-        var c = clients
-        while let client = c {
-            c = client.next
-            if let id = client.tunnelServerID, drainingSince[id] != .max, now - drainingSince[id] >= settings.tunnelDrainMs {
-                client.abort()
-            }
-        }
-    }
-
-    fileprivate func acceptConnections(_ listenFD: Int32) {
+    func acceptConnections(_ listenFD: Int32) {
         for _ in 0..<64 {
             if clientCount >= settings.maxConnections {
                 pauseAccepting()
@@ -423,7 +268,7 @@ final class Worker: @unchecked Sendable {
         }
     }
 
-    private func pauseAccepting() {
+    func pauseAccepting() {
         guard !acceptPaused else { return }
         acceptPaused = true
         updateListening()
@@ -435,7 +280,7 @@ final class Worker: @unchecked Sendable {
 
     /// Accept failed for want of a resource (typically the open-file limit): stop listening
     /// for a moment, count it, and say so at most once per log interval.
-    private func backOffAccepting(errorCode: Int32) {
+    func backOffAccepting(errorCode: Int32) {
         acceptErrors += 1
         acceptErrorsUnlogged += 1
         let now = monotonicMilliseconds()
@@ -462,14 +307,14 @@ final class Worker: @unchecked Sendable {
         event_add(acceptResumeEvent, &tv)
     }
 
-    fileprivate func resumeAccepting() {
+    func resumeAccepting() {
         acceptBackingOff = false
         updateListening()
     }
 
     /// Listeners are watched unless the worker stops, is full, or backs off after an accept error.
-    private var listening = true
-    private func updateListening() {
+    var listening = true
+    func updateListening() {
         let on = !stopping && !acceptPaused && !acceptBackingOff
         guard on != listening else { return }
         listening = on
@@ -478,7 +323,7 @@ final class Worker: @unchecked Sendable {
         }
     }
 
-    private func link(_ client: ClientConnection) {
+    func link(_ client: ClientConnection) {
         client.next = clients
         clients?.previous = client
         clients = client
@@ -499,7 +344,7 @@ final class Worker: @unchecked Sendable {
         if stopping && clientCount == 0 { event_base_loopexit(base, nil) }
     }
 
-    private func beginStop() {
+    func beginStop() {
         stopping = true
         event_del(acceptResumeEvent)
         for l in listeners {
@@ -518,7 +363,7 @@ final class Worker: @unchecked Sendable {
     }
 
     /// Deadline passed: close whatever is left.
-    private func forceStop() {
+    func forceStop() {
         var c = clients
         while let client = c {
             c = client.next
@@ -535,47 +380,12 @@ final class Worker: @unchecked Sendable {
         if !closedConnections.isEmpty { closedConnections.removeAll(keepingCapacity: true) }
     }
 
-    // MARK: Upstream connection pool
-
-    func takeIdleConnection(serverID: Int) -> UpstreamConnection? {
-        idle[serverID].popLast()
-    }
-
-    func parkIdleConnection(_ connection: UpstreamConnection) {
-        if stopping || !serverReady[connection.serverID] { connection.close(); return }
-        idle[connection.serverID].append(connection)
-    }
-
-    func removeIdleConnection(_ connection: UpstreamConnection) {
-        if let i = idle[connection.serverID].firstIndex(where: { $0 === connection }) {
-            idle[connection.serverID].remove(at: i)
-        }
-    }
-
-    // MARK: Request ids
-
-    /// Writes a new request id (16 hex digits: a per-worker random prefix and a counter).
-    func generateRequestID(into out: UnsafeMutablePointer<UInt8>) -> Int {
-        requestCounter &+= 1
-        var w = ByteWriter(base: out, capacity: 16)
-        w.append(hex: UInt64(requestIDPrefix), width: 8)
-        w.append(hex: requestCounter, width: 8)
-        return 16
-    }
-
-    // MARK: Access log
-
-    func flushLog() {
-        guard let accessLog, !logBuffer.isEmpty else { return }
-        accessLog.submit(logBuffer)
-        logBuffer.removeAll(keepingCapacity: true)
-    }
 }
 
 /// A persistent timer that is armed only while there is something to check.
 struct PeriodicCheck {
     var event: OpaquePointer?
-    private var armed = false
+    var armed = false
 
     mutating func set(_ on: Bool, everyMilliseconds ms: Int64) {
         guard on != armed, let event else { return }

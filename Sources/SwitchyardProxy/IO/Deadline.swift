@@ -10,6 +10,7 @@ struct Deadline {
 
     var isSet: Bool { due != .max }
 
+    @inline(__always)
     mutating func set(after ms: Int64) {
         due = monotonicMilliseconds() + ms
         if armedUntil > due {

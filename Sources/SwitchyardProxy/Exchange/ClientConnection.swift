@@ -1,0 +1,347 @@
+import CLibevent
+import COpenSSL
+import Glibc
+import SwitchyardHTTP
+import SwitchyardRouting
+
+/// One client connection and the exchange in progress on it.
+///
+/// Bytes move between sockets and fixed buffers with one `recv` and one `writev` per
+/// direction in the common case; events are added and removed only when a side cannot
+/// keep up (backpressure), so a keep-alive request costs no `epoll_ctl`.
+final class ClientConnection {
+    unowned(unsafe) let worker: Worker
+    let fd: Int32
+    /// Links in the worker's list of live connections.
+    var next: ClientConnection?
+    unowned(unsafe) var previous: ClientConnection?
+
+    /// The TLS session on a TLS listener (nil for plain HTTP).
+    var ssl: OpaquePointer?
+    var handshaking = false
+    let tls: TLSServerContext?
+    /// Read and write interest in the socket.
+    var events = SocketEvents()
+    var closed = false
+
+    /// Bytes from the client: request heads, bodies, pipelined requests.
+    var inBuffer: IOBuffer?
+    /// Bytes the proxy itself writes to the client: response heads and its own answers.
+    var outBuffer: IOBuffer?
+    /// The request head as sent upstream, kept until the response starts (for a retry).
+    var upstreamHead: IOBuffer?
+    var upstreamHeadSent = 0
+
+    /// Per-connection text the proxy writes into heads and the log, laid out by `Scratch`.
+    let scratch: UnsafeMutablePointer<UInt8>
+    var clientIPLength = 0
+    var requestIDLength = 0
+    var setCookieLength = 0
+
+    /// Where each part of `scratch` starts: the client IP as text, the request id, a fresh
+    /// sticky cookie value, and the `Set-Cookie` line for a client that has no cookie yet.
+    enum Scratch {
+        static let clientIP = 0, clientIPCapacity = 64
+        static let requestID = clientIP + clientIPCapacity, requestIDCapacity = 256
+        static let cookieValue = requestID + requestIDCapacity
+        static let setCookie = cookieValue + StickyCookie.valueLength, setCookieCapacity = StickyCookie.maxLineLength
+        static let size = setCookie + setCookieCapacity
+    }
+
+    enum Phase { case idle, head, exchange, tunnel, lingering }
+    var phase: Phase = .idle
+    /// What the parser already checked of an incomplete head (a slow client's is not re-read).
+    var headScan = HeadScan()
+    var keepAlive = true
+    var clientEOF = false
+    var driving = false
+
+    // The exchange in progress.
+    var upstream: UpstreamConnection?
+    var method: HTTPMethod = .get
+    var version: HTTPVersion = .http11
+    var isUpgrade = false
+    var request = BodyWindow()
+    var response = BodyWindow()
+    var responseHeadDone = false
+    var upstreamReusable = false
+    var requestBytesCommitted = false
+    var status = 0
+    /// 1xx heads relayed in this exchange.
+    var interimResponses = 0
+    static let maxInterimResponses = 16
+    var poolIndex = -1
+    /// The service of the exchange (its `statsID`), counted while it is active.
+    var serviceIndex = -1
+    /// The balancer of the pool this exchange uses, kept so a snapshot change mid-exchange
+    /// cannot make the exchange count against the wrong pool.
+    var balancer: PoolBalancer?
+    /// The server in use, by its stable id; its position in the pool when it was picked is
+    /// only a hint, since servers added or removed meanwhile move positions.
+    var serverID = -1
+    var serverPositionHint = -1
+    var countedActive = false
+    var triedServers: UInt64 = 0
+    var attempts = 0
+    var retriedStale = false
+    /// The current server's outcome was already reported to outlier detection.
+    var outcomeRecorded = false
+    /// The exchange ended early because of the upstream (not the client).
+    var upstreamFault = false
+    var bytesSent = 0
+    var startMicros: Int64 = 0
+    var logMethod = ""
+    var logPath = ""
+    var exchangeLogged = true
+
+    var deadline = Deadline()
+    enum TimeoutKind { case idle, header, body, send, linger }
+    var timeoutKind: TimeoutKind = .idle
+
+    init(worker: Worker, fd: Int32, peer: inout sockaddr_storage, tls: TLSServerContext? = nil) {
+        self.worker = worker
+        self.fd = fd
+        self.tls = tls
+        scratch = .allocate(capacity: Scratch.size)
+        clientIPLength = Sockets.formatIP(&peer, into: scratch + Scratch.clientIP, capacity: Scratch.clientIPCapacity)
+    }
+
+    deinit { scratch.deallocate() }
+
+    func start() {
+        // The connection keeps itself alive until `close()`; libevent holds only this pointer.
+        let context = Unmanaged.passRetained(self).toOpaque()
+        events = SocketEvents(base: worker.base, fd: fd, onRead: clientReadCallback, onWrite: clientWriteCallback, context: context)
+        deadline.event = event_new(worker.base, -1, 0, clientTimerCallback, context)
+        wantRead(true)
+        setDeadline(.header, after: worker.settings.clientHeaderMs) // also bounds a stalled handshake
+        if let tls, let session = SSL_new(tls.defaultContext) {
+            ssl = session
+            SSL_set_fd(session, fd)
+            SSL_set_accept_state(session)
+            handshaking = true
+        }
+    }
+
+    // MARK: TLS
+
+    func continueHandshake() {
+        guard let ssl else { return }
+        let r = SSL_do_handshake(ssl)
+        if r == 1 {
+            handshaking = false
+            wantWrite(false)
+            onReadable() // the client may have sent its request with the last handshake bytes
+            return
+        }
+        switch SSL_get_error(ssl, r) {
+        case SSL_ERROR_WANT_READ: wantWrite(false)
+        case SSL_ERROR_WANT_WRITE: wantWrite(true)
+        default:
+            worker.tlsHandshakeFailures += 1
+            ERR_clear_error()
+            close()
+        }
+    }
+
+    /// Reads from the client (see `SocketIO` for the result).
+    @inline(__always)
+    func receive(_ p: UnsafeMutablePointer<UInt8>, _ n: Int) -> Int {
+        let r = SocketIO.receive(fd: fd, ssl: ssl, into: p, count: n)
+        if r == SocketIO.againWhenWritable { wantWrite(true); return SocketIO.again }
+        return r
+    }
+
+    @inline(__always)
+    func transmit(_ vectors: inout (iovec, iovec), _ count: Int32) -> Int {
+        SocketIO.transmit(fd: fd, ssl: ssl, &vectors, count: count)
+    }
+
+    /// "TLSv1.3 TLS_AES_128_GCM_SHA256" for the access log, nil for plain HTTP.
+    var tlsDescription: (version: String, cipher: String)? {
+        guard let ssl, let cipher = SSL_get_current_cipher(ssl) else { return nil }
+        return (String(cString: SSL_get_version(ssl)), String(cString: SSL_CIPHER_get_name(cipher)))
+    }
+
+    // MARK: Event interest and timers
+
+    func wantRead(_ on: Bool) { events.wantRead(on) }
+
+    func wantWrite(_ on: Bool) { events.wantWrite(on) }
+
+    /// Sets the one deadline this connection has.
+    func setDeadline(_ kind: TimeoutKind, after ms: Int64) {
+        timeoutKind = kind
+        deadline.set(after: ms)
+    }
+
+    func clearDeadline() { deadline.clear() }
+
+    func onTimer() {
+        guard !closed, deadline.fire() else { return }
+        if handshaking { worker.tlsHandshakeFailures += 1 } // a client that stalled mid-handshake
+        switch timeoutKind {
+        case .idle, .linger, .send:
+            close()
+        case .body:
+            if phase == .exchange && !request.ended {
+                if responseHeadDone { abortExchange() }
+                else { failExchange(status: 408, detail: "the request body stalled for longer than the client_idle timeout") }
+            }
+        case .header:
+            if phase == .head {
+                respondLocal(status: 408, detail: "the request head did not arrive within the client_header timeout", close: true)
+            } else {
+                close()
+            }
+        }
+    }
+
+    // MARK: Client socket
+
+    func onReadable() {
+        if phase == .lingering { drainLingering(); return }
+        if handshaking { continueHandshake(); return }
+        repeat {
+            let buffer: IOBuffer
+            if let b = inBuffer { buffer = b } else { buffer = worker.buffers.take(); inBuffer = buffer }
+            if buffer.writable == 0 { makeRoom() }
+            if buffer.writable == 0 { wantRead(false); return }
+            let n = receive(buffer.writePointer, buffer.writable)
+            if n > 0 {
+                buffer.writeIndex += n
+                drive()
+            } else if n == 0 {
+                onClientEOF()
+                return
+            } else {
+                if n == -2 { close() }
+                return
+            }
+            // TLS may hold decrypted bytes that epoll will never announce.
+        } while !closed && ssl != nil && events.reading && SSL_pending(ssl) > 0
+    }
+
+    func onWritable() {
+        if handshaking { continueHandshake(); return }
+        pushToClient()
+    }
+
+    /// Frees space in the input buffer: forgets request bytes kept for a retry (which
+    /// then becomes impossible) and moves unread bytes to the front.
+    func makeRoom() {
+        guard let buffer = inBuffer else { return }
+        if (phase == .exchange || phase == .tunnel) && request.sent > 0 { commitRequestBytes() }
+        if buffer.readIndex > 0 { buffer.compact() }
+    }
+
+    func commitRequestBytes() {
+        guard let buffer = inBuffer, request.sent > 0 else { return }
+        buffer.consume(request.sent)
+        request.ready -= request.sent
+        request.sent = 0
+        requestBytesCommitted = true
+    }
+
+    func updateClientReading() {
+        if clientEOF || closed || phase == .lingering { return }
+        guard let buffer = inBuffer else { wantRead(true); return }
+        if buffer.writable == 0 { makeRoom() }
+        wantRead(buffer.writable > 0)
+    }
+
+    func onClientEOF() {
+        clientEOF = true
+        wantRead(false)
+        switch phase {
+        case .idle, .head, .lingering:
+            close()
+        case .exchange:
+            // A client may half-close after sending its request; finish the answer if the request is whole.
+            if !request.ended { abortExchange() }
+        case .tunnel:
+            if request.pending == 0 { close() }
+        }
+    }
+
+    /// Processes whatever the input buffer holds, as far as the current phase allows.
+    func drive() {
+        if driving { return }
+        driving = true
+        defer { driving = false }
+        while !closed {
+            switch phase {
+            case .idle, .head:
+                guard let buffer = inBuffer, buffer.readable > 0 else {
+                    if let b = inBuffer, phase == .idle { worker.buffers.give(b); inBuffer = nil }
+                    return
+                }
+                if phase == .idle {
+                    phase = .head
+                    headScan = HeadScan()
+                    setDeadline(.header, after: worker.settings.clientHeaderMs)
+                }
+                let result = HTTPParser.parseRequest(UnsafeRawBufferPointer(start: buffer.readPointer, count: buffer.readable),
+                                                     into: worker.requestHead, limits: worker.settings.limits, scan: &headScan)
+                switch result {
+                case .incomplete:
+                    if buffer.writable == 0 { buffer.compact() }
+                    return
+                case .failure(let error):
+                    request = BodyWindow()
+                    startMicros = monotonicMicroseconds()
+                    logMethod = "-"; logPath = "-"
+                    requestIDLength = worker.generateRequestID(into: scratch + Scratch.requestID)
+                    respondLocal(status: error.status, detail: error.reasonText, close: true)
+                    return
+                case .complete:
+                    startExchange()
+                    if phase != .idle { return }
+                }
+            case .exchange:
+                guard let buffer = inBuffer else { return }
+                if !request.ended && !request.absorb(buffer) {
+                    if responseHeadDone { abortExchange() }
+                    else { failExchange(status: 400, detail: "invalid chunked request body (\(request.failure.map { "\($0)" } ?? "invalid framing"))") }
+                    return
+                }
+                if request.pending > 0 { sendToUpstream() }
+                watchRequestBody()
+                updateClientReading()
+                return
+            case .tunnel:
+                if let buffer = inBuffer { _ = request.absorb(buffer) }
+                sendToUpstream()
+                updateClientReading()
+                return
+            case .lingering:
+                return
+            }
+        }
+    }
+
+}
+
+private let clientReadCallback: event_callback_fn = { _, _, context in
+    Unmanaged<ClientConnection>.fromOpaque(context!)._withUnsafeGuaranteedRef { c in
+        let worker = c.worker
+        c.onReadable()
+        worker.releaseRetired()
+    }
+}
+
+private let clientWriteCallback: event_callback_fn = { _, _, context in
+    Unmanaged<ClientConnection>.fromOpaque(context!)._withUnsafeGuaranteedRef { c in
+        let worker = c.worker
+        c.onWritable()
+        worker.releaseRetired()
+    }
+}
+
+private let clientTimerCallback: event_callback_fn = { _, _, context in
+    Unmanaged<ClientConnection>.fromOpaque(context!)._withUnsafeGuaranteedRef { c in
+        let worker = c.worker
+        c.onTimer()
+        worker.releaseRetired()
+    }
+}

@@ -1,0 +1,43 @@
+import CLibevent
+
+/// The read and write events of one non-blocking socket, shared by client and upstream
+/// connections. Interest is added or removed only when it changes, so the common path
+/// costs no `epoll_ctl`; once freed, nothing is added again.
+struct SocketEvents {
+    private var read: OpaquePointer?
+    private var write: OpaquePointer?
+    private(set) var reading = false
+    private(set) var writing = false
+
+    /// Persistent read and write events on `fd`, calling `onRead` and `onWrite` with `context`.
+    init(base: OpaquePointer, fd: Int32, onRead: event_callback_fn, onWrite: event_callback_fn, context: UnsafeMutableRawPointer) {
+        read = event_new(base, fd, EventFlags.read | EventFlags.persist, onRead, context)
+        write = event_new(base, fd, EventFlags.write | EventFlags.persist, onWrite, context)
+    }
+
+    init() {}
+
+    @inline(__always)
+    mutating func wantRead(_ on: Bool) {
+        guard on != reading, let read else { return }
+        reading = on
+        if on { event_add(read, nil) } else { event_del(read) }
+    }
+
+    @inline(__always)
+    mutating func wantWrite(_ on: Bool) {
+        guard on != writing, let write else { return }
+        writing = on
+        if on { event_add(write, nil) } else { event_del(write) }
+    }
+
+    /// Frees both events (when the connection closes).
+    mutating func free() {
+        if let read { event_free(read) }
+        if let write { event_free(write) }
+        read = nil
+        write = nil
+        reading = false
+        writing = false
+    }
+}

@@ -1,0 +1,77 @@
+import CLibevent
+import Glibc
+import Synchronization
+import SwitchyardConfig
+import SwitchyardHTTP
+import SwitchyardRouting
+
+/// Taking a new routing snapshot: balancers, addresses, drains and the tunnels a drain ends.
+extension Worker {
+    func applySnapshot(_ newSnapshot: RoutingSnapshot) {
+        snapshot = newSnapshot
+        if addresses.count < newSnapshot.serverIDLimit {
+            let grow = newSnapshot.serverIDLimit - addresses.count
+            addresses += [Sockets.Address?](repeating: nil, count: grow)
+            idle += [[UpstreamConnection]](repeating: [], count: grow)
+            serverReady += [Bool](repeating: true, count: grow)
+            drainingSince += [Int64](repeating: .max, count: grow)
+            outliers.grow(to: newSnapshot.serverIDLimit)
+            serverLocation += [(pool: Int, index: Int)?](repeating: nil, count: grow)
+            stats += [Int](repeating: 0, count: grow * ServerStats.stride)
+        }
+        for pool in newSnapshot.pools {
+            for server in pool.servers {
+                serverReady[server.id] = server.state == .ready
+                if server.state == .ready {
+                    drainingSince[server.id] = .max
+                } else if drainingSince[server.id] == .max {
+                    drainingSince[server.id] = monotonicMilliseconds()
+                }
+                if server.state != .ready {
+                    // Draining: no new requests, so its idle connections have no further use.
+                    for connection in idle[server.id] { connection.close() }
+                    idle[server.id].removeAll()
+                }
+            }
+        }
+        var newBalancers: [PoolBalancer] = []
+        for pool in newSnapshot.pools {
+            for server in pool.servers where addresses[server.id] == nil {
+                addresses[server.id] = Sockets.Address(server.address)
+            }
+            if let existing = balancers.first(where: { $0.pool.name == pool.name }) {
+                existing.update(to: pool)
+                newBalancers.append(existing)
+            } else {
+                newBalancers.append(PoolBalancer(pool: pool, seed: random.next()))
+            }
+        }
+        balancers = newBalancers
+        for i in 0..<serverLocation.count { serverLocation[i] = nil }
+        for (p, balancer) in balancers.enumerated() {
+            for (i, server) in balancer.pool.servers.enumerated() { serverLocation[server.id] = (p, i) }
+        }
+        refreshEjectionMasks()
+        // A reload may add services.
+        let needed = newSnapshot.serviceIDLimit * ServerStats.stride
+        if serviceStats.count < needed { serviceStats += [Int](repeating: 0, count: needed - serviceStats.count) }
+        updateDrainCheck()
+    }
+
+    /// A 250 ms check runs only while some server drains.
+    func updateDrainCheck() {
+        drainCheck.set(drainingSince.contains { $0 != .max }, everyMilliseconds: 250)
+    }
+
+    /// Closes tunnels to servers that have drained for longer than `tunnel_drain`.
+    func closeDrainedTunnels() {
+        let now = monotonicMilliseconds()
+        var c = clients
+        while let client = c {
+            c = client.next
+            if let id = client.tunnelServerID, drainingSince[id] != .max, now - drainingSince[id] >= settings.tunnelDrainMs {
+                client.abort()
+            }
+        }
+    }
+}
