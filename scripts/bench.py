@@ -153,7 +153,8 @@ def slowloris():
     conns = int(os.environ.get("SLOWLORIS_CONNECTIONS", "5000"))
     extra_args = os.environ.get("SLOWLORIS_ARGS", "--head-start 3072").split()
     settle = 4
-    start_upstream(); start_proxies(header_timeout="60s")
+    header_timeout = os.environ.get("SLOWLORIS_HEADER_TIMEOUT", "60s")
+    start_upstream(); start_proxies(header_timeout=header_timeout)
     pids = {"switchyard": procs[-1].pid, "nginx": procs[-3].pid, "haproxy": procs[-2].pid}
     targets = [("switchyard", sy_port), ("nginx", ng_port), ("haproxy", ha_port)]
     # BENCH_BASELINE=path/to/an/older/switchyard adds it as a fourth target (before/after a change).
@@ -194,7 +195,7 @@ def slowloris():
             if os.environ.get("SLOWLORIS_VERBOSE"): print("   ", summary, flush=True)
             time.sleep(2)  # let the proxy close the slow connections before the next run
     print(f"\nmedians over {ROUNDS} interleaved rounds (wrk -t1 -c20 -d{DURATION}s, keep-alive, 1 worker each;"
-          f" beside {conns} slowloris connections, 60 s request-head timeout):")
+          f" beside {conns} slowloris connections, request-head timeout {header_timeout}):")
     for name, _ in targets:
         a, s = results[name]["alone"], results[name]["slowloris"]
         med = lambda rows, k: statistics.median(x[k] for x in rows)
@@ -247,9 +248,26 @@ timeouts: {{ client_header: 600s }}
             sent = int(re.search(r"(\d+) bytes sent", text).group(1))
             p.send_signal(stop_signal); p.wait(120)
             total = next(int(l.split()[1]) for l in open(out) if l.startswith(("summary:", "totals:")))
-            runs.append((sent, total))
-        (sent5, total5), (sent25, total25) = runs
-        print(f"  {name:<11} {(total25 - total5) / (sent25 - sent5):8.0f}   ({sent25 - sent5} bytes)", flush=True)
+            runs.append((sent, total, parsing_instructions(out)))
+        (sent5, total5, parse5), (sent25, total25, parse25) = runs
+        per_byte = lambda a, b: (b - a) / (sent25 - sent5)
+        print(f"  {name:<11} {per_byte(total5, total25):8.0f}   of which head parsing {per_byte(parse5, parse25):6.0f}"
+              f"   ({sent25 - sent5} bytes)", flush=True)
+    print("(both move with how many bytes each wake-up finds, which depends on timing: compare within one run)")
+
+def parsing_instructions(callgrind_file):
+    """Instructions spent in the request-head parser (inclusive): Switchyard's parseRequest,
+    nginx's request-line and header-line parsers."""
+    text = subprocess.run(["callgrind_annotate", "--inclusive=yes", "--threshold=100", callgrind_file],
+                          capture_output=True, text=True).stdout
+    total = 0
+    for line in text.splitlines():
+        m = re.match(r"\s*([\d,]+) \(.*?\)\s+\S*?:(\S+)", line)
+        if not m: continue
+        name = m.group(2)
+        if "HTTPParserO12parseRequest" in name or name in ("ngx_http_parse_request_line", "ngx_http_parse_header_line"):
+            total += int(m.group(1).replace(",", ""))
+    return total
 
 def rss_kib(pid):
     for line in open(f"/proc/{pid}/status"):

@@ -81,6 +81,18 @@ struct LimitsTests {
         #expect(!app.requestsSeen.contains { $0.hasPrefix("GET / ") }, "refused heads must not reach the upstream")
     }
 
+    /// Every accepted connection's address is written as text (for X-Forwarded-For and the
+    /// access log); one, two and three-digit octets and zeros come out right.
+    @Test func clientAddressesAreWrittenAsDottedQuads() throws {
+        let s = Scenario()
+        let app = try s.upstream("app")
+        let proxy = try s.startProxy(simpleConfig([(app.address, 1)]), workers: 1)
+        for source in ["127.0.0.1", "127.10.200.254", "127.0.100.9", "127.99.0.10"] {
+            let r = try curl(["--interface", source, "\(proxy.url)/headers"])
+            #expect(r.output.contains("X-Forwarded-For: \(source)\r\n"), "from \(source): \(r.output)\(r.error)")
+        }
+    }
+
     /// At the open-file limit accept fails with EMFILE while connections wait in the queue; the
     /// listener must not spin on them: the worker pauses, counts, logs once, and serves again later.
     @Test func acceptAtTheOpenFileLimitBacksOffAndRecovers() throws {
