@@ -93,6 +93,30 @@ struct LimitsTests {
         }
     }
 
+    /// At the open-file limit the proxy cannot open upstream connections either: that is the
+    /// proxy's shortage, not the server's, so the answer is 503 and nobody is ejected.
+    @Test func aShortageOfDescriptorsIsNotCountedAgainstTheServer() throws {
+        let s = Scenario()
+        let app = try s.upstream("app")
+        let config = simpleConfig([(app.address, 1)]).replacingOccurrences(of: "    balance: round_robin\n",
+            with: "    balance: round_robin\n    outlier_detection: { consecutive_failures: 3 }\n")
+        let proxy = try s.startProxy(config, workers: 1, launcher: ["/usr/bin/prlimit", "--nofile=64:64"])
+        var clients: [RawClient] = []
+        for _ in 0..<70 { clients.append(try RawClient(port: proxy.port, timeout: 10)) }
+        usleep(300_000)
+        // Requests on accepted connections, each needing a new upstream connection.
+        var statuses: [Int] = []
+        for c in clients.prefix(8) {
+            c.send("GET /sleep/10 HTTP/1.1\r\nHost: t\r\n\r\n")
+            statuses.append((try? c.readResponse().status) ?? 0)
+        }
+        #expect(statuses.contains(503), "\(statuses)")
+        #expect(!statuses.contains(502), "\(statuses)")
+        usleep(200_000)
+        #expect(!proxy.process.stderr.contains("ejected"), "\(proxy.process.stderr)")
+        clients.removeAll()
+    }
+
     /// At the open-file limit accept fails with EMFILE while connections wait in the queue; the
     /// listener must not spin on them: the worker pauses, counts, logs once, and serves again later.
     @Test func acceptAtTheOpenFileLimitBacksOffAndRecovers() throws {

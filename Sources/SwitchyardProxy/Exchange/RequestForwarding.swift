@@ -173,6 +173,16 @@ extension ClientConnection {
             connection.wantRead(true)
             if connection.ready { sendToUpstream() }
         } catch {
+            // Out of descriptors or memory here: the server is not at fault, so outlier detection
+            // is not told and no other server is tried; the client may retry.
+            if [EMFILE, ENFILE, ENOBUFS, ENOMEM].contains(error.code) {
+                // Not the server's answer either: the exchange is not counted against it (outlier
+                // detection, its 5xx, the canary guard), only against the service.
+                releaseUpstream(reuse: false)
+                serverID = -1
+                failExchange(status: 503, detail: "this proxy cannot open a connection to upstream \(upstreamText) (\(String(cString: strerror(error.code)))); raise its open-file limit (LimitNOFILE)")
+                return
+            }
             connectionFailed(detail: "could not connect to upstream \(upstreamText) (\(String(cString: strerror(error.code))))",
                              status: 502)
         }
