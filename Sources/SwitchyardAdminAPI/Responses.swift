@@ -113,6 +113,17 @@ public struct AdminStatus: Decodable, Sendable {
             case time, pool, weight, requests, errors, reason
             case errorRate = "error_rate"
         }
+
+        /// The fields the proxy reported, as a JSON object (for events and `deploy status --json`).
+        public var jsonObject: [String: Any] {
+            var out: [String: Any] = ["time": time, "reason": reason]
+            if let pool { out["pool"] = pool }
+            if let weight { out["weight"] = weight }
+            if let requests { out["requests"] = requests }
+            if let errors { out["errors"] = errors }
+            if let errorRate { out["error_rate"] = errorRate }
+            return out
+        }
     }
 
     public struct Rule: Decodable, Sendable, Equatable {

@@ -50,7 +50,7 @@ struct CanaryStrategy: RolloutStrategy {
             let s = try r.status(client).services[service]
             if let trip = s?.guardTrip, trip.time != tripBefore {
                 let reason = "the proxy's guard tripped: \(trip.reason)"
-                r.emit(.guardTripped, "\(env.name): \(reason)", ["trip": Self.fields(trip)])
+                r.emit(.guardTripped, "\(env.name): \(reason)", ["trip": trip.jsonObject])
                 throw Rollout.Failure(reason: reason)
             }
             if weight > 0 && s?.canary?.pool != target {
@@ -89,17 +89,6 @@ struct CanaryStrategy: RolloutStrategy {
     /// The guard a step arms: the plan's, or none sent (the proxy keeps what it has).
     static func guardSetting(_ guardrail: CanaryGuard?) -> AdminSetting<GuardBody>? {
         guardrail.map { .set(GuardBody(maxErrorRate: BasisPoints.format($0.maxErrorRate), minRequests: $0.minRequests, window: "\($0.windowMilliseconds)ms")) }
-    }
-
-    /// A guard trip as event fields.
-    static func fields(_ trip: AdminStatus.GuardTrip) -> [String: Any] {
-        var out: [String: Any] = ["time": trip.time, "reason": trip.reason]
-        if let pool = trip.pool { out["pool"] = pool }
-        if let weight = trip.weight { out["weight"] = weight }
-        if let requests = trip.requests { out["requests"] = requests }
-        if let errors = trip.errors { out["errors"] = errors }
-        if let rate = trip.errorRate { out["error_rate"] = rate }
-        return out
     }
 
     /// The weights a gradual rollback passes through from `weight` before 0: halved each

@@ -236,7 +236,7 @@ struct DeployStatus: ParsableCommand {
                 entry["standby"] = service?.standby ?? NSNull()
                 entry["canary"] = service?.canary.map { ["pool": $0.pool, "weight": $0.weight] } ?? NSNull()
                 entry["lock"] = s.lock.map { ["owner": $0.owner, "reason": $0.reason, "since": $0.since, "expires": $0.expires] } ?? NSNull()
-                entry["guard_trip"] = service?.guardTrip.map(guardTripJSON) ?? NSNull()
+                entry["guard_trip"] = service?.guardTrip.map(\.jsonObject) ?? NSNull()
                 // Servers of the service's pools that take no traffic now (a rolling update leaves them drained).
                 let pools = [service?.active, service?.canary?.pool].compactMap { $0 }
                 var out: [String] = []
@@ -293,17 +293,6 @@ struct DeployStatus: ParsableCommand {
             if let out = e["out_of_rotation"] as? [String], !out.isEmpty { print("           out of rotation: \(out.joined(separator: ", "))") }
         }
     }
-}
-
-/// A guard trip as `deploy status --json` shows it: the fields the proxy reports.
-func guardTripJSON(_ trip: AdminStatus.GuardTrip) -> [String: Any] {
-    var out: [String: Any] = ["time": trip.time, "reason": trip.reason]
-    if let v = trip.pool { out["pool"] = v }
-    if let v = trip.weight { out["weight"] = v }
-    if let v = trip.requests { out["requests"] = v }
-    if let v = trip.errors { out["errors"] = v }
-    if let v = trip.errorRate { out["error_rate"] = v }
-    return out
 }
 
 struct VersionCommand: ParsableCommand {

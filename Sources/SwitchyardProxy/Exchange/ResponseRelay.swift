@@ -123,10 +123,10 @@ extension ClientConnection {
             }
             bytesSent += n
             let fromHead = min(n, headPart)
-            if fromHead > 0 { outBuffer!.consume(fromHead) }
+            if fromHead > 0 { outBuffer?.consume(fromHead) }
             let fromBody = n - fromHead
             if fromBody > 0 {
-                source!.consume(fromBody)
+                source?.consume(fromBody)
                 response.ready -= fromBody
             }
             if n < headPart + bodyPart { blockedOnClient(); return }
