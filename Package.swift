@@ -35,6 +35,9 @@ let package = Package(
         // The admin API's contract: the endpoint table and its router, request and response
         // bodies, request validation, errors and metric names. Pure, so it is fuzzed and unit-tested alone.
         .target(name: "SwitchyardAdminAPI", dependencies: ["SwitchyardConfig", "SwitchyardRouting"]),
+        // The console API's contract: the report protocol between runners and the console, and the
+        // resources its API answers with. Pure Codable types, shared by the runner, the CLI and the console.
+        .target(name: "SwitchyardConsoleAPI"),
         // The admin API's client: a blocking HTTP/1.1 client (Unix socket, TCP, TLS) and a typed
         // call per endpoint. Used by `switchyard ctl` and the orchestrator, never by the data plane.
         .target(name: "SwitchyardAdminClient", dependencies: ["SwitchyardAdminAPI", "SwitchyardConfig", "SwitchyardRouting", "COpenSSL"]),
@@ -49,7 +52,7 @@ let package = Package(
 
         // The orchestrator: rollout plans, strategies, analysis, history and notifications.
         // It drives proxies only through their admin API, like any operator.
-        .target(name: "SwitchyardDeploy", dependencies: ["SwitchyardConfig", "SwitchyardAdminAPI", "SwitchyardAdminClient", "CSQLite"]),
+        .target(name: "SwitchyardDeploy", dependencies: ["SwitchyardConfig", "SwitchyardAdminAPI", "SwitchyardAdminClient", "SwitchyardConsoleAPI", "CSQLite"]),
 
         .executableTarget(name: "switchyard",
                           dependencies: ["SwitchyardProxy", "SwitchyardConfig", "SwitchyardDemo", "SwitchyardDeploy",
