@@ -1,4 +1,4 @@
-// swift-tools-version:6.0
+// swift-tools-version:6.1
 import PackageDescription
 
 /// The request path runs millions of times a second on one thread per worker; Swift's
@@ -18,6 +18,18 @@ let package = Package(
     dependencies: [
         .package(url: "https://github.com/apple/swift-argument-parser", from: "1.5.0"),
         .package(url: "https://github.com/jpsim/Yams", from: "6.0.0"),
+        // The console only (never linked into the data plane's code): its web service, one SQL layer
+        // over SQLite and PostgreSQL, and SHA-256 for stored tokens (already pulled in by PostgresNIO).
+        .package(url: "https://github.com/hummingbird-project/hummingbird", from: "2.28.1", traits: []),
+        .package(url: "https://github.com/vapor/sql-kit", from: "3.36.0"),
+        .package(url: "https://github.com/vapor/sqlite-kit", from: "4.5.2"),
+        .package(url: "https://github.com/vapor/sqlite-nio", from: "1.13.0"),
+        .package(url: "https://github.com/vapor/postgres-kit", from: "2.17.0"),
+        .package(url: "https://github.com/apple/swift-crypto", "3.9.0"..<"5.0.0"),
+        .package(url: "https://github.com/apple/swift-nio", from: "2.81.0"),
+        .package(url: "https://github.com/apple/swift-nio-ssl", from: "2.37.2"),
+        .package(url: "https://github.com/apple/swift-http-types", from: "1.8.0"),
+        .package(url: "https://github.com/apple/swift-log", from: "1.14.0"),
     ],
     targets: [
         // Thin system-library modules: the only places that see C headers.
@@ -54,8 +66,28 @@ let package = Package(
         // It drives proxies only through their admin API, like any operator.
         .target(name: "SwitchyardDeploy", dependencies: ["SwitchyardConfig", "SwitchyardAdminAPI", "SwitchyardAdminClient", "SwitchyardConsoleAPI", "CSQLite"]),
 
+        // The deploy console: a long-running service where rollouts report and run, are controlled and
+        // remembered, with its API, database, proxy watcher and web UI. Never imported by the data plane.
+        .target(name: "SwitchyardConsole",
+                dependencies: ["SwitchyardConsoleAPI", "SwitchyardDeploy", "SwitchyardAdminAPI", "SwitchyardAdminClient", "SwitchyardConfig",
+                               .product(name: "Hummingbird", package: "hummingbird"),
+                               .product(name: "HummingbirdTLS", package: "hummingbird"),
+                               .product(name: "HummingbirdCore", package: "hummingbird"),
+                               .product(name: "NIOCore", package: "swift-nio"),
+                               .product(name: "NIOPosix", package: "swift-nio"),
+                               .product(name: "NIOSSL", package: "swift-nio-ssl"),
+                               .product(name: "HTTPTypes", package: "swift-http-types"),
+                               .product(name: "Logging", package: "swift-log"),
+                               .product(name: "SQLKit", package: "sql-kit"),
+                               .product(name: "SQLiteKit", package: "sqlite-kit"),
+                               .product(name: "SQLiteNIO", package: "sqlite-nio"),
+                               .product(name: "PostgresKit", package: "postgres-kit"),
+                               .product(name: "Crypto", package: "swift-crypto"),
+                               .product(name: "Yams", package: "Yams")],
+                resources: [.embedInCode("Web/index.html")]),
+
         .executableTarget(name: "switchyard",
-                          dependencies: ["SwitchyardProxy", "SwitchyardConfig", "SwitchyardDemo", "SwitchyardDeploy",
+                          dependencies: ["SwitchyardProxy", "SwitchyardConfig", "SwitchyardDemo", "SwitchyardDeploy", "SwitchyardConsole",
                                          "SwitchyardAdminAPI", "SwitchyardAdminClient", "COpenSSL",
                                          .product(name: "ArgumentParser", package: "swift-argument-parser")]),
 

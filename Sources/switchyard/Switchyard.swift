@@ -33,7 +33,7 @@ struct Switchyard: ParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "switchyard",
         abstract: "A reverse-proxy traffic switcher: weighted pools, blue/green and canary routing.",
-        subcommands: [Run.self, Check.self, Ctl.self, Deploy.self, VersionCommand.self, HistoryCommand.self, Demo.self, DemoAppCommand.self])
+        subcommands: [Run.self, Check.self, Ctl.self, Deploy.self, ConsoleCommand.self, VersionCommand.self, HistoryCommand.self, Demo.self, DemoAppCommand.self])
 }
 
 /// Prints a problem for the operator and exits with `code`.
