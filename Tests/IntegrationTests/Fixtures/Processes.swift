@@ -47,6 +47,14 @@ final class ManagedProcess: @unchecked Sendable {
         }
     }
 
+    /// Starts another program than the binary under test (a database server, say), with the
+    /// same output files and reaping.
+    init(executable: String, _ arguments: [String], directory: String, label: String) throws {
+        stdoutPath = "\(directory)/\(label).out"
+        stderrPath = "\(directory)/\(label).err"
+        pid = try spawn(executable, arguments, stdout: stdoutPath, stderr: stderrPath)
+    }
+
     var isRunning: Bool { reap(blocking: false) == nil }
     var stdout: String { (try? String(contentsOfFile: stdoutPath, encoding: .utf8)) ?? "" }
     var stderr: String { (try? String(contentsOfFile: stderrPath, encoding: .utf8)) ?? "" }
