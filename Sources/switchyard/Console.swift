@@ -18,6 +18,7 @@ struct ConsoleCommand: ParsableCommand {
     @Option(help: "sqlite:PATH or postgres://USER:PASSWORD@HOST:PORT/DATABASE.") var database: String?
     @Option(help: "Where the rollouts the console runs keep their working files.") var dataDir: String?
     @Option(help: "A plan the console may run and watches (repeatable; added to the configuration's plans).") var plan: [String] = []
+    @Flag(help: .hidden) var exitWithParent = false
 
     func run() throws {
         var settings = ConsoleConfiguration()
@@ -32,6 +33,14 @@ struct ConsoleCommand: ParsableCommand {
         if let database { settings.database = database }
         if let dataDir { settings.dataDirectory = dataDir }
         settings.plans += plan
+        if exitWithParent {
+            // `switchyard demo` starts the console: it stops (gracefully) when the demo goes, even on SIGKILL.
+            let parent = getppid()
+            Thread.detachNewThread {
+                while getppid() == parent { usleep(250_000) }
+                kill(getpid(), SIGTERM)
+            }
+        }
         ConsoleServer.release = Switchyard.release
         signal(SIGPIPE, SIG_IGN)
         let finished = DispatchSemaphore(value: 0)
