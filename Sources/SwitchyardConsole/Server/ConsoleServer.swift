@@ -87,15 +87,7 @@ public final class ConsoleServer: Sendable {
         }
         for plan in try await reportedPlans() where registered[plan.service] == nil { watcher.watch(plan) }
 
-        let router = Router(context: ConsoleContext.self)
-        router.middlewares.add(UnavailableMiddleware())
-        router.middlewares.add(AccessMiddleware(access: access, bootstrapDigest: bootstrapDigest, runnerDigest: AccessStore.digest(runnerSecret),
-                                                anonymousViewer: configuration.anonymousViewer))
-        addRolloutRoutes(to: router)
-        addServiceRoutes(to: router)
-        addFeedRoutes(to: router)
-        addAccessRoutes(to: router)
-        addWebRoutes(to: router)
+        let router = makeRouter()
 
         let server: HTTPServerBuilder
         let tls = configuration.tlsCertificate != nil
@@ -136,6 +128,20 @@ public final class ConsoleServer: Sendable {
         watcher.stop()
         supervisor.stopAll(timeout: 60)
         await database.shutdown()
+    }
+
+    /// The API and the web console, behind the access middleware.
+    func makeRouter() -> Router<ConsoleContext> {
+        let router = Router(context: ConsoleContext.self)
+        router.middlewares.add(UnavailableMiddleware())
+        router.middlewares.add(AccessMiddleware(access: access, bootstrapDigest: bootstrapDigest, runnerDigest: AccessStore.digest(runnerSecret),
+                                                anonymousViewer: configuration.anonymousViewer))
+        addRolloutRoutes(to: router)
+        addServiceRoutes(to: router)
+        addFeedRoutes(to: router)
+        addAccessRoutes(to: router)
+        addWebRoutes(to: router)
+        return router
     }
 
     /// Every second: renew the leases of the rollouts this instance runs, and mark crashed the
