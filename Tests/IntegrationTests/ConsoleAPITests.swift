@@ -186,3 +186,33 @@ import Testing
         #expect(stream.contains("id: "))
     }
 }
+
+@Suite struct ConsoleTLSTests {
+    @Test func theListenerSpeaksHTTPSWithTheConfiguredCertificate() throws {
+        let dir = makeTemporaryDirectory()
+        let pki = try TestPKI(directory: dir, names: ["console"], loopback: ["console"])
+        let console = try ConsoleProcess(directory: dir, config: "tls: { cert: \(pki.cert("console")), key: \(pki.key("console")) }\n")
+        defer { console.stop() }
+        #expect(console.url.hasPrefix("https://127.0.0.1:"))
+        let verified = try curl(["-s", "--cacert", pki.ca, "-H", "Authorization: Bearer \(consoleAdminToken)", console.url + "/api/v1/rollouts"])
+        #expect(verified.status == 0 && verified.output.contains("\"rollouts\""))
+        // Plain HTTP on the TLS port gets nothing useful.
+        let plain = try curl(["-s", "-o", "/dev/null", "-w", "%{http_code}", "--max-time", "5",
+                              console.url.replacingOccurrences(of: "https://", with: "http://") + "/api/v1/health"])
+        #expect(plain.output != "200")
+        // The session cookie is Secure over HTTPS.
+        let login = try curl(["-s", "-D", "-", "-o", "/dev/null", "--cacert", pki.ca, "-H", "Content-Type: application/json",
+                              "--data-binary", "{\"token\":\"\(consoleAdminToken)\"}", console.url + "/api/v1/session"])
+        #expect(login.output.lowercased().contains("set-cookie:") && login.output.contains("; Secure"))
+    }
+
+    @Test func aBadCertificateFileIsNamedAtStart() throws {
+        let dir = makeTemporaryDirectory()
+        #expect(throws: (any Error).self) {
+            _ = try ConsoleProcess(directory: dir, config: "tls: { cert: \(dir)/missing.pem, key: \(dir)/missing.key }\n")
+        }
+        let r = try run(switchyardBinary, ["console", "--listen", "127.0.0.1:0", "--database", "sqlite:\(dir)/c.sqlite", "--config", "\(dir)/console.yaml"])
+        #expect(r.status == 2)
+        #expect(r.error.contains("missing.pem"))
+    }
+}

@@ -55,7 +55,11 @@ public final class ConsoleServer: Sendable {
         let instance = "\(History.hostName)/\(getpid())/\(AccessStore.newSecret().prefix(6))"
         supervisor = RunSupervisor(store: rollouts, dataDirectory: configuration.dataDirectory, instance: instance, logger: logger)
         bootstrapDigest = environment["SWITCHYARD_CONSOLE_ADMIN_TOKEN"].flatMap { $0.isEmpty ? nil : AccessStore.digest($0) }
-        try await migrate()
+        do { try await migrate() } catch {
+            // Closed here: a connection left open is a programming error to SQLiteNIO.
+            await database.shutdown()
+            throw error
+        }
     }
 
     /// Runs the migrations, waiting up to 30 s for a database that is not up yet.
@@ -81,6 +85,15 @@ public final class ConsoleServer: Sendable {
     /// Serves until SIGINT or SIGTERM; then stops the rollouts this instance runs (they roll back).
     /// `onListening` gets the URL once the listener is bound (port 0 picks a free port).
     public func run(onListening: @escaping @Sendable (String) -> Void = { _ in }) async throws {
+        do { try await serve(onListening: onListening) } catch {
+            watcher.stop()
+            supervisor.stopAll(timeout: 60)
+            await database.shutdown()
+            throw error
+        }
+    }
+
+    private func serve(onListening: @escaping @Sendable (String) -> Void) async throws {
         for plan in registered.values {
             watcher.watch(plan)
             try await registerService(plan, source: "config")

@@ -9,7 +9,8 @@ struct TestPKI {
     func cert(_ name: String) -> String { "\(directory)/\(name).pem" }
     func key(_ name: String) -> String { "\(directory)/\(name).key" }
 
-    init(directory: String, names: [String], expired: [String] = []) throws {
+    /// - Parameter loopback: names whose certificates also hold IP:127.0.0.1 (for servers reached by address).
+    init(directory: String, names: [String], expired: [String] = [], loopback: Set<String> = []) throws {
         self.directory = directory
         func openssl(_ args: [String]) throws {
             let r = try run("/usr/bin/openssl", args)
@@ -20,7 +21,7 @@ struct TestPKI {
         for name in names + expired {
             try openssl(["req", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:P-256", "-nodes", "-keyout", key(name),
                          "-out", "\(directory)/\(name).csr", "-subj", "/CN=\(name).test"])
-            try "subjectAltName=DNS:\(name).test,DNS:*.\(name).test\n".write(toFile: "\(directory)/\(name).ext", atomically: true, encoding: .utf8)
+            try "subjectAltName=DNS:\(name).test,DNS:*.\(name).test\(loopback.contains(name) ? ",IP:127.0.0.1" : "")\n".write(toFile: "\(directory)/\(name).ext", atomically: true, encoding: .utf8)
             try openssl(["x509", "-req", "-in", "\(directory)/\(name).csr", "-CA", ca, "-CAkey", "\(directory)/ca.key", "-CAcreateserial",
                          "-days", expired.contains(name) ? "-1" : "30", "-extfile", "\(directory)/\(name).ext", "-out", cert(name)])
         }
