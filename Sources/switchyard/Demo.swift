@@ -24,7 +24,7 @@ services:
     active: blue
     standby: green
     canary: { pool: green, weight: 25% }
-access_log: stdout
+access_log: /tmp/switchyard-demo-access.log
 admin: { socket: /tmp/switchyard-demo.sock }
 limits: { max_header_bytes: 16384, max_headers: 100, max_connections: 10000 }
 timeouts: { client_header: 10s, client_idle: 60s, upstream_connect: 2s, upstream_response: 30s, upstream_idle: 60s }
@@ -46,7 +46,7 @@ func demoPlan(directory: String) -> String {
         guard: { max_error_rate: 50%, min_requests: 10, window: 5s }
     analysis:
       interval: 5s
-      min_requests: 10
+      min_requests: 5
       max_error_rate: 5%
       failure_limit: 1
     hooks:
@@ -126,6 +126,8 @@ struct Demo: ParsableCommand {
         }
         var consoleLine = ""
         if !noConsole {
+            // Canary analysis judges real traffic: a steady trickle, as users would send.
+            Thread.detachNewThread { demoTraffic(port: 8080, perSecond: 20) }
             let console = startConsole(executable: executable)
             apps.append(console.process)
             consoleLine = """
@@ -140,6 +142,7 @@ struct Demo: ParsableCommand {
                   switchyard ctl --admin /tmp/switchyard-demo.sock status
                   switchyard ctl --admin /tmp/switchyard-demo.sock flip web
                   switchyard ctl --admin /tmp/switchyard-demo.sock canary web --pool blue --weight 10%
+            access log: /tmp/switchyard-demo-access.log
             stop: Ctrl-C
 
             """.utf8))
@@ -167,5 +170,28 @@ struct Demo: ParsableCommand {
         console.environment = environment
         do { try console.run() } catch { fail("cannot start the console: \(error)") }
         return (console, "http://127.0.0.1:9900", String(token))
+    }
+}
+
+/// Sends `perSecond` plain GET requests to the demo's listener, one connection each, for ever.
+func demoTraffic(port: UInt16, perSecond: Int) {
+    let request = Array("GET /demo-traffic HTTP/1.1\r\nHost: demo\r\nConnection: close\r\n\r\n".utf8)
+    var address = sockaddr_in()
+    address.sin_family = sa_family_t(AF_INET)
+    address.sin_port = port.bigEndian
+    address.sin_addr.s_addr = inet_addr("127.0.0.1")
+    var buffer = [UInt8](repeating: 0, count: 4096)
+    while true {
+        let fd = socket(AF_INET, Int32(SOCK_STREAM.rawValue), 0)
+        if fd >= 0 {
+            let connected = withUnsafePointer(to: &address) {
+                $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { connect(fd, $0, socklen_t(MemoryLayout<sockaddr_in>.size)) }
+            }
+            if connected == 0, request.withUnsafeBytes({ send(fd, $0.baseAddress, $0.count, Int32(MSG_NOSIGNAL)) }) == request.count {
+                while buffer.withUnsafeMutableBytes({ recv(fd, $0.baseAddress, $0.count, 0) }) > 0 {}
+            }
+            close(fd)
+        }
+        usleep(useconds_t(1_000_000 / max(1, perSecond)))
     }
 }

@@ -12,9 +12,9 @@ final class ConsoleProcess {
     let directory: String
 
     init(directory: String, database: String? = nil, plans: [String] = [], config: String? = nil, label: String = "console",
-         extraEnvironment: [String] = []) throws {
+         listen: String = "127.0.0.1:0", extraEnvironment: [String] = []) throws {
         self.directory = directory
-        var arguments = ["console", "--listen", "127.0.0.1:0", "--database", database ?? "sqlite:\(directory)/console.sqlite",
+        var arguments = ["console", "--listen", listen, "--database", database ?? "sqlite:\(directory)/console.sqlite",
                          "--data-dir", "\(directory)/\(label)-data"]
         for plan in plans { arguments += ["--plan", plan] }
         if let config {
