@@ -84,7 +84,7 @@ let package = Package(
                                .product(name: "PostgresKit", package: "postgres-kit"),
                                .product(name: "Crypto", package: "swift-crypto"),
                                .product(name: "Yams", package: "Yams")],
-                resources: [.embedInCode("Web/index.html")]),
+                resources: [.embedInCode("Web")]),
 
         .executableTarget(name: "switchyard",
                           dependencies: ["SwitchyardProxy", "SwitchyardConfig", "SwitchyardDemo", "SwitchyardDeploy", "SwitchyardConsole",

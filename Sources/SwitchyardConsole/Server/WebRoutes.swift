@@ -11,7 +11,7 @@ extension ConsoleServer {
     }
 
     static func page(_ name: String) -> Response {
-        guard let file = WebAssets.files[name] else {
+        guard let file = WebAssets.file(name) else {
             return Response(status: .notFound, headers: [.contentType: "text/plain; charset=utf-8"], body: .init(byteBuffer: ByteBuffer(string: "not found\n")))
         }
         return Response(status: .ok, headers: [.contentType: file.type, .cacheControl: "no-cache",
@@ -21,9 +21,31 @@ extension ConsoleServer {
     }
 }
 
-/// The web console's files.
+/// The web console's files, embedded from Sources/SwitchyardConsole/Web (a flat folder). With
+/// `SWITCHYARD_CONSOLE_WEB_DIR` set, they are read from that folder instead, so the UI can be
+/// worked on without rebuilding the binary.
 enum WebAssets {
     struct File { var type: String; var bytes: [UInt8] }
+
+    static let developmentDirectory = ProcessInfo.processInfo.environment["SWITCHYARD_CONSOLE_WEB_DIR"]
+
+    static func file(_ name: String) -> File? {
+        guard let directory = developmentDirectory else { return files[name] }
+        guard !name.contains("/"), !name.hasPrefix("."), let data = FileManager.default.contents(atPath: "\(directory)/\(name)") else { return nil }
+        return File(type: type(of: name), bytes: Array(data))
+    }
+
+    static func type(of name: String) -> String {
+        switch (name as NSString).pathExtension {
+        case "html": return "text/html; charset=utf-8"
+        case "css": return "text/css; charset=utf-8"
+        case "js": return "text/javascript; charset=utf-8"
+        case "svg": return "image/svg+xml"
+        case "json": return "application/json"
+        default: return "text/plain; charset=utf-8"
+        }
+    }
+
     static let files: [String: File] = [
         "index.html": File(type: "text/html; charset=utf-8", bytes: Array(PackageResources.index_html)),
     ]
