@@ -25,17 +25,37 @@ struct ServiceOverview: Encodable {
     }
 }
 
-/// A plan's steps, for the deploy form (never the plan's text: it may hold webhook URLs).
+/// A plan's steps and thresholds, for the deploy form and the rollout's charts (never the
+/// plan's text: it may hold webhook URLs).
 struct PlanSummary: Encodable {
     var service: String
     var path: String
     var environments: [Environment]
+    var analysis: Analysis
 
     struct Environment: Encodable {
         var name: String
         var strategy: String
         var approval: Bool
         var steps: [String]
+        /// The proxy's own guard on the canary, if the plan sets one.
+        var guardrail: Guardrail?
+    }
+
+    /// What the analysis holds a canary to. Rates are fractions (0.05 is 5%).
+    struct Analysis: Encodable {
+        var intervalSeconds: Double
+        var minRequests: Int
+        var maxErrorRate: Double?
+        var maxErrorRateVsBaseline: Double?
+        var maxP99Ms: Double?
+        var failureLimit: Int
+    }
+
+    struct Guardrail: Encodable {
+        var maxErrorRate: Double
+        var minRequests: Int
+        var windowSeconds: Double
     }
 
     init(_ plan: DeployPlan) {
@@ -47,8 +67,14 @@ struct PlanSummary: Encodable {
                 case .weight(let w): return BasisPoints.format(w)
                 case .pause(let d): return d.map { "pause \($0.milliseconds / 1000)s" } ?? "pause until promoted"
                 }
+            }, guardrail: env.guardrail.map {
+                Guardrail(maxErrorRate: Double($0.maxErrorRate) / 10_000, minRequests: $0.minRequests, windowSeconds: Double($0.windowMilliseconds) / 1000)
             })
         }
+        let a = plan.analysis
+        analysis = Analysis(intervalSeconds: Double(a.interval.milliseconds) / 1000, minRequests: a.minRequests,
+                            maxErrorRate: a.maxErrorRate.map { Double($0) / 10_000 }, maxErrorRateVsBaseline: a.maxErrorRateVsBaseline,
+                            maxP99Ms: a.maxP99.map { Double($0.milliseconds) }, failureLimit: a.failureLimit)
     }
 }
 
