@@ -6,7 +6,7 @@ import * as overview from './overview.js';
 import * as rollout from './rollout.js';
 import * as service from './service.js';
 import * as deploy from './deploy.js';
-import * as history from './history.js';
+import * as historyPage from './history.js';
 import * as statistics from './statistics.js';
 
 // ---------------------------------------------------------------- DOM
@@ -130,7 +130,8 @@ export function readProgress(text) {
   const step = /(?:step|server) (\d+)\/(\d+)/.exec(progress);
   if (step) {
     const [done, total] = [Number(step[1]), Number(step[2])];
-    if (total > 0) fraction = Math.min(1, done / total);
+    // Step i of n is under way: i - 1 done, the current one half-way on average.
+    if (total > 0 && done > 0) fraction = Math.min(1, (done - 0.5) / total);
   }
   const weight = /at (\d+(?:\.\d+)?)%/.exec(progress);
   return { kind, fraction, weight: weight ? `${weight[1]}%` : null, text: progress };
@@ -303,7 +304,7 @@ const routes = [
   { pattern: /^\/services\/([^/]+)$/, page: service, name: 'service' },
   { pattern: /^\/services\/([^/]+)\/environments\/([^/]+)$/, page: service, name: 'environment' },
   { pattern: /^\/deploy$/, page: deploy, name: 'deploy' },
-  { pattern: /^\/history$/, page: history, name: 'history' },
+  { pattern: /^\/history$/, page: historyPage, name: 'history' },
   { pattern: /^\/statistics$/, page: statistics, name: 'statistics' },
 ];
 
@@ -321,7 +322,7 @@ export function replaceQuery(params) {
   const query = new URLSearchParams();
   for (const [key, value] of Object.entries(params)) if (value !== undefined && value !== null && value !== '') query.set(key, value);
   const text = query.toString();
-  history.replaceState(null, '', `#${location().path}${text ? `?${text}` : ''}`);
+  window.history.replaceState(null, '', `#${location().path}${text ? `?${text}` : ''}`);
 }
 
 /** Sets the page's title (tab and heading). */

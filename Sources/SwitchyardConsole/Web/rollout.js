@@ -207,7 +207,7 @@ function renderEnvironment(view, environment, deployment, live) {
   const lastWeight = [...steps].reverse().find((s) => s.weight)?.weight || null;
   const weight = current && live && live.canary_weight ? live.canary_weight : deployment && deployment.outcome === 'promoted' ? '100%' : lastWeight;
   return h('section', { class: 'environment-block', id: `env-${environment.name}`, 'aria-labelledby': `env-${environment.name}-title`, dataset: { environment: environment.name } },
-    h('h2', { id: `env-${environment.name}-title`, tabindex: '-1' }, `${environment.name} `, badge(current ? 'progressing' : environment.state)),
+    h('h2', { id: `env-${environment.name}-title`, tabindex: '-1' }, `${environment.name} `, badge(current ? readProgress(rollout.progress).kind : environment.state)),
     deployment ? null : h('p', { class: 'muted' }, 'Not reached yet.'),
     deployment && deployment.reason ? h('div', { class: `reason ${deployment.outcome}`, dataset: { role: 'reason' } }, h('strong', {}, `${stateWord(deployment.outcome)}: `), deployment.reason) : null,
     deployment ? h('dl', { class: 'facts' },
