@@ -46,7 +46,23 @@ enum WebAssets {
         }
     }
 
-    static let files: [String: File] = [
-        "index.html": File(type: "text/html; charset=utf-8", bytes: Array(PackageResources.index_html)),
-    ]
+    /// Every file of the folder: SwiftPM embeds each as `PackageResources.<name with underscores>`.
+    static let files: [String: File] = {
+        let embedded: [(name: String, bytes: [UInt8])] = [
+            ("index.html", Array(PackageResources.index_html)),
+            ("app.css", Array(PackageResources.app_css)),
+            ("app.js", Array(PackageResources.app_js)),
+            ("chart.js", Array(PackageResources.chart_js)),
+            ("overview.js", Array(PackageResources.overview_js)),
+            ("rollout.js", Array(PackageResources.rollout_js)),
+            ("service.js", Array(PackageResources.service_js)),
+            ("deploy.js", Array(PackageResources.deploy_js)),
+            ("history.js", Array(PackageResources.history_js)),
+            ("statistics.js", Array(PackageResources.statistics_js)),
+            ("icon.svg", Array(PackageResources.icon_svg)),
+        ]
+        var out: [String: File] = [:]
+        for file in embedded { out[file.name] = File(type: type(of: file.name), bytes: file.bytes) }
+        return out
+    }()
 }
