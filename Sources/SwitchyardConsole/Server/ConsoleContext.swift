@@ -79,6 +79,13 @@ enum JSONBody {
         }
     }
 
+    /// Decodes a body when there is one (by length or chunked), else nil.
+    static func decodeOptional<T: Decodable>(_ type: T.Type, from request: Request, context: ConsoleContext) async throws -> T? {
+        let length = request.headers[.contentLength]
+        if (length == nil || length == "0") && request.headers[.transferEncoding] == nil { return nil }
+        return try await decode(type, from: request, context: context)
+    }
+
     static func path(_ keys: [any CodingKey]) -> String {
         keys.map { key in key.intValue.map { "[\($0)]" } ?? snake(key.stringValue) }.joined(separator: ".").replacingOccurrences(of: ".[", with: "[")
     }
