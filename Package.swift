@@ -101,7 +101,9 @@ let package = Package(
         .testTarget(name: "SwitchyardDeployTests", dependencies: ["SwitchyardDeploy", "SwitchyardAdminAPI", "SwitchyardAdminClient"]),
         .testTarget(name: "SwitchyardAdminAPITests", dependencies: ["SwitchyardAdminAPI", "SwitchyardConfig", "SwitchyardRouting",
                                                                     .product(name: "Yams", package: "Yams")]),
-        .testTarget(name: "SwitchyardConsoleTests", dependencies: ["SwitchyardConsole", "SwitchyardConsoleAPI"]),
+        .testTarget(name: "SwitchyardConsoleTests", dependencies: ["SwitchyardConsole", "SwitchyardConsoleAPI",
+                                                                  .product(name: "Hummingbird", package: "hummingbird"),
+                                                                  .product(name: "Yams", package: "Yams")]),
         .testTarget(name: "IntegrationTests"),
     ]
 )
