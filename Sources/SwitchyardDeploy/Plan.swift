@@ -378,6 +378,21 @@ public enum PlanLoader {
     }
 }
 
+extension DeployPlan {
+    /// The plan with only the environments named, in the plan's order (`deploy run --env`).
+    /// - Throws: naming the unknown environments and the plan's.
+    public func selecting(environments names: [String]) throws(ClientError) -> DeployPlan {
+        let known = environments.map(\.name)
+        let unknown = names.filter { !known.contains($0) }
+        guard unknown.isEmpty else {
+            throw ClientError("\(path) has no environment \(unknown.joined(separator: ", ")); its environments: \(known.joined(separator: ", "))")
+        }
+        var plan = self
+        plan.environments = environments.filter { names.contains($0.name) }
+        return plan
+    }
+}
+
 /// Versions: `[ticket]-[module]-[yyyyMMddHHmmss]` in UTC, e.g. `OPS-142-api-20261121153000`.
 public enum VersionName {
     public static func make(ticket: String, module: String, at date: Date = Date()) -> String {

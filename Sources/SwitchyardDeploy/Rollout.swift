@@ -2,6 +2,7 @@ import Foundation
 import Glibc
 import SwitchyardAdminAPI
 import SwitchyardConfig
+import SwitchyardConsoleAPI
 
 /// How a rollout ended; the process exit code follows it.
 public enum RolloutOutcome: Equatable, Sendable {
@@ -35,6 +36,12 @@ public final class Rollout {
     public struct Options {
         public var actor: String
         public var json = false
+        /// The run's identity, by which a console knows it.
+        public var run = UUID().uuidString.lowercased()
+        /// Where the change comes from (commit, ticket...), recorded with the rollout.
+        public var change: ChangeInfo?
+        /// The plan file's content, recorded with the rollout (a console keeps it to abort a crashed run).
+        public var planText: String?
         public init(actor: String, json: Bool) { self.actor = actor; self.json = json }
     }
 
@@ -85,8 +92,15 @@ public final class Rollout {
     func emit(_ kind: DeployEvent.Kind, _ text: String, _ fields: [String: Any] = [:]) {
         let event = DeployEvent(kind: kind, service: plan.service, version: version, environment: currentEnvironment, text: text, fields: fields)
         printer.print(event)
+        if rolloutID > 0 {
+            history.recordEvent(rollout: rolloutID, time: event.time, kind: kind.rawValue, environment: currentEnvironment, message: text,
+                                fields: event.fieldsJSON)
+        }
         if event.isNotified { notifier?.send(event) }
     }
+
+    /// A line from another thread of this process (the console reporter), printed as a notice.
+    public func notice(_ message: String) { printer.notice(message) }
 
     func step(_ kind: String, _ detail: String, weight: String? = nil, analysis: AnalysisResult? = nil, server: String? = nil) {
         if let deploymentID { history.recordStep(deployment: deploymentID, kind: kind, detail: detail, weight: weight, analysis: analysis, server: server) }
@@ -129,7 +143,8 @@ public final class Rollout {
                 return refuse("\(env.name): \(error)")
             }
         }
-        rolloutID = history.startRollout(service: plan.service, version: version, actor: options.actor, plan: plan.path)
+        rolloutID = history.startRollout(service: plan.service, version: version, actor: options.actor, plan: plan.path, run: options.run,
+                                         environments: plan.environments.map(\.name), planText: options.planText, change: options.change)
         for (env, client) in connected { history.saveLock(rollout: rolloutID, environment: env.name, token: client.lockToken ?? "") }
         let progress = LiveProgress()
         liveProgress = progress
