@@ -27,6 +27,8 @@ let package = Package(
                        providers: [.apt(["libssl-dev"])]),
         .systemLibrary(name: "CSQLite", pkgConfig: "sqlite3",
                        providers: [.apt(["libsqlite3-dev"])]),
+        // Process calls Swift cannot import (prctl is variadic); glibc's headers only.
+        .systemLibrary(name: "CProcessControl"),
 
         // Pure Swift: no sockets, no libevent. Unit-tested directly.
         .target(name: "SwitchyardHTTP", swiftSettings: hotPathSettings),
@@ -56,7 +58,7 @@ let package = Package(
 
         .executableTarget(name: "switchyard",
                           dependencies: ["SwitchyardProxy", "SwitchyardConfig", "SwitchyardDemo", "SwitchyardDeploy",
-                                         "SwitchyardAdminAPI", "SwitchyardAdminClient", "SwitchyardConsoleAPI", "COpenSSL",
+                                         "SwitchyardAdminAPI", "SwitchyardAdminClient", "SwitchyardConsoleAPI", "COpenSSL", "CProcessControl",
                                          .product(name: "ArgumentParser", package: "swift-argument-parser")]),
 
         .testTarget(name: "SwitchyardHTTPTests", dependencies: ["SwitchyardHTTP"]),

@@ -178,6 +178,11 @@ extension History {
             .filter { !isAcknowledged(rollout: $0) }
     }
 
+    /// The services with a rollout marked running (to `markCrashed` them before an upload).
+    public func servicesWithRunningRollouts() -> [String] {
+        query("SELECT DISTINCT service FROM rollouts WHERE outcome = 'running' ORDER BY service").compactMap { $0["service"] as? String }
+    }
+
     var changes: Int { Int(sqlite3Changes()) }
 
     // MARK: Import

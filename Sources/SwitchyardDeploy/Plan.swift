@@ -132,6 +132,11 @@ public enum PlanLoader {
         try NodeReader.load(path: path, what: "the plan") { (text: String) throws(ConfigError) in try parse(yaml: text, file: path) }
     }
 
+    /// The plan and the text it was read from (what a rollout records for a console).
+    public static func loadWithText(path: String) throws(ConfigError) -> (plan: DeployPlan, text: String) {
+        try NodeReader.load(path: path, what: "the plan") { (text: String) throws(ConfigError) in (try parse(yaml: text, file: path), text) }
+    }
+
     public static func parse(yaml: String, file: String) throws(ConfigError) -> DeployPlan {
         try NodeReader.read(yaml: yaml, file: file, whenEmpty: "the plan is empty; it needs service and environments") { root, reader in
             readPlan(root, file: file, reader: &reader)

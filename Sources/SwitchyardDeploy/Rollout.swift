@@ -99,8 +99,11 @@ public final class Rollout {
         if event.isNotified { notifier?.send(event) }
     }
 
-    /// A line from another thread of this process (the console reporter), printed as a notice.
-    public func notice(_ message: String) { printer.notice(message) }
+    /// Prints a line from another thread of this process (the console reporter) as a notice.
+    public var notices: @Sendable (String) -> Void {
+        let printer = self.printer
+        return { printer.notice($0) }
+    }
 
     func step(_ kind: String, _ detail: String, weight: String? = nil, analysis: AnalysisResult? = nil, server: String? = nil) {
         if let deploymentID { history.recordStep(deployment: deploymentID, kind: kind, detail: detail, weight: weight, analysis: analysis, server: server) }
@@ -152,7 +155,7 @@ public final class Rollout {
         startLockKeeper(connected, reason: lockReason) { let (env, text) = progress.get(); history.heartbeat(id, environment: env, progress: text) }
         notifier = Notifier(plan: plan, environment: environment) { [printer] in printer.warn($0) }
         emit(.started, "rollout #\(rolloutID): \(plan.service) \(version) through \(plan.environments.map(\.name).joined(separator: " → ")) by \(options.actor)",
-             ["rollout": rolloutID, "environments": plan.environments.map(\.name)])
+             ["rollout": rolloutID, "run": options.run, "environments": plan.environments.map(\.name)])
         let outcome = runEnvironments()
         lockKeeper?.stop()
         for env in plan.environments { releaseLock(env.name) }
