@@ -41,6 +41,8 @@ let package = Package(
                        providers: [.apt(["libssl-dev"])]),
         .systemLibrary(name: "CSQLite", pkgConfig: "sqlite3",
                        providers: [.apt(["libsqlite3-dev"])]),
+        // Process calls Swift cannot import (prctl is variadic); glibc's headers only.
+        .systemLibrary(name: "CProcessControl"),
 
         // Pure Swift: no sockets, no libevent. Unit-tested directly.
         .target(name: "SwitchyardHTTP", swiftSettings: hotPathSettings),
@@ -92,13 +94,13 @@ let package = Package(
 
         .executableTarget(name: "switchyard",
                           dependencies: ["SwitchyardProxy", "SwitchyardConfig", "SwitchyardDemo", "SwitchyardDeploy", "SwitchyardConsole",
-                                         "SwitchyardAdminAPI", "SwitchyardAdminClient", "COpenSSL",
+                                         "SwitchyardAdminAPI", "SwitchyardAdminClient", "SwitchyardConsoleAPI", "COpenSSL", "CProcessControl",
                                          .product(name: "ArgumentParser", package: "swift-argument-parser")]),
 
         .testTarget(name: "SwitchyardHTTPTests", dependencies: ["SwitchyardHTTP"]),
         .testTarget(name: "SwitchyardConfigTests", dependencies: ["SwitchyardConfig"]),
         .testTarget(name: "SwitchyardRoutingTests", dependencies: ["SwitchyardRouting", "SwitchyardConfig", "SwitchyardHTTP"]),
-        .testTarget(name: "SwitchyardDeployTests", dependencies: ["SwitchyardDeploy", "SwitchyardAdminAPI", "SwitchyardAdminClient"]),
+        .testTarget(name: "SwitchyardDeployTests", dependencies: ["SwitchyardDeploy", "SwitchyardAdminAPI", "SwitchyardAdminClient", "SwitchyardConsoleAPI"]),
         .testTarget(name: "SwitchyardAdminAPITests", dependencies: ["SwitchyardAdminAPI", "SwitchyardConfig", "SwitchyardRouting",
                                                                     .product(name: "Yams", package: "Yams")]),
         .testTarget(name: "SwitchyardConsoleTests", dependencies: ["SwitchyardConsole", "SwitchyardConsoleAPI",
