@@ -50,6 +50,17 @@ import Testing
         return token
     }
 
+    /// The messages of the events a runner printed with --json, in order, without its notices
+    /// about the reporting itself (which are not part of the rollout's record).
+    static func printedMessages(_ runner: ManagedProcess) -> [String] {
+        runner.stdout.split(separator: "\n").compactMap { line in
+            guard let object = try? JSONSerialization.jsonObject(with: Data(line.utf8)) as? [String: Any], object["event"] != nil,
+                  let message = object["message"] as? String else { return nil }
+            if object["event"] as? String == "notice" && message.contains("console") { return nil }
+            return message
+        }
+    }
+
     static func state(_ console: ConsoleProcess, _ id: Int) throws -> String { try console.rollout(id)["state"] as? String ?? "" }
 
     /// The id of the newest rollout of `web` once the console knows it.
@@ -105,9 +116,9 @@ import Testing
         #expect(deployments.allSatisfy { !(($0["steps"] as? [Any]) ?? []).isEmpty })
         #expect(deployments.contains { !(($0["hooks"] as? [[String: Any]]) ?? []).isEmpty })
         // Every event the runner printed reached the console.
-        let printed = runner.stdout.split(separator: "\n").filter { $0.contains("\"event\"") }.count
-        let stored = (detail["events"] as? [Any])?.count ?? 0
-        #expect(stored == printed, "runner printed \(printed) events, the console has \(stored)")
+        let printed = Self.printedMessages(runner)
+        let stored = ((detail["events"] as? [[String: Any]]) ?? []).compactMap { $0["message"] as? String }
+        #expect(stored == printed, "printed but not in the console: \(Set(printed).subtracting(stored)); in the console only: \(Set(stored).subtracting(printed))")
         let controls = detail["controls"] as? [[String: Any]] ?? []
         #expect(controls.contains { $0["command"] as? String == "approve" && $0["actor"] as? String == "alice" && ($0["result"] as? String ?? "").contains("approved") })
         #expect(try lab.service("prod")["active"] as? String == "green")
@@ -179,8 +190,10 @@ import Testing
         console = try ConsoleProcess(directory: lab.directory, listen: "127.0.0.1:\(port)")
         #expect(runner.waitForExit(timeout: 90) == 0, "\(runner.stdout)\(runner.stderr)")
         let detail = try Self.waitForState(console, id, ["promoted"], timeout: 30)
-        let printed = runner.stdout.split(separator: "\n").filter { $0.contains("\"event\"") }.count
-        try console.waitFor("/api/v1/rollouts/\(id)", timeout: 30, what: "every event uploaded") { (($0["events"] as? [Any])?.count ?? 0) == printed }
+        let printed = Self.printedMessages(runner)
+        try console.waitFor("/api/v1/rollouts/\(id)", timeout: 30, what: "every event uploaded: \(printed)") {
+            (($0["events"] as? [[String: Any]]) ?? []).compactMap { $0["message"] as? String } == printed
+        }
         #expect((detail["deployments"] as? [Any])?.count == 2)
     }
 
@@ -191,7 +204,7 @@ import Testing
         let plan = try lab.writePlan(Self.twoEnvironmentPlan(lab))
         // No console at all during the run: the rollout is promoted on its own.
         let offline = try run("/usr/bin/env", ["SWITCHYARD_CONSOLE_TOKEN=\(consoleAdminToken)", switchyardBinary, "deploy", "run", plan, "--version", "v2",
-                                               "--actor", "ci", "--console", url, "--console-flush-timeout", "1s"])
+                                               "--actor", "ci", "--console", url, "--flush-timeout", "1"])
         #expect(offline.status == 0, "\(offline.output)\(offline.error)")
         #expect(try lab.service("prod")["active"] as? String == "green")
         #expect((offline.output + offline.error).contains("deploy upload"), "the runner says how to upload later: \(offline)")
@@ -219,7 +232,7 @@ import Testing
             ((($0["rollout"] as? [String: Any])?["progress"] as? String) ?? "").contains("30%")
                 && (($0["rollout"] as? [String: Any])?["environment"] as? String) == "prod"
         }
-        #expect(try lab.service("prod")["canary"] != nil)
+        #expect(try lab.service("prod")["canary"] is [String: Any])
         owner.kill()
         let killedAt = Date()
         try other.waitFor("/api/v1/rollouts/\(id)", timeout: 30, what: "the rollout marked crashed by the other instance") {
@@ -228,13 +241,15 @@ import Testing
         let noticed = Date().timeIntervalSince(killedAt)
         #expect(noticed < 15, "noticed after \(noticed)s with a 3s lease")
         // The rollout died with its console: the proxy's lock is still held by it.
-        #expect((try lab.status("prod"))["lock"] != nil)
+        #expect((try lab.status("prod"))["lock"] is [String: Any])
         let abort = try other.call("POST", "/api/v1/rollouts/\(id)/abort", body: #"{"wait":60}"#)
-        #expect(abort.status == 200 && abort.json["result"] as? String == "rolled back", "\(abort.text)")
+        let logs = ((try? FileManager.default.contentsOfDirectory(atPath: "\(lab.directory)/other-data/runs")) ?? []).filter { $0.hasSuffix(".log") }
+            .map { (try? String(contentsOfFile: "\(lab.directory)/other-data/runs/\($0)", encoding: .utf8)) ?? "" }.joined(separator: "\n---\n")
+        #expect(abort.status == 200 && abort.json["result"] as? String == "rolled back", "\(abort.text)\n\(logs)")
         #expect(try Self.state(other, id) == "rolled_back")
         #expect(try lab.service("prod")["active"] as? String == "blue")
-        #expect(try lab.service("prod")["canary"] == nil)
-        #expect((try lab.status("prod"))["lock"] == nil)
-        #expect((try lab.status("stage"))["lock"] == nil)
+        #expect(try lab.service("prod")["canary"] is NSNull)
+        #expect((try lab.status("prod"))["lock"] is NSNull)
+        #expect((try lab.status("stage"))["lock"] is NSNull)
     }
 }

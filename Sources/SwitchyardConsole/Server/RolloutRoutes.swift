@@ -167,7 +167,7 @@ extension ConsoleServer {
             throw APIError(.conflict, "an abort of rollout #\(row.id) is already running; wait for its result (GET /api/v1/rollouts/\(row.id))")
         }
         guard let report = try await rollouts.reconstructedReport(row.id) else { throw APIError(.notFound, "no rollout #\(row.id)") }
-        let controlID = try await rollouts.addControl(rollout: row.id, command: "abort", argument: nil, actor: caller.name)
+        let controlID = try await rollouts.addControl(rollout: row.id, command: "abort", argument: nil, actor: caller.name, byConsole: true)
         try await rollouts.feed(topic: "control", rollout: row.id, service: row.service, environment: nil, kind: "abort",
                                 message: "abort of crashed rollout #\(row.id) by \(caller.name): rolling back from the console")
         do {

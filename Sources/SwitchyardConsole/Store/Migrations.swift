@@ -55,7 +55,7 @@ enum Migrations {
             """
             CREATE TABLE controls (
                 id {id}, rollout_id BIGINT NOT NULL, command TEXT NOT NULL, argument TEXT, actor TEXT NOT NULL, created_at TEXT NOT NULL,
-                delivered_at TEXT, handled_at TEXT, result TEXT)
+                handler TEXT NOT NULL, delivered_at TEXT, handled_at TEXT, result TEXT)
             """,
             "CREATE INDEX controls_by_rollout ON controls(rollout_id, id)",
             """

@@ -195,7 +195,7 @@ public struct RolloutStore: Sendable {
         for c in report.controlResults {
             let updated = try await sql.raw("""
                 UPDATE controls SET result = \(bind: c.result), handled_at = \(bind: c.handledAt)
-                WHERE id = \(bind: c.id) AND rollout_id = \(bind: id) AND handled_at IS NULL RETURNING command
+                WHERE id = \(bind: c.id) AND rollout_id = \(bind: id) AND handled_at IS NULL AND handler = 'runner' RETURNING command
                 """).all()
             if let first = updated.first {
                 let command = try first.decode(column: "command", as: String.self)
@@ -215,7 +215,7 @@ public struct RolloutStore: Sendable {
         var orders: [ControlOrder] = []
         for control in try await sql.raw("""
             SELECT id, command, argument, actor FROM controls
-            WHERE rollout_id = \(bind: id) AND id > \(bind: report.controlsAfter) AND handled_at IS NULL ORDER BY id
+            WHERE rollout_id = \(bind: id) AND id > \(bind: report.controlsAfter) AND handled_at IS NULL AND handler = 'runner' ORDER BY id
             """).all() {
             orders.append(ControlOrder(id: try control.decode(column: "id", as: Int.self), command: try control.decode(column: "command", as: String.self),
                                        argument: try control.decode(column: "argument", as: String?.self), actor: try control.decode(column: "actor", as: String.self)))
@@ -344,9 +344,12 @@ public struct RolloutStore: Sendable {
 
     // MARK: Controls
 
-    public func addControl(rollout: Int, command: String, argument: String?, actor: String) async throws -> Int {
+    /// Queues a control. `byConsole`: the console carries it out itself (an abort of a crashed
+    /// rollout); it is never sent to a runner, whose answer would race the console's.
+    public func addControl(rollout: Int, command: String, argument: String?, actor: String, byConsole: Bool = false) async throws -> Int {
         guard let row = try await sql.raw("""
-            INSERT INTO controls (rollout_id, command, argument, actor, created_at) VALUES (\(bind: rollout), \(bind: command), \(bind: argument), \(bind: actor), \(bind: Clock.now()))
+            INSERT INTO controls (rollout_id, command, argument, actor, created_at, handler)
+            VALUES (\(bind: rollout), \(bind: command), \(bind: argument), \(bind: actor), \(bind: Clock.now()), \(bind: byConsole ? "console" : "runner"))
             RETURNING id
             """).first() else { throw ConsoleError("database: the control got no id") }
         return try row.decode(column: "id", as: Int.self)
@@ -360,7 +363,7 @@ public struct RolloutStore: Sendable {
 
     /// Whether an abort the console started for this rollout is still going.
     func abortInProgress(rollout: Int) async throws -> Bool {
-        try await sql.raw("SELECT id FROM controls WHERE rollout_id = \(bind: rollout) AND command = 'abort' AND handled_at IS NULL").first() != nil
+        try await sql.raw("SELECT id FROM controls WHERE rollout_id = \(bind: rollout) AND handler = 'console' AND handled_at IS NULL").first() != nil
     }
 
     /// Answers a control the console handled itself (an abort of a crashed rollout).
