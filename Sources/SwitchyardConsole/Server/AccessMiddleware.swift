@@ -31,7 +31,7 @@ struct AccessMiddleware: RouterMiddleware {
         } else if let cookie = request.cookies[Self.sessionCookie]?.value {
             if let caller = try await access.caller(session: cookie) {
                 if ![.get, .head, .options].contains(request.method) {
-                    guard let sent = request.headers[HTTPField.Name("X-CSRF-Token")!], sent == caller.csrf else {
+                    guard let sent = request.headers[ConsoleHeaders.csrfToken], sent == caller.csrf else {
                         throw APIError(.forbidden, "this request came with the session cookie but without its X-CSRF-Token header; reload the page")
                     }
                 }

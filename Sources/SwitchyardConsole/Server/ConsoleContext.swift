@@ -1,6 +1,7 @@
 import Foundation
 import Hummingbird
 import NIOCore
+import HTTPTypes
 import SwitchyardConsoleAPI
 
 /// The context of one API request: who calls, once the access middleware has looked.
@@ -107,4 +108,13 @@ enum JSONBody {
         default: return "\(type)"
         }
     }
+}
+
+/// Header names the console uses beyond HTTPTypes' own. Built from literals that are valid
+/// field names; the fallback only keeps the code free of force unwraps.
+enum ConsoleHeaders {
+    static let csrfToken = HTTPField.Name("X-CSRF-Token") ?? .cacheControl
+    static let lastEventID = HTTPField.Name("Last-Event-ID") ?? .cacheControl
+    static let accelBuffering = HTTPField.Name("X-Accel-Buffering") ?? .cacheControl
+    static let contentTypeOptions = HTTPField.Name("X-Content-Type-Options") ?? .cacheControl
 }
