@@ -25,6 +25,8 @@ let package = Package(
         .package(url: "https://github.com/vapor/sqlite-kit", from: "4.5.2"),
         .package(url: "https://github.com/vapor/sqlite-nio", from: "1.13.0"),
         .package(url: "https://github.com/vapor/postgres-kit", from: "2.17.0"),
+        .package(url: "https://github.com/vapor/postgres-nio", from: "1.30.1"),
+        .package(url: "https://github.com/vapor/async-kit", from: "1.21.0"),
         .package(url: "https://github.com/apple/swift-crypto", "3.9.0"..<"5.0.0"),
         .package(url: "https://github.com/apple/swift-nio", from: "2.81.0"),
         .package(url: "https://github.com/apple/swift-nio-ssl", from: "2.37.2"),
@@ -39,6 +41,8 @@ let package = Package(
                        providers: [.apt(["libssl-dev"])]),
         .systemLibrary(name: "CSQLite", pkgConfig: "sqlite3",
                        providers: [.apt(["libsqlite3-dev"])]),
+        // Process calls Swift cannot import (prctl is variadic); glibc's headers only.
+        .systemLibrary(name: "CProcessControl"),
 
         // Pure Swift: no sockets, no libevent. Unit-tested directly.
         .target(name: "SwitchyardHTTP", swiftSettings: hotPathSettings),
@@ -82,22 +86,26 @@ let package = Package(
                                .product(name: "SQLiteKit", package: "sqlite-kit"),
                                .product(name: "SQLiteNIO", package: "sqlite-nio"),
                                .product(name: "PostgresKit", package: "postgres-kit"),
+                               .product(name: "PostgresNIO", package: "postgres-nio"),
+                               .product(name: "AsyncKit", package: "async-kit"),
                                .product(name: "Crypto", package: "swift-crypto"),
                                .product(name: "Yams", package: "Yams")],
                 resources: [.embedInCode("Web")]),
 
         .executableTarget(name: "switchyard",
                           dependencies: ["SwitchyardProxy", "SwitchyardConfig", "SwitchyardDemo", "SwitchyardDeploy", "SwitchyardConsole",
-                                         "SwitchyardAdminAPI", "SwitchyardAdminClient", "COpenSSL",
+                                         "SwitchyardAdminAPI", "SwitchyardAdminClient", "SwitchyardConsoleAPI", "COpenSSL", "CProcessControl",
                                          .product(name: "ArgumentParser", package: "swift-argument-parser")]),
 
         .testTarget(name: "SwitchyardHTTPTests", dependencies: ["SwitchyardHTTP"]),
         .testTarget(name: "SwitchyardConfigTests", dependencies: ["SwitchyardConfig"]),
         .testTarget(name: "SwitchyardRoutingTests", dependencies: ["SwitchyardRouting", "SwitchyardConfig", "SwitchyardHTTP"]),
-        .testTarget(name: "SwitchyardDeployTests", dependencies: ["SwitchyardDeploy", "SwitchyardAdminAPI", "SwitchyardAdminClient"]),
+        .testTarget(name: "SwitchyardDeployTests", dependencies: ["SwitchyardDeploy", "SwitchyardAdminAPI", "SwitchyardAdminClient", "SwitchyardConsoleAPI"]),
         .testTarget(name: "SwitchyardAdminAPITests", dependencies: ["SwitchyardAdminAPI", "SwitchyardConfig", "SwitchyardRouting",
                                                                     .product(name: "Yams", package: "Yams")]),
-        .testTarget(name: "SwitchyardConsoleTests", dependencies: ["SwitchyardConsole", "SwitchyardConsoleAPI"]),
+        .testTarget(name: "SwitchyardConsoleTests", dependencies: ["SwitchyardConsole", "SwitchyardConsoleAPI",
+                                                                  .product(name: "Hummingbird", package: "hummingbird"),
+                                                                  .product(name: "Yams", package: "Yams")]),
         .testTarget(name: "IntegrationTests"),
     ]
 )

@@ -55,10 +55,11 @@ public struct ConsoleConfiguration: Sendable {
                     }
                 case "database":
                     if let s = r.scalar(v, key) {
-                        if s.hasPrefix("sqlite:") || s.hasPrefix("postgres://") || s.hasPrefix("postgresql://") { c.database = s }
+                        if s.hasPrefix("postgres://") || s.hasPrefix("postgresql://") { c.database = s }
+                        else if s.hasPrefix("sqlite:") { c.database = "sqlite:" + resolve(String(s.dropFirst("sqlite:".count)), relativeTo: file) }
                         else { r.problem(v, key, "give sqlite:PATH or postgres://USER:PASSWORD@HOST:PORT/DATABASE") }
                     }
-                case "data_dir": if let s = r.scalar(v, key), !s.isEmpty { c.dataDirectory = s }
+                case "data_dir": if let s = r.scalar(v, key), !s.isEmpty { c.dataDirectory = resolve(s, relativeTo: file) }
                 case "plans":
                     guard let items = r.sequence(v, key) else { continue }
                     for (i, item) in items.enumerated() { if let s = r.scalar(item, "\(key)[\(i)]") { c.plans.append(resolve(s, relativeTo: file)) } }

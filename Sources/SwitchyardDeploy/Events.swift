@@ -38,6 +38,14 @@ public struct DeployEvent: @unchecked Sendable {
     }
 
     public var jsonData: Data { (try? JSONSerialization.data(withJSONObject: json, options: [.sortedKeys])) ?? Data() }
+
+    /// The figures alone, as a JSON object (what the history's `events` table keeps).
+    public var fieldsJSON: String {
+        guard JSONSerialization.isValidJSONObject(fields), let data = try? JSONSerialization.data(withJSONObject: fields, options: [.sortedKeys]) else {
+            return "{}"
+        }
+        return String(decoding: data, as: UTF8.self)
+    }
 }
 
 /// Prints events: one JSON object per line (`--json`), or lines for people with a live
@@ -70,8 +78,11 @@ public final class ProgressPrinter: @unchecked Sendable {
     }
 
     /// A warning from a helper thread (lock renewal, notifications), as a `notice` event.
-    public func warn(_ message: String) {
-        print(DeployEvent(kind: .notice, service: "", version: "", environment: nil, text: "warning: \(message)"))
+    public func warn(_ message: String) { notice("warning: \(message)") }
+
+    /// A line from a helper thread, as a `notice` event.
+    public func notice(_ message: String) {
+        print(DeployEvent(kind: .notice, service: "", version: "", environment: nil, text: message))
     }
 
     /// The live line (terminals only): redrawn in place.

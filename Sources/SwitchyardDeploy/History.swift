@@ -2,6 +2,7 @@ import CSQLite
 import Foundation
 import Glibc
 import SwitchyardAdminClient
+import SwitchyardConsoleAPI
 
 /// The deploy history: SQLite, one file per repository (`.switchyard/history.sqlite` by
 /// default). A rollout writes every step as it happens, so a crash leaves a record that
@@ -24,10 +25,17 @@ public final class History: @unchecked Sendable {
         do {
             try exec("PRAGMA journal_mode=WAL")
             try exec("PRAGMA synchronous=FULL")
-            try exec(Self.schema)
-            // Histories written before steps named their server get the column; old rows have none.
-            if !query("PRAGMA table_info(steps)").contains(where: { $0["name"] as? String == "server" }) {
-                try exec("ALTER TABLE steps ADD COLUMN server TEXT")
+            // One writer at a time: two processes opening an older file must not both add a column.
+            try exec("BEGIN IMMEDIATE")
+            do {
+                try exec(Self.schema)
+                // Histories written by older versions get the columns added since; their old rows have none.
+                for (table, columns) in Self.addedColumns { try addMissingColumns(table, columns) }
+                try exec(Self.indexes)
+                try exec("COMMIT")
+            } catch {
+                try? exec("ROLLBACK")
+                throw error
             }
         } catch {
             throw ClientError("history database \(path): \(error)")
@@ -40,7 +48,9 @@ public final class History: @unchecked Sendable {
         CREATE TABLE IF NOT EXISTS rollouts (
             id INTEGER PRIMARY KEY, service TEXT NOT NULL, version TEXT NOT NULL, actor TEXT NOT NULL,
             plan TEXT NOT NULL, started_at TEXT NOT NULL, ended_at TEXT, outcome TEXT NOT NULL, reason TEXT,
-            pid INTEGER NOT NULL, host TEXT NOT NULL, heartbeat_at TEXT, environment TEXT, progress TEXT);
+            pid INTEGER NOT NULL, host TEXT NOT NULL, heartbeat_at TEXT, environment TEXT, progress TEXT,
+            run TEXT, environments TEXT, plan_text TEXT,
+            commit_sha TEXT, commit_time TEXT, ticket TEXT, link TEXT, changelog TEXT);
         CREATE TABLE IF NOT EXISTS deployments (
             id INTEGER PRIMARY KEY, rollout_id INTEGER NOT NULL, service TEXT NOT NULL, environment TEXT NOT NULL,
             version TEXT NOT NULL, strategy TEXT NOT NULL, actor TEXT NOT NULL, started_at TEXT NOT NULL, ended_at TEXT,
@@ -54,12 +64,41 @@ public final class History: @unchecked Sendable {
             command TEXT NOT NULL, exit_code INTEGER, duration_ms INTEGER, output TEXT, time TEXT NOT NULL);
         CREATE TABLE IF NOT EXISTS controls (
             id INTEGER PRIMARY KEY, rollout_id INTEGER NOT NULL, command TEXT NOT NULL, argument TEXT,
-            actor TEXT NOT NULL, created_at TEXT NOT NULL, handled_at TEXT, result TEXT);
+            actor TEXT NOT NULL, created_at TEXT NOT NULL, handled_at TEXT, result TEXT, console_id INTEGER);
         CREATE TABLE IF NOT EXISTS locks (
             rollout_id INTEGER NOT NULL, environment TEXT NOT NULL, token TEXT NOT NULL, released INTEGER NOT NULL DEFAULT 0,
             PRIMARY KEY (rollout_id, environment));
-        CREATE INDEX IF NOT EXISTS deployments_by_service ON deployments(service, environment);
+        CREATE TABLE IF NOT EXISTS events (
+            id INTEGER PRIMARY KEY, rollout_id INTEGER NOT NULL, time TEXT NOT NULL, kind TEXT NOT NULL, environment TEXT,
+            message TEXT NOT NULL, fields TEXT NOT NULL);
+        CREATE TABLE IF NOT EXISTS console_sync (
+            rollout_id INTEGER PRIMARY KEY, console_rollout INTEGER, steps INTEGER NOT NULL DEFAULT 0,
+            hooks INTEGER NOT NULL DEFAULT 0, events INTEGER NOT NULL DEFAULT 0, plan_acked INTEGER NOT NULL DEFAULT 0,
+            acked_state TEXT);
         """
+
+    /// Columns added after the first release, by table: `init` adds the missing ones to older files.
+    static let addedColumns: [(table: String, columns: [(name: String, type: String)])] = [
+        ("steps", [("server", "TEXT")]),
+        ("rollouts", [("run", "TEXT"), ("environments", "TEXT"), ("plan_text", "TEXT"), ("commit_sha", "TEXT"),
+                      ("commit_time", "TEXT"), ("ticket", "TEXT"), ("link", "TEXT"), ("changelog", "TEXT")]),
+        ("controls", [("console_id", "INTEGER")]),
+    ]
+
+    /// Created after the columns they cover exist in older files too.
+    static let indexes = """
+        CREATE INDEX IF NOT EXISTS deployments_by_service ON deployments(service, environment);
+        CREATE INDEX IF NOT EXISTS events_by_rollout ON events(rollout_id, id);
+        CREATE UNIQUE INDEX IF NOT EXISTS rollouts_by_run ON rollouts(run);
+        CREATE UNIQUE INDEX IF NOT EXISTS controls_by_console_id ON controls(rollout_id, console_id);
+        """
+
+    func addMissingColumns(_ table: String, _ columns: [(name: String, type: String)]) throws(ClientError) {
+        let present = Set(query("PRAGMA table_info(\(table))").compactMap { $0["name"] as? String })
+        for column in columns where !present.contains(column.name) {
+            try exec("ALTER TABLE \(table) ADD COLUMN \(column.name) \(column.type)")
+        }
+    }
 
     // MARK: SQL plumbing
 
@@ -75,14 +114,25 @@ public final class History: @unchecked Sendable {
         }
     }
 
-    /// Runs a statement; returns the rows as dictionaries (column name to Int, Double, String or NSNull).
+    /// Runs a statement; returns the rows as dictionaries (column name to Int, Double, String
+    /// or NSNull). An error is printed, and the rows read before it are returned: the history
+    /// is a record of the rollout, and a failed write must not stop the rollout.
     @discardableResult
     func query(_ sql: String, _ values: [Value] = []) -> [[String: Any]] {
+        var rows: [[String: Any]] = []
+        do { try run(sql, values) { rows.append($0) } }
+        catch { FileHandle.standardError.write(Data("switchyard deploy: history: \(error)\n".utf8)) }
+        return rows
+    }
+
+    /// Runs a statement whose failure must stop what the caller does (an import).
+    func write(_ sql: String, _ values: [Value] = []) throws(ClientError) {
+        try run(sql, values) { _ in }
+    }
+
+    private func run(_ sql: String, _ values: [Value], row: ([String: Any]) -> Void) throws(ClientError) {
         var statement: OpaquePointer?
-        guard sqlite3_prepare_v2(db, sql, -1, &statement, nil) == SQLITE_OK else {
-            FileHandle.standardError.write(Data("switchyard deploy: history: \(String(cString: sqlite3_errmsg(db)))\n".utf8))
-            return []
-        }
+        guard sqlite3_prepare_v2(db, sql, -1, &statement, nil) == SQLITE_OK else { throw ClientError(String(cString: sqlite3_errmsg(db))) }
         defer { sqlite3_finalize(statement) }
         for (i, v) in values.enumerated() {
             let index = Int32(i + 1)
@@ -93,46 +143,64 @@ public final class History: @unchecked Sendable {
             default: sqlite3_bind_null(statement, index)
             }
         }
-        var rows: [[String: Any]] = []
         while true {
             let rc = sqlite3_step(statement)
-            if rc == SQLITE_ROW {
-                var row: [String: Any] = [:]
-                for c in 0..<sqlite3_column_count(statement) {
-                    let name = String(cString: sqlite3_column_name(statement, c))
-                    switch sqlite3_column_type(statement, c) {
-                    case SQLITE_INTEGER: row[name] = Int(sqlite3_column_int64(statement, c))
-                    case SQLITE_FLOAT: row[name] = sqlite3_column_double(statement, c)
-                    case SQLITE_TEXT: row[name] = String(cString: sqlite3_column_text(statement, c))
-                    default: row[name] = NSNull()
-                    }
-                }
-                rows.append(row)
-            } else {
-                if rc != SQLITE_DONE {
-                    FileHandle.standardError.write(Data("switchyard deploy: history: \(String(cString: sqlite3_errmsg(db)))\n".utf8))
-                }
-                break
+            guard rc == SQLITE_ROW else {
+                if rc != SQLITE_DONE { throw ClientError(String(cString: sqlite3_errmsg(db))) }
+                return
             }
+            var values: [String: Any] = [:]
+            for c in 0..<sqlite3_column_count(statement) {
+                let name = String(cString: sqlite3_column_name(statement, c))
+                switch sqlite3_column_type(statement, c) {
+                case SQLITE_INTEGER: values[name] = Int(sqlite3_column_int64(statement, c))
+                case SQLITE_FLOAT: values[name] = sqlite3_column_double(statement, c)
+                case SQLITE_TEXT: values[name] = String(cString: sqlite3_column_text(statement, c))
+                default: values[name] = NSNull()
+                }
+            }
+            row(values)
         }
-        return rows
     }
+
+    /// Rows the last statement on this connection changed.
+    func sqlite3Changes() -> Int32 { sqlite3_changes(db) }
 
     var lastID: Int { Int(sqlite3_last_insert_rowid(db)) }
 
-    public static func now() -> String {
+    public static func now() -> String { format(Date()) }
+
+    /// ISO 8601 in UTC with milliseconds, as every time in the history.
+    public static func format(_ date: Date) -> String {
         let f = ISO8601DateFormatter()
         f.formatOptions = [.withInternetDateTime, .withFractionalSeconds]
-        return f.string(from: Date())
+        return f.string(from: date)
     }
 
     // MARK: Rollouts and deployments
 
-    public func startRollout(service: String, version: String, actor: String, plan: String) -> Int {
-        query("INSERT INTO rollouts (service, version, actor, plan, started_at, outcome, pid, host, heartbeat_at) VALUES (?,?,?,?,?,?,?,?,?)",
-              [.text(service), .text(version), .text(actor), .text(plan), .text(Self.now()), .text("running"),
-               .int(Int(getpid())), .text(Self.hostName), .text(Self.now())])
+    /// Records a rollout that starts now in this process.
+    /// - Parameters:
+    ///   - run: the run's identity (a UUID), by which a console knows it.
+    ///   - environments: the environments the run goes through, in order.
+    ///   - planText: the plan file's content, which a console keeps to abort a crashed run.
+    public func startRollout(service: String, version: String, actor: String, plan: String, run: String = UUID().uuidString.lowercased(),
+                             environments: [String] = [], planText: String? = nil, change: ChangeInfo? = nil) -> Int {
+        query("""
+            INSERT INTO rollouts (service, version, actor, plan, started_at, outcome, pid, host, heartbeat_at, run, environments, plan_text,
+                                  commit_sha, commit_time, ticket, link, changelog)
+            VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?)
+            """, [.text(service), .text(version), .text(actor), .text(plan), .text(Self.now()), .text("running"),
+                  .int(Int(getpid())), .text(Self.hostName), .text(Self.now()), .text(run), .text(Self.jsonArray(environments)), .text(planText),
+                  .text(change?.commit), .text(change?.commitTime), .text(change?.ticket), .text(change?.link), .text(change?.changelog)])
         return lastID
+    }
+
+    /// The rollout recorded with the run identity `run`.
+    public func rollout(run: String) -> [String: Any]? { query("SELECT * FROM rollouts WHERE run = ?", [.text(run)]).first }
+
+    static func jsonArray(_ strings: [String]) -> String {
+        (try? JSONEncoder().encode(strings)).map { String(decoding: $0, as: UTF8.self) } ?? "[]"
     }
 
     public func finishRollout(_ id: Int, outcome: String, reason: String?) {
@@ -226,6 +294,17 @@ public final class History: @unchecked Sendable {
         query("SELECT * FROM hooks WHERE deployment_id = ? OR (deployment_id IS NULL AND rollout_id = ?) ORDER BY id", [.int(deployment), .int(rollout)])
     }
 
+    // MARK: Events
+
+    /// Records an event of a rollout as `deploy run --json` prints it; `fields` holds its
+    /// figures as a JSON object.
+    public func recordEvent(rollout: Int, time: Date, kind: String, environment: String?, message: String, fields: String) {
+        query("INSERT INTO events (rollout_id, time, kind, environment, message, fields) VALUES (?,?,?,?,?,?)",
+              [.int(rollout), .text(Self.format(time)), .text(kind), .text(environment), .text(message), .text(fields)])
+    }
+
+    public func events(rollout: Int) -> [[String: Any]] { query("SELECT * FROM events WHERE rollout_id = ? ORDER BY id", [.int(rollout)]) }
+
     // MARK: Locks held by a rollout (so that `deploy abort` can act for a crashed one)
 
     public func saveLock(rollout: Int, environment: String, token: String) {
@@ -266,7 +345,10 @@ public final class History: @unchecked Sendable {
 
     public static var hostName: String {
         var bytes = [UInt8](repeating: 0, count: 256)
-        _ = bytes.withUnsafeMutableBufferPointer { $0.baseAddress!.withMemoryRebound(to: CChar.self, capacity: 256) { gethostname($0, 255) } }
+        _ = bytes.withUnsafeMutableBufferPointer { buffer -> Int32 in
+            guard let base = buffer.baseAddress else { return -1 }
+            return base.withMemoryRebound(to: CChar.self, capacity: 256) { gethostname($0, 255) }
+        }
         return String(decoding: bytes.prefix { $0 != 0 }, as: UTF8.self)
     }
 

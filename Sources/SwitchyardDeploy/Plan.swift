@@ -132,6 +132,11 @@ public enum PlanLoader {
         try NodeReader.load(path: path, what: "the plan") { (text: String) throws(ConfigError) in try parse(yaml: text, file: path) }
     }
 
+    /// The plan and the text it was read from (what a rollout records for a console).
+    public static func loadWithText(path: String) throws(ConfigError) -> (plan: DeployPlan, text: String) {
+        try NodeReader.load(path: path, what: "the plan") { (text: String) throws(ConfigError) in (try parse(yaml: text, file: path), text) }
+    }
+
     public static func parse(yaml: String, file: String) throws(ConfigError) -> DeployPlan {
         try NodeReader.read(yaml: yaml, file: file, whenEmpty: "the plan is empty; it needs service and environments") { root, reader in
             readPlan(root, file: file, reader: &reader)
@@ -375,6 +380,21 @@ public enum PlanLoader {
             result.append(t)
         }
         return result
+    }
+}
+
+extension DeployPlan {
+    /// The plan with only the environments named, in the plan's order (`deploy run --env`).
+    /// - Throws: naming the unknown environments and the plan's.
+    public func selecting(environments names: [String]) throws(ClientError) -> DeployPlan {
+        let known = environments.map(\.name)
+        let unknown = names.filter { !known.contains($0) }
+        guard unknown.isEmpty else {
+            throw ClientError("\(path) has no environment \(unknown.joined(separator: ", ")); its environments: \(known.joined(separator: ", "))")
+        }
+        var plan = self
+        plan.environments = environments.filter { names.contains($0.name) }
+        return plan
     }
 }
 

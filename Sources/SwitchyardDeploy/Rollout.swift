@@ -2,6 +2,7 @@ import Foundation
 import Glibc
 import SwitchyardAdminAPI
 import SwitchyardConfig
+import SwitchyardConsoleAPI
 
 /// How a rollout ended; the process exit code follows it.
 public enum RolloutOutcome: Equatable, Sendable {
@@ -35,6 +36,12 @@ public final class Rollout {
     public struct Options {
         public var actor: String
         public var json = false
+        /// The run's identity, by which a console knows it.
+        public var run = UUID().uuidString.lowercased()
+        /// Where the change comes from (commit, ticket...), recorded with the rollout.
+        public var change: ChangeInfo?
+        /// The plan file's content, recorded with the rollout (a console keeps it to abort a crashed run).
+        public var planText: String?
         public init(actor: String, json: Bool) { self.actor = actor; self.json = json }
     }
 
@@ -85,7 +92,17 @@ public final class Rollout {
     func emit(_ kind: DeployEvent.Kind, _ text: String, _ fields: [String: Any] = [:]) {
         let event = DeployEvent(kind: kind, service: plan.service, version: version, environment: currentEnvironment, text: text, fields: fields)
         printer.print(event)
+        if rolloutID > 0 {
+            history.recordEvent(rollout: rolloutID, time: event.time, kind: kind.rawValue, environment: currentEnvironment, message: text,
+                                fields: event.fieldsJSON)
+        }
         if event.isNotified { notifier?.send(event) }
+    }
+
+    /// Prints a line from another thread of this process (the console reporter) as a notice.
+    public var notices: @Sendable (String) -> Void {
+        let printer = self.printer
+        return { printer.notice($0) }
     }
 
     func step(_ kind: String, _ detail: String, weight: String? = nil, analysis: AnalysisResult? = nil, server: String? = nil) {
@@ -129,7 +146,8 @@ public final class Rollout {
                 return refuse("\(env.name): \(error)")
             }
         }
-        rolloutID = history.startRollout(service: plan.service, version: version, actor: options.actor, plan: plan.path)
+        rolloutID = history.startRollout(service: plan.service, version: version, actor: options.actor, plan: plan.path, run: options.run,
+                                         environments: plan.environments.map(\.name), planText: options.planText, change: options.change)
         for (env, client) in connected { history.saveLock(rollout: rolloutID, environment: env.name, token: client.lockToken ?? "") }
         let progress = LiveProgress()
         liveProgress = progress
@@ -137,7 +155,7 @@ public final class Rollout {
         startLockKeeper(connected, reason: lockReason) { let (env, text) = progress.get(); history.heartbeat(id, environment: env, progress: text) }
         notifier = Notifier(plan: plan, environment: environment) { [printer] in printer.warn($0) }
         emit(.started, "rollout #\(rolloutID): \(plan.service) \(version) through \(plan.environments.map(\.name).joined(separator: " → ")) by \(options.actor)",
-             ["rollout": rolloutID, "environments": plan.environments.map(\.name)])
+             ["rollout": rolloutID, "run": options.run, "environments": plan.environments.map(\.name)])
         let outcome = runEnvironments()
         lockKeeper?.stop()
         for env in plan.environments { releaseLock(env.name) }

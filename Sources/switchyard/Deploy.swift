@@ -13,7 +13,7 @@ struct Deploy: ParsableCommand {
         abstract: "Roll a version out through the plan's environments (canary, blue/green, rolling).",
         discussion: "See docs/deploy.md. Exit codes of `run`: 0 promoted, 1 rolled back, 2 error or refused.",
         subcommands: [DeployCheck.self, DeployRun.self, DeployStatus.self, DeployPause.self, DeployResume.self,
-                      DeployPromote.self, DeployAbort.self, DeployApprove.self, DeployUnlock.self])
+                      DeployPromote.self, DeployAbort.self, DeployApprove.self, DeployUnlock.self, DeployUpload.self])
 }
 
 func deployFail(_ message: String) -> Never {
@@ -80,43 +80,111 @@ struct DeployCheck: ParsableCommand {
 }
 
 struct DeployRun: ParsableCommand {
-    static let configuration = CommandConfiguration(commandName: "run", abstract: "Start a rollout and stay in the foreground until it is promoted, rolled back or refused.")
+    static let configuration = CommandConfiguration(
+        commandName: "run",
+        abstract: "Start a rollout and stay in the foreground until it is promoted, rolled back or refused.",
+        discussion: "With --console (or $SWITCHYARD_CONSOLE_URL) the run is also reported to the console as it goes; the local history stays the record, and the rollout never waits for the console. See docs/deploy.md, \"Reporting to a console\".")
     @Argument(help: "The plan (YAML).") var plan: String
     @Option(help: "The version, e.g. from `switchyard version --ticket OPS-142 --module api`.") var version: String
     @Option(help: "Who deploys, for the locks, audit and history (default: $SWITCHYARD_ACTOR, $GITHUB_ACTOR, $USER).") var actor: String?
     @Flag(help: "Print one JSON event per line instead of the terminal view.") var json = false
+    @Option(name: .customLong("env"), help: "Only this environment of the plan (repeat for more); they run in the plan's order.")
+    var environments: [String] = []
+    @Option(help: "The history database (default: the plan's history).") var history: String?
+    @Option(help: "The run's identity, a UUID (default: a new one); a console chooses it for the runs it executes.") var runId: String?
+    @Flag(help: "Be killed when the parent process exits, and exit at once if it is already gone (for a console's executed runs).")
+    var dieWithParent = false
+    @OptionGroup(title: "Change") var change: ChangeOptions
+    @OptionGroup(title: "Console") var console: ConsoleOptions
+    @Option(help: "Seconds to keep reporting after the rollout ends, until the console has the whole run.") var flushTimeout: Double = 15
 
     func run() throws {
-        let p = loadPlan(plan)
+        if dieWithParent { killWhenParentExits() }
+        let loaded: (plan: DeployPlan, text: String)
+        do { loaded = try PlanLoader.loadWithText(path: plan) } catch { deployFail("the plan is invalid:\n\(error)") }
+        var p = loaded.plan
+        if !environments.isEmpty {
+            do { p = try p.selecting(environments: environments) } catch { deployFail(error.description) }
+        }
+        if let history { p.history = history }
         guard VersionName.isValid(version) else { deployFail("version \"\(version)\" may hold only letters, digits and - _ . + (it goes into hooks and tags)") }
+        if let runId, UUID(uuidString: runId) == nil { deployFail("--run-id \(runId) is not a UUID such as 3f2c8a4e-9b1d-4c6e-8f0a-2d5b7e9c1a34") }
+        guard flushTimeout.isFinite, flushTimeout >= 0 else { deployFail("--flush-timeout must be a number of seconds, 0 or more") }
+        let directory = (plan as NSString).deletingLastPathComponent
+        let changeInfo = change.resolve(repository: directory.isEmpty ? "." : directory)
+        let client = console.client()
         let history = openHistory(p.history)
+        var options = Rollout.Options(actor: deployActor(actor), json: json)
+        if let runId { options.run = runId }
+        if let recorded = history.rollout(run: options.run) {
+            deployFail("run \(options.run) is already recorded in \(p.history) (rollout #\(recorded["id"] ?? "?")); give a new --run-id")
+        }
+        options.change = changeInfo
+        options.planText = loaded.text
         signal(SIGINT) { _ in rolloutInterrupted = 1 }
         signal(SIGTERM) { _ in rolloutInterrupted = 1 }
         signal(SIGPIPE, SIG_IGN)
-        let rollout = Rollout(plan: p, version: version, options: .init(actor: deployActor(actor), json: json), history: history)
+        let rollout = Rollout(plan: p, version: version, options: options, history: history)
+        var reporter: ConsoleReporter?
+        if let client {
+            do { reporter = try ConsoleReporter(client: client, historyPath: p.history, run: options.run, say: rollout.notices) }
+            catch { deployFail(error.description) }
+        }
         let outcome = rollout.run()
+        if let reporter, let client {
+            // A second Ctrl-C ends the flush: the run stays in the history for `deploy upload`.
+            rolloutInterrupted = 0
+            let flush = reporter.finish(timeout: flushTimeout) { rolloutInterrupted != 0 }
+            explainFlush(flush, console: client, historyPath: p.history, run: options.run, say: rollout.notices)
+        }
         throw ExitCode(outcome.exitCode)
     }
 }
 
-/// The shared argument of the control commands: the plan names the service and the history.
+/// The shared arguments of the control commands: the plan names the service and the history;
+/// with a console (and no --history) they go through the console's API instead.
 struct ControlOptions: ParsableArguments {
-    @Argument(help: "The plan (YAML) of the rollout.") var plan: String
-    @Option(help: "Who acts (recorded).") var actor: String?
+    @Argument(help: "The plan (YAML) of the rollout (with a console, --service may name the service instead).") var plan: String?
+    @Option(help: "Who acts (recorded; a console records the token's owner).") var actor: String?
+    @Option(help: "The history database (default: the plan's); given, the command acts on it even when a console is set.") var history: String?
+    @Option(help: "With a console: the service (default: the plan's).") var service: String?
+    @OptionGroup(title: "Console") var console: ConsoleOptions
+
+    /// Through the console's API: a console is given and no local history named.
+    var viaConsole: ConsoleClient? { history == nil ? console.client() : nil }
+
+    /// The plan, with the history given by --history.
+    func localPlan() -> DeployPlan {
+        guard let plan else { deployFail("give the plan (or, with a console, --service)") }
+        var p = loadPlan(plan)
+        if let history { p.history = history }
+        return p
+    }
+
+    var serviceName: String { service ?? localPlan().service }
 
     /// Sends a control command to the running rollout and waits for it to be handled.
     func send(_ command: String, argument: String? = nil) {
-        let p = loadPlan(plan)
+        if let client = viaConsole {
+            ConsoleCommands.control(client, service: serviceName, command: command, argument: argument, run: nil)
+            return
+        }
+        let p = localPlan()
         let history = openHistory(p.history)
         history.markCrashed(service: p.service)
         guard let rollout = history.latestRollout(service: p.service), rollout["outcome"] as? String == "running", let id = rollout["id"] as? Int else {
-            deployFail("no rollout of \(p.service) is running (see `switchyard deploy status \(plan)`)")
+            deployFail("no rollout of \(p.service) is running (see `switchyard deploy status \(plan ?? "")`)")
         }
+        sendLocal(command, argument: argument, rollout: rollout, id: id, history: history, service: p.service)
+    }
+
+    /// Queues the control in the history and waits for the rollout to answer it.
+    func sendLocal(_ command: String, argument: String?, rollout: [String: Any], id: Int, history: History, service: String) {
         let control = history.addControl(rollout: id, command: command, argument: argument, actor: deployActor(actor))
         let deadline = Date().addingTimeInterval(15)
         while Date() < deadline {
             if let row = history.control(control), let result = row["result"] as? String {
-                print("rollout #\(id) of \(p.service) \(rollout["version"] ?? ""): \(result)")
+                print("rollout #\(id) of \(service) \(rollout["version"] ?? ""): \(result)")
                 if result.hasPrefix("refused") { Glibc.exit(1) }
                 return
             }
@@ -156,19 +224,46 @@ struct DeployAbort: ParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "abort",
         abstract: "Roll the running rollout back now.",
-        discussion: "When the rollout's process is gone (killed, machine lost), abort rolls back itself with the locks the rollout recorded, as the rollout would have: canary weight to 0 (gradually if the plan says so), a flip back to the previous pool, or the servers a rolling update reached restored to the version before. Exit 2 when an environment could not be rolled back; abort can then be run again.")
+        discussion: "When the rollout's process is gone (killed, machine lost), abort rolls back itself with the locks the rollout recorded, as the rollout would have: canary weight to 0 (gradually if the plan says so), a flip back to the previous pool, or the servers a rolling update reached restored to the version before. Exit 2 when an environment could not be rolled back; abort can then be run again. With a console and no --history, the console aborts the rollout (a crashed one itself). With --history and a console, a crashed rollout's abort is reported to the console.")
     @OptionGroup var options: ControlOptions
+    @Option(help: "The run to abort, by its identity (default: the service's latest rollout).") var runId: String?
+    @Option(help: "With a console: seconds to keep reporting after the abort, until the console has it.") var flushTimeout: Double = 15
 
     func run() throws {
-        let p = loadPlan(options.plan)
+        if let client = options.viaConsole {
+            ConsoleCommands.control(client, service: options.serviceName, command: "abort", argument: nil, run: runId)
+            return
+        }
+        let p = options.localPlan()
         let history = openHistory(p.history)
         history.markCrashed(service: p.service)
-        guard let rollout = history.latestRollout(service: p.service), let id = rollout["id"] as? Int else { deployFail("no rollout of \(p.service) in \(p.history)") }
-        if rollout["outcome"] as? String == "running" { options.send("abort"); return }
+        let row: [String: Any]?
+        if let runId {
+            row = history.rollout(run: runId)
+            if row == nil { deployFail("no run \(runId) in \(p.history)") }
+        } else {
+            row = history.latestRollout(service: p.service)
+        }
+        guard let rollout = row, let id = rollout["id"] as? Int else { deployFail("no rollout of \(p.service) in \(p.history)") }
+        if rollout["outcome"] as? String == "running" {
+            options.sendLocal("abort", argument: nil, rollout: rollout, id: id, history: history, service: p.service)
+            return
+        }
         guard rollout["outcome"] as? String == "crashed" else { deployFail("rollout #\(id) already ended: \(rollout["outcome"] ?? "?")") }
         // The orchestrator is gone: act for it with the lock tokens it recorded, and its strategies' own rollback.
         signal(SIGPIPE, SIG_IGN)
-        if !Rollout.abortCrashed(rollout: id, plan: p, history: history, actor: deployActor(options.actor)) { throw ExitCode(2) }
+        let client = options.console.client()
+        var reporter: ConsoleReporter?
+        let run = history.ensureRun(rollout: id) ?? ""
+        let say: @Sendable (String) -> Void = { line in print(line) }
+        if let client {
+            do { reporter = try ConsoleReporter(client: client, historyPath: p.history, run: run, say: say) } catch { deployFail(error.description) }
+        }
+        let recovered = Rollout.abortCrashed(rollout: id, plan: p, history: history, actor: deployActor(options.actor))
+        if let reporter, let client {
+            explainFlush(reporter.finish(timeout: flushTimeout), console: client, historyPath: p.history, run: run, say: say)
+        }
+        if !recovered { throw ExitCode(2) }
     }
 }
 
@@ -208,12 +303,28 @@ struct DeployUnlock: ParsableCommand {
 }
 
 struct DeployStatus: ParsableCommand {
-    static let configuration = CommandConfiguration(commandName: "status", abstract: "The latest rollout of the plan's service, and where traffic is now in every environment.")
-    @Argument(help: "The plan (YAML).") var plan: String
+    static let configuration = CommandConfiguration(
+        commandName: "status",
+        abstract: "The latest rollout of the plan's service, and where traffic is now in every environment.",
+        discussion: "With a console (and no --history): the service's latest rollout as the console has it, from any machine; --watch follows it until it ends.")
+    @Argument(help: "The plan (YAML) (with a console, --service may name the service instead).") var plan: String?
     @Flag(help: "Print JSON.") var json = false
+    @Option(help: "The history database (default: the plan's); given, it is read even when a console is set.") var history: String?
+    @Option(help: "With a console: the service (default: the plan's).") var service: String?
+    @Flag(help: "With a console: follow the rollout until it ends; exit 0 promoted, 1 rolled back, 2 otherwise.") var watch = false
+    @OptionGroup(title: "Console") var console: ConsoleOptions
 
     func run() throws {
-        let p = loadPlan(plan)
+        if history == nil, let client = console.client() {
+            guard let name = service ?? plan.map({ loadPlan($0).service }) else { deployFail("give the plan or --service") }
+            let code = ConsoleCommands.status(client, service: name, json: json, watch: watch)
+            if code != 0 { throw ExitCode(code) }
+            return
+        }
+        if watch { deployFail("--watch follows a rollout through a console: give --console URL or set SWITCHYARD_CONSOLE_URL") }
+        guard let plan else { deployFail("give the plan") }
+        var p = loadPlan(plan)
+        if let history { p.history = history }
         let history = openHistory(p.history)
         history.markCrashed(service: p.service)
         var out: [String: Any] = ["service": p.service]
@@ -274,7 +385,7 @@ struct DeployStatus: ParsableCommand {
             default:
                 print("  \(outcome.uppercased())\(r["ended_at"].map { " at \($0)" } ?? "")\((r["reason"] as? String).map { ": \($0)" } ?? "")")
             }
-            for d in history.deployments(rollout: r["id"] as! Int) {
+            for d in history.deployments(rollout: r["id"] as? Int ?? 0) {
                 print("  #\(d["id"] ?? "?") \(d["environment"] ?? "?"): \(d["strategy"] ?? "?") to \(d["pool"] ?? "?"): \(d["outcome"] ?? "?")\((d["reason"] as? String).map { " (\($0))" } ?? "")")
             }
         } else {
@@ -331,14 +442,21 @@ struct HistoryOptions: ParsableArguments {
 }
 
 struct HistoryList: ParsableCommand {
-    static let configuration = CommandConfiguration(commandName: "list", abstract: "List deployments.")
+    static let configuration = CommandConfiguration(
+        commandName: "list", abstract: "List deployments.",
+        discussion: "With a console (and neither --db nor --plan): the deployments the console has, of every runner.")
     @OptionGroup var options: HistoryOptions
     @Option(help: "Only this environment.") var env: String?
     @Option(help: "Only this service.") var service: String?
     @Option(help: "At most this many.") var limit = 50
     @Flag(help: "Print JSON.") var json = false
+    @OptionGroup(title: "Console") var console: ConsoleOptions
 
     func run() throws {
+        if options.db == nil && options.plan == nil, let client = console.client() {
+            ConsoleCommands.history(client, service: service, environment: env, limit: limit, json: json)
+            return
+        }
         let history = options.open()
         if let service { history.markCrashed(service: service) }
         let rows = history.list(service: service, environment: env, limit: limit)

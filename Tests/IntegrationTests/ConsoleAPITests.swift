@@ -216,3 +216,93 @@ import Testing
         #expect(r.error.contains("missing.pem"))
     }
 }
+
+/// What a deployer's token must not be able to do through the report protocol.
+@Suite struct ConsoleReportSafetyTests {
+    @Test func aRunBelongsToTheTokenThatReportedItFirst() throws {
+        let dir = makeTemporaryDirectory()
+        let console = try ConsoleProcess(directory: dir)
+        defer { console.stop() }
+        let ci = try #require(try console.call("POST", "/api/v1/tokens", body: #"{"name":"ci","role":"deployer"}"#).json["token"] as? String)
+        let other = try #require(try console.call("POST", "/api/v1/tokens", body: #"{"name":"other","role":"deployer"}"#).json["token"] as? String)
+        let run = UUID().uuidString.lowercased()
+        let id = try #require(try console.call("POST", "/api/v1/reports", body: ConsoleAPITests.report(run: run), token: ci).json["rollout"] as? Int)
+        _ = try console.call("POST", "/api/v1/rollouts/\(id)/pause", body: #"{"wait":0}"#)
+        // Someone else's token can neither overwrite the run nor collect its controls.
+        let hijack = try console.call("POST", "/api/v1/reports", body: ConsoleAPITests.report(run: run, outcome: "promoted"), token: other)
+        #expect(hijack.status == 403 && hijack.json["field"] as? String == "run", "\(hijack.text)")
+        #expect(!hijack.text.contains("pause"))
+        #expect(try console.rollout(id)["state"] as? String == "running")
+        // Nor can the same token file it under another service.
+        let moved = try console.call("POST", "/api/v1/reports", body: ConsoleAPITests.report(run: run).replacingOccurrences(of: "\"service\":\"shop\"", with: "\"service\":\"billing\""), token: ci)
+        #expect(moved.status == 409)
+        // Times must be ISO 8601 in UTC: they are compared as text.
+        let badTime = try console.call("POST", "/api/v1/reports", body: ConsoleAPITests.report(run: UUID().uuidString.lowercased()).replacingOccurrences(of: "2026-11-30T01:00:00.000Z", with: "yesterday"), token: ci)
+        #expect(badTime.status == 400 && badTime.json["field"] as? String == "rollout.started_at", "\(badTime.text)")
+    }
+
+    @Test func aReportedPlanNeverGetsTheConsolesTokensOrRunsItsHooks() throws {
+        let dir = makeTemporaryDirectory()
+        let console = try ConsoleProcess(directory: dir, config: "lease: 2s\npoll_interval: 200ms\n")
+        defer { console.stop() }
+        // A listener the hostile plan names as its proxy's admin API.
+        let (fd, port) = loopbackListener()
+        defer { close(fd) }
+        let marker = "\(dir)/hook-ran"
+        let plan = """
+            service: shop
+            environments:
+              - { name: prod, admin: "http://127.0.0.1:\(port)", token_env: SWITCHYARD_CONSOLE_ADMIN_TOKEN, strategy: rolling }
+            analysis: { max_error_rate: 5% }
+            hooks:
+              update: [ "touch \(marker)" ]
+            """
+        let escaped = String(decoding: try JSONSerialization.data(withJSONObject: [plan], options: [.fragmentsAllowed]), as: UTF8.self).dropFirst().dropLast()
+        let run = UUID().uuidString.lowercased()
+        let body = ConsoleAPITests.report(run: run).replacingOccurrences(of: "\"plan_path\":", with: "\"plan_text\":\(escaped),\"plan_path\":")
+        let reported = try console.call("POST", "/api/v1/reports", body: body)
+        #expect(reported.status == 200, "\(reported.text)")
+        let id = try #require(reported.json["rollout"] as? Int)
+        // The watcher does not connect with the console's token (without one it does not connect at all).
+        var flags = fcntl(fd, F_GETFL); flags |= O_NONBLOCK; _ = fcntl(fd, F_SETFL, flags)
+        var received = ""
+        let end = Date().addingTimeInterval(3)
+        while Date() < end {
+            let client = accept(fd, nil, nil)
+            if client >= 0 {
+                var buffer = [UInt8](repeating: 0, count: 4096)
+                let n = recv(client, &buffer, buffer.count, 0)
+                if n > 0 { received += String(decoding: buffer[0..<n], as: UTF8.self) }
+                close(client)
+            }
+            usleep(50_000)
+        }
+        #expect(!received.contains(consoleAdminToken))
+        let services = try console.call("GET", "/api/v1/services").text
+        #expect(services.contains("register the plan"), "\(services)")
+        // Its lease lapses; an abort from the console would run the plan's hooks: refused.
+        try console.waitFor("/api/v1/rollouts/\(id)", timeout: 20, what: "the rollout crashed") {
+            ($0["rollout"] as? [String: Any])?["state"] as? String == "crashed"
+        }
+        let abort = try console.call("POST", "/api/v1/rollouts/\(id)/abort", body: #"{"wait":2}"#)
+        #expect(abort.status == 409 && (abort.json["error"] as? String ?? "").contains("registered"), "\(abort.text)")
+        usleep(500_000)
+        #expect(!FileManager.default.fileExists(atPath: marker))
+    }
+
+    @Test func revokingATokenEndsItsSessionsAndBuiltInNamesAreReserved() throws {
+        let dir = makeTemporaryDirectory()
+        let console = try ConsoleProcess(directory: dir)
+        defer { console.stop() }
+        let token = try #require(try console.call("POST", "/api/v1/tokens", body: #"{"name":"bob","role":"viewer"}"#).json["token"] as? String)
+        let jar = "\(dir)/jar"
+        _ = try curl(["-s", "-c", jar, "-H", "Content-Type: application/json", "--data-binary", "{\"token\":\"\(token)\"}", console.url + "/api/v1/session"])
+        func status() throws -> String { try curl(["-s", "-o", "/dev/null", "-w", "%{http_code}", "-b", jar, console.url + "/api/v1/rollouts"]).output }
+        #expect(try status() == "200")
+        #expect(try console.call("DELETE", "/api/v1/tokens/bob").status == 204)
+        #expect(try status() == "401")
+        for name in ["admin", "console-runner", "anonymous"] {
+            #expect(try console.call("POST", "/api/v1/tokens", body: "{\"name\":\"\(name)\",\"role\":\"viewer\"}").status == 400)
+        }
+    }
+}

@@ -41,6 +41,18 @@ import Testing
         history: .switchyard/history.sqlite
         """
 
+    @Test func aRunCanTakeSomeOfThePlansEnvironmentsInThePlansOrder() throws {
+        let plan = try PlanLoader.parse(yaml: Self.example, file: "plan.yaml")
+        #expect(try plan.selecting(environments: ["prod", "dev"]).environments.map(\.name) == ["dev", "prod"])
+        #expect(try plan.selecting(environments: ["stage"]).environments.map(\.name) == ["stage"])
+        do {
+            _ = try plan.selecting(environments: ["prod", "qa"])
+            Issue.record("an unknown environment is refused")
+        } catch {
+            #expect(error.description == "plan.yaml has no environment qa; its environments: dev, stage, prod")
+        }
+    }
+
     @Test func readsTheExamplePlan() throws {
         let plan = try PlanLoader.parse(yaml: Self.example, file: "plan.yaml")
         #expect(plan.service == "web")

@@ -68,7 +68,7 @@ public final class RunSupervisor: @unchecked Sendable {
     /// Aborts a crashed rollout: rebuilds its history from what it reported (deployments, the
     /// drained servers, the proxies' lock tokens) and runs `deploy abort` on it, which rolls
     /// traffic back with the rollout's own strategies and locks, and reports as the rollout.
-    func startAbort(rollout id: Int, report: RunReport, planPath: String, actor: String, control: Int) throws(ConsoleError) {
+    func startAbort(rollout id: Int, service: String, report: RunReport, planPath: String, actor: String, control: Int) throws(ConsoleError) {
         let attempt = "\(report.run)-abort-\(control)"
         let historyPath = path(attempt, "sqlite")
         do {
@@ -82,7 +82,9 @@ public final class RunSupervisor: @unchecked Sendable {
         try spawn(rollout: id, arguments: arguments, log: path(attempt, "log")) { [store, logger] status, tail in
             Task {
                 do {
-                    try await store.answerControl(control, result: status == 0 ? "rolled back" : "refused: the abort failed (exit \(status)): \(tail); it can be run again")
+                    let result = status == 0 ? "rolled back" : "refused: the abort failed (exit \(status)): \(tail); it can be run again"
+                    try await store.answerControl(control, result: result)
+                    try await store.feed(topic: "control", rollout: id, service: service, environment: nil, kind: "abort", message: "abort: \(result)")
                 } catch { logger.error("rollout #\(id): cannot record the abort's result: \(error)") }
             }
         }

@@ -1,6 +1,11 @@
 import Foundation
 import Hummingbird
+import AsyncKit
 import HTTPTypes
+import NIOCore
+import NIOPosix
+import PostgresNIO
+import SQLiteNIO
 
 /// Finds who calls: a bearer token (from the token table, or the bootstrap admin token from
 /// `SWITCHYARD_CONSOLE_ADMIN_TOKEN`), a browser session cookie (whose unsafe requests must
@@ -26,7 +31,7 @@ struct AccessMiddleware: RouterMiddleware {
         } else if let cookie = request.cookies[Self.sessionCookie]?.value {
             if let caller = try await access.caller(session: cookie) {
                 if ![.get, .head, .options].contains(request.method) {
-                    guard let sent = request.headers[HTTPField.Name("X-CSRF-Token")!], sent == caller.csrf else {
+                    guard let sent = request.headers[ConsoleHeaders.csrfToken], sent == caller.csrf else {
                         throw APIError(.forbidden, "this request came with the session cookie but without its X-CSRF-Token header; reload the page")
                     }
                 }
@@ -48,8 +53,8 @@ struct AccessMiddleware: RouterMiddleware {
     }
 }
 
-/// Errors that are not the API's own (the database refused or is away) become a 503 that
-/// says to retry; nothing else of them leaves the console but its log.
+/// Errors that are not the API's own: the database's (refused, away, pool exhausted) become
+/// a 503 that says to retry; anything else is a 500 whose details stay in the console's log.
 struct UnavailableMiddleware: RouterMiddleware {
     typealias Context = ConsoleContext
 
@@ -60,10 +65,18 @@ struct UnavailableMiddleware: RouterMiddleware {
             throw error
         } catch {
             context.logger.error("\(request.method) \(request.uri.path): \(String(reflecting: error))")
+            guard Self.isDatabaseError(error) else {
+                throw APIError(.internalServerError, "the console failed on this request (\(Self.summary(error))); the details are in its log")
+            }
             var answer = APIError(.serviceUnavailable, "the console's database did not answer (\(Self.summary(error))); retry shortly")
             answer.headers[.retryAfter] = "2"
             throw answer
         }
+    }
+
+    static func isDatabaseError(_ error: any Error) -> Bool {
+        error is PSQLError || error is SQLiteError || error is ConnectionPoolError || error is ChannelError || error is IOError
+            || error is PostgresError || error is NIOConnectionError
     }
 
     /// A short description without connection strings.

@@ -39,7 +39,7 @@ extension ConsoleServer {
             guard let caller = try await middleware.caller(token: body.token.trimmingCharacters(in: .whitespaces)) else {
                 throw APIError(.unauthorized, "the token is not known or was revoked", field: "token")
             }
-            let lifetime = Double(self.configuration.sessionLifetime.components.seconds)
+            let lifetime = self.configuration.sessionLifetime.seconds
             let (cookie, csrf) = try await self.access.openSession(for: caller, lifetime: lifetime)
             try await self.access.audit(caller, action: "login", target: "session", detail: nil, outcome: "ok")
             struct Session: Encodable { var actor: String; var role: String; var csrfToken: String }
@@ -66,10 +66,13 @@ extension ConsoleServer {
             let caller = try context.require(.administer)
             let body = try await JSONBody.decode(TokenBody.self, from: request, context: context, limit: 4096)
             guard Self.isName(body.name) else { throw APIError(.badRequest, "name must be 1 to 100 letters, digits or - _ .", field: "name") }
+            guard !AccessStore.reservedNames.contains(body.name) else {
+                throw APIError(.badRequest, "\(body.name) is the name of one of the console's own callers; choose another", field: "name")
+            }
             guard let role = Role(rawValue: body.role) else {
                 throw APIError(.badRequest, "role must be one of \(Role.allCases.map(\.rawValue).joined(separator: ", "))", field: "role")
             }
-            guard !(try await self.access.tokenExists(name: body.name)) else { throw APIError(.conflict, "a token named \(body.name) exists; revoke it or choose another name", field: "name") }
+            guard !(try await self.access.tokenExists(name: body.name)) else { throw APIError(.conflict, "a token named \(body.name) exists (names stay taken after a revoke, so the audit trail stays clear); choose another name", field: "name") }
             let secret = try await self.access.createToken(name: body.name, role: role, by: caller.name)
             try await self.access.audit(caller, action: "create token", target: "token/\(body.name)", detail: role.rawValue, outcome: "ok")
             struct Created: Encodable { var name: String; var role: String; var token: String }

@@ -1,6 +1,7 @@
 import Foundation
 import Hummingbird
 import NIOCore
+import HTTPTypes
 import SwitchyardConsoleAPI
 
 /// The context of one API request: who calls, once the access middleware has looked.
@@ -79,6 +80,13 @@ enum JSONBody {
         }
     }
 
+    /// Decodes a body when there is one (by length or chunked), else nil.
+    static func decodeOptional<T: Decodable>(_ type: T.Type, from request: Request, context: ConsoleContext) async throws -> T? {
+        let length = request.headers[.contentLength]
+        if (length == nil || length == "0") && request.headers[.transferEncoding] == nil { return nil }
+        return try await decode(type, from: request, context: context)
+    }
+
     static func path(_ keys: [any CodingKey]) -> String {
         keys.map { key in key.intValue.map { "[\($0)]" } ?? snake(key.stringValue) }.joined(separator: ".").replacingOccurrences(of: ".[", with: "[")
     }
@@ -100,4 +108,13 @@ enum JSONBody {
         default: return "\(type)"
         }
     }
+}
+
+/// Header names the console uses beyond HTTPTypes' own. Built from literals that are valid
+/// field names; the fallback only keeps the code free of force unwraps.
+enum ConsoleHeaders {
+    static let csrfToken = HTTPField.Name("X-CSRF-Token") ?? .cacheControl
+    static let lastEventID = HTTPField.Name("Last-Event-ID") ?? .cacheControl
+    static let accelBuffering = HTTPField.Name("X-Accel-Buffering") ?? .cacheControl
+    static let contentTypeOptions = HTTPField.Name("X-Content-Type-Options") ?? .cacheControl
 }

@@ -95,10 +95,10 @@ public final class ConsoleServer: Sendable {
 
     private func serve(onListening: @escaping @Sendable (String) -> Void) async throws {
         for plan in registered.values {
-            watcher.watch(plan)
+            watcher.watch(plan, trusted: true)
             try await registerService(plan, source: "config")
         }
-        for plan in try await reportedPlans() where registered[plan.service] == nil { watcher.watch(plan) }
+        for plan in try await reportedPlans() where registered[plan.service] == nil { watcher.watch(plan, trusted: false) }
 
         let router = makeRouter()
 
@@ -161,7 +161,7 @@ public final class ConsoleServer: Sendable {
     /// rollouts nobody reports for anymore. A console that just started first waits one lease,
     /// so that runners it could not hear while it was down have time to report again.
     private func keepLeases() async {
-        let lease = Double(configuration.lease.components.seconds) + Double(configuration.lease.components.attoseconds) / 1e18
+        let lease = configuration.lease.seconds
         while !Task.isCancelled {
             do {
                 let until = Clock.milliseconds(Date().addingTimeInterval(lease))
@@ -184,7 +184,8 @@ public final class ConsoleServer: Sendable {
             """).run()
     }
 
-    /// Plans runners sent along with their reports (watched, never run by the console).
+    /// Plans runners sent along with their reports: watched without the console's credentials,
+    /// never run by the console.
     func reportedPlans() async throws -> [DeployPlan] {
         try await database.sql.raw("SELECT name, plan_path, plan_text FROM services WHERE source = 'reported' AND plan_text IS NOT NULL").all().compactMap { row in
             guard let text = try row.decode(column: "plan_text", as: String?.self) else { return nil }
@@ -208,4 +209,9 @@ public final class ConsoleServer: Sendable {
 
     /// The plan of `service`: the registered one, else the one a runner sent last.
     func plan(of service: String) -> DeployPlan? { registered[service] ?? watcher.plan(service) }
+}
+
+extension Duration {
+    /// In seconds, fractions kept.
+    var seconds: Double { Double(components.seconds) + Double(components.attoseconds) / 1e18 }
 }

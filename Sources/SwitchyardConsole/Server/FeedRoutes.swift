@@ -35,7 +35,7 @@ extension ConsoleServer {
             _ = try context.require(.read)
             let query = request.uri.queryParameters
             let rollout = try Self.integer(query.get("rollout"), name: "rollout", range: 1...Int.max)
-            var start = request.headers[HTTPField.Name("Last-Event-ID")!].flatMap { Int($0) }
+            var start = request.headers[ConsoleHeaders.lastEventID].flatMap { Int($0) }
             if start == nil { start = try Self.integer(query.get("after"), name: "after", range: 0...Int.max) }
             let from: Int
             if let start { from = start } else { from = try await self.rollouts.lastFeedID() }
@@ -68,7 +68,7 @@ extension ConsoleServer {
                 }
                 try await writer.finish(nil)
             }
-            return Response(status: .ok, headers: [.contentType: "text/event-stream", .cacheControl: "no-store", HTTPField.Name("X-Accel-Buffering")!: "no"], body: body)
+            return Response(status: .ok, headers: [.contentType: "text/event-stream", .cacheControl: "no-store", ConsoleHeaders.accelBuffering: "no"], body: body)
         }
     }
 }

@@ -61,8 +61,7 @@ extension ConsoleServer {
                 throw APIError(.notFound, "no control \(command); use approve, pause, resume, promote or abort", field: "command")
             }
             let caller = try context.require(command == "approve" ? .approve : .control)
-            let body = (request.headers[.contentLength] == nil || request.headers[.contentLength] == "0") && request.headers[.transferEncoding] == nil
-                ? ControlBody() : try await JSONBody.decode(ControlBody.self, from: request, context: context)
+            let body = try await JSONBody.decodeOptional(ControlBody.self, from: request, context: context) ?? ControlBody()
             if let argument = body.argument, argument.count > 200 { throw APIError(.badRequest, "argument is too long", field: "argument") }
             let wait = max(0, min(body.wait ?? 10, 60))
             guard let row = try await self.rollouts.rolloutRow(id) else { throw APIError(.notFound, "no rollout #\(id)") }
@@ -75,7 +74,7 @@ extension ConsoleServer {
                 }
                 if command == "approve" {
                     let environment = body.argument ?? row.environment ?? ""
-                    if self.configuration.separateApprover.contains(environment) && caller.name == row.actor {
+                    if self.configuration.separateApprover.contains(environment) && Self.startedBy(row, caller) {
                         try await self.access.audit(caller, action: "approve", target: "rollout/\(id)", detail: environment, outcome: "refused: starter")
                         throw APIError(.forbidden, "\(environment) must be approved by someone other than the rollout's starter (\(row.actor))")
                     }
@@ -100,15 +99,21 @@ extension ConsoleServer {
             let caller = try context.require(.deploy)
             let report = try await JSONBody.decode(RunReport.self, from: request, context: context, limit: context.maxUploadSize)
             try Self.validate(report)
-            let lease = Double(self.configuration.lease.components.seconds)
             let isNew = try await self.rollouts.sql.raw("SELECT id FROM rollouts WHERE run = \(bind: report.run)").first() == nil
-            let answer = try await self.rollouts.ingest(report, leaseUntil: Clock.milliseconds(Date().addingTimeInterval(lease)))
+            let answer: ReportAnswer
+            do {
+                answer = try await self.rollouts.ingest(report, from: caller.name, leaseUntil: Clock.milliseconds(Date().addingTimeInterval(self.configuration.lease.seconds)))
+            } catch RolloutStore.ReportRefusal.notTheReporter(let owner) {
+                throw APIError(.forbidden, "run \(report.run) is reported by \(owner); a run's reports come from the token that started reporting it", field: "run")
+            } catch RolloutStore.ReportRefusal.otherService(let service) {
+                throw APIError(.conflict, "run \(report.run) is a rollout of \(service), not \(report.service)", field: "service")
+            }
             if isNew {
                 try await self.access.audit(caller, action: "report", target: "rollout/\(answer.rollout)",
                                             detail: "\(report.service) \(report.version) by \(report.actor) from \(report.host)", outcome: "recorded")
             }
             if let text = report.planText, self.registered[report.service] == nil, let plan = try? PlanLoader.parse(yaml: text, file: report.planPath) {
-                self.watcher.watch(plan)
+                self.watcher.watch(plan, trusted: false)
             }
             return JSONBody.response(answer)
         }
@@ -136,10 +141,9 @@ extension ConsoleServer {
             throw APIError(.conflict, "rollout #\(live.id) of \(service) (version \(live.version), by \(live.actor)) is \(live.state); wait for it or abort it first")
         }
         let run = UUID().uuidString.lowercased()
-        let lease = Double(configuration.lease.components.seconds)
         let id = try await rollouts.createExecuted(run: run, service: service, version: version, environments: chosen, actor: caller.name, kind: kind,
                                                    planPath: plan.path, owner: supervisor.instance,
-                                                   leaseUntil: Clock.milliseconds(Date().addingTimeInterval(lease)))
+                                                   leaseUntil: Clock.milliseconds(Date().addingTimeInterval(configuration.lease.seconds)))
         do {
             try supervisor.startRun(rollout: id, run: run, planPath: plan.path, version: version, environments: chosen, actor: caller.name)
         } catch {
@@ -152,36 +156,37 @@ extension ConsoleServer {
         return summary
     }
 
-    /// Aborts a crashed rollout from this instance, whoever ran it.
+    /// Aborts a crashed rollout from this instance, whoever ran it. Only with a plan registered
+    /// in the configuration: an abort runs the plan's hooks, and the console runs no hook a
+    /// runner sent it.
     func abortCrashed(_ row: RolloutStore.RolloutRow, caller: Caller) async throws -> Int {
+        guard let plan = registered[row.service] else {
+            throw APIError(.conflict, "the console runs only plans registered in its configuration, and \(row.service) has none there; abort it where it ran: switchyard deploy abort PLAN")
+        }
+        guard try await !rollouts.abortInProgress(rollout: row.id) else {
+            throw APIError(.conflict, "an abort of rollout #\(row.id) is already running; wait for its result (GET /api/v1/rollouts/\(row.id))")
+        }
         guard let report = try await rollouts.reconstructedReport(row.id) else { throw APIError(.notFound, "no rollout #\(row.id)") }
-        var planPath = registered[row.service]?.path
-        if planPath == nil, let text = report.planText {
-            let directory = (configuration.dataDirectory as NSString).appendingPathComponent("plans")
-            try? FileManager.default.createDirectory(atPath: directory, withIntermediateDirectories: true)
-            let path = (directory as NSString).appendingPathComponent("\(row.run).yaml")
-            guard FileManager.default.createFile(atPath: path, contents: Data(text.utf8), attributes: [.posixPermissions: 0o600]) else {
-                throw APIError(.internalServerError, "cannot write the plan of rollout #\(row.id) to \(path)")
-            }
-            planPath = path
-        }
-        guard let planPath else {
-            throw APIError(.conflict, "the console has neither a registered plan for \(row.service) nor the plan the runner used; abort it on the runner: switchyard deploy abort PLAN")
-        }
-        let controlID = try await rollouts.addControl(rollout: row.id, command: "abort", argument: nil, actor: caller.name)
+        let controlID = try await rollouts.addControl(rollout: row.id, command: "abort", argument: nil, actor: caller.name, byConsole: true)
         try await rollouts.feed(topic: "control", rollout: row.id, service: row.service, environment: nil, kind: "abort",
                                 message: "abort of crashed rollout #\(row.id) by \(caller.name): rolling back from the console")
         do {
-            try supervisor.startAbort(rollout: row.id, report: report, planPath: planPath, actor: caller.name, control: controlID)
+            try supervisor.startAbort(rollout: row.id, service: row.service, report: report, planPath: plan.path, actor: caller.name, control: controlID)
         } catch {
             try await rollouts.answerControl(controlID, result: "refused: \(error.description)")
         }
         return controlID
     }
 
-    static func id(_ context: ConsoleContext) throws -> Int {
+    /// Whether `caller` started the rollout: its actor, the token that reported it, or a
+    /// pipeline actor naming the same person (github:alice for the token alice).
+    static func startedBy(_ row: RolloutStore.RolloutRow, _ caller: Caller) -> Bool {
+        caller.name == row.actor || caller.name == row.reporter || row.actor.hasSuffix(":" + caller.name)
+    }
+
+    static func id(_ context: ConsoleContext, of what: String = "rollout") throws -> Int {
         guard let text = context.parameters.get("id"), let id = Int(text), id > 0 else {
-            throw APIError(.badRequest, "the rollout id must be a positive number", field: "id")
+            throw APIError(.badRequest, "the \(what) id must be a positive number", field: "id")
         }
         return id
     }
@@ -216,5 +221,28 @@ extension ConsoleServer {
             throw APIError(.badRequest, "deployments[\(i)].outcome must be one of \(outcomes.sorted().joined(separator: ", "))", field: "deployments[\(i)].outcome")
         }
         guard report.actor.count <= 200, report.host.count <= 255 else { throw APIError(.badRequest, "actor or host is too long", field: "actor") }
+        // Times are compared as text: only ISO 8601 in UTC sorts right.
+        func time(_ text: String?, _ field: String) throws {
+            guard let text else { return }
+            guard text.hasSuffix("Z"), Clock.date(text) != nil else { throw APIError(.badRequest, "\(field) must be an ISO 8601 time in UTC, e.g. 2026-11-30T09:00:00Z", field: field) }
+        }
+        try time(report.rollout.startedAt, "rollout.started_at")
+        try time(report.rollout.endedAt, "rollout.ended_at")
+        try time(report.rollout.heartbeatAt, "rollout.heartbeat_at")
+        try time(report.change?.commitTime, "change.commit_time")
+        for (i, d) in report.deployments.enumerated() {
+            try time(d.startedAt, "deployments[\(i)].started_at")
+            try time(d.endedAt, "deployments[\(i)].ended_at")
+            guard isName(d.environment) else { throw APIError(.badRequest, "deployments[\(i)].environment is not a name", field: "deployments[\(i)].environment") }
+            guard VersionName.isValid(d.version), d.previousVersion.map(VersionName.isValid) ?? true else {
+                throw APIError(.badRequest, "deployments[\(i)] names a version with characters other than letters, digits and - _ . +", field: "deployments[\(i)].version")
+            }
+            for pool in [d.pool, d.previousPool].compactMap({ $0 }) where !isName(pool) {
+                throw APIError(.badRequest, "deployments[\(i)] names a pool that is not a name", field: "deployments[\(i)].pool")
+            }
+        }
+        for (i, s) in report.steps.enumerated() where s.server.map({ !isName($0) }) ?? false {
+            throw APIError(.badRequest, "steps[\(i)].server is not a server name", field: "steps[\(i)].server")
+        }
     }
 }

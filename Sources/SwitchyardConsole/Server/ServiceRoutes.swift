@@ -58,6 +58,13 @@ struct PlanSummary: Encodable {
         var windowSeconds: Double
     }
 
+    /// "90s", "1.5s", "250ms".
+    static func describe(_ d: Duration) -> String {
+        let ms = d.milliseconds
+        if ms < 1000 { return "\(ms)ms" }
+        return ms % 1000 == 0 ? "\(ms / 1000)s" : String(format: "%.1fs", Double(ms) / 1000)
+    }
+
     init(_ plan: DeployPlan) {
         service = plan.service
         path = plan.path
@@ -65,7 +72,7 @@ struct PlanSummary: Encodable {
             Environment(name: env.name, strategy: env.strategy.rawValue, approval: env.manualApproval, steps: env.steps.map { step in
                 switch step {
                 case .weight(let w): return BasisPoints.format(w)
-                case .pause(let d): return d.map { "pause \($0.milliseconds / 1000)s" } ?? "pause until promoted"
+                case .pause(let d): return d.map { "pause \(Self.describe($0))" } ?? "pause until promoted"
                 }
             }, guardrail: env.guardrail.map {
                 Guardrail(maxErrorRate: Double($0.maxErrorRate) / 10_000, minRequests: $0.minRequests, windowSeconds: Double($0.windowMilliseconds) / 1000)
@@ -129,8 +136,7 @@ extension ConsoleServer {
         api.post("services/{service}/environments/{environment}/rollback") { request, context in
             let caller = try context.require(.deploy)
             let service = context.parameters.get("service") ?? "", environment = context.parameters.get("environment") ?? ""
-            let body = request.headers[.contentLength].map { $0 != "0" } ?? false
-                ? try await JSONBody.decode(RollbackBody.self, from: request, context: context) : RollbackBody()
+            let body = try await JSONBody.decodeOptional(RollbackBody.self, from: request, context: context) ?? RollbackBody()
             guard let plan = self.registered[service] else {
                 throw APIError(.unprocessableContent, "the console has no plan for service \(service.prefix(100)) (register it under plans: in the console's configuration)", field: "service")
             }
@@ -185,7 +191,7 @@ extension ConsoleServer {
 
         api.get("deployments/{id}") { request, context in
             _ = try context.require(.read)
-            let id = try Self.id(context)
+            let id = try Self.id(context, of: "deployment")
             guard let deployment = try await self.deployments.deployment(id) else { throw APIError(.notFound, "no deployment #\(id)") }
             return JSONBody.response(deployment)
         }
@@ -207,7 +213,13 @@ extension ConsoleServer {
         var environments: [ServiceOverview.Environment] = []
         for env in order {
             var state = live.first { $0.environment == env }
-            if !traffic, var s = state { s.traffic = Array(s.traffic.suffix(4)); state = s }
+            if !traffic, var s = state {
+                // The overview needs the latest point of each pool, not the window.
+                var latest: [String: EnvironmentLive.TrafficPoint] = [:]
+                for point in s.traffic { latest[point.pool] = point }
+                s.traffic = latest.values.sorted { $0.pool < $1.pool }
+                state = s
+            }
             let version = try await deployments.promotedVersions(service: name, environment: env, limit: 1).first?.version
             environments.append(.init(name: env, version: version, latest: latest.first { $0.service == name && $0.environment == env }, live: state))
         }

@@ -16,7 +16,7 @@ extension ConsoleServer {
         }
         return Response(status: .ok, headers: [.contentType: file.type, .cacheControl: "no-cache",
                                                .contentSecurityPolicy: "default-src 'self'; img-src 'self' data:; style-src 'self'; frame-ancestors 'none'",
-                                               HTTPField.Name("X-Content-Type-Options")!: "nosniff"],
+                                               ConsoleHeaders.contentTypeOptions: "nosniff"],
                         body: .init(byteBuffer: ByteBuffer(bytes: file.bytes)))
     }
 }

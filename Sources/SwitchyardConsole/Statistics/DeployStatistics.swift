@@ -45,7 +45,8 @@ public struct DeployStatistics: Codable, Sendable, Equatable {
         let groups = Dictionary(grouping: facts) { "\($0.service)\u{0}\($0.environment)" }
         return groups.keys.sorted().compactMap { key in
             guard let rows = groups[key], let first = rows.first else { return nil }
-            return compute(service: first.service, environment: first.environment, rows: rows.sorted { $0.id < $1.id }, since: since, until: until, now: now)
+            let ordered = rows.sorted { ($0.startedAt, $0.id) < ($1.startedAt, $1.id) }
+            return compute(service: first.service, environment: first.environment, rows: ordered, since: since, until: until, now: now)
         }
     }
 
@@ -63,13 +64,13 @@ public struct DeployStatistics: Codable, Sendable, Equatable {
             lead.append(Sample(deployment: d.id, version: d.version, from: commit, to: endedAt, seconds: max(0, to.timeIntervalSince(from))))
         }
         var restore: [Sample] = []
-        for d in failed {
+        for (index, d) in rows.enumerated() where d.kind != "rollback" && failures.contains(d.outcome) {
             guard let from = Clock.date(d.startedAt) else { continue }
             var restoredAt: String?
             if d.outcome == "rolled_back" {
                 restoredAt = d.endedAt
             } else {
-                restoredAt = rows.first { $0.id > d.id && ($0.outcome == "promoted" || $0.outcome == "rolled_back") }?.endedAt
+                restoredAt = rows.dropFirst(index + 1).first { $0.outcome == "promoted" || $0.outcome == "rolled_back" }?.endedAt
             }
             guard let restoredAt, let to = Clock.date(restoredAt) else { continue }
             restore.append(Sample(deployment: d.id, version: d.version, from: d.startedAt, to: restoredAt, seconds: max(0, to.timeIntervalSince(from))))

@@ -16,7 +16,7 @@ public enum Role: String, Sendable, CaseIterable, Codable {
         case control
         /// Approve an environment that waits for approval.
         case approve
-        /// Manage tokens; read the audit trail.
+        /// Manage tokens.
         case administer
     }
 
@@ -85,10 +85,15 @@ public struct AccessStore: Sendable {
         }
     }
 
-    /// Revokes a token; false when there is no such live token.
+    /// Revokes a token and ends the browser sessions opened with it; false when there is no such live token.
     public func revokeToken(name: String) async throws -> Bool {
-        !(try await sql.raw("UPDATE tokens SET revoked_at = \(bind: Clock.now()) WHERE name = \(bind: name) AND revoked_at IS NULL RETURNING name").all().isEmpty)
+        let revoked = !(try await sql.raw("UPDATE tokens SET revoked_at = \(bind: Clock.now()) WHERE name = \(bind: name) AND revoked_at IS NULL RETURNING name").all().isEmpty)
+        if revoked { try await sql.raw("DELETE FROM sessions WHERE actor = \(bind: name)").run() }
+        return revoked
     }
+
+    /// Names the console gives its own callers; no token may take them.
+    static let reservedNames: Set<String> = ["admin", "anonymous", RolloutStore.consoleRunner]
 
     public func caller(token secret: String) async throws -> Caller? {
         guard let row = try await sql.raw("SELECT name, role FROM tokens WHERE hash = \(bind: Self.digest(secret)) AND revoked_at IS NULL").first() else { return nil }

@@ -35,7 +35,7 @@ public struct DeploymentStore: Sendable {
         if let v = filter.actor { query += " AND actor = \(bind: v)" }
         if let v = filter.since { query += " AND started_at >= \(bind: v)" }
         if let v = filter.until { query += " AND started_at < \(bind: v)" }
-        query += " ORDER BY id DESC LIMIT \(bind: max(1, min(filter.limit, 10_000)))"
+        query += " ORDER BY started_at DESC, id DESC LIMIT \(bind: max(1, min(filter.limit, 10_000)))"
         return try await sql.raw(query).all().map { try rollouts.decodeDeployment($0).resource }
     }
 
@@ -47,18 +47,20 @@ public struct DeploymentStore: Sendable {
         return out
     }
 
-    /// The version promoted last in each environment of `service`, newest first per environment.
+    /// The deployments promoted in one environment of `service`, newest first by when they
+    /// started (a run uploaded late takes its place in time, not at the end).
     public func promotedVersions(service: String, environment: String, limit: Int = 50) async throws -> [RolloutDetail.Deployment] {
         try await sql.raw("""
             SELECT * FROM deployments WHERE service = \(bind: service) AND environment = \(bind: environment) AND outcome = 'promoted'
-            ORDER BY id DESC LIMIT \(bind: limit)
+            ORDER BY started_at DESC, id DESC LIMIT \(bind: limit)
             """).all().map { try rollouts.decodeDeployment($0).resource }
     }
 
     /// The newest deployment per service and environment (what the overview shows).
     public func latestPerEnvironment() async throws -> [RolloutDetail.Deployment] {
         try await sql.raw("""
-            SELECT d.* FROM deployments d JOIN (SELECT MAX(id) AS id FROM deployments GROUP BY service, environment) latest ON d.id = latest.id
+            SELECT d.* FROM deployments d
+            WHERE d.id = (SELECT n.id FROM deployments n WHERE n.service = d.service AND n.environment = d.environment ORDER BY n.started_at DESC, n.id DESC LIMIT 1)
             ORDER BY d.service, d.environment
             """).all().map { try rollouts.decodeDeployment($0).resource }
     }
@@ -74,7 +76,7 @@ public struct DeploymentStore: Sendable {
         if let v = environment { query += " AND d.environment = \(bind: v)" }
         if let v = since { query += " AND d.started_at >= \(bind: v)" }
         if let v = until { query += " AND d.started_at < \(bind: v)" }
-        query += " ORDER BY d.id"
+        query += " ORDER BY d.started_at, d.id"
         return try await sql.raw(query).all().map { try $0.decode(model: DeploymentFacts.self, keyDecodingStrategy: .convertFromSnakeCase) }
     }
 }

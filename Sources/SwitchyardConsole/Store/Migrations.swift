@@ -24,7 +24,7 @@ enum Migrations {
                 mode TEXT NOT NULL, kind TEXT NOT NULL, actor TEXT NOT NULL, host TEXT, pid BIGINT, plan_path TEXT, plan_text TEXT,
                 environments TEXT NOT NULL, started_at TEXT NOT NULL, ended_at TEXT, heartbeat_at TEXT, environment TEXT, progress TEXT,
                 commit_sha TEXT, commit_time TEXT, ticket TEXT, link TEXT, changelog TEXT,
-                owner TEXT, lease_until BIGINT NOT NULL, updated_at TEXT NOT NULL)
+                owner TEXT, reporter TEXT NOT NULL, lease_until BIGINT NOT NULL, updated_at TEXT NOT NULL)
             """,
             "CREATE INDEX rollouts_by_service ON rollouts(service, id)",
             "CREATE INDEX rollouts_by_state ON rollouts(state)",
@@ -55,7 +55,7 @@ enum Migrations {
             """
             CREATE TABLE controls (
                 id {id}, rollout_id BIGINT NOT NULL, command TEXT NOT NULL, argument TEXT, actor TEXT NOT NULL, created_at TEXT NOT NULL,
-                delivered_at TEXT, handled_at TEXT, result TEXT)
+                handler TEXT NOT NULL, delivered_at TEXT, handled_at TEXT, result TEXT)
             """,
             "CREATE INDEX controls_by_rollout ON controls(rollout_id, id)",
             """
@@ -77,6 +77,7 @@ enum Migrations {
             CREATE TABLE sessions (
                 hash TEXT PRIMARY KEY, actor TEXT NOT NULL, role TEXT NOT NULL, csrf TEXT NOT NULL, expires_at BIGINT NOT NULL)
             """,
+            "CREATE INDEX sessions_by_actor ON sessions(actor)",
             """
             CREATE TABLE audit (
                 id {id}, time TEXT NOT NULL, actor TEXT NOT NULL, role TEXT NOT NULL, action TEXT NOT NULL, target TEXT NOT NULL,

@@ -12,6 +12,16 @@ public struct RolloutStore: Sendable {
     public init(database: ConsoleDatabase) { self.database = database }
 
     static let liveStates = ["pending", "running"]
+    /// Who reports the rollouts a console runs itself (its runs' token, on any instance).
+    static let consoleRunner = "console-runner"
+
+    /// Why a report was refused before anything of it was stored.
+    public enum ReportRefusal: Error, Equatable {
+        /// The run was first reported by someone else.
+        case notTheReporter(owner: String)
+        /// The run is recorded for another service.
+        case otherService(String)
+    }
 
     // MARK: Rows
 
@@ -20,7 +30,7 @@ public struct RolloutStore: Sendable {
         var mode: String, kind: String, actor: String, host: String?, pid: Int?, planPath: String?
         var environments: String, startedAt: String, endedAt: String?, heartbeatAt: String?, environment: String?, progress: String?
         var commitSha: String?, commitTime: String?, ticket: String?, link: String?, changelog: String?
-        var owner: String?, leaseUntil: Int
+        var owner: String?, reporter: String, leaseUntil: Int
     }
 
     struct DeploymentRow: Decodable {
@@ -36,7 +46,7 @@ public struct RolloutStore: Sendable {
 
     static let rolloutColumns = """
         id, run, service, version, state, reason, mode, kind, actor, host, pid, plan_path, environments, started_at, ended_at,
-        heartbeat_at, environment, progress, commit_sha, commit_time, ticket, link, changelog, owner, lease_until
+        heartbeat_at, environment, progress, commit_sha, commit_time, ticket, link, changelog, owner, reporter, lease_until
         """
 
     func decodeRollout(_ row: any SQLRow) throws -> RolloutRow { try row.decode(model: RolloutRow.self, keyDecodingStrategy: .convertFromSnakeCase) }
@@ -63,9 +73,9 @@ public struct RolloutStore: Sendable {
         let names = String(decoding: (try? JSONEncoder().encode(environments)) ?? Data("[]".utf8), as: UTF8.self)
         let now = Clock.now()
         guard let row = try await sql.raw("""
-            INSERT INTO rollouts (run, service, version, state, mode, kind, actor, plan_path, environments, started_at, owner, lease_until, updated_at)
+            INSERT INTO rollouts (run, service, version, state, mode, kind, actor, plan_path, environments, started_at, owner, reporter, lease_until, updated_at)
             VALUES (\(bind: run), \(bind: service), \(bind: version), 'pending', 'executed', \(bind: kind), \(bind: actor), \(bind: planPath),
-                    \(bind: names), \(bind: now), \(bind: owner), \(bind: leaseUntil), \(bind: now))
+                    \(bind: names), \(bind: now), \(bind: owner), \(bind: Self.consoleRunner), \(bind: leaseUntil), \(bind: now))
             RETURNING id
             """).first() else { throw ConsoleError("database: the new rollout got no id") }
         let id = try row.decode(column: "id", as: Int.self)
@@ -92,11 +102,17 @@ public struct RolloutStore: Sendable {
     // MARK: Reports
 
     /// Stores what a runner reported and answers with the acknowledgements and the controls it has not received.
-    public func ingest(_ report: RunReport, leaseUntil: Int) async throws -> ReportAnswer {
+    /// A run belongs to whoever reported it first (a token's name): nobody else can write its
+    /// records or receive its controls.
+    public func ingest(_ report: RunReport, from reporter: String, leaseUntil: Int) async throws -> ReportAnswer {
         let sql = self.sql
         let now = Clock.now()
         let names = String(decoding: (try? JSONEncoder().encode(report.environments)) ?? Data("[]".utf8), as: UTF8.self)
         let before = try await sql.raw("SELECT \(unsafeRaw: Self.rolloutColumns) FROM rollouts WHERE run = \(bind: report.run)").first().map(decodeRollout)
+        if let before {
+            guard before.reporter == reporter else { throw ReportRefusal.notTheReporter(owner: before.reporter) }
+            guard before.service == report.service else { throw ReportRefusal.otherService(before.service) }
+        }
         let r = report.rollout
         let change = report.change
         // A runner's word on its own state wins while the console has not seen it end: a run the
@@ -104,12 +120,12 @@ public struct RolloutStore: Sendable {
         guard let row = try await sql.raw("""
             INSERT INTO rollouts (run, service, version, state, reason, mode, kind, actor, host, pid, plan_path, plan_text, environments,
                                   started_at, ended_at, heartbeat_at, environment, progress, commit_sha, commit_time, ticket, link, changelog,
-                                  lease_until, updated_at)
+                                  reporter, lease_until, updated_at)
             VALUES (\(bind: report.run), \(bind: report.service), \(bind: report.version), \(bind: r.outcome), \(bind: r.reason), 'reported', 'deploy',
                     \(bind: report.actor), \(bind: report.host), \(bind: report.pid), \(bind: report.planPath), \(bind: report.planText), \(bind: names),
                     \(bind: r.startedAt), \(bind: r.endedAt), \(bind: r.heartbeatAt), \(bind: r.environment), \(bind: r.progress),
                     \(bind: change?.commit), \(bind: change?.commitTime), \(bind: change?.ticket), \(bind: change?.link), \(bind: change?.changelog),
-                    \(bind: leaseUntil), \(bind: now))
+                    \(bind: reporter), \(bind: leaseUntil), \(bind: now))
             ON CONFLICT (run) DO UPDATE SET
                 state = CASE WHEN rollouts.state IN ('pending', 'running', 'crashed') THEN excluded.state ELSE rollouts.state END,
                 reason = CASE WHEN rollouts.state IN ('pending', 'running', 'crashed') THEN excluded.reason ELSE rollouts.reason END,
@@ -179,7 +195,7 @@ public struct RolloutStore: Sendable {
         for c in report.controlResults {
             let updated = try await sql.raw("""
                 UPDATE controls SET result = \(bind: c.result), handled_at = \(bind: c.handledAt)
-                WHERE id = \(bind: c.id) AND rollout_id = \(bind: id) AND handled_at IS NULL RETURNING command
+                WHERE id = \(bind: c.id) AND rollout_id = \(bind: id) AND handled_at IS NULL AND handler = 'runner' RETURNING command
                 """).all()
             if let first = updated.first {
                 let command = try first.decode(column: "command", as: String.self)
@@ -199,7 +215,7 @@ public struct RolloutStore: Sendable {
         var orders: [ControlOrder] = []
         for control in try await sql.raw("""
             SELECT id, command, argument, actor FROM controls
-            WHERE rollout_id = \(bind: id) AND id > \(bind: report.controlsAfter) AND handled_at IS NULL ORDER BY id
+            WHERE rollout_id = \(bind: id) AND id > \(bind: report.controlsAfter) AND handled_at IS NULL AND handler = 'runner' ORDER BY id
             """).all() {
             orders.append(ControlOrder(id: try control.decode(column: "id", as: Int.self), command: try control.decode(column: "command", as: String.self),
                                        argument: try control.decode(column: "argument", as: String?.self), actor: try control.decode(column: "actor", as: String.self)))
@@ -328,9 +344,12 @@ public struct RolloutStore: Sendable {
 
     // MARK: Controls
 
-    public func addControl(rollout: Int, command: String, argument: String?, actor: String) async throws -> Int {
+    /// Queues a control. `byConsole`: the console carries it out itself (an abort of a crashed
+    /// rollout); it is never sent to a runner, whose answer would race the console's.
+    public func addControl(rollout: Int, command: String, argument: String?, actor: String, byConsole: Bool = false) async throws -> Int {
         guard let row = try await sql.raw("""
-            INSERT INTO controls (rollout_id, command, argument, actor, created_at) VALUES (\(bind: rollout), \(bind: command), \(bind: argument), \(bind: actor), \(bind: Clock.now()))
+            INSERT INTO controls (rollout_id, command, argument, actor, created_at, handler)
+            VALUES (\(bind: rollout), \(bind: command), \(bind: argument), \(bind: actor), \(bind: Clock.now()), \(bind: byConsole ? "console" : "runner"))
             RETURNING id
             """).first() else { throw ConsoleError("database: the control got no id") }
         return try row.decode(column: "id", as: Int.self)
@@ -340,6 +359,11 @@ public struct RolloutStore: Sendable {
         try await sql.raw("SELECT id, command, argument, actor, created_at, handled_at, result FROM controls WHERE id = \(bind: id)").first().map {
             try $0.decode(model: RolloutDetail.Control.self, keyDecodingStrategy: .convertFromSnakeCase)
         }
+    }
+
+    /// Whether an abort the console started for this rollout is still going.
+    func abortInProgress(rollout: Int) async throws -> Bool {
+        try await sql.raw("SELECT id FROM controls WHERE rollout_id = \(bind: rollout) AND handler = 'console' AND handled_at IS NULL").first() != nil
     }
 
     /// Answers a control the console handled itself (an abort of a crashed rollout).

@@ -59,6 +59,9 @@ public final class ProxyWatcher: @unchecked Sendable {
     private var live: [Target: EnvironmentLive] = [:]
     private var previous: [Target: (time: Date, sample: MetricsSample)] = [:]
     private var threads: Set<Target> = []
+    /// Services whose plan a runner sent (not the operator): their proxies are read without
+    /// the console's tokens, so a plan cannot send those to an address of its choosing.
+    private var untrusted: Set<String> = []
     private var stopped = false
     let interval: Double
     let keep: Int
@@ -70,11 +73,13 @@ public final class ProxyWatcher: @unchecked Sendable {
         keep = max(2, min(100_000, Int(windowSeconds / self.interval)))
     }
 
-    /// Starts (or updates) watching the environments of `plan`.
-    func watch(_ plan: DeployPlan) {
+    /// Starts (or updates) watching the environments of `plan`; `trusted` for plans the
+    /// operator registered, whose proxies are read with the tokens the plan names.
+    func watch(_ plan: DeployPlan, trusted: Bool) {
         var start: [Target] = []
         lock.withLock {
             plans[plan.service] = plan
+            if trusted { untrusted.remove(plan.service) } else { untrusted.insert(plan.service) }
             for env in plan.environments {
                 let target = Target(service: plan.service, environment: env.name)
                 if live[target] == nil {
@@ -108,15 +113,21 @@ public final class ProxyWatcher: @unchecked Sendable {
     private func poll(_ target: Target) {
         var client: AdminClient?
         while true {
-            let (plan, done) = lock.withLock { (plans[target.service], stopped) }
+            let (plan, done, trusted) = lock.withLock { (plans[target.service], stopped, !untrusted.contains(target.service)) }
             if done { return }
-            guard let env = plan?.environments.first(where: { $0.name == target.environment }) else {
+            guard var env = plan?.environments.first(where: { $0.name == target.environment }) else {
                 // The environment left the plan: stop watching it.
                 lock.withLock { _ = threads.remove(target); live.removeValue(forKey: target) }
                 return
             }
+            var failure: String?
+            if !trusted { env.tokenFile = nil }
             if client == nil || client?.address != env.admin {
-                client = try? AdminClient(environment: env, actor: "switchyard-console", processEnvironment: ProcessInfo.processInfo.environment)
+                do {
+                    client = try AdminClient(environment: env, actor: "switchyard-console", processEnvironment: trusted ? ProcessInfo.processInfo.environment : [:])
+                } catch {
+                    failure = trusted ? "\(error)" : "\(error) (a plan a runner sent is read without the console's tokens; register the plan in the console's configuration to watch this proxy)"
+                }
             }
             let now = Date()
             var update = lock.withLock { live[target] } ?? EnvironmentLive(service: target.service, environment: target.environment,
@@ -124,7 +135,7 @@ public final class ProxyWatcher: @unchecked Sendable {
             update.admin = env.admin.description
             update.checkedAt = Clock.iso(now)
             do {
-                guard let client else { throw ConsoleError("no admin client for \(env.admin): check token_env/token_file in the plan") }
+                guard let client else { throw ConsoleError(failure ?? "no admin client for \(env.admin): check token_env/token_file in the plan") }
                 let status = try client.api.status()
                 let sample = try client.metrics()
                 read(status, into: &update)
