@@ -98,6 +98,7 @@ export function milliseconds(value) {
 /** 95 → "1 min 35 s", 7200 → "2 h", 200000 → "2.3 days" */
 export function duration(seconds) {
   if (seconds === null || seconds === undefined || !Number.isFinite(seconds)) return '—';
+  if (seconds < 1) return `${Math.round(seconds * 1000)} ms`;
   if (seconds < 60) return `${Math.round(seconds)} s`;
   if (seconds < 3600) return Math.round(seconds % 60) ? `${Math.floor(seconds / 60)} min ${Math.round(seconds % 60)} s` : `${Math.floor(seconds / 60)} min`;
   if (seconds < 86400) return `${(seconds / 3600).toFixed(1)} h`;

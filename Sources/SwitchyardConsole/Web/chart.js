@@ -27,7 +27,7 @@ export function lineChart(options) {
   const from = options.from ?? (times.length ? Math.min(...times) : Date.now() - 60000);
   let to = options.to ?? (times.length ? Math.max(...times) : Date.now());
   if (to <= from) to = from + 1000;
-  const top = niceCeiling(Math.max(0, ...all.map((p) => p.v), ...thresholds.map((t) => t.value * 1.15)));
+  const top = niceCeiling(Math.max(options.minTop || 0, ...all.map((p) => p.v), ...thresholds.map((t) => t.value * 1.15)));
   const x = (t) => PAD.left + ((t - from) / (to - from)) * (W - PAD.left - PAD.right);
   const y = (v) => PAD.top + (1 - v / top) * (height - PAD.top - PAD.bottom);
 

@@ -351,9 +351,9 @@ export function environmentCharts(view, deployment, live) {
     return [h('p', { class: 'muted' }, 'No traffic figures for this deployment: it had no analysis, and the console keeps the proxies\' traffic only for its window (15 minutes by default).')];
   }
   return [
-    lineChart({ title: `${name}: requests per second`, series: rate, thresholds: rateThresholds, format: (v) => number(v, v < 10 ? 1 : 0), from, to, id: `chart-${name}-rate` }),
-    lineChart({ title: `${name}: error rate`, series: errors, thresholds: errorThresholds, format: (v) => percent(v, v < 0.1 ? 1 : 0), from, to, id: `chart-${name}-errors` }),
-    lineChart({ title: `${name}: p99 latency`, series: p99, thresholds: p99Thresholds, format: (v) => `${number(v, v < 10 ? 1 : 0)} ms`, from, to, id: `chart-${name}-p99` }),
+    lineChart({ title: `${name}: requests per second`, series: rate, thresholds: rateThresholds, format: (v) => number(v, v < 10 ? 1 : 0), minTop: 1, from, to, id: `chart-${name}-rate` }),
+    lineChart({ title: `${name}: error rate`, series: errors, thresholds: errorThresholds, format: (v) => percent(v, v < 0.1 ? 1 : 0), minTop: 0.01, from, to, id: `chart-${name}-errors` }),
+    lineChart({ title: `${name}: p99 latency`, series: p99, thresholds: p99Thresholds, format: (v) => `${number(v, v < 10 ? 1 : 0)} ms`, minTop: 10, from, to, id: `chart-${name}-p99` }),
   ];
 }
 

@@ -125,9 +125,9 @@ export function trafficCharts(live, name) {
   const from = times.length ? Math.min(...times) : Date.now() - 60000;
   const to = times.length ? Math.max(...times) : Date.now();
   return [
-    lineChart({ title: `${name}: requests per second`, series: series('requests_per_second'), format: (v) => number(v, v < 10 ? 1 : 0), from, to, height: 150, id: `traffic-${name}-rate` }),
-    lineChart({ title: `${name}: error rate`, series: series('error_rate'), format: (v) => percent(v, v < 0.1 ? 1 : 0), from, to, height: 150, id: `traffic-${name}-errors` }),
-    lineChart({ title: `${name}: p99 latency`, series: series('p99_ms'), format: (v) => `${number(v, v < 10 ? 1 : 0)} ms`, from, to, height: 150, id: `traffic-${name}-p99` }),
+    lineChart({ title: `${name}: requests per second`, series: series('requests_per_second'), format: (v) => number(v, v < 10 ? 1 : 0), minTop: 1, from, to, height: 150, id: `traffic-${name}-rate` }),
+    lineChart({ title: `${name}: error rate`, series: series('error_rate'), format: (v) => percent(v, v < 0.1 ? 1 : 0), minTop: 0.01, from, to, height: 150, id: `traffic-${name}-errors` }),
+    lineChart({ title: `${name}: p99 latency`, series: series('p99_ms'), format: (v) => `${number(v, v < 10 ? 1 : 0)} ms`, minTop: 10, from, to, height: 150, id: `traffic-${name}-p99` }),
   ];
 }
 
