@@ -49,7 +49,9 @@ const severity = { failed: 0, crashed: 0, rolled_back: 1, approval: 2, paused: 3
 /** The environments of every service merged into one promotion order. */
 export function columnOrder(services) {
   const order = [];
-  for (const service of services) {
+  // Plans know the promotion order; services known only from their history list theirs by name.
+  const planned = services.filter((s) => s.source !== 'history');
+  for (const service of [...planned, ...services.filter((s) => s.source === 'history')]) {
     let previous = -1;
     for (const environment of service.environments) {
       const at = order.indexOf(environment.name);
