@@ -105,6 +105,8 @@ class Browser:
         return path
 
     def collect_logs(self):
+        if self.closed:
+            return self.logs
         try:
             self.logs += self.driver.get_log("browser")
         except WebDriverException:
@@ -415,7 +417,8 @@ def rolled_back_rollout(args, out, api, deployer_token):
     reason = api.rollout(number)["rollout"]["reason"]
     shown = wait_for("the reason", lambda: browser.find("#rollout-reason").text)
     check(reason and reason in shown, f"the page shows {shown!r}, the rollout's reason is {reason!r}")
-    wait_for("the start hook's output in the log", lambda: "started g1-v3-bad" in browser.find("#rollout-log").text)
+    # The lab's start hook prints "started SERVER-VERSION on port N" for the instance it started.
+    wait_for("the start hook's output in the log", lambda: "-v3-bad on port" in browser.find("#rollout-log").text)
     hooks = browser.all("#env-stage details.hook")
     check(hooks, "no hook in the stage section")
     check(browser.find("#env-stage [data-role=reason]").is_displayed(), "the stage section does not say why it rolled back")

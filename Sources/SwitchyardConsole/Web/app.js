@@ -427,6 +427,8 @@ export function showLogin(message) {
 async function logout() {
   try { await api('DELETE', '/session'); } catch (error) { alertError(error); return; }
   Object.assign(session, { actor: null, role: null, csrf: null, permissions: [] });
+  // The stream was opened with the old session; the next one starts with whoever is left.
+  if (feedSource) { feedSource.close(); feedSource = null; }
   await start();
 }
 

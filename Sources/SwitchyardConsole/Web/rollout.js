@@ -245,9 +245,10 @@ function guardText(plan, live, events, environment) {
 
 /** The plan's steps, each done, current, failed, skipped or still to come. */
 function stepStates(planSteps, records, deployment, current) {
-  let reached = 0;
+  // Each step the runner takes leaves one weight or pause record; analysis records name their step.
+  let reached = records.filter((r) => r.kind === 'weight' || r.kind === 'pause').length;
   for (const record of records) {
-    const match = /\(step (\d+) of (\d+)\)/.exec(record.detail || '');
+    const match = /^step (\d+)\b/.exec(record.detail || '') || /\(step (\d+) of \d+\)/.exec(record.detail || '');
     if (match) reached = Math.max(reached, Number(match[1]));
   }
   const outcome = deployment ? deployment.outcome : 'waiting';
