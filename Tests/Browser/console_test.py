@@ -328,6 +328,12 @@ def deploy_from_the_form(args, out, api, deployer_token):
     check(not browser.all("#control-approve"), "a deployer sees the Approve button")
     check(browser.find("#control-pause").is_displayed(), "a deployer does not see Pause")
     browser.shot("rollout-waiting")
+    browser.go("/?q=web")
+    cell = lambda environment: browser.find(f"#overview-table tr[data-service=web] td[data-environment={environment}]")  # noqa: E731
+    wait_for("the overview's web row", lambda: cell("prod").get_attribute("data-state") == "approval")
+    check(cell("stage").get_attribute("data-version") == "v2.0.1", f"stage shows {cell('stage').get_attribute('data-version')}")
+    check(cell("prod").get_attribute("data-version") == "", "prod shows a version before any was promoted there")
+    check(browser.js("return window.switchyardNoReload === true"), "the page reloaded")
     browser.quit()
     return number
 
@@ -366,6 +372,12 @@ def viewer_sees_no_buttons(args, out, number, viewer_token):
 
 def approve_in_the_browser(args, out, api, number, approver_token):
     """An approver approves in the browser; the waiting runner continues and promotes; the approval is audited."""
+    # Someone watching the overview sees prod change without reloading.
+    watcher = Browser(args.console, out, "watcher")
+    watcher.open("/?q=web")
+    prod_cell = lambda: watcher.find("#overview-table tr[data-service=web] td[data-environment=prod]")  # noqa: E731
+    wait_for("prod waiting for approval on the overview", lambda: prod_cell().get_attribute("data-state") == "approval")
+    watcher.js("window.switchyardNoReload = true")
     browser = Browser(args.console, out, "approver")
     login(browser, approver_token, "april")
     browser.open(f"/rollouts/{number}")
@@ -380,6 +392,9 @@ def approve_in_the_browser(args, out, api, number, approver_token):
           "the approval is not in the audit trail")
     check(not browser.all("#rollout-controls button"), "a finished rollout still shows controls")
     browser.quit()
+    wait_for("v2.0.1 live in prod on the overview", lambda: prod_cell().get_attribute("data-version") == "v2.0.1" and prod_cell().get_attribute("data-state") == "idle")
+    check(watcher.js("return window.switchyardNoReload === true"), "the overview reloaded")
+    watcher.quit()
 
 
 def charts_get_points(args, out, number):
@@ -423,6 +438,11 @@ def rolled_back_rollout(args, out, api, deployer_token):
     check(hooks, "no hook in the stage section")
     check(browser.find("#env-stage [data-role=reason]").is_displayed(), "the stage section does not say why it rolled back")
     browser.shot("rollout-rolled-back")
+    # The overview keeps the version that is live and says what happened to the new one.
+    browser.go("/?q=web")
+    stage = wait_for("web's stage cell", lambda: browser.find("#overview-table tr[data-service=web] td[data-environment=stage]"))
+    check(stage.get_attribute("data-version") == "v2.0.1" and stage.get_attribute("data-state") == "rolled_back",
+          f"the overview's stage cell: {stage.get_attribute('data-version')} {stage.get_attribute('data-state')}")
     browser.quit()
     return number
 
