@@ -508,7 +508,7 @@ def statistics_page(args, out):
     for chart in charts[:3]:
         check(int(chart.get_attribute("data-points")) > 0, f"the chart {chart.find_element(By.TAG_NAME, 'figcaption').text} is empty")
     check(a11y_problems(browser) == [], f"accessibility: {a11y_problems(browser)}")
-    browser.shot("statistics")
+    browser.shot("statistics", full=False)
     browser.quit()
 
 

@@ -82,7 +82,7 @@ import Testing
 
         let screenshots = "\(directory)/screenshots"
         let started = Date()
-        let result = try run("/usr/bin/python3", [Self.script, "--console", console.url, "--login-console", loginConsole.url,
+        let result = try run("/usr/bin/python3", ["-B", Self.script, "--console", console.url, "--login-console", loginConsole.url,
                                                   "--token", consoleAdminToken, "--out", screenshots])
         let seconds = Date().timeIntervalSince(started)
         #expect(result.status == 0, "the browser tests failed (screenshots in \(screenshots)):\n\(result.output)\n\(result.error)")

@@ -402,7 +402,7 @@ export function showLogin(message) {
     message ? h('p', {}, message) : null,
     h('label', { for: 'login-token' }, 'Access token'),
     input,
-    h('p', { class: 'help', id: 'login-help' }, 'A token from `switchyard console token create` or the one in SWITCHYARD_CONSOLE_ADMIN_TOKEN. The console keeps you logged in with a cookie; the token is not stored in the browser.'),
+    h('p', { class: 'help', id: 'login-help' }, 'A token an admin created for you, or the console\'s bootstrap token (SWITCHYARD_CONSOLE_ADMIN_TOKEN). The console keeps you logged in with a cookie; the browser does not store the token.'),
     error,
     h('button', { type: 'submit', class: 'primary', id: 'login-submit' }, 'Log in'));
   form.addEventListener('submit', async (event) => {

@@ -49,12 +49,17 @@ export function lineChart(options) {
   let drawn = 0;
   series.forEach((s, index) => {
     const kind = s.kind || `series-${index}`;
+    const gap = 3 * typicalSpacing(s.points);
     let d = '';
     let pen = false;
+    let previous = null;
     for (const p of s.points) {
       if (p.v === null || !Number.isFinite(p.v) || p.t < from || p.t > to) { pen = false; continue; }
+      // A pool without samples for a while (no traffic, not read) is a gap, not a slope.
+      if (previous !== null && p.t - previous > gap) pen = false;
       d += `${pen ? 'L' : 'M'}${x(p.t).toFixed(1)},${y(p.v).toFixed(1)}`;
       pen = true;
+      previous = p.t;
       drawn += 1;
     }
     if (d && !s.markersOnly) svg.append(h('svg:path', { d, class: `line ${kind}` }));
@@ -74,6 +79,14 @@ export function lineChart(options) {
     svg,
     legend(series, thresholds),
     dataTable(series, format));
+}
+
+/** The median time between a series' samples (infinite with fewer than three). */
+function typicalSpacing(points) {
+  const times = points.filter((p) => p.v !== null && Number.isFinite(p.v)).map((p) => p.t);
+  if (times.length < 3) return Infinity;
+  const steps = times.slice(1).map((t, i) => t - times[i]).sort((a, b) => a - b);
+  return Math.max(1, steps[Math.floor(steps.length / 2)]);
 }
 
 function summary(title, series, thresholds, format) {
@@ -115,6 +128,9 @@ export function barChart(options) {
   const row = 24;
   const labelWidth = 190;
   const height = Math.max(1, bars.length) * row + 24;
+  if (!bars.length) {
+    return h('figure', { class: 'chart-box', dataset: { points: '0' } }, h('figcaption', {}, title), h('p', { class: 'muted' }, 'Nothing to show in this range.'));
+  }
   const values = bars.map((b) => b.value).filter((v) => v !== null && Number.isFinite(v));
   const top = niceCeiling(Math.max(0, ...values, threshold ? threshold.value : 0));
   const width = W - labelWidth - 90;

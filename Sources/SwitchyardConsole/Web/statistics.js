@@ -45,8 +45,10 @@ export async function mount(container, _params, query) {
 function render(body, rows, deployments, values) {
   if (!rows.length) { fill(body, h('p', { class: 'muted' }, 'No finished deployment in this range.')); return; }
   const label = (r) => `${r.service} / ${r.environment}`;
-  // Charts show the busiest 12 pairs; the table has every one.
-  const top = [...rows].sort((a, b) => b.deployments - a.deployments || label(a).localeCompare(label(b))).slice(0, 12);
+  // Each chart shows the 12 pairs with the highest figure (pairs without one are left out); the table has every pair.
+  const top = (value) => rows.filter((r) => value(r) !== null && value(r) !== undefined)
+    .sort((a, b) => value(b) - value(a) || label(a).localeCompare(label(b))).slice(0, 12);
+  const bars = (value, kind) => top(value).map((r) => ({ label: label(r), value: value(r), kind }));
   const totals = rows.reduce((t, r) => ({ deployments: t.deployments + r.deployments, failed: t.failed + r.failed, promoted: t.promoted + r.promoted }), { deployments: 0, failed: 0, promoted: 0 });
   fill(body,
     h('ul', { class: 'legend totals', id: 'stats-totals' },
@@ -56,10 +58,10 @@ function render(body, rows, deployments, values) {
       h('li', {}, 'change failure rate ', h('strong', {}, totals.promoted + totals.failed ? percent(totals.failed / (totals.promoted + totals.failed), 1) : '—'))),
     h('div', { class: 'charts wide' },
       perDay(deployments, values),
-      barChart({ title: 'Deploy frequency (per day)', bars: top.map((r) => ({ label: label(r), value: r.deploy_frequency_per_day, kind: 'neutral' })), format: (v) => number(v, 2) }),
-      barChart({ title: 'Lead time (median)', bars: top.map((r) => ({ label: label(r), value: r.lead_time.median_seconds, kind: 'neutral' })), format: duration }),
-      barChart({ title: 'Change failure rate', bars: top.map((r) => ({ label: label(r), value: r.change_failure_rate, kind: 'bad' })), format: (v) => percent(v, 0) }),
-      barChart({ title: 'Time to restore (median)', bars: top.map((r) => ({ label: label(r), value: r.time_to_restore.median_seconds, kind: 'bad' })), format: duration })),
+      barChart({ title: 'Deploy frequency (per day)', bars: bars((r) => r.deploy_frequency_per_day, 'neutral'), format: (v) => number(v, 2) }),
+      barChart({ title: 'Lead time (median)', bars: bars((r) => r.lead_time.median_seconds, 'neutral'), format: duration }),
+      barChart({ title: 'Change failure rate', bars: bars((r) => r.change_failure_rate, 'bad'), format: (v) => percent(v, 0) }),
+      barChart({ title: 'Time to restore (median)', bars: bars((r) => r.time_to_restore.median_seconds, 'bad'), format: duration })),
     h('h2', {}, 'By service and environment'),
     h('div', { class: 'table-scroll' }, h('table', { id: 'stats-table' },
       h('thead', {}, h('tr', {}, ['Service', 'Environment', 'Deployments', 'Promoted', 'Failed', 'Per day', 'Lead time (median)', 'Change failure rate', 'Time to restore (median)']
