@@ -215,6 +215,33 @@ import Testing
         #expect(status.output.contains("ROLLED_BACK"), "\(status)")
     }
 
+    @Test func anHTTPSConsoleIsVerifiedWithTheGivenCA() throws {
+        let directory = makeTemporaryDirectory()
+        defer { try? FileManager.default.removeItem(atPath: directory) }
+        let pki = try TestPKI(directory: directory, names: [])
+        // The console's certificate names its address.
+        for arguments in [
+            ["req", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:P-256", "-nodes", "-keyout", "\(directory)/console.key",
+             "-out", "\(directory)/console.csr", "-subj", "/CN=console"],
+            ["x509", "-req", "-in", "\(directory)/console.csr", "-CA", pki.ca, "-CAkey", "\(directory)/ca.key", "-CAcreateserial", "-days", "30",
+             "-extfile", "\(directory)/console.ext", "-out", "\(directory)/console.pem"],
+        ] {
+            try "subjectAltName=IP:127.0.0.1\n".write(toFile: "\(directory)/console.ext", atomically: true, encoding: .utf8)
+            let r = try run("/usr/bin/openssl", arguments)
+            try #require(r.status == 0, "\(r.error)")
+        }
+        let console = try ConsoleStandIn(directory: "\(directory)/console", token: Self.token,
+                                         tls: ("\(directory)/console.pem", "\(directory)/console.key"))
+        let trusted = try Self.switchyard(["deploy", "status", "--service", "web", "--console", console.url, "--console-ca", pki.ca])
+        #expect(trusted.status == 0 && trusted.output.contains("no rollout of web at the console \(console.url)"), "\(trusted)")
+        let fromEnvironment = try run("/usr/bin/env", ["SWITCHYARD_CONSOLE_TOKEN=\(Self.token)", "SWITCHYARD_CONSOLE_URL=\(console.url)",
+                                                       "SWITCHYARD_CONSOLE_CA=\(pki.ca)", switchyardBinary, "history", "--json"])
+        let listed = (try? JSONSerialization.jsonObject(with: Data(fromEnvironment.output.utf8))) as? [Any]
+        #expect(fromEnvironment.status == 0 && listed?.isEmpty == true, "the console's (empty) history: \(fromEnvironment)")
+        let untrusted = try Self.switchyard(["deploy", "status", "--service", "web", "--console", console.url])
+        #expect(untrusted.status == 2 && untrusted.error.contains("TLS handshake with 127.0.0.1 failed"), "\(untrusted)")
+    }
+
     @Test func runFlagsAreCheckedAndAnExecutedRunDiesWithItsParent() throws {
         let lab = try DeployLab()
         try lab.environment("prod", pools: [("blue", 1), ("green", 1)], active: "blue", standby: "green")

@@ -14,10 +14,14 @@ final class ConsoleStandIn {
 
     static let script = packageRoot.appendingPathComponent("Tests/IntegrationTests/Fixtures/console_standin.py").path
 
+    /// https with this certificate and key, when given.
+    let tls: (cert: String, key: String)?
+
     /// Starts it on `port` (0: a free one) in `directory`, requiring `token` when given.
-    init(directory: String, port: UInt16 = 0, token: String? = nil) throws {
+    init(directory: String, port: UInt16 = 0, token: String? = nil, tls: (cert: String, key: String)? = nil) throws {
         self.directory = directory
         self.token = token
+        self.tls = tls
         try FileManager.default.createDirectory(atPath: directory, withIntermediateDirectories: true)
         try start(port: port)
     }
@@ -26,6 +30,7 @@ final class ConsoleStandIn {
         unlink("\(directory)/port")
         var arguments = ["python3", Self.script, directory, "--port", String(port)]
         if let token { arguments += ["--token", token] }
+        if let tls { arguments += ["--cert", tls.cert, "--key", tls.key] }
         pid = try spawn("/usr/bin/env", arguments, stdout: "\(directory)/standin.out", stderr: "\(directory)/standin.err")
         guard let bound = UInt16(try waitForFile("\(directory)/port").trimmingCharacters(in: .whitespacesAndNewlines)) else {
             throw HarnessError("the console stand-in wrote no port: \((try? String(contentsOfFile: "\(directory)/standin.err", encoding: .utf8)) ?? "")")
@@ -33,7 +38,7 @@ final class ConsoleStandIn {
         self.port = bound
     }
 
-    var url: String { "http://127.0.0.1:\(port)" }
+    var url: String { "\(tls == nil ? "http" : "https")://127.0.0.1:\(port)" }
 
     /// While down, reports are answered with 503.
     func setDown(_ down: Bool) {

@@ -8,7 +8,7 @@ On purpose, it re-sends every control the runner has not answered yet with each 
 real console sends those above `controls_after`): a runner must queue a control once however
 often it arrives.
 
-usage: console_standin.py STATE_DIR [--port N] [--token T]
+usage: console_standin.py STATE_DIR [--port N] [--token T] [--cert PEM --key PEM]
 
 It writes STATE_DIR/port once it listens, keeps its state in STATE_DIR/state.json (a restart
 keeps it, as the console's database would), and answers reports with 503 while the file
@@ -210,6 +210,11 @@ class Handler(BaseHTTPRequestHandler):
 
 server = ThreadingHTTPServer(("127.0.0.1", port), Handler)
 server.daemon_threads = True
+if "--cert" in options:
+    import ssl
+    context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+    context.load_cert_chain(options["--cert"], options["--key"])
+    server.socket = context.wrap_socket(server.socket, server_side=True)
 with open(os.path.join(state_dir, "port.tmp"), "w") as f:
     f.write(str(server.server_port))
 os.replace(os.path.join(state_dir, "port.tmp"), os.path.join(state_dir, "port"))
