@@ -267,6 +267,7 @@ import Testing
             (($0["rollout"] as? [String: Any])?["state"] as? String) == "crashed"
         }
         let noticed = Date().timeIntervalSince(killedAt)
+        print("the other console marked the rollout crashed \(String(format: "%.1f", noticed)) s after its owner was killed (lease 3 s)")
         #expect(noticed < 15, "noticed after \(noticed)s with a 3s lease")
         // The rollout died with its console: the proxy's lock is still held by it.
         #expect((try lab.status("prod"))["lock"] is [String: Any])
