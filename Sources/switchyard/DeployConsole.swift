@@ -125,6 +125,7 @@ struct DeployUpload: ParsableCommand {
         for id in ids {
             let row = local.rollout(id)
             let what = "rollout #\(id) of \(row?["service"] ?? "?") \(row?["version"] ?? "?") (\(row?["outcome"] ?? "?"))"
+            if local.isAcknowledged(rollout: id) { print("\(what): the console has it already"); continue }
             switch ConsoleReporter.upload(rollout: id, history: local, client: client, timeout: timeout) {
             case .acknowledged(let consoleRollout):
                 let run = local.rollout(id)?["run"] as? String ?? "?"

@@ -306,3 +306,25 @@ import Testing
         }
     }
 }
+
+@Suite struct ConsoleApprovalRuleTests {
+    @Test func separateApproverRefusesTheStarterAndAcceptsSomeoneElse() throws {
+        let dir = makeTemporaryDirectory()
+        let console = try ConsoleProcess(directory: dir, config: "separate_approver: [stage]\n")
+        defer { console.stop() }
+        func token(_ name: String, _ role: String) throws -> String {
+            try #require(try console.call("POST", "/api/v1/tokens", body: "{\"name\":\"\(name)\",\"role\":\"\(role)\"}").json["token"] as? String)
+        }
+        let ci = try token("ci", "deployer"), alice = try token("alice", "approver"), bob = try token("bob", "approver")
+        // The pipeline runs as github:alice (the report's actor) with the token ci; it is in stage.
+        let run = UUID().uuidString.lowercased()
+        let id = try #require(try console.call("POST", "/api/v1/reports", body: ConsoleAPITests.report(run: run), token: ci).json["rollout"] as? Int)
+        let own = try console.call("POST", "/api/v1/rollouts/\(id)/approve", body: #"{"wait":0}"#, token: alice)
+        #expect(own.status == 403 && (own.json["error"] as? String ?? "").contains("someone other"), "\(own.text)")
+        #expect(try console.call("POST", "/api/v1/rollouts/\(id)/approve", body: #"{"wait":0}"#, token: bob).status == 202)
+        // An environment without the rule takes the starter's approval.
+        #expect(try console.call("POST", "/api/v1/rollouts/\(id)/approve", body: #"{"wait":0,"argument":"prod"}"#, token: alice).status == 202)
+        let audit = try console.call("GET", "/api/v1/audit?target=rollout/\(id)").json["audit"] as? [[String: Any]] ?? []
+        #expect(audit.contains { $0["actor"] as? String == "alice" && $0["outcome"] as? String == "refused: starter" })
+    }
+}

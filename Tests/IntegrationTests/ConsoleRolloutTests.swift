@@ -102,6 +102,7 @@ import Testing
         let before = Date()
         let approved = try approve(alice)
         let took = Date().timeIntervalSince(before)
+        print("console approval reached the runner and was answered in \(String(format: "%.3f", took)) s (switchyard deploy approve, end to end)")
         #expect(approved.status == 0 && approved.output.contains("approved prod"), "\(approved)")
         // Within a second is the goal (measured in the benchmarks); a busy machine gets slack here.
         #expect(took < 5, "the runner took \(took)s to take the approval")
@@ -174,6 +175,33 @@ import Testing
         #expect(csv.split(separator: "\r\n").count == 4)
     }
 
+    @Test func theConsoleWatchesTheProxiesOfItsPlans() throws {
+        let lab = try Self.makeLab()
+        let plan = try lab.writePlan(Self.twoEnvironmentPlan(lab))
+        let console = try ConsoleProcess(directory: lab.directory, plans: [plan], config: "poll_interval: 300ms\n")
+        defer { console.stop() }
+        // The standby's instance runs too, as it would before a canary.
+        _ = try run("/bin/sh", ["\(lab.directory)/start.sh", "prod", "green", "v2"])
+        let canary = try lab.switchyard(["ctl", "--admin", "\(lab.directory)/prod/admin.sock", "canary", "web", "--pool", "green", "--weight", "10%"])
+        #expect(canary.status == 0, "\(canary)")
+        let lock = try lab.switchyard(["ctl", "--admin", "\(lab.directory)/prod/admin.sock", "lock", "--owner", "ops-maintenance", "--ttl", "1m"])
+        #expect(lock.status == 0, "\(lock)")
+        let json = try console.waitFor("/api/v1/services/web", timeout: 30, what: "live traffic of prod with the canary and the lock") { json in
+            let environments = ((json["service"] as? [String: Any])?["environments"] as? [[String: Any]]) ?? []
+            guard let prod = environments.first(where: { $0["name"] as? String == "prod" })?["live"] as? [String: Any] else { return false }
+            let traffic = prod["traffic"] as? [[String: Any]] ?? []
+            return prod["canary_weight"] as? String == "10%" && prod["lock_owner"] as? String == "ops-maintenance"
+                && traffic.contains { ($0["pool"] as? String) == "blue" && (($0["requests_per_second"] as? Double) ?? 0) > 50 }
+                && traffic.contains { ($0["pool"] as? String) == "green" && (($0["requests_per_second"] as? Double) ?? 0) > 5 }
+        }
+        let environments = ((json["service"] as? [String: Any])?["environments"] as? [[String: Any]]) ?? []
+        #expect(environments.map { $0["name"] as? String } == ["stage", "prod"])
+        let prod = environments.last?["live"] as? [String: Any] ?? [:]
+        #expect(prod["active"] as? String == "blue" && prod["reachable"] as? Bool == true)
+        #expect(((prod["servers"] as? [[String: Any]]) ?? []).contains { $0["health"] as? String == "up" })
+        #expect(((prod["traffic"] as? [[String: Any]]) ?? []).contains { $0["p99_ms"] is Double && $0["error_rate"] as? Double == 0 })
+    }
+
     @Test func aConsoleRestartInTheMiddleOfAReportedRolloutLosesNothing() throws {
         let lab = try Self.makeLab()
         let port = freePort()
@@ -239,6 +267,7 @@ import Testing
             (($0["rollout"] as? [String: Any])?["state"] as? String) == "crashed"
         }
         let noticed = Date().timeIntervalSince(killedAt)
+        print("the other console marked the rollout crashed \(String(format: "%.1f", noticed)) s after its owner was killed (lease 3 s)")
         #expect(noticed < 15, "noticed after \(noticed)s with a 3s lease")
         // The rollout died with its console: the proxy's lock is still held by it.
         #expect((try lab.status("prod"))["lock"] is [String: Any])

@@ -108,6 +108,8 @@ public final class RunSupervisor: @unchecked Sendable {
         environment["SWITCHYARD_CONSOLE_TOKEN"] = token
         if let certificate { environment["SWITCHYARD_CONSOLE_CA"] = certificate } else { environment.removeValue(forKey: "SWITCHYARD_CONSOLE_CA") }
         environment.removeValue(forKey: "SWITCHYARD_CONSOLE_ADMIN_TOKEN")
+        // Closes the gap between the fork and the child's prctl: a parent that is already gone by then is noticed.
+        environment["SWITCHYARD_PARENT_PID"] = String(getpid())
         process.environment = environment
         process.standardOutput = output
         process.standardError = output
