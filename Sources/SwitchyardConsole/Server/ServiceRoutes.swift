@@ -94,8 +94,9 @@ extension ConsoleServer {
             var list: [ServiceOverview] = []
             let latest = try await self.deployments.latestPerEnvironment()
             let running = try await self.rollouts.rollouts(state: "running", limit: 1000) + (try await self.rollouts.rollouts(state: "pending", limit: 1000))
+            let versions = try await self.deployments.livePromotedVersions()
             for (name, source) in try await self.knownServices() {
-                list.append(try await self.overview(name, source: source, latest: latest, running: running, traffic: false))
+                list.append(self.overview(name, source: source, latest: latest, running: running, versions: versions, traffic: false))
             }
             return JSONBody.response(["services": list])
         }
@@ -106,7 +107,8 @@ extension ConsoleServer {
             guard let known = try await self.knownServices().first(where: { $0.name == name }) else { throw APIError(.notFound, "no service \(name.prefix(100))") }
             let latest = try await self.deployments.latestPerEnvironment()
             let running = try await self.rollouts.rollouts(service: name, limit: 5).filter { RolloutStore.liveStates.contains($0.state) }
-            let overview = try await self.overview(name, source: known.source, latest: latest, running: running, traffic: true)
+            let overview = self.overview(name, source: known.source, latest: latest, running: running,
+                                         versions: try await self.deployments.livePromotedVersions(), traffic: true)
             struct Answer: Encodable { var service: ServiceOverview; var plan: PlanSummary?; var rollouts: [RolloutSummary] }
             return JSONBody.response(Answer(service: overview, plan: self.plan(of: name).map(PlanSummary.init),
                                             rollouts: try await self.rollouts.rollouts(service: name, limit: 20)))
@@ -205,7 +207,8 @@ extension ConsoleServer {
         }
     }
 
-    func overview(_ name: String, source: String, latest: [RolloutDetail.Deployment], running: [RolloutSummary], traffic: Bool) async throws -> ServiceOverview {
+    func overview(_ name: String, source: String, latest: [RolloutDetail.Deployment], running: [RolloutSummary],
+                  versions: [String: String], traffic: Bool) -> ServiceOverview {
         let plan = plan(of: name)
         var order = plan?.environments.map(\.name) ?? []
         for d in latest where d.service == name && !order.contains(d.environment) { order.append(d.environment) }
@@ -220,7 +223,7 @@ extension ConsoleServer {
                 s.traffic = latest.values.sorted { $0.pool < $1.pool }
                 state = s
             }
-            let version = try await deployments.promotedVersions(service: name, environment: env, limit: 1).first?.version
+            let version = versions["\(name)/\(env)"]
             environments.append(.init(name: env, version: version, latest: latest.first { $0.service == name && $0.environment == env }, live: state))
         }
         return ServiceOverview(name: name, source: source, deployable: registered[name] != nil, environments: environments,

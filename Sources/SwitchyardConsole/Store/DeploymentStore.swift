@@ -65,6 +65,21 @@ public struct DeploymentStore: Sendable {
             """).all().map { try rollouts.decodeDeployment($0).resource }
     }
 
+    /// The version promoted last in every service and environment, by "service/environment":
+    /// one query for the overview, however many services there are.
+    public func livePromotedVersions() async throws -> [String: String] {
+        var out: [String: String] = [:]
+        for row in try await sql.raw("""
+            SELECT d.service, d.environment, d.version FROM deployments d
+            WHERE d.outcome = 'promoted' AND d.id = (SELECT n.id FROM deployments n WHERE n.service = d.service AND n.environment = d.environment
+                                                     AND n.outcome = 'promoted' ORDER BY n.started_at DESC, n.id DESC LIMIT 1)
+            """).all() {
+            let key = "\(try row.decode(column: "service", as: String.self))/\(try row.decode(column: "environment", as: String.self))"
+            out[key] = try row.decode(column: "version", as: String.self)
+        }
+        return out
+    }
+
     /// Every finished deployment in a time range, with its rollout's commit time: what
     /// statistics are computed from.
     public func statisticsRows(service: String?, environment: String?, since: String?, until: String?) async throws -> [DeploymentFacts] {
