@@ -106,7 +106,6 @@ let package = Package(
         .testTarget(name: "SwitchyardConsoleTests", dependencies: ["SwitchyardConsole", "SwitchyardConsoleAPI",
                                                                   .product(name: "Hummingbird", package: "hummingbird"),
                                                                   .product(name: "Yams", package: "Yams")]),
-        // The console stand-in is a Python script the tests start.
-        .testTarget(name: "IntegrationTests", exclude: ["Fixtures/console_standin.py"]),
+        .testTarget(name: "IntegrationTests"),
     ]
 )

@@ -221,6 +221,8 @@ enum ConsoleCommands {
         }
         if !json { printDetail(detail, client: client) }
         guard watch else { return 0 }
+        // Into a pipe or a file (a CI log) stdout is block-buffered: each line goes out as it comes.
+        fflush(nil)
         // From now on: the feed's entries after the ones that exist.
         var last = 0
         for _ in 0..<1000 {
@@ -242,6 +244,7 @@ enum ConsoleCommands {
                 let line = stateLine(detail.rollout)
                 if line != shown && !json { print(line) }
                 shown = line
+                fflush(nil)
             } catch {
                 guard error.isTransient else { fail(error) }
                 if !lost { FileHandle.standardError.write(Data("switchyard deploy: warning: \(error); still watching\n".utf8)); lost = true }
