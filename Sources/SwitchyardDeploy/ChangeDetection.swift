@@ -5,17 +5,8 @@ import SwitchyardConsoleAPI
 /// Where a rollout's change comes from: what `deploy run` was told (`--commit`, `--ticket`...),
 /// else what the CI says in its environment, and the commit's time from git when nobody said.
 public enum ChangeDetection {
-    /// What was given on the command line; nil fields are looked for elsewhere.
-    public struct Given: Sendable {
-        public var commit: String?
-        public var commitTime: String?
-        public var ticket: String?
-        public var link: String?
-        public var changelog: String?
-        public init(commit: String? = nil, commitTime: String? = nil, ticket: String? = nil, link: String? = nil, changelog: String? = nil) {
-            self.commit = commit; self.commitTime = commitTime; self.ticket = ticket; self.link = link; self.changelog = changelog
-        }
-    }
+    /// What was given on the command line (the wire type itself); nil fields are looked for elsewhere.
+    public typealias Given = ChangeInfo
 
     /// The change of a rollout, or nil when nothing is known.
     /// - Parameters:
