@@ -32,6 +32,10 @@ extension ClientConnection {
                 return
             case .complete:
                 let head = worker.responseHead
+                if head.statusCode >= 200 || head.statusCode == 101 {
+                    upstreamStatus = head.statusCode
+                    if worker.settings.logRequests { upstreamHeadMicros = monotonicMicroseconds() }
+                }
                 if head.statusCode == 101 {
                     if isUpgrade { startTunnel(); return }
                     failExchange(status: 502, detail: "upstream \(upstreamText) switched protocols without being asked")
