@@ -97,6 +97,35 @@ struct AccessLogTests {
         #expect(unknown["pool"] as? String == "" && unknown["host"] as? String == "nowhere.test")
     }
 
+    @Test func oddAndLongValuesStayOneValidJSONLine() throws {
+        let s = Scenario()
+        let blue = try s.upstream("blue")
+        let log = "\(s.directory)/access.log"
+        let proxy = try s.startProxy(simpleConfig([(blue.address, 100)]).replacingOccurrences(of: "access_log: off", with: """
+            access_log: \(log)
+            limits: { max_request_line: 65536, max_header_bytes: 131072 }
+            """), workers: 1)
+        // A path longer than the buffer a line is formatted in, and a request id that needs escaping.
+        let longPath = "/" + String(repeating: "abcdefgh", count: 5000)
+        let client = try RawClient(port: proxy.port)
+        client.send("GET \(longPath) HTTP/1.1\r\nHost: t\r\nX-Request-Id: q\"b\\s\tx\r\n\r\n")
+        _ = try client.readResponse() // whatever the upstream makes of such a path: the line is what counts
+        client.send("GET /short HTTP/1.1\r\nHost: t\r\nX-Request-Id: short\r\n\r\n")
+        #expect(try client.readResponse().status == 200)
+        let end = Date().addingTimeInterval(10)
+        var lines: [Substring] = []
+        while Date() < end {
+            lines = ((try? String(contentsOfFile: log, encoding: .utf8)) ?? "").split(separator: "\n")
+            if lines.count >= 2 { break }
+            usleep(50_000)
+        }
+        let parsed = lines.compactMap { try? JSONSerialization.jsonObject(with: Data($0.utf8)) as? [String: Any] }
+        #expect(parsed.count == 2, "\(lines.map { $0.prefix(300) })")
+        #expect(parsed.first?["path"] as? String == longPath)
+        #expect(parsed.first?["request_id"] as? String == "q\"b\\s\tx")
+        #expect(parsed.last?["path"] as? String == "/short")
+    }
+
     @Test func sigusr1ReopensTheFileAndNoLineIsLostUnderLoad() throws {
         let s = Scenario()
         let blue = try s.upstream("blue")

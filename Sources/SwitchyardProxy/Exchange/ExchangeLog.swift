@@ -31,16 +31,16 @@ extension ClientConnection {
             if let server = currentServer { upstreamAddress = server.address.description }
         }
         let upstreamMicros: Int64? = upstreamHeadMicros > 0 && upstreamStartMicros > 0 ? upstreamHeadMicros - upstreamStartMicros : nil
-        AccessLogLine.append(to: &worker.logBuffer,
-                             requestID: UnsafeBufferPointer(start: scratch + Scratch.requestID, count: requestIDLength),
-                             client: UnsafeBufferPointer(start: scratch + Scratch.clientIP, count: clientIPLength),
-                             host: UnsafeBufferPointer(start: scratch + Scratch.logHost, count: logHostLength),
-                             method: logMethod, path: logPath,
-                             status: complete ? status : (status == 0 ? 499 : status),
-                             bytes: bytesSent, requestBytes: requestHeadBytes + request.absorbed, durationMicros: durationMicros,
-                             service: logService, pool: pool, version: version, route: routeReason,
-                             upstream: upstreamAddress, upstreamStatus: upstreamStatus, upstreamMicros: upstreamMicros,
-                             retries: max(0, attempts - 1), complete: complete, tls: tlsDescription)
+        let entry = AccessLogEntry(
+            requestID: UnsafeBufferPointer(start: scratch + Scratch.requestID, count: requestIDLength),
+            client: UnsafeBufferPointer(start: scratch + Scratch.clientIP, count: clientIPLength),
+            host: UnsafeBufferPointer(start: scratch + Scratch.logHost, count: logHostLength),
+            method: logMethod, path: logPath, status: complete ? status : (status == 0 ? 499 : status),
+            bytes: bytesSent, requestBytes: requestHeadBytes + request.absorbed, durationMicros: durationMicros,
+            service: logService, pool: pool, version: version, route: routeReason,
+            upstream: upstreamAddress, upstreamStatus: upstreamStatus, upstreamMicros: upstreamMicros,
+            retries: max(0, attempts - 1), complete: complete, tls: tlsDescription)
+        AccessLogLine.append(entry, to: &worker.logBuffer, scratch: worker.logLineScratch)
         if worker.logBuffer.count > 64 * 1024 { worker.flushLog() }
     }
 
