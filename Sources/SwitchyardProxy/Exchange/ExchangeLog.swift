@@ -46,6 +46,7 @@ extension ClientConnection {
 
     /// Forgets what the previous exchange on this connection left for the access log.
     /// - Parameter headBytes: the size of the new request's head (what arrived, for a head that failed to parse).
+    @inline(__always)
     func resetExchangeLog(headBytes: Int) {
         routeReason = nil
         upstreamStatus = 0

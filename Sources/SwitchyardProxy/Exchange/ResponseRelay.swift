@@ -32,10 +32,6 @@ extension ClientConnection {
                 return
             case .complete:
                 let head = worker.responseHead
-                if head.statusCode >= 200 || head.statusCode == 101 {
-                    upstreamStatus = head.statusCode
-                    if worker.settings.logRequests { upstreamHeadMicros = monotonicMicroseconds() }
-                }
                 if head.statusCode == 101 {
                     if isUpgrade { startTunnel(); return }
                     failExchange(status: 502, detail: "upstream \(upstreamText) switched protocols without being asked")
@@ -61,6 +57,8 @@ extension ClientConnection {
                 }
                 commitRequestBytes()
                 status = head.statusCode
+                upstreamStatus = head.statusCode
+                if worker.settings.logRequests { upstreamHeadMicros = monotonicMicroseconds() }
                 upstreamReusable = head.wantsKeepAlive
                 let framing = head.responseFraming(requestMethod: method)
                 let dechunk = framing == .chunked && version == .http10
