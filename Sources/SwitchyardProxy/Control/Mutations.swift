@@ -38,14 +38,15 @@ extension ControlPlane {
                           guardrail: CanaryGuard?? = nil,
                           actor: Actor, ifMatch: UInt64?, lockToken: String?) throws(AdminError) -> UInt64 {
         let current = try service(name)
-        // Before the guard's window below is touched: a refused change leaves everything as it was.
-        try checkLock(lockToken, scope: .service(name))
         if weight > 0 {
             try pool(canaryPool)
             if canaryPool == current.active {
                 throw AdminError(409, "canary is the active pool", "pool \(canaryPool) already takes all of service \(name)'s traffic")
             }
         }
+        // After the checks of what the change names (as in every change), before the guard's
+        // window below is touched: a refused change leaves everything as it was.
+        try checkLock(lockToken, scope: .service(name))
         // The sample taken before the change is the window's start: nothing the canary pool
         // served before counts, everything after does.
         let effectiveGuard: CanaryGuard?
