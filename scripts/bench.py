@@ -409,22 +409,26 @@ def instructions():
     start_upstream()
     stripped = os.path.join(work, "switchyard-nodebug")   # valgrind cannot read Swift's DWARF
     subprocess.run(["strip", "--strip-debug", "-o", stripped, binary], check=True)
+    # BENCH_ACCESS_LOG=1: with the access log written to a file (nginx's too), to see what a line costs.
+    logging = os.environ.get("BENCH_ACCESS_LOG") == "1"
     sy = write("switchyard-cg.yaml", f"""
 workers: 1
 listeners: [{{ bind: 127.0.0.1:{sy_port} }}]
 pools: {{ app: {{ servers: [{{ address: 127.0.0.1:{up_port} }}] }} }}
 services: {{ web: {{ active: app }} }}
-access_log: off
+access_log: {os.path.join(work, "switchyard-access.log") if logging else "off"}
 """)
     ng = nginx_conf("proxy-cg.conf", f"""upstream app {{ server 127.0.0.1:{up_port}; keepalive 128; }}
       server {{ listen 127.0.0.1:{ng_port}; location / {{ proxy_pass http://app;
         proxy_http_version 1.1; proxy_set_header Connection ""; }} }}""")
     # One process, so callgrind sees the worker itself.
     text = open(ng).read().replace("daemon off;", "daemon off; master_process off;")
+    if logging: text = text.replace("access_log off;", f"access_log {work}/nginx-access.log;")
     open(ng, "w").write(text)
     s, n1 = callgrind_instructions("switchyard", [stripped, "run", "--config", sy], sy_port, signal.SIGINT)
     g, n2 = callgrind_instructions("nginx", ["nginx", "-c", ng, "-p", work], ng_port, signal.SIGQUIT)
-    print(f"user-space instructions per proxied request (callgrind, wrk -t1 -c10 -d6s, 1 worker):")
+    print(f"user-space instructions per proxied request (callgrind, wrk -t1 -c10 -d6s, 1 worker"
+          f"{', access log to a file' if logging else ''}):")
     print(f"  switchyard {s:8.0f}   ({n1} requests)")
     print(f"  nginx      {g:8.0f}   ({n2} requests)")
     print(f"ratio switchyard/nginx {s/g:.2f}")

@@ -8,7 +8,7 @@ public struct AdminEndpoint: Sendable, Hashable {
     public enum ID: String, CaseIterable, Sendable {
         case status, audit, metrics
         case flip, setCanary, setRules, rollback
-        case setServer, addServer, removeServer
+        case setServer, addServer, removeServer, setPoolVersion
         case lock, unlock, reload
     }
 
@@ -111,7 +111,7 @@ public enum AdminRoute: Sendable, Equatable {
 public enum AdminAPI {
     /// Every endpoint, once. A path with several methods lists them in the order `Allow` gives.
     public static let endpoints: [AdminEndpoint] = [
-        AdminEndpoint(.status, "GET", "/v1/status", "Services, pools, servers, the lock and the generation."),
+        AdminEndpoint(.status, "GET", "/v1/status", "Services, pools, servers, the locks and the generation."),
         AdminEndpoint(.flip, "POST", "/v1/services/{service}/flip", "Swap active and standby atomically (or make `to` active)."),
         AdminEndpoint(.setCanary, "PUT", "/v1/services/{service}/canary",
                       "Set the canary pool, weight, sticky key and guard; weight 0 removes the canary."),
@@ -120,8 +120,10 @@ public enum AdminAPI {
         AdminEndpoint(.setServer, "PUT", "/v1/pools/{pool}/servers/{server}", "Set a server's weight and/or state (ready, drain, maint)."),
         AdminEndpoint(.removeServer, "DELETE", "/v1/pools/{pool}/servers/{server}", "Remove a drained server that has no request in flight."),
         AdminEndpoint(.addServer, "POST", "/v1/pools/{pool}/servers", "Add a server to a pool (kept across restarts)."),
-        AdminEndpoint(.lock, "POST", "/v1/lock", "Take (or, with its token, renew) the deploy lock."),
-        AdminEndpoint(.unlock, "DELETE", "/v1/lock", "Release the lock (its token, or force=true to break it)."),
+        AdminEndpoint(.setPoolVersion, "PUT", "/v1/pools/{pool}/version",
+                      "Label the version a pool's servers run (shown in status, metrics and the access log)."),
+        AdminEndpoint(.lock, "POST", "/v1/lock", "Take (or, with its token, renew) a service's lock or the proxy-wide lock."),
+        AdminEndpoint(.unlock, "DELETE", "/v1/lock", "Release a lock (its token, or force=true to break it)."),
         AdminEndpoint(.reload, "POST", "/v1/reload",
                       "Read the configuration file again and apply it in place (runtime changes kept unless reset=true)."),
         AdminEndpoint(.audit, "GET", "/v1/audit", "The most recent changes."),

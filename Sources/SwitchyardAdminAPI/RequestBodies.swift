@@ -211,11 +211,26 @@ public enum AdminBody {
         }
     }
 
+    /// `PUT /v1/pools/P/version`: the version label, or nil to clear it (`""` or `null`).
+    public static func poolVersion(_ body: [String: Any]) throws(AdminError) -> String? {
+        let usage = "give {\"version\": \"v2.4.1\"}: \(FieldRules.versionRule); \"\" or null clears the label"
+        guard let value = body["version"] else { throw AdminError(400, "missing version", usage) }
+        if value is NSNull { return nil }
+        guard let text = value as? String else { throw AdminError(400, "invalid version", usage) }
+        if text.isEmpty { return nil }
+        guard FieldRules.isValidVersion(text) else {
+            throw AdminError(400, "invalid version", "version \"\(text.prefix(140))\" is not a valid label; \(usage)")
+        }
+        return text
+    }
+
     /// `POST /v1/lock`.
     public struct LockRequest {
         public var owner: String
         public var reason: String
         public var ttl: Duration
+        /// The service to lock; nil for the proxy-wide lock.
+        public var service: String?
 
         public init(_ body: [String: Any]) throws(AdminError) {
             guard let owner = body["owner"] as? String, !owner.isEmpty, owner.utf8.count <= 256 else {
@@ -227,6 +242,13 @@ public enum AdminBody {
             }
             self.reason = reason
             ttl = try AdminBody.duration(body["ttl"] ?? "10m", field: "ttl", minimumMilliseconds: 1, example: "30s, 10m or 1h")
+            if let s = body["service"], !(s is NSNull) {
+                // Service names are checked against the configuration (404 for an unknown one).
+                guard let name = s as? String, !name.isEmpty, name.utf8.count <= 256 else {
+                    throw AdminError(400, "invalid service", "service is the name of a configured service, or null for the proxy-wide lock")
+                }
+                service = name
+            }
         }
     }
 }

@@ -154,16 +154,34 @@ public struct NewServerBody: Encodable, Sendable, Equatable {
     }
 }
 
-/// `POST /v1/lock`: take the lock, or renew it with its token.
+/// `POST /v1/lock`: take a lock, or renew it with its token.
 public struct LockBody: Encodable, Sendable, Equatable {
     public var owner: String
     /// A duration such as "10m"; nil for 10 minutes.
     public var ttl: String?
     public var reason: String?
+    /// The service to lock; nil for the proxy-wide lock (maintenance), which covers everything.
+    public var service: String?
 
-    public init(owner: String, ttl: String? = nil, reason: String? = nil) {
+    public init(owner: String, ttl: String? = nil, reason: String? = nil, service: String? = nil) {
         self.owner = owner
         self.ttl = ttl
         self.reason = reason
+        self.service = service
+    }
+}
+
+/// `PUT /v1/pools/{pool}/version`: the version the pool's servers run.
+public struct PoolVersionBody: Encodable, Sendable, Equatable {
+    /// Letters, digits, `-`, `_`, `.` and `+`, at most 128; nil clears the label.
+    public var version: String?
+
+    public init(version: String?) { self.version = version }
+
+    enum CodingKeys: String, CodingKey { case version }
+
+    public func encode(to encoder: Encoder) throws {
+        var container = encoder.container(keyedBy: CodingKeys.self)
+        try container.encode(version, forKey: .version) // null clears: always present
     }
 }

@@ -15,21 +15,27 @@ public struct AdminStatus: Decodable, Sendable {
     public var services: [String: Service]
     /// By pool name.
     public var pools: [String: Pool]
-    /// The deploy lock, when held. Its token is never shown here.
+    /// The proxy-wide lock, when held. Its token is never shown here.
     public var lock: AdminLock?
+    /// Every lock held: the proxy-wide one and the service locks (nil from proxies that
+    /// predate service locks). Tokens are never shown here.
+    public var locks: [AdminLock]?
     public var workers: Int?
     public var uptimeSeconds: Int?
     /// How long publishing a change to every worker took, in microseconds.
     public var publishAcknowledgement: PublishLatency?
 
     enum CodingKeys: String, CodingKey {
-        case generation, services, pools, lock, workers
+        case generation, services, pools, lock, locks, workers
         case uptimeSeconds = "uptime_seconds"
         case publishAcknowledgement = "publish_ack_us"
     }
 
     /// The pool names, sorted.
     public var poolNames: [String] { pools.keys.sorted() }
+
+    /// Every lock held (from `locks`, or from `lock` alone for proxies that predate service locks).
+    public var allLocks: [AdminLock] { locks ?? lock.map { [$0] } ?? [] }
 
     /// The servers of `pool` (none for an unknown pool).
     public func servers(_ pool: String) -> [Server] { pools[pool]?.servers ?? [] }
@@ -151,6 +157,8 @@ public struct AdminStatus: Decodable, Sendable {
     public struct Pool: Decodable, Sendable {
         /// "round_robin" or "least_request".
         public var balance: String?
+        /// The version the pool's servers run, when labelled.
+        public var version: String?
         public var servers: [Server]
     }
 
@@ -222,8 +230,10 @@ public struct AdminStatus: Decodable, Sendable {
     }
 }
 
-/// The deploy lock: in `GET /v1/status`, and (with its token) the answer to `POST /v1/lock`.
+/// A deploy lock: in `GET /v1/status`, and (with its token) the answer to `POST /v1/lock`.
 public struct AdminLock: Decodable, Sendable, Equatable {
+    /// The locked service; nil for the proxy-wide lock.
+    public var service: String?
     public var owner: String
     public var reason: String
     /// ISO 8601.

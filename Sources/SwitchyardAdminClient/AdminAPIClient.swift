@@ -110,31 +110,44 @@ public struct AdminAPIClient: Sendable {
         try change(.addServer, [pool], body: NewServerBody(name: name, address: address, weight: weight, state: state))
     }
 
+    /// `PUT /v1/pools/{pool}/version`: labels the version the pool's servers run (nil clears
+    /// it); status, metrics and the access log show it.
+    @discardableResult
+    public func setVersion(pool: String, version: String?) throws(AdminFailure) -> AdminChange {
+        try change(.setPoolVersion, [pool], body: PoolVersionBody(version: version))
+    }
+
     /// `DELETE /v1/pools/{pool}/servers/{server}`: removes a drained server without requests in flight.
     @discardableResult
     public func removeServer(pool: String, server: String) throws(AdminFailure) -> AdminChange {
         try decode(AdminChange.self, from: document(.removeServer, [pool, server]))
     }
 
-    // MARK: The deploy lock and reloading
+    // MARK: The deploy locks and reloading
 
-    /// `POST /v1/lock`: takes the deploy lock. The answer carries its token; keep it in
+    /// `POST /v1/lock`: takes the lock of `service`, or the proxy-wide lock (maintenance,
+    /// covering every change) when `service` is nil. The answer carries its token; keep it in
     /// `lockToken` for changes and renewals.
     @discardableResult
-    public func lock(owner: String, ttl: String? = nil, reason: String? = nil) throws(AdminFailure) -> AdminLock {
-        try decode(AdminLock.self, from: document(.lock, body: Self.encode(LockBody(owner: owner, ttl: ttl, reason: reason))))
+    public func lock(owner: String, ttl: String? = nil, reason: String? = nil, service: String? = nil) throws(AdminFailure) -> AdminLock {
+        try decode(AdminLock.self, from: document(.lock, body: Self.encode(LockBody(owner: owner, ttl: ttl, reason: reason, service: service))))
     }
 
-    /// `POST /v1/lock` with the token in `lockToken`: extends the lock held by `owner` by `ttl` from now.
+    /// `POST /v1/lock` with the token in `lockToken`: extends the lock held by `owner` by `ttl`
+    /// from now (give the same `service` it was taken for).
     @discardableResult
-    public func renewLock(owner: String, ttl: String? = nil, reason: String? = nil) throws(AdminFailure) -> AdminLock {
-        try lock(owner: owner, ttl: ttl, reason: reason)
+    public func renewLock(owner: String, ttl: String? = nil, reason: String? = nil, service: String? = nil) throws(AdminFailure) -> AdminLock {
+        try lock(owner: owner, ttl: ttl, reason: reason, service: service)
     }
 
-    /// `DELETE /v1/lock`: releases the lock whose token is in `lockToken`; `force` breaks
-    /// anyone's lock (recorded in the audit trail).
-    public func unlock(force: Bool = false) throws(AdminFailure) {
-        _ = try document(.unlock, query: force ? [("force", "true")] : [])
+    /// `DELETE /v1/lock`: releases the lock whose token is in `lockToken`. `force` breaks a
+    /// lock whoever holds it (recorded in the audit trail): the lock of `service`, or the
+    /// proxy-wide lock when `service` is nil.
+    public func unlock(force: Bool = false, service: String? = nil) throws(AdminFailure) {
+        var query: [(String, String)] = []
+        if let service { query.append(("service", service)) }
+        if force { query.append(("force", "true")) }
+        _ = try document(.unlock, query: query)
     }
 
     /// `POST /v1/reload`: reads the configuration file again; `reset` drops runtime changes.

@@ -29,4 +29,14 @@ public enum FieldRules {
     }
 
     public static let fieldValueRule = "printable characters only (at most 4096 bytes)"
+
+    /// Version labels (of pools, of rollouts): letters, digits, `-`, `_`, `.` and `+`, at
+    /// most 128, not starting with `-`. Safe in a JSON string, a Prometheus label value, a
+    /// file name and a command line.
+    public static func isValidVersion(_ version: String) -> Bool {
+        !version.isEmpty && version.utf8.count <= 128 && version.first != "-"
+            && version.allSatisfy { $0.isASCII && ($0.isLetter || $0.isNumber || "-_.+".contains($0)) }
+    }
+
+    public static let versionRule = "letters, digits, '-', '_', '.' and '+' (at most 128, not starting with '-')"
 }

@@ -40,14 +40,17 @@ public struct PoolSnapshot: Sendable, Equatable {
     public let servers: [ServerSnapshot]
     public var outlierDetection: OutlierDetectionConfig?
     public var retries: Int
+    /// The version the pool's servers run, when labelled (for the access log).
+    public var version: String?
 
     public init(name: String, balance: BalanceAlgorithm, servers: [ServerSnapshot],
-                outlierDetection: OutlierDetectionConfig? = nil, retries: Int = 2) {
+                outlierDetection: OutlierDetectionConfig? = nil, retries: Int = 2, version: String? = nil) {
         self.name = name
         self.balance = balance
         self.servers = servers
         self.outlierDetection = outlierDetection
         self.retries = retries
+        self.version = version
     }
 }
 
@@ -100,7 +103,28 @@ public struct ServiceRoute: Sendable, Equatable {
 
 /// Why a request went to the pool it went to (for the access log and tests).
 public enum RouteReason: UInt8, Sendable {
-    case active, preview, rule, canary
+    /// The service's active pool: no preview, rule or canary applied.
+    case active
+    /// The preview header with the right token: the standby pool.
+    case preview
+    /// A header or cookie rule.
+    case rule
+    /// The per-request random split of a canary sent it to the canary pool.
+    case canary
+    /// The client's sticky key (cookie, header or client IP) placed it on the canary or
+    /// the active pool, as it will every request with the same key.
+    case sticky
+
+    /// The access log's word for it.
+    public var name: StaticString {
+        switch self {
+        case .active: return "active"
+        case .preview: return "preview"
+        case .rule: return "rule"
+        case .canary: return "canary"
+        case .sticky: return "sticky"
+        }
+    }
 }
 
 public struct PoolChoice: Sendable {
@@ -156,7 +180,7 @@ public final class RoutingSnapshot: Sendable {
                                               weightPercent: weightPercent["\(pool.name)/\(name)"] ?? 100))
             }
             return PoolSnapshot(name: pool.name, balance: pool.balance, servers: servers,
-                                outlierDetection: pool.outlierDetection, retries: pool.retries)
+                                outlierDetection: pool.outlierDetection, retries: pool.retries, version: runtime.versions[pool.name])
         }
         func index(_ name: String?) -> Int? { name.flatMap { n in pools.firstIndex { $0.name == n } } }
         func lower(_ s: String) -> [UInt8] { Array(s.lowercased().utf8) }
@@ -231,25 +255,28 @@ public final class RoutingSnapshot: Sendable {
             return PoolChoice(pool: route.activePool, reason: .active, setsStickyCookie: false)
         }
         var setsCookie = false
+        var bySticky = true
         let bucket: Int
         switch route.sticky {
         case .none:
             bucket = Int(random.next() % UInt64(BasisPoints.whole))
+            bySticky = false
         case .clientIP:
             bucket = Self.bucket(clientIP)
         case .header(let name):
             if let value = Self.headerValue(head, source: source, lowercasedName: name) { bucket = Self.bucket(value) }
-            else { bucket = Int(random.next() % UInt64(BasisPoints.whole)) }
+            else { bucket = Int(random.next() % UInt64(BasisPoints.whole)); bySticky = false }
         case .cookie(let name):
             if let value = Self.cookieValue(head, source: source, name: name), value.count > 0 {
                 bucket = Self.bucket(value)
             } else {
+                // A fresh cookie: the client keeps this assignment from now on.
                 bucket = Self.bucket(freshCookieValue)
                 setsCookie = true
             }
         }
         let toCanary = bucket < route.canaryWeight
-        return PoolChoice(pool: toCanary ? canary : route.activePool, reason: toCanary ? .canary : .active,
+        return PoolChoice(pool: toCanary ? canary : route.activePool, reason: bySticky ? .sticky : toCanary ? .canary : .active,
                           setsStickyCookie: setsCookie)
     }
 

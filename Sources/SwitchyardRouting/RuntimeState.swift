@@ -41,6 +41,19 @@ public struct RuntimeState: Codable, Equatable, Sendable {
     public var services: [String: Service]
     /// Pool name, then server name.
     public var servers: [String: [String: Server]]
+    /// The version label of each pool that has one (set at runtime only; the file has none).
+    public var versions: [String: String]
+
+    enum CodingKeys: String, CodingKey { case generation, services, servers, versions }
+
+    public init(from decoder: Decoder) throws {
+        let container = try decoder.container(keyedBy: CodingKeys.self)
+        generation = try container.decode(UInt64.self, forKey: .generation)
+        services = try container.decode([String: Service].self, forKey: .services)
+        servers = try container.decode([String: [String: Server]].self, forKey: .servers)
+        // Absent in state files written before pools had versions.
+        versions = try container.decodeIfPresent([String: String].self, forKey: .versions) ?? [:]
+    }
 
     /// The state a configuration describes, before any runtime change.
     public init(config: SwitchyardConfig, generation: UInt64 = 1) {
@@ -50,6 +63,7 @@ public struct RuntimeState: Codable, Equatable, Sendable {
             services[s.name] = Service(active: s.active, standby: s.standby, canary: s.canary, rules: s.rules)
         }
         servers = [:]
+        versions = [:]
         for p in config.pools {
             var entries: [String: Server] = [:]
             for server in p.servers { entries[server.name] = Server(weight: server.weight, state: .ready) }
@@ -61,6 +75,15 @@ public struct RuntimeState: Codable, Equatable, Sendable {
     public static func routes(_ service: Service, onlyTo pools: Set<String>) -> Bool {
         pools.contains(service.active) && (service.standby.map(pools.contains) ?? true)
             && (service.canary.map { pools.contains($0.pool) } ?? true) && service.rules.allSatisfy { pools.contains($0.pool) }
+    }
+
+    /// The services whose routing names `pool`: as active, standby or canary pool, or in a rule.
+    public func services(routingTo pool: String) -> Set<String> {
+        var names = Set<String>()
+        for (name, s) in services where s.active == pool || s.standby == pool || s.canary?.pool == pool || s.rules.contains(where: { $0.pool == pool }) {
+            names.insert(name)
+        }
+        return names
     }
 
     /// Merges runtime changes into this state (built from the current configuration file).
@@ -125,6 +148,11 @@ public struct RuntimeState: Codable, Equatable, Sendable {
                     notes.append("server \(pool)/\(server) is no longer in the file")
                 }
             }
+        }
+        // Versions describe what the servers run, which no file says: kept while the pool is.
+        for (pool, version) in runtime.versions {
+            if servers[pool] != nil { versions[pool] = version }
+            else { notes.append("pool \(pool) is no longer in the file; its version label \(version) was dropped") }
         }
         return notes
     }

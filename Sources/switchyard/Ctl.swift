@@ -12,7 +12,7 @@ struct Ctl: ParsableCommand {
         abstract: "Operate a running Switchyard through its admin socket.",
         discussion: "The socket is --admin PATH, else $SWITCHYARD_ADMIN, else /run/switchyard/admin.sock.",
         subcommands: [CtlStatus.self, CtlFlip.self, CtlCanary.self, CtlRollback.self, CtlWeight.self,
-                      CtlDrain.self, CtlUndrain.self, CtlLock.self, CtlUnlock.self, CtlAudit.self])
+                      CtlDrain.self, CtlUndrain.self, CtlVersion.self, CtlLock.self, CtlUnlock.self, CtlAudit.self])
 }
 
 struct AdminOptions: ParsableArguments {
@@ -97,14 +97,19 @@ struct CtlStatus: ParsableCommand {
         }
         let s = options.call { c throws(AdminFailure) in try c.status() }
         print("generation \(s.generation)")
-        if let lock = s.lock {
-            print("LOCKED by \(lock.owner) since \(lock.since) until \(lock.expires): \(lock.reason)")
+        for lock in s.allLocks {
+            let what = lock.service.map { "service \($0) LOCKED" } ?? "LOCKED (proxy-wide)"
+            print("\(what) by \(lock.owner) since \(lock.since) until \(lock.expires): \(lock.reason)")
         }
         print("\nSERVICE          ACTIVE       STANDBY      CANARY")
         for (name, v) in s.services.sorted(by: { $0.key < $1.key }) {
             let canary = v.canary.map { "\($0.pool)@\($0.weight)" } ?? "-"
             print(Self.column(name, width: 16) + " " + Self.column(v.active, width: 12)
                   + " " + Self.column(v.standby ?? "-", width: 12) + " " + canary)
+        }
+        print("\nPOOL             VERSION")
+        for (pool, value) in s.pools.sorted(by: { $0.key < $1.key }) {
+            print(Self.column(pool, width: 16) + " " + (value.version ?? "-"))
         }
         print("\nSERVER                 ADDRESS                WEIGHT    EFF  STATE  HEALTH       ACTIVE  CONNS  REQUESTS   5XX  EJECTED  LAST CHECK")
         for (pool, value) in s.pools.sorted(by: { $0.key < $1.key }) {
@@ -224,26 +229,44 @@ struct CtlUndrain: ParsableCommand {
     }
 }
 
+struct CtlVersion: ParsableCommand {
+    static let configuration = CommandConfiguration(commandName: "version",
+                                                    abstract: "Label the version a pool's servers run (shown in status, metrics and the access log).")
+    @OptionGroup var options: AdminOptions
+    @Argument(help: "The pool.") var pool: String
+    @Argument(help: "The version, e.g. v2.4.1 (letters, digits, - _ . +); leave out with --clear.") var version: String?
+    @Flag(help: "Remove the pool's version label.") var clear = false
+
+    func run() {
+        guard clear != (version != nil) else { ctlFail("give a VERSION, or --clear to remove the label") }
+        let r = options.call { c throws(AdminFailure) in try c.setVersion(pool: pool, version: version) }
+        print("\(pool) version \(version ?? "cleared"); generation \(r.generation)")
+    }
+}
+
 struct CtlLock: ParsableCommand {
-    static let configuration = CommandConfiguration(commandName: "lock", abstract: "Take the deploy lock; prints its token.")
+    static let configuration = CommandConfiguration(commandName: "lock", abstract: "Take a deploy lock (or renew it with --lock-token); prints its token.")
     @OptionGroup var options: AdminOptions
     @Option(help: "Who holds the lock.") var owner: String
     @Option(help: "How long it lasts unless renewed, e.g. 10m.") var ttl: String = "10m"
     @Option(help: "Why.") var reason: String = ""
+    @Option(help: "Lock only this service's routing and pools (default: the proxy-wide lock, which covers everything).")
+    var service: String?
 
     func run() {
-        let r = options.call { c throws(AdminFailure) in try c.lock(owner: owner, ttl: ttl, reason: reason) }
+        let r = options.call { c throws(AdminFailure) in try c.lock(owner: owner, ttl: ttl, reason: reason, service: service) }
         print(r.token ?? "")
     }
 }
 
 struct CtlUnlock: ParsableCommand {
-    static let configuration = CommandConfiguration(commandName: "unlock", abstract: "Release the deploy lock (its token via --lock-token, or --force).")
+    static let configuration = CommandConfiguration(commandName: "unlock", abstract: "Release a deploy lock (its token via --lock-token, or --force).")
     @OptionGroup var options: AdminOptions
     @Flag(help: "Break someone else's lock (recorded in the audit trail).") var force = false
+    @Option(help: "With --force: break this service's lock (default: the proxy-wide lock).") var service: String?
 
     func run() {
-        options.call { c throws(AdminFailure) in try c.unlock(force: force) }
+        options.call { c throws(AdminFailure) in try c.unlock(force: force, service: service) }
         print("unlocked")
     }
 }

@@ -54,7 +54,11 @@ struct ContractTests {
         let lock = try AdminBody.LockRequest(received(LockBody(owner: "deploy-42", ttl: "90000ms", reason: "release 7")))
         #expect(lock.owner == "deploy-42" && lock.reason == "release 7" && lock.ttl == .seconds(90))
         let defaultLock = try AdminBody.LockRequest(received(LockBody(owner: "me")))
-        #expect(defaultLock.reason == "" && defaultLock.ttl == .seconds(600))
+        #expect(defaultLock.reason == "" && defaultLock.ttl == .seconds(600) && defaultLock.service == nil)
+        #expect(try AdminBody.LockRequest(received(LockBody(owner: "me", service: "web"))).service == "web")
+        #expect(try AdminBody.poolVersion(received(PoolVersionBody(version: "v2.4.1+build.7"))) == "v2.4.1+build.7")
+        // A nil version is sent as null (never left out): it clears the label.
+        #expect(try AdminBody.poolVersion(received(PoolVersionBody(version: nil))) == nil)
     }
 
     /// The status example in docs/admin-api.md.
@@ -70,6 +74,8 @@ struct ContractTests {
     @Test func documentedStatusReads() throws {
         let status = try JSONDecoder().decode(AdminStatus.self, from: documentedStatus())
         #expect(status.generation == 5 && status.lock == nil && status.workers == 2)
+        #expect(status.allLocks.map(\.service) == ["web"] && status.allLocks.first?.owner == "deploy-42")
+        #expect(status.pools["blue"]?.version == "v2.4.1")
         let web = try #require(status.services["web"])
         #expect(web.active == "blue" && web.standby == "green")
         #expect(web.canary?.pool == "green" && web.canary?.weight == "2.5%" && web.canary?.sticky?.cookie == "sw_canary")
@@ -109,6 +115,9 @@ struct ContractTests {
         #expect(web.guardTrip?.time == "2026-01-01T00:00:01.5Z" && web.guardTrip?.errorRate == 0.5)
         #expect(web.traffic?.requests == 9)
         #expect(status.lock?.owner == "switchyard-deploy/web" && status.lock?.token == nil)
+        // A proxy that predates service locks writes `lock` alone.
+        #expect(status.locks == nil && status.allLocks.map(\.owner) == ["switchyard-deploy/web"] && status.lock?.service == nil)
+        #expect(status.pools["green"]?.version == nil)
         #expect(status.publishAcknowledgement?.p50 == 40.5)
         let g1 = try #require(status.servers("green").first)
         #expect(g1.healthStatus == "up" && g1.health?.lastCheck == "2026-01-01T00:00:01.000Z")

@@ -65,30 +65,127 @@ struct WeightScalingTests {
 struct LockRulesTests {
     let now = Date(timeIntervalSince1970: 1_000_000)
 
-    @Test func aLockAdmitsOnlyItsTokenUntilItExpires() {
-        guard case .success(let lock) = LockRules.take(nil, owner: "ci", reason: "r", ttlMilliseconds: 60_000, token: nil, newToken: "t1", at: now) else {
-            Issue.record("not taken"); return
-        }
-        #expect(lock.token == "t1" && lock.expires == now.addingTimeInterval(60))
+    func lock(_ service: String?, _ token: String, owner: String = "o", seconds: Double = 60) -> LockInfo {
+        LockInfo(owner: owner, reason: "r", token: token, since: now, expires: now.addingTimeInterval(seconds), service: service)
+    }
+
+    func taken(_ locks: LockSet, _ service: String?, token: String? = nil, newToken: String, owner: String = "o",
+               at time: Date? = nil) -> Result<LockSet, LockRules.Refusal> {
+        LockRules.take(locks, service: service, owner: owner, reason: "r", ttlMilliseconds: 60_000, token: token,
+                       newToken: newToken, at: time ?? now)
+    }
+
+    @Test func aLockAdmitsOnlyItsTokenUntilItExpires() throws {
+        let locks = try taken(LockSet(), nil, newToken: "t1", owner: "ci").get()
+        let lock = try #require(locks.proxyWide)
+        #expect(lock.token == "t1" && lock.owner == "ci" && lock.expires == now.addingTimeInterval(60))
         #expect(LockRules.admits(lock, token: "t1", at: now))
         #expect(!LockRules.admits(lock, token: nil, at: now))
         #expect(!LockRules.admits(lock, token: "other", at: now))
         #expect(LockRules.admits(lock, token: nil, at: now.addingTimeInterval(60))) // expired
         #expect(LockRules.current(lock, at: now.addingTimeInterval(61)) == nil)
+        #expect(LockRules.live(locks, at: now.addingTimeInterval(61)).isEmpty)
     }
 
-    @Test func renewalKeepsTokenAndStartOthersAreRefused() {
-        let held = LockInfo(owner: "ci", reason: "r", token: "t1", since: now, expires: now.addingTimeInterval(60))
+    @Test func renewalKeepsTokenAndStartOthersAreRefused() throws {
+        let held = LockSet([lock(nil, "t1", owner: "ci")])
         let later = now.addingTimeInterval(30)
-        guard case .success(let renewed) = LockRules.take(held, owner: "ci", reason: "r", ttlMilliseconds: 60_000, token: "t1", newToken: "x", at: later) else {
-            Issue.record("not renewed"); return
-        }
+        let renewed = try #require(try taken(held, nil, token: "t1", newToken: "x", owner: "ci", at: later).get().proxyWide)
         #expect(renewed.token == "t1" && renewed.since == now && renewed.expires == later.addingTimeInterval(60))
-        #expect(LockRules.take(held, owner: "b", reason: "", ttlMilliseconds: 1000, token: nil, newToken: "t2", at: later) == .failure(.heldByAnother(held)))
+        #expect(taken(held, nil, newToken: "t2", owner: "b", at: later) == .failure(.heldByAnother(lock(nil, "t1", owner: "ci"))))
         // Once expired, anyone may take it.
-        if case .success(let taken) = LockRules.take(held, owner: "b", reason: "", ttlMilliseconds: 1000, token: nil, newToken: "t2", at: now.addingTimeInterval(61)) {
-            #expect(taken.token == "t2" && taken.owner == "b")
-        } else { Issue.record("expired lock not taken") }
+        let afterwards = try #require(try taken(held, nil, newToken: "t2", owner: "b", at: now.addingTimeInterval(61)).get().proxyWide)
+        #expect(afterwards.token == "t2" && afterwards.owner == "b")
+    }
+
+    @Test func serviceLocksAreIndependent() throws {
+        // Two owners lock two services at once, each with its own token.
+        var locks = try taken(LockSet(), "a", newToken: "ta", owner: "deploy-a").get()
+        locks = try taken(locks, "b", newToken: "tb", owner: "deploy-b").get()
+        #expect(locks.serviceLocks.map(\.service) == ["a", "b"])
+        #expect(locks.lock(service: "a")?.token == "ta" && locks.lock(service: "b")?.token == "tb")
+        // Each covers its own service only.
+        #expect(LockRules.blocking(locks, scope: .service("a"), token: "ta", at: now) == nil)
+        #expect(LockRules.blocking(locks, scope: .service("a"), token: "tb", at: now)?.service == "a")
+        #expect(LockRules.blocking(locks, scope: .service("b"), token: "tb", at: now) == nil)
+        #expect(LockRules.blocking(locks, scope: .service("c"), token: nil, at: now) == nil)
+        // A pool both services route to is covered by both locks: no single token passes.
+        #expect(LockRules.blocking(locks, scope: .services(["a", "b"]), token: "ta", at: now)?.service == "b")
+        #expect(LockRules.blocking(locks, scope: .services(["a", "b"]), token: "tb", at: now)?.service == "a")
+        // A pool no service routes to is covered only by the proxy-wide lock.
+        #expect(LockRules.blocking(locks, scope: .services([]), token: nil, at: now) == nil)
+        // A reload is covered by every lock.
+        #expect(LockRules.blocking(locks, scope: .proxy, token: "ta", at: now)?.service == "b")
+        #expect(LockRules.blocking(LockSet([lock("a", "ta")]), scope: .proxy, token: "ta", at: now) == nil)
+        // Someone else cannot take a held service lock; its holder renews it.
+        #expect(taken(locks, "a", newToken: "x", owner: "intruder") == .failure(.heldByAnother(lock("a", "ta", owner: "deploy-a"))))
+        let renewed = try taken(locks, "a", token: "ta", newToken: "x", owner: "deploy-a", at: now.addingTimeInterval(10)).get()
+        #expect(renewed.lock(service: "a")?.expires == now.addingTimeInterval(70) && renewed.lock(service: "a")?.token == "ta")
+        #expect(renewed.lock(service: "b") == locks.lock(service: "b"))
+        // A token renews its own lock only.
+        #expect(taken(locks, "b", token: "ta", newToken: "x") == .failure(.tokenOfAnotherLock(lock("a", "ta", owner: "deploy-a"))))
+        #expect(taken(locks, "c", token: "ta", newToken: "x") == .failure(.tokenOfAnotherLock(lock("a", "ta", owner: "deploy-a"))))
+    }
+
+    @Test func theProxyWideLockAndServiceLocksExcludeEachOther() throws {
+        let services = LockSet([lock("a", "ta"), lock("b", "tb", seconds: 10)])
+        #expect(taken(services, nil, newToken: "tp", owner: "ops") == .failure(.blockedBy([lock("a", "ta"), lock("b", "tb", seconds: 10)])))
+        // Once the service locks are gone (released or expired), it can be taken...
+        #expect(taken(services, nil, newToken: "tp", at: now.addingTimeInterval(61)).map(\.locks.count) == .success(1))
+        let proxyWide = try taken(LockSet(), nil, newToken: "tp", owner: "ops").get()
+        // ...and then it blocks every change, and every new service lock.
+        #expect(LockRules.blocking(proxyWide, scope: .service("a"), token: nil, at: now)?.service == nil)
+        #expect(LockRules.blocking(proxyWide, scope: .services([]), token: nil, at: now) != nil)
+        #expect(LockRules.blocking(proxyWide, scope: .proxy, token: "tp", at: now) == nil)
+        #expect(LockRules.blocking(proxyWide, scope: .service("a"), token: "tp", at: now) == nil)
+        #expect(taken(proxyWide, "a", newToken: "ta") == .failure(.blockedBy([lock(nil, "tp", owner: "ops")])))
+        #expect(taken(proxyWide, "a", token: "tp", newToken: "ta") == .failure(.tokenOfAnotherLock(lock(nil, "tp", owner: "ops"))))
+    }
+
+    @Test func releaseByTokenOrByForce() throws {
+        let locks = LockSet([lock("a", "ta"), lock("b", "tb")])
+        // The token's own lock, whatever its scope; a wrong service name is refused.
+        let released = try LockRules.release(locks, service: nil, token: "ta", force: false, at: now).get()
+        #expect(released.released.service == "a" && !released.broken && released.locks.locks == [lock("b", "tb")])
+        #expect(try LockRules.release(locks, service: "a", token: "ta", force: false, at: now).get().released.service == "a")
+        #expect(LockRules.release(locks, service: "b", token: "ta", force: false, at: now) == .failure(.heldByAnother(lock("b", "tb"))))
+        // Without the token: refused, unless forced (then recorded as broken).
+        #expect(LockRules.release(locks, service: "b", token: nil, force: false, at: now) == .failure(.heldByAnother(lock("b", "tb"))))
+        let broken = try LockRules.release(locks, service: "b", token: nil, force: true, at: now).get()
+        #expect(broken.released.service == "b" && broken.broken && broken.locks.locks == [lock("a", "ta")])
+        // Nothing to release: the proxy-wide lock is not held (the service locks are listed), nor is c's.
+        #expect(LockRules.release(locks, service: nil, token: nil, force: true, at: now) == .failure(.notLocked(service: nil, held: locks.locks)))
+        #expect(LockRules.release(locks, service: "c", token: nil, force: true, at: now) == .failure(.notLocked(service: "c", held: locks.locks)))
+        #expect(LockRules.release(locks, service: "a", token: nil, force: true, at: now.addingTimeInterval(61))
+                == .failure(.notLocked(service: "a", held: [])))
+    }
+
+    @Test func aPoolIsCoveredByTheServicesThatRouteToIt() throws {
+        let config = try ConfigLoader.parse(yaml: """
+            listeners: [{ bind: 127.0.0.1:8080 }]
+            pools:
+              a-blue: { servers: [{ address: 127.0.0.1:9001 }] }
+              a-green: { servers: [{ address: 127.0.0.1:9002 }] }
+              b-blue: { servers: [{ address: 127.0.0.1:9003 }] }
+              shared: { servers: [{ address: 127.0.0.1:9004 }] }
+              spare: { servers: [{ address: 127.0.0.1:9005 }] }
+            services:
+              a: { active: a-blue, standby: a-green, match: { hosts: [a.test] }, rules: [{ header: X-Beta, value: "1", pool: shared }] }
+              b: { active: b-blue, canary: { pool: shared, weight: 5% }, match: { hosts: [b.test] } }
+            """, file: "t")
+        let state = RuntimeState(config: config)
+        #expect(LockScope.pool("a-blue", in: state) == .services(["a"]))
+        #expect(LockScope.pool("a-green", in: state) == .services(["a"]))   // a standby belongs to its service
+        #expect(LockScope.pool("shared", in: state) == .services(["a", "b"])) // a rule and a canary
+        #expect(LockScope.pool("spare", in: state) == .services([]))
+    }
+
+    @Test func oldStateFilesKeepTheirLockProxyWide() throws {
+        let old = #"{"owner": "ci", "reason": "r", "token": "t", "since": "2026-01-01T00:00:00Z", "expires": "2026-01-01T00:10:00Z"}"#
+        let decoder = JSONDecoder()
+        decoder.dateDecodingStrategy = .iso8601
+        let lock = try decoder.decode(LockInfo.self, from: Data(old.utf8))
+        #expect(lock.service == nil && lock.covers(.service("anything")) && lock.covers(.proxy))
     }
 }
 

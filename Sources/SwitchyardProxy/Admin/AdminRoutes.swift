@@ -60,6 +60,9 @@ extension AdminServer {
         case .addServer:
             let new = try AdminBody.NewServer(r.body)
             return try changed(control.addServer(pool: pool, server: new, actor: r.actor, ifMatch: r.ifMatch, lockToken: r.lockToken))
+        case .setPoolVersion:
+            let version = try AdminBody.poolVersion(r.body)
+            return try changed(control.setVersion(pool: pool, version: version, actor: r.actor, ifMatch: r.ifMatch, lockToken: r.lockToken))
         case .removeServer:
             return try changed(control.removeServer(pool: pool, name: server, actor: r.actor, ifMatch: r.ifMatch, lockToken: r.lockToken))
         case .reload:
@@ -69,10 +72,14 @@ extension AdminServer {
         case .lock:
             let request = try AdminBody.LockRequest(r.body)
             let info = try control.acquireLock(owner: request.owner, reason: request.reason, ttl: request.ttl,
-                                               actor: r.actor, token: r.lockToken)
+                                               service: request.service, actor: r.actor, token: r.lockToken)
             return Self.ok(Self.lockJSON(info, withToken: true))
         case .unlock:
-            try control.releaseLock(token: r.lockToken, force: r.query["force"] == "true", actor: r.actor)
+            let scope = r.query["service"]
+            if let scope, scope.isEmpty {
+                throw AdminError(400, "invalid service", "service=NAME names the service whose lock to release; leave it out for the proxy-wide lock")
+            }
+            try control.releaseLock(token: r.lockToken, service: scope, force: r.query["force"] == "true", actor: r.actor)
             return Self.ok(["unlocked": true])
         }
     }

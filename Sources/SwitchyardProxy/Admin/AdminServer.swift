@@ -349,7 +349,8 @@ final class AdminServer {
     static func lockJSON(_ lock: LockInfo, withToken: Bool) -> [String: Any] {
         var out: [String: Any] = ["owner": lock.owner, "reason": lock.reason,
                                   "since": ISO8601DateFormatter().string(from: lock.since),
-                                  "expires": ISO8601DateFormatter().string(from: lock.expires)]
+                                  "expires": ISO8601DateFormatter().string(from: lock.expires),
+                                  "service": lock.service ?? NSNull()]
         if withToken { out["token"] = lock.token }
         return out
     }

@@ -101,7 +101,9 @@ extension AdminServer {
             case .pool:
                 what = "pool"
                 for pool in snapshot.pools {
-                    entities.append(("pool=\"\(pool.name)\"", Counters(sum: pool.servers.map { Counters(stats.servers, index: $0.id) })))
+                    // One version label per pool (its current one), so the series stay as many as the pools.
+                    let labels = "pool=\"\(pool.name)\"" + (pool.version.map { ",version=\"\($0)\"" } ?? "")
+                    entities.append((labels, Counters(sum: pool.servers.map { Counters(stats.servers, index: $0.id) })))
                 }
             case .upstream:
                 what = "upstream server"

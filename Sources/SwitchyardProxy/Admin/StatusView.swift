@@ -22,6 +22,7 @@ extension AdminServer {
         for pool in snapshot.pools {
             pools[pool.name] = [
                 "balance": pool.balance.rawValue,
+                "version": pool.version ?? NSNull(),
                 "servers": pool.servers.map { server -> [String: Any] in
                     let c = Counters(stats.servers, index: server.id)
                     var out = c.json
@@ -38,13 +39,16 @@ extension AdminServer {
                 },
             ]
         }
+        let locks = control.activeLocks
         let latencies = control.publishLatencies.sorted()
         func percentile(_ q: Double) -> Double { latencies.isEmpty ? 0 : latencies[min(latencies.count - 1, Int(Double(latencies.count) * q))] }
         return [
             "generation": control.state.generation,
             "services": services,
             "pools": pools,
-            "lock": control.activeLock.map { Self.lockJSON($0, withToken: false) } ?? NSNull(),
+            // `lock` is the proxy-wide lock, as before service locks; `locks` lists every lock held.
+            "lock": locks.first { $0.service == nil }.map { Self.lockJSON($0, withToken: false) } ?? NSNull(),
+            "locks": locks.map { Self.lockJSON($0, withToken: false) },
             "workers": control.workers.count,
             "uptime_seconds": Int(Date().timeIntervalSince(startTime)),
             "publish_ack_us": ["p50": percentile(0.5), "p99": percentile(0.99), "count": latencies.count],

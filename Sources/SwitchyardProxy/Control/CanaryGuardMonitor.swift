@@ -64,7 +64,7 @@ extension ControlPlane {
                                    "error_rate": rate, "reason": reason]
         // The guard acts for the proxy itself: it passes its own lock check, even during a deploy.
         _ = try? mutate(actor: Actor(user: "switchyard-guard", label: nil), action: "guard trip", target: "service \(name)",
-                        ifMatch: nil, lockToken: lock?.token, before: Self.json(current), requireDurable: false) { (state: inout RuntimeState) throws(AdminError) -> Any? in
+                        scope: nil, ifMatch: nil, lockToken: nil, before: Self.json(current), requireDurable: false) { (state: inout RuntimeState) throws(AdminError) -> Any? in
             var s = current
             s.canary = nil
             state.services[name] = s

@@ -22,7 +22,8 @@ public final class ControlPlane: HealthCheckHost {
     /// The file the configuration came from (reload reads it again); nil for embedded ones.
     public var configPath: String?
     public internal(set) var state: RuntimeState
-    public internal(set) var lock: LockInfo?
+    /// The deploy locks held (expired ones are dropped when next read; see Locking.swift).
+    public internal(set) var locks = LockSet()
     /// Earlier routing of each service, most recent last, for rollback.
     var history: [String: [RuntimeState.Service]] = [:]
     static let historyLimit = 50
@@ -55,7 +56,7 @@ public final class ControlPlane: HealthCheckHost {
         if let saved = try stateStore.load() {
             // Without a recorded file state (older state files), every saved value counts as an operator's change.
             restoreNotes = state.merge(runtime: saved.state, base: saved.fileState ?? RuntimeState(config: config, generation: 0))
-            lock = saved.lock
+            locks = LockSet((saved.lock.map { [$0] } ?? []) + (saved.serviceLocks ?? []))
             history = Self.prune(saved.history, for: state)
         }
     }
@@ -113,15 +114,16 @@ public final class ControlPlane: HealthCheckHost {
 
     // MARK: Mutations
 
-    /// Runs a change: checks the lock and `If-Match`, applies `change` to a copy of the
+    /// Runs a change: checks the locks covering `scope` (none when `scope` is nil: the guard,
+    /// which acts for the proxy itself) and `If-Match`, applies `change` to a copy of the
     /// state, makes it durable (state file, then audit trail) and only then publishes it.
     /// A change that cannot be written is refused with a 500 and leaves everything as it was,
     /// unless `requireDurable` is false (the guard, whose job is to protect traffic now).
     /// Returns the new generation.
-    func mutate(actor: Actor, action: String, target: String, ifMatch: UInt64?, lockToken: String?,
+    func mutate(actor: Actor, action: String, target: String, scope: LockScope?, pool: String? = nil, ifMatch: UInt64?, lockToken: String?,
                 before: Any?, requireDurable: Bool = true,
                 change: (inout RuntimeState) throws(AdminError) -> Any?) throws(AdminError) -> UInt64 {
-        try checkLock(lockToken)
+        if let scope { try checkLock(lockToken, scope: scope, pool: pool) }
         if let ifMatch, ifMatch != state.generation {
             throw AdminError(412, "stale generation",
                              "If-Match was \(ifMatch) but the state is at generation \(state.generation); read /v1/status and retry")
@@ -182,17 +184,17 @@ public final class ControlPlane: HealthCheckHost {
         var config: SwitchyardConfig
         var state: RuntimeState
         var fileState: RuntimeState
-        var lock: LockInfo?
+        var locks: LockSet
         var history: [String: [RuntimeState.Service]]
     }
 
-    func savedState() -> SavedState { SavedState(config: config, state: state, fileState: fileState, lock: lock, history: history) }
+    func savedState() -> SavedState { SavedState(config: config, state: state, fileState: fileState, locks: locks, history: history) }
 
     func restore(_ saved: SavedState) {
         config = saved.config
         state = saved.state
         fileState = saved.fileState
-        lock = saved.lock
+        locks = saved.locks
         history = saved.history
     }
 

@@ -22,7 +22,7 @@ extension ControlPlane {
         if to == current.active {
             throw AdminError(409, "already active", "pool \(to) already takes service \(name)'s traffic")
         }
-        return try mutate(actor: actor, action: "flip", target: "service \(name)", ifMatch: ifMatch, lockToken: lockToken,
+        return try mutate(actor: actor, action: "flip", target: "service \(name)", scope: .service(name), ifMatch: ifMatch, lockToken: lockToken,
                           before: Self.json(current)) { (state: inout RuntimeState) throws(AdminError) -> Any? in
             var s = current
             s.standby = current.active
@@ -44,6 +44,9 @@ extension ControlPlane {
                 throw AdminError(409, "canary is the active pool", "pool \(canaryPool) already takes all of service \(name)'s traffic")
             }
         }
+        // After the checks of what the change names (as in every change), before the guard's
+        // window below is touched: a refused change leaves everything as it was.
+        try checkLock(lockToken, scope: .service(name))
         // The sample taken before the change is the window's start: nothing the canary pool
         // served before counts, everything after does.
         let effectiveGuard: CanaryGuard?
@@ -59,7 +62,7 @@ extension ControlPlane {
                 guardWindows[name] = window
             }
         }
-        return try mutate(actor: actor, action: "canary", target: "service \(name)", ifMatch: ifMatch, lockToken: lockToken,
+        return try mutate(actor: actor, action: "canary", target: "service \(name)", scope: .service(name), ifMatch: ifMatch, lockToken: lockToken,
                           before: Self.json(current)) { (state: inout RuntimeState) throws(AdminError) -> Any? in
             var s = current
             if weight == 0 {
@@ -78,7 +81,7 @@ extension ControlPlane {
     public func setRules(service name: String, rules: [RouteRule], actor: Actor, ifMatch: UInt64?, lockToken: String?) throws(AdminError) -> UInt64 {
         let current = try service(name)
         for rule in rules { try pool(rule.pool) }
-        return try mutate(actor: actor, action: "rules", target: "service \(name)", ifMatch: ifMatch, lockToken: lockToken,
+        return try mutate(actor: actor, action: "rules", target: "service \(name)", scope: .service(name), ifMatch: ifMatch, lockToken: lockToken,
                           before: Self.json(current)) { (state: inout RuntimeState) throws(AdminError) -> Any? in
             var s = current
             s.rules = rules
@@ -93,7 +96,7 @@ extension ControlPlane {
         guard history[name]?.isEmpty == false else {
             throw AdminError(409, "nothing to roll back", "service \(name) has no earlier routing recorded")
         }
-        return try mutate(actor: actor, action: "rollback", target: "service \(name)", ifMatch: ifMatch, lockToken: lockToken,
+        return try mutate(actor: actor, action: "rollback", target: "service \(name)", scope: .service(name), ifMatch: ifMatch, lockToken: lockToken,
                           before: Self.json(current)) { (state: inout RuntimeState) throws(AdminError) -> Any? in
             guard let previous = popHistory(name) else {
                 throw AdminError(409, "nothing to roll back", "service \(name) has no earlier routing recorded")
@@ -117,12 +120,15 @@ extension ControlPlane {
             throw AdminError(400, "weight out of range", "weight must be 0 to \(ServerConfig.maxWeight)")
         }
         let action = serverState.map { $0 == .ready ? "undrain" : $0.rawValue } ?? "weight"
+        // Before the side effects below: a refused change must not leave the server pending or ramping.
+        try checkLock(lockToken, scope: .pool(poolName, in: state), pool: poolName)
         if serverState == .ready && current.state != .ready {
             // Back from a drain: in a checked pool it must pass its checks first; then it ramps up.
             health?.markPending(pool: poolName, server: server)
             startRamp(pool: poolName, server: server)
         }
-        return try mutate(actor: actor, action: action, target: "server \(poolName)/\(server)", ifMatch: ifMatch, lockToken: lockToken,
+        return try mutate(actor: actor, action: action, target: "server \(poolName)/\(server)",
+                          scope: .pool(poolName, in: state), pool: poolName, ifMatch: ifMatch, lockToken: lockToken,
                           before: ["weight": current.weight, "state": current.state.rawValue]) { (state: inout RuntimeState) throws(AdminError) -> Any? in
             var s = current
             if let weight { s.weight = weight }
@@ -144,7 +150,8 @@ extension ControlPlane {
         if let inFile, inFile.address.description != address {
             throw AdminError(409, "server exists", "the configuration file defines \(poolName)/\(name) at \(inFile.address); use that address or another name")
         }
-        let generation = try mutate(actor: actor, action: "add server", target: "server \(poolName)/\(name)", ifMatch: ifMatch,
+        let generation = try mutate(actor: actor, action: "add server", target: "server \(poolName)/\(name)",
+                                    scope: .pool(poolName, in: state), pool: poolName, ifMatch: ifMatch,
                                     lockToken: lockToken, before: nil) { (state: inout RuntimeState) throws(AdminError) -> Any? in
             state.servers[poolName, default: [:]][name] = RuntimeState.Server(weight: weight, state: serverState,
                                                                  address: inFile == nil ? address : nil)
@@ -173,7 +180,8 @@ extension ControlPlane {
             }
         }
         let inFile = config.pool(named: poolName)?.servers.contains { $0.name == name } ?? false
-        return try mutate(actor: actor, action: "remove server", target: "server \(poolName)/\(name)", ifMatch: ifMatch,
+        return try mutate(actor: actor, action: "remove server", target: "server \(poolName)/\(name)",
+                                    scope: .pool(poolName, in: state), pool: poolName, ifMatch: ifMatch,
                           lockToken: lockToken, before: ["weight": current.weight, "state": current.state.rawValue]) { (state: inout RuntimeState) throws(AdminError) -> Any? in
             if inFile {
                 var removed = current
@@ -183,6 +191,19 @@ extension ControlPlane {
                 state.servers[poolName, default: [:]][name] = nil
             }
             return nil
+        }
+    }
+
+    /// Labels the version `pool`'s servers run (nil clears it). A pool change like its servers':
+    /// covered by the locks of the services that route to the pool.
+    public func setVersion(pool poolName: String, version: String?, actor: Actor, ifMatch: UInt64?, lockToken: String?) throws(AdminError) -> UInt64 {
+        try pool(poolName)
+        let current = state.versions[poolName]
+        return try mutate(actor: actor, action: "version", target: "pool \(poolName)", scope: .pool(poolName, in: state), pool: poolName,
+                          ifMatch: ifMatch, lockToken: lockToken,
+                          before: ["version": current.map { $0 as Any } ?? NSNull()] as [String: Any]) { (state: inout RuntimeState) throws(AdminError) -> Any? in
+            state.versions[poolName] = version
+            return ["version": version.map { $0 as Any } ?? NSNull()] as [String: Any]
         }
     }
 }

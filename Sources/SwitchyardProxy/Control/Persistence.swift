@@ -9,7 +9,8 @@ import SwitchyardRouting
 extension ControlPlane {
     /// Writes the state file atomically (see `StateStore`).
     func persist() throws(AdminError) {
-        try stateStore.save(StateStore.Persisted(state: state, lock: lock, history: history, fileState: fileState))
+        try stateStore.save(StateStore.Persisted(state: state, lock: locks.proxyWide, serviceLocks: locks.serviceLocks,
+                                                 history: history, fileState: fileState))
     }
 
     /// Appends one entry to the audit trail.
@@ -28,12 +29,15 @@ extension ControlPlane {
     }
 }
 
-/// The state file: runtime state, lock and rollback history, written so that a crash leaves
+/// The state file: runtime state, locks and rollback history, written so that a crash leaves
 /// either the old file or the new one.
 struct StateStore {
     struct Persisted: Codable {
         var state: RuntimeState
+        /// The proxy-wide lock. (Older state files hold their one lock here: it stays proxy-wide.)
         var lock: LockInfo?
+        /// The service locks (absent in older state files).
+        var serviceLocks: [LockInfo]?
         var history: [String: [RuntimeState.Service]]
         /// The file's state when `state` was written (absent in older state files).
         var fileState: RuntimeState?

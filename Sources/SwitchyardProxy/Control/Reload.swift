@@ -52,7 +52,12 @@ extension ControlPlane {
         }
         var next = RuntimeState(config: fresh, generation: state.generation)
         let newFileState = next
-        if !reset { notes += next.merge(runtime: state, base: fileState) }
+        if reset {
+            // Version labels say what the servers run, not how traffic is routed: a reset keeps them.
+            next.versions = state.versions.filter { next.servers[$0.key] != nil }
+        } else {
+            notes += next.merge(runtime: state, base: fileState)
+        }
         next.generation = state.generation + 1
         let before: [String: Any] = ["pools": config.pools.map(\.name), "services": config.services.map(\.name)]
         // Keep the parts that only change at restart as they are running.

@@ -37,15 +37,18 @@ final class ClientConnection {
     var clientIPLength = 0
     var requestIDLength = 0
     var setCookieLength = 0
+    var logHostLength = 0
 
     /// Where each part of `scratch` starts: the client IP as text, the request id, a fresh
-    /// sticky cookie value, and the `Set-Cookie` line for a client that has no cookie yet.
+    /// sticky cookie value, the `Set-Cookie` line for a client that has no cookie yet, and
+    /// the request's `Host` for the access log (cut at 256 bytes: host names are at most 253).
     enum Scratch {
         static let clientIP = 0, clientIPCapacity = 64
         static let requestID = clientIP + clientIPCapacity, requestIDCapacity = 256
         static let cookieValue = requestID + requestIDCapacity
         static let setCookie = cookieValue + StickyCookie.valueLength, setCookieCapacity = StickyCookie.maxLineLength
-        static let size = setCookie + setCookieCapacity
+        static let logHost = setCookie + setCookieCapacity, logHostCapacity = 256
+        static let size = logHost + logHostCapacity
     }
 
     enum Phase { case idle, head, exchange, tunnel, lingering }
@@ -93,6 +96,15 @@ final class ClientConnection {
     var logMethod = ""
     var logPath = ""
     var exchangeLogged = true
+    // For the access log: why the pool was chosen, the upstream's answer and how long it took
+    // (monotonic µs, the start of the last attempt to the response head; 0 until then), and the
+    // request head's size. The service is kept by name: the snapshot may change mid-exchange.
+    var routeReason: RouteReason?
+    var upstreamStatus = 0
+    var upstreamStartMicros: Int64 = 0
+    var upstreamHeadMicros: Int64 = 0
+    var requestHeadBytes = 0
+    var logService: String?
 
     var deadline = Deadline()
     enum TimeoutKind { case idle, header, body, send, linger }
@@ -291,6 +303,7 @@ final class ClientConnection {
                     request = BodyWindow()
                     startMicros = monotonicMicroseconds()
                     logMethod = "-"; logPath = "-"
+                    resetExchangeLog(headBytes: buffer.readable)
                     requestIDLength = worker.generateRequestID(into: scratch + Scratch.requestID)
                     respondLocal(status: error.status, detail: error.reasonText, close: true)
                     return

@@ -24,17 +24,38 @@ extension ClientConnection {
         }
         guard worker.settings.logRequests else { return }
         var pool = "", upstreamAddress = ""
+        var version: String? = nil
         if let balancer {
             pool = balancer.pool.name
+            version = balancer.pool.version
             if let server = currentServer { upstreamAddress = server.address.description }
         }
-        AccessLogLine.append(to: &worker.logBuffer,
-                             requestID: UnsafeBufferPointer(start: scratch + Scratch.requestID, count: requestIDLength),
-                             client: UnsafeBufferPointer(start: scratch + Scratch.clientIP, count: clientIPLength),
-                             method: logMethod, path: logPath,
-                             status: complete ? status : (status == 0 ? 499 : status),
-                             bytes: bytesSent, durationMicros: durationMicros,
-                             pool: pool, upstream: upstreamAddress, complete: complete, tls: tlsDescription)
+        let upstreamMicros: Int64? = upstreamHeadMicros > 0 && upstreamStartMicros > 0 ? upstreamHeadMicros - upstreamStartMicros : nil
+        let entry = AccessLogEntry(
+            requestID: UnsafeBufferPointer(start: scratch + Scratch.requestID, count: requestIDLength),
+            client: UnsafeBufferPointer(start: scratch + Scratch.clientIP, count: clientIPLength),
+            host: UnsafeBufferPointer(start: scratch + Scratch.logHost, count: logHostLength),
+            method: logMethod, path: logPath, status: complete ? status : (status == 0 ? 499 : status),
+            bytes: bytesSent, requestBytes: requestHeadBytes + request.absorbed, durationMicros: durationMicros,
+            service: logService, pool: pool, version: version, route: routeReason,
+            upstream: upstreamAddress, upstreamStatus: upstreamStatus, upstreamMicros: upstreamMicros,
+            retries: max(0, attempts - 1), complete: complete, tls: tlsDescription)
+        AccessLogLine.append(entry, to: &worker.logBuffer, scratch: worker.logLineScratch)
         if worker.logBuffer.count > 64 * 1024 { worker.flushLog() }
+    }
+
+    /// Forgets what the previous exchange on this connection left for the access log.
+    /// - Parameter headBytes: the size of the new request's head (what arrived, for a head that failed to parse).
+    @inline(__always)
+    func resetExchangeLog(headBytes: Int) {
+        routeReason = nil
+        upstreamStatus = 0
+        requestHeadBytes = headBytes
+        // The rest is written only when the access log is on.
+        guard worker.settings.logRequests else { return }
+        upstreamStartMicros = 0
+        upstreamHeadMicros = 0
+        logHostLength = 0
+        logService = nil
     }
 }

@@ -48,9 +48,15 @@ extension ClientConnection {
         }
 
         let path = head.pathRange(source: source)
+        resetExchangeLog(headBytes: head.headLength)
         if worker.settings.logRequests {
             logMethod = String(decoding: UnsafeBufferPointer(start: source + Int(head.methodStart), count: Int(head.methodLength)), as: UTF8.self)
             logPath = String(decoding: UnsafeBufferPointer(start: source + path.start, count: path.length), as: UTF8.self)
+            if head.hostIndex >= 0 {
+                let f = head.fields[head.hostIndex]
+                logHostLength = min(Int(f.valueLength), Scratch.logHostCapacity)
+                (scratch + Scratch.logHost).update(from: source + Int(f.valueStart), count: logHostLength)
+            }
         }
 
         request = BodyWindow(framing: head.requestFraming)
@@ -68,6 +74,7 @@ extension ClientConnection {
             return
         }
         serviceIndex = snapshot.services[service].statsID
+        if worker.settings.logRequests { logService = snapshot.services[service].name }
         worker.countService(serviceIndex, ServerStats.active)
         // A fresh sticky id, used only if the service sticks by cookie and the client has none.
         let freshCookie = scratch + Scratch.cookieValue
@@ -82,6 +89,7 @@ extension ClientConnection {
                                                               into: scratch + Scratch.setCookie, capacity: Scratch.setCookieCapacity)
         }
         poolIndex = choice.pool
+        routeReason = choice.reason
         balancer = worker.balancers[poolIndex]
         guard pickServer() else {
             buffer.consume(head.headLength)
@@ -151,6 +159,7 @@ extension ClientConnection {
     func connectUpstream(allowReuse: Bool) {
         attempts += 1
         outcomeRecorded = false
+        if worker.settings.logRequests { upstreamStartMicros = monotonicMicroseconds() }
         balancer?.requestStarted(serverID: serverID, hint: serverPositionHint)
         worker.count(serverID, ServerStats.active)
         countedActive = true

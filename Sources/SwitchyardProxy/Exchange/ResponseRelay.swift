@@ -57,6 +57,8 @@ extension ClientConnection {
                 }
                 commitRequestBytes()
                 status = head.statusCode
+                upstreamStatus = head.statusCode
+                if worker.settings.logRequests { upstreamHeadMicros = monotonicMicroseconds() }
                 upstreamReusable = head.wantsKeepAlive
                 let framing = head.responseFraming(requestMethod: method)
                 let dechunk = framing == .chunked && version == .http10

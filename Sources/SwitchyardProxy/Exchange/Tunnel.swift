@@ -11,6 +11,8 @@ extension ClientConnection {
         let head = worker.responseHead
         commitRequestBytes()
         status = 101
+        upstreamStatus = 101
+        if worker.settings.logRequests { upstreamHeadMicros = monotonicMicroseconds() }
         writeHead(head, source: buffer.readPointer, dechunk: false, tunnel: true)
         buffer.consume(head.headLength)
         responseHeadDone = true

@@ -22,6 +22,8 @@ struct BodyWindow {
     var scanner = ChunkedScanner()
     var ready = 0
     var sent = 0
+    /// Bytes of the body as they came on the wire (chunk framing included), for the access log.
+    var absorbed = 0
     private(set) var ended = true
     var failure: StaticString? = nil
 
@@ -57,14 +59,17 @@ struct BodyWindow {
         case .length:
             let take = Int(min(Int64(unexamined), remaining))
             ready += take
+            absorbed += take
             remaining -= Int64(take)
             if remaining == 0 { ended = true }
         case .untilClose, .tunnel:
             ready += unexamined
+            absorbed += unexamined
         case .chunked:
             let r = scanner.scan(buffer.readPointer + ready, count: unexamined)
             if let why = r.error { failure = why; return false }
             ready += r.consumed
+            absorbed += r.consumed
             if r.ended { ended = true }
         case .dechunk:
             // Keep only chunk data, moving it down over the framing, in place.
@@ -92,6 +97,7 @@ struct BodyWindow {
                 buffer.writeIndex -= read - kept
             }
             ready += kept
+            absorbed += read
         }
         return true
     }

@@ -49,6 +49,8 @@ public final class ProxyServer {
     ///   `takeover_socket` instead of binding; it drains and exits once this one serves.
     public func run(readyFile: String? = nil, takeover: Bool = false) throws {
         signal(SIGPIPE, SIG_IGN)
+        // logrotate's SIGUSR1 must never stop the proxy, even before the control loop handles it.
+        signal(SIGUSR1, SIG_IGN)
         // Every connection takes a descriptor: use all the hard limit allows.
         let openFiles = Sockets.raiseOpenFileLimit()
         if openFiles < UInt64(config.limits.maxConnections) {
@@ -57,7 +59,7 @@ public final class ProxyServer {
         // A parent may have left these blocked (the mask is inherited); we must see them.
         var stopSignals = sigset_t()
         sigemptyset(&stopSignals)
-        for s in [SIGTERM, SIGINT, SIGHUP] { sigaddset(&stopSignals, s) }
+        for s in [SIGTERM, SIGINT, SIGHUP, SIGUSR1] { sigaddset(&stopSignals, s) }
         pthread_sigmask(SIG_UNBLOCK, &stopSignals, nil)
         evthread_use_pthreads()
 
@@ -178,7 +180,7 @@ public final class ProxyServer {
         }
 
         let context = Unmanaged.passUnretained(self).toOpaque()
-        for signalNumber in [SIGHUP, SIGUSR2] {
+        for signalNumber in [SIGHUP, SIGUSR1, SIGUSR2] {
             let event = event_new(base, signalNumber, EventFlags.signal | EventFlags.persist, serverSignalCallback, context)!
             event_add(event, nil)
             signalEvents.append(event)
@@ -231,6 +233,12 @@ public final class ProxyServer {
         }
         if number == SIGUSR2 {
             startSuccessor()
+            return
+        }
+        if number == SIGUSR1 {
+            // logrotate: the file was moved away; lines go on to a new file at the same path.
+            if case .file = config.accessLog { accessLog?.reopen() }
+            else { FileHandle.standardError.write(Data("switchyard: SIGUSR1: the access log is not a file; nothing to reopen\n".utf8)) }
             return
         }
         let name = number == SIGTERM ? "SIGTERM" : "SIGINT"

@@ -133,6 +133,8 @@ final class Worker: @unchecked Sendable {
     var closedConnections: [AnyObject] = []
     /// Access-log lines not yet handed to the writer thread.
     var logBuffer: [UInt8] = []
+    /// Where one access-log line is formatted before it is appended to `logBuffer`.
+    let logLineScratch = UnsafeMutablePointer<UInt8>.allocate(capacity: AccessLogLine.scratchCapacity)
 
     init(index: Int, settings: WorkerSettings, snapshot: RoutingSnapshot, slot: SnapshotSlot, accessLog: AccessLog?) {
         self.index = index
@@ -165,6 +167,8 @@ final class Worker: @unchecked Sendable {
             event_add(logFlushEvent, &tv)
         }
     }
+
+    deinit { logLineScratch.deallocate() }
 
     /// Starts accepting on an already-bound listening socket.
     func addListener(fd: Int32, tls: TLSServerContext? = nil, address: SocketAddress? = nil) {
