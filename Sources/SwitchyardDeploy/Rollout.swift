@@ -366,17 +366,20 @@ public final class Rollout {
         emit(.notice, "\(env.name): baking \(version) for \(Self.seconds(duration)) before \(nextEnvironment(after: env).map { "\($0) starts" } ?? "the rollout ends"); "
              + "a failure puts the previous version back", ["bake_seconds": Double(duration.milliseconds) / 1000])
         var failures = 0
+        var endedEarly = false
         do {
-            try analyse(deployment.fleet, pool: deployment.pool, baseline: nil, duration: Double(duration.milliseconds) / 1000,
-                        failures: &failures, label: "bake")
+            endedEarly = try analyse(deployment.fleet, pool: deployment.pool, baseline: nil, duration: Double(duration.milliseconds) / 1000,
+                                     failures: &failures, label: "bake")
         } catch Interruption.promoteFull {
             // Skips the rest of the bake, as it skips the rest of an environment.
+            endedEarly = true
         } catch {
             guard let reason = Self.rollbackReason(error) else { throw error }
             try rollingBack("bake: \(reason)") { try strategy.rollBackPromotion(in: self) }
         }
-        step("bake", "bake passed")
-        emit(.notice, "\(env.name): bake passed")
+        let outcome = endedEarly ? "bake ended early by `deploy promote`" : "bake passed"
+        step("bake", outcome)
+        emit(.notice, "\(env.name): \(outcome)")
     }
 
     func nextEnvironment(after env: DeployPlan.Environment) -> String? {

@@ -19,8 +19,10 @@ extension Rollout {
     /// together (with `servers`, only theirs). Throws `Failure` when failed intervals reach
     /// the failure limit, when a proxy's guard trips or a proxy drifts (checked every half
     /// second), or when `tick` throws.
+    /// - Returns: true when `deploy promote` ended it early.
+    @discardableResult
     func analyse(_ fleet: ProxyFleet, pool: String, servers: [String]? = nil, baseline: String?, duration: Double?,
-                 failures: inout Int, label: String, tick: (() throws -> Void)? = nil) throws {
+                 failures: inout Int, label: String, tick: (() throws -> Void)? = nil) throws -> Bool {
         func counters(_ m: MetricsSample, _ p: String) -> PoolCounters {
             if let servers, p == pool { return PoolCounters.sum(servers.map { m.servers["\(p)/\($0)"] ?? PoolCounters() }) }
             return m.pools[p] ?? PoolCounters()
@@ -75,7 +77,8 @@ extension Rollout {
             let elapsed = Date().timeIntervalSince(began) - (pausedSeconds - pausedBefore)
             live.until = duration.map { Date().addingTimeInterval($0 - elapsed) }
             if let duration, elapsed >= duration && lastConclusive == .pass { done = true }
-            if skipped { done = true }
+            if skipped { return true }
         }
+        return false
     }
 }
