@@ -135,16 +135,43 @@ extension Rollout {
     func send(_ change: TrafficChange, to view: ProxyView, in fleet: ProxyFleet) throws {
         let service = plan.service
         let generation = view.status.generation
-        let answer = try retrying(view.client, change.endpoint(service: service)) { api throws(AdminFailure) in
-            var conditional = api
-            conditional.ifMatch = generation
-            return try change.send(conditional, service: service)
+        let answer: AdminChange
+        do {
+            answer = try retrying(view.client, change.endpoint(service: service)) { api throws(AdminFailure) in
+                var conditional = api
+                conditional.ifMatch = generation
+                return try change.send(conditional, service: service)
+            }
+        } catch let failure as Failure {
+            let target = change.applied(to: view.routing)
+            guard failure.refusal != nil, try hasRouting(view.client, target, newerThan: generation, in: fleet) else { throw failure }
+            // A retry after a lost answer met the change itself (412): it went through.
+            fleet.expected[view.client.address.description] = target
+            return
         }
         guard answer.generation > generation else {
             throw Failure(reason: "\(fleet.label(view.client)) answered \(change) with generation \(answer.generation), not above \(generation): "
                           + "the change may not have reached every worker; see `switchyard deploy status \(plan.path)`", unreachable: true)
         }
         fleet.expected[view.client.address.description] = change.applied(to: view.routing)
+    }
+
+    /// Sends a change without a condition (putting back); a refusal that leaves the proxy
+    /// with `target` anyway (a retry after a lost answer: "already active") is no failure.
+    func sendUnconditionally(_ change: TrafficChange, to client: AdminClient, target: ServiceRouting, in fleet: ProxyFleet) throws {
+        let service = plan.service
+        do {
+            _ = try retrying(client, change.endpoint(service: service)) { api throws(AdminFailure) in try change.send(api, service: service) }
+        } catch let failure as Failure {
+            guard failure.refusal != nil, try hasRouting(client, target, newerThan: nil, in: fleet) else { throw failure }
+        }
+    }
+
+    /// Whether the proxy has `target` now (at a generation above `generation`, when given).
+    func hasRouting(_ client: AdminClient, _ target: ServiceRouting, newerThan generation: UInt64?, in fleet: ProxyFleet) throws -> Bool {
+        let now = try status(client)
+        if let generation, now.generation <= generation { return false }
+        return ServiceRouting(status: now, service: plan.service, pools: fleet.trackedPools) == target
     }
 
     /// Puts the proxies in `changed` back to their routing in the view taken before `change`.
@@ -155,8 +182,7 @@ extension Rollout {
             var current = change.applied(to: view.routing)
             do {
                 for undo in change.undo(to: view.routing) where undo.applied(to: current) != current {
-                    let service = plan.service
-                    _ = try retrying(view.client, undo.endpoint(service: service)) { api throws(AdminFailure) in try undo.send(api, service: service) }
+                    try sendUnconditionally(undo, to: view.client, target: undo.applied(to: current), in: fleet)
                     current = undo.applied(to: current)
                 }
                 fleet.expected[view.client.address.description] = view.routing
