@@ -67,7 +67,8 @@ import Testing
         // Each change the rollout reports is on both proxies already (the next is at least a pause away).
         var seen = 0
         var compared: [String] = []
-        while rollout.isRunning {
+        let deadline = Date().addingTimeInterval(180)
+        while rollout.isRunning && Date() < deadline {
             let acknowledged = rollout.stdout.split(separator: "\n").filter { $0.contains("\"event\":\"step\"") && $0.contains("canary green at") }
             for line in acknowledged.dropFirst(seen) {
                 let weight = line.contains("at 20%") ? "20%" : "50%"
@@ -110,7 +111,7 @@ import Testing
         try lab.startLoad("prod")
         // Reading one proxy alone, analysis would see no traffic and wait: a deadline, not a hang.
         let rollout = try lab.deployInBackground(plan, version: "v2-flaky")
-        let code = rollout.waitForExit(timeout: 60)
+        let code = rollout.waitForExit(timeout: 120)
         _ = lab.stopLoad()
         #expect(code == 1, "\(rollout.stdout)\(rollout.stderr)")
         #expect(rollout.stdout.contains("analysis failed 2 time(s): error rate"), "\(rollout.stdout)")
@@ -154,7 +155,7 @@ import Testing
         #expect(try lab.ctl("prod", ["unlock", "--force"]).status == 0)
         #expect(try lab.ctl("prod", ["lock", "--owner", "oncall", "--reason", "maintenance"]).status == 0)
         #expect(try lab.switchyard(["deploy", "promote", plan]).status == 0)
-        let code = rollout.waitForExit(timeout: 60)
+        let code = rollout.waitForExit(timeout: 120)
         let output = rollout.stdout.replacingOccurrences(of: "\\/", with: "/")
         // The rollback cannot reach the locked proxy either: the rollout cannot vouch for it.
         #expect(code == 2, "\(output)\(rollout.stderr)")
@@ -187,7 +188,7 @@ import Testing
         try lab.waitForEvent(rollout, "paused")
         #expect(try lab.ctl("prod", ["unlock", "--force"]).status == 0)
         #expect(try lab.ctl("prod", ["canary", "web", "--pool", "green", "--weight", "40%"]).status == 0)
-        let code = rollout.waitForExit(timeout: 30)
+        let code = rollout.waitForExit(timeout: 120)
         let output = rollout.stdout.replacingOccurrences(of: "\\/", with: "/")
         #expect(code == 2, "\(output)")
         #expect(output.contains("drift: proxy \(lab.admin("prod")) has canary green at 40% (expected: canary green at 10%)"), "\(output)")
@@ -272,7 +273,7 @@ import Testing
         try lab.waitForEvent(rollout, "analysis", after: "bake: pass")
         // The new version goes bad under full traffic.
         #expect(try run("/bin/sh", ["\(lab.directory)/start.sh", "stage", "green", "v2-flaky"]).status == 0)
-        let code = rollout.waitForExit(timeout: 60)
+        let code = rollout.waitForExit(timeout: 120)
         _ = lab.stopLoad()
         #expect(code == 1, "\(rollout.stdout)\(rollout.stderr)")
         #expect(rollout.stdout.contains("flipping back to blue") && rollout.stdout.contains("bake: analysis failed"), "\(rollout.stdout)")
