@@ -68,7 +68,7 @@ let package = Package(
 
         // The orchestrator: rollout plans, strategies, analysis, history and notifications.
         // It drives proxies only through their admin API, like any operator.
-        .target(name: "SwitchyardDeploy", dependencies: ["SwitchyardConfig", "SwitchyardAdminAPI", "SwitchyardAdminClient", "SwitchyardConsoleAPI", "CSQLite"]),
+        .target(name: "SwitchyardDeploy", dependencies: ["SwitchyardConfig", "SwitchyardRouting", "SwitchyardAdminAPI", "SwitchyardAdminClient", "SwitchyardConsoleAPI", "CSQLite"]),
 
         // The deploy console: a long-running service where rollouts report and run, are controlled and
         // remembered, with its API, database, proxy watcher and web UI. Never imported by the data plane.

@@ -6,12 +6,15 @@ import SwitchyardAdminClient
 /// the orchestrator's files).
 public typealias AdminFailure = SwitchyardAdminClient.AdminFailure
 
-/// One environment's proxy as the orchestrator reaches it: the plan's address, the token from
-/// this process's environment or the plan's token file, and who acts. The calls themselves are
-/// the admin client's (`api`); its errors name the environment.
+/// One proxy of an environment as the orchestrator reaches it: an address of the plan, the
+/// environment's token from this process's environment or the plan's token file, and who acts.
+/// The calls themselves are the admin client's (`api`); its errors name the environment and
+/// the proxy.
 public final class AdminClient: @unchecked Sendable {
     public let environment: String
     public let address: DeployPlan.AdminAddress
+    /// "prod (unix:///run/switchyard/admin.sock)": how messages name this proxy.
+    public var label: String { "\(environment) (\(address))" }
     /// The typed admin API of this environment's proxy, with this client's actor and lock token.
     public var api: AdminAPIClient
 
@@ -26,12 +29,14 @@ public final class AdminClient: @unchecked Sendable {
         set { api.lockToken = newValue }
     }
 
-    public init(environment env: DeployPlan.Environment, actor: String, processEnvironment: [String: String]) throws(ClientError) {
+    /// A client for the proxy at `address`, one of `env`'s.
+    public init(environment env: DeployPlan.Environment, address: DeployPlan.AdminAddress, actor: String,
+                processEnvironment: [String: String]) throws(ClientError) {
         environment = env.name
-        address = env.admin
+        self.address = address
         let target: HTTPClient.Target
         var bearer: String? = nil
-        switch env.admin {
+        switch address {
         case .unix(let path):
             target = .unix(path)
         case .tcp(let host, let port, let tls):
@@ -47,7 +52,23 @@ public final class AdminClient: @unchecked Sendable {
                 throw ClientError("environment \(env.name): the TCP admin API needs a token; set \(env.tokenEnv) or token_file")
             }
         }
-        api = AdminAPIClient(target: target, label: "\(env.name) (\(env.admin))", actor: actor, bearer: bearer)
+        api = AdminAPIClient(target: target, label: "\(env.name) (\(address))", actor: actor, bearer: bearer)
+    }
+
+    /// A client for each of `env`'s proxies, in the plan's order (sorted by address).
+    public static func all(for env: DeployPlan.Environment, actor: String, processEnvironment: [String: String]) throws(ClientError) -> [AdminClient] {
+        var clients: [AdminClient] = []
+        for address in env.proxies {
+            clients.append(try AdminClient(environment: env, address: address, actor: actor, processEnvironment: processEnvironment))
+        }
+        return clients
+    }
+
+    /// A new client for the same proxy with the same lock token (for another thread).
+    public func copy(environment env: DeployPlan.Environment, processEnvironment: [String: String]) throws(ClientError) -> AdminClient {
+        let copy = try AdminClient(environment: env, address: address, actor: actor, processEnvironment: processEnvironment)
+        copy.lockToken = lockToken
+        return copy
     }
 
     /// The pool and server counters of one `/metrics` scrape.

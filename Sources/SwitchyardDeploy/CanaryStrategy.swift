@@ -11,16 +11,15 @@ struct CanaryStrategy: RolloutStrategy {
     let deployment: Deployment
 
     func deploy(in r: Rollout) throws {
-        let client = deployment.client, target = deployment.pool
+        let fleet = deployment.fleet, target = deployment.pool
         let active = deployment.previousPool ?? ""
-        let service = r.plan.service
-        // A promotion the proxy refuses is rolled back like a failed step.
+        // A promotion the proxies refuse is rolled back like a failed step.
         do {
             do { try runSteps(in: r) } catch Rollout.Interruption.promoteFull {
                 // Skip the remaining steps and analysis.
             }
             // Promotion: the canary pool becomes active, and the canary is cleared in the same change.
-            try r.flip(client, to: target)
+            try r.apply(.flip(to: target), to: fleet)
         } catch {
             guard let reason = Rollout.rollbackReason(error) else { throw error }
             try r.rollingBack(reason) { try rollBack(in: r) }
@@ -32,39 +31,25 @@ struct CanaryStrategy: RolloutStrategy {
     }
 
     /// Start hook, health, then the plan's steps: weights and pauses with analysis, the
-    /// proxy's guard checked all along.
+    /// proxies' guards and routing checked all along.
     func runSteps(in r: Rollout) throws {
-        let env = deployment.environment, client = deployment.client, target = deployment.pool
+        let env = deployment.environment, fleet = deployment.fleet, target = deployment.pool
         let active = deployment.previousPool ?? ""
-        let service = r.plan.service
-        var weight = 0
         let started = Date()
         if let failure = r.runHooks("start", r.plan.hooks.start, values: r.baseValues(pool: target, env: env)) { throw Rollout.Failure(reason: failure) }
-        try r.waitHealthy(env, client, pool: target, after: started)
+        r.labelVersion(fleet, pool: target, version: r.version)
+        try r.waitHealthy(fleet, pool: target, after: started)
         var failures = 0
         let steps = env.steps
-        // A trip is new when its time differs from the one before this rollout: no clock
-        // comparison between this machine and the proxy's.
-        let tripBefore = try r.status(client).services[service]?.guardTrip?.time
-        let guardCheck: () throws -> Void = {
-            let s = try r.status(client).services[service]
-            if let trip = s?.guardTrip, trip.time != tripBefore {
-                let reason = "the proxy's guard tripped: \(trip.reason)"
-                r.emit(.guardTripped, "\(env.name): \(reason)", ["trip": trip.jsonObject])
-                throw Rollout.Failure(reason: reason)
-            }
-            if weight > 0 && s?.canary?.pool != target {
-                throw Rollout.Failure(reason: "the canary of \(service) was removed outside this rollout (now: \(s?.canary?.weight ?? "none")); see `switchyard ctl audit`")
-            }
-        }
+        // Every step looks at every proxy first: a guard trip or a proxy changed by hand
+        // fails it (see FleetChanges.swift). In a manual pause, the same look every half second.
+        let check = r.periodicCheck(fleet)
         for (i, s) in steps.enumerated() {
             r.live.progress = Double(i) / Double(steps.count)
             r.live.span = 1 / Double(steps.count)
             switch s {
             case .weight(let w):
-                if weight > 0 { try guardCheck() } // never raise a canary the guard just pulled
-                weight = w
-                try r.setCanary(client, pool: target, weight: w, guardrail: env.guardrail)
+                try r.apply(.canary(pool: target, weight: w, guardrail: env.guardrail), to: fleet)
                 r.live.weight = BasisPoints.format(w)
                 r.live.phase = "canary step \(i + 1)/\(steps.count)"
                 r.step("weight", "canary \(target) at \(BasisPoints.format(w))", weight: BasisPoints.format(w))
@@ -74,14 +59,14 @@ struct CanaryStrategy: RolloutStrategy {
                 r.live.phase = "paused until `deploy promote`"
                 r.step("pause", "pause until promoted", weight: r.live.weight)
                 r.emit(.paused, "waiting for `switchyard deploy promote \(r.plan.path)` at \(r.live.weight ?? "0%")")
-                try r.wait(nil, tick: guardCheck)
+                try r.wait(nil, tick: check)
             case .pause(let d?):
                 r.live.phase = "canary step \(i + 1)/\(steps.count): analysing"
                 r.step("pause", "pause \(d.milliseconds / 1000)s", weight: r.live.weight)
                 r.emit(.step, "pause \(Rollout.seconds(d)) at \(r.live.weight ?? "0%") (step \(i + 1) of \(steps.count)): analysis every \(Rollout.seconds(r.plan.analysis.interval))",
                        ["weight": r.live.weight ?? "0%", "step": i + 1, "steps": steps.count, "pause_seconds": Double(d.milliseconds) / 1000])
-                try r.analyse(client, pool: target, baseline: active, duration: Double(d.milliseconds) / 1000, failures: &failures,
-                              label: "step \(i + 1)", guardCheck: guardCheck)
+                try r.analyse(fleet, pool: target, baseline: active, duration: Double(d.milliseconds) / 1000, failures: &failures,
+                              label: "step \(i + 1)")
             }
         }
     }
@@ -106,39 +91,49 @@ struct CanaryStrategy: RolloutStrategy {
 
     func recover(in r: Rollout, reason: String) throws { try rollBack(in: r) }
 
-    /// Takes the canary out, from the weight the proxy gives it now: at once, or by halving
+    /// After the promotion: flips back to the pool active before.
+    func rollBackPromotion(in r: Rollout) throws {
+        guard let previous = deployment.previousPool else { return }
+        try BlueGreenStrategy.flipBack(in: r, deployment.fleet, to: previous, from: deployment.pool)
+    }
+
+    /// Takes the canary out, from the weight the proxies give it now: at once, or by halving
     /// it every interval (`rollback: gradual`). A canary the guard or an operator already
-    /// took out is never put back, not even at a lower weight. After a crash right after
-    /// the promotion's flip, flips back instead, as blue/green does.
+    /// took out is never put back, not even at a lower weight. Proxies already promoted
+    /// (a crash in the middle of the promotion's flip) are flipped back first, as blue/green does.
     func rollBack(in r: Rollout) throws {
-        let client = deployment.client, target = deployment.pool, service = r.plan.service
-        let status = try r.status(client)
-        if let previous = deployment.previousPool, previous != target, status.services[service]?.active == target {
-            try BlueGreenStrategy.flipBack(in: r, client, to: previous, from: target)
-            return
+        let fleet = deployment.fleet, target = deployment.pool
+        let views = try r.views(fleet)
+        if let previous = deployment.previousPool, previous != target, views.contains(where: { $0.routing.active == target }) {
+            try BlueGreenStrategy.flipBack(in: r, fleet, to: previous, from: target)
         }
-        let weight = Self.weight(of: target, in: status, service: service)
+        let weight = Self.weight(of: target, in: try r.views(fleet))
         r.emit(.rollingBack, weight > 0 ? "rolling back the canary \(target) from \(BasisPoints.format(weight))"
                                         : "rolling back the canary \(target), which takes no traffic now")
         if case .gradual(let interval) = deployment.environment.rollback {
             for (i, w) in Self.rollbackWeights(from: weight, mode: deployment.environment.rollback).enumerated() {
                 // The guard keeps watching while the weight goes down; once it trips, the canary stays out.
-                if i > 0, Self.weight(of: target, in: try r.status(client), service: service) == 0 { break }
-                try r.setCanary(client, pool: target, weight: w, guardrail: deployment.environment.guardrail)
+                if i > 0, Self.weight(of: target, in: try r.views(fleet)) == 0 { break }
+                try r.applyRollback(.canary(pool: target, weight: w, guardrail: deployment.environment.guardrail), to: fleet)
                 r.live.weight = BasisPoints.format(w)
                 r.step("rollback", "canary down to \(BasisPoints.format(w))", weight: r.live.weight)
                 r.emit(.notice, "canary down to \(BasisPoints.format(w))")
                 usleep(UInt32(min(Int64(UInt32.max / 1000), interval.milliseconds)) * 1000)
             }
         }
-        try r.clearCanary(client)
+        try r.applyRollback(.canary(pool: target, weight: 0, guardrail: nil), to: fleet)
         r.live.weight = "0%"
         r.step("rollback", "canary weight 0%: all traffic on the stable pool", weight: "0%")
     }
 
+    /// The highest share any proxy gives `pool` as the service's canary; 0 when none does.
+    static func weight(of pool: String, in views: [ProxyView]) -> Int {
+        views.compactMap { view in view.routing.canary.flatMap { $0.pool == pool ? $0.weight : nil } }.max() ?? 0
+    }
+
     /// The share `pool` has as the service's canary in `status`; 0 when it is not the canary.
     static func weight(of pool: String, in status: AdminStatus, service: String) -> Int {
-        guard let canary = status.services[service]?.canary, canary.pool == pool else { return 0 }
-        return BasisPoints.parse(canary.weight) ?? 0
+        guard let canary = ServiceRouting(status: status, service: service, pools: [])?.canary, canary.pool == pool else { return 0 }
+        return canary.weight
     }
 }

@@ -22,12 +22,16 @@ extension Rollout {
         inRollback = true
         let reason = "aborted by \(options.actor) after the orchestrator crashed"
         let locks = history.heldLocks(rollout: id)
-        var locked: [(env: DeployPlan.Environment, client: AdminClient)] = []
+        var locked: [ProxyFleet] = []
         for env in plan.environments {
-            guard let token = locks[env.name], let client = try? AdminClient(environment: env, actor: options.actor, processEnvironment: environment) else { continue }
-            client.lockToken = token
-            clients[env.name] = client
-            locked.append((env, client))
+            guard let clients = try? AdminClient.all(for: env, actor: options.actor, processEnvironment: environment) else { continue }
+            let fleet = ProxyFleet(environment: env, proxies: clients)
+            for client in clients {
+                // A history from before fleets names the lock by the environment alone.
+                client.lockToken = locks[lockKey(fleet, client)] ?? (client === clients.first ? locks[env.name] : nil)
+            }
+            fleets[env.name] = fleet
+            if clients.contains(where: { $0.lockToken != nil }) { locked.append(fleet) }
         }
         // Restoring servers runs hooks, which may take longer than the locks live.
         startLockKeeper(locked, reason: "rollback of rollout #\(id) of \(plan.service) by \(options.actor) (pid \(getpid()) on \(History.hostName))") {}
@@ -43,9 +47,17 @@ extension Rollout {
                 guard let strategy = (record["strategy"] as? String).flatMap(DeployPlan.Strategy.init(rawValue:)), let pool = record["pool"] as? String else {
                     throw Failure(reason: "the history record of deployment #\(recordID) lacks its strategy or pool; set traffic with `switchyard ctl`")
                 }
-                let client = try clients[name] ?? AdminClient(environment: env, actor: options.actor, processEnvironment: environment)
-                clients[name] = client
-                let deployment = Deployment(environment: env, client: client, pool: pool, previousPool: record["previous_pool"] as? String,
+                let recorded = History.proxies(of: record)
+                if !recorded.isEmpty && Set(recorded) != Set(env.proxies.map(\.description)) {
+                    emit(.notice, "warning: the rollout changed \(recorded.joined(separator: ", ")) in \(name); the plan now lists \(env.proxies.map(\.description).joined(separator: ", ")): acting on the plan's")
+                }
+                let fleet = try fleets[name] ?? ProxyFleet(environment: env, proxies: AdminClient.all(for: env, actor: options.actor, processEnvironment: environment))
+                fleets[name] = fleet
+                fleet.trackedPools = strategy == .rolling ? [pool] : []
+                // Whatever the proxies say now is where the rollback starts, on each of them.
+                try survey(fleet, requireAgreement: false)
+                fleet.expected = [:]
+                let deployment = Deployment(environment: env, fleet: fleet, pool: pool, previousPool: record["previous_pool"] as? String,
                                             previousVersion: record["previous_version"] as? String)
                 try Self.strategy(strategy, for: deployment).recover(in: self, reason: reason)
                 step("abort", reason)
@@ -59,13 +71,19 @@ extension Rollout {
         }
         lockKeeper?.stop()
         currentEnvironment = nil
-        for (env, _) in locked {
-            if failed.contains(env.name) {
+        for fleet in locked {
+            if failed.contains(fleet.name) {
                 // Kept for the next `deploy abort`; it lapses after the lock TTL unless renewed.
-                clients[env.name]?.lockToken = nil
-                emit(.notice, "\(env.name): the lock stays with the rollout until it expires (\(plan.lockTTL.milliseconds / 1000)s)")
-            } else if releaseLock(env.name) {
-                emit(.notice, "\(env.name): lock released")
+                for client in fleet.proxies { client.lockToken = nil }
+                emit(.notice, "\(fleet.name): the lock stays with the rollout until it expires (\(plan.lockTTL.milliseconds / 1000)s)")
+            } else {
+                for client in fleet.proxies where client.lockToken != nil {
+                    let key = locks[lockKey(fleet, client)] != nil ? lockKey(fleet, client) : fleet.name
+                    if release(client) {
+                        history.releaseLock(rollout: id, environment: key)
+                        emit(.notice, "\(fleet.proxies.count > 1 ? client.label : fleet.name): lock released")
+                    }
+                }
             }
         }
         printer.end()

@@ -54,7 +54,7 @@ public final class History: @unchecked Sendable {
         CREATE TABLE IF NOT EXISTS deployments (
             id INTEGER PRIMARY KEY, rollout_id INTEGER NOT NULL, service TEXT NOT NULL, environment TEXT NOT NULL,
             version TEXT NOT NULL, strategy TEXT NOT NULL, actor TEXT NOT NULL, started_at TEXT NOT NULL, ended_at TEXT,
-            outcome TEXT NOT NULL, reason TEXT, pool TEXT, previous_pool TEXT, previous_version TEXT);
+            outcome TEXT NOT NULL, reason TEXT, pool TEXT, previous_pool TEXT, previous_version TEXT, proxies TEXT);
         CREATE TABLE IF NOT EXISTS steps (
             id INTEGER PRIMARY KEY, deployment_id INTEGER NOT NULL, time TEXT NOT NULL, kind TEXT NOT NULL,
             detail TEXT NOT NULL, weight TEXT, verdict TEXT, requests INTEGER, error_rate REAL,
@@ -83,6 +83,7 @@ public final class History: @unchecked Sendable {
         ("rollouts", [("run", "TEXT"), ("environments", "TEXT"), ("plan_text", "TEXT"), ("commit_sha", "TEXT"),
                       ("commit_time", "TEXT"), ("ticket", "TEXT"), ("link", "TEXT"), ("changelog", "TEXT")]),
         ("controls", [("console_id", "INTEGER")]),
+        ("deployments", [("proxies", "TEXT")]),
     ]
 
     /// Created after the columns they cover exist in older files too.
@@ -200,7 +201,10 @@ public final class History: @unchecked Sendable {
     public func rollout(run: String) -> [String: Any]? { query("SELECT * FROM rollouts WHERE run = ?", [.text(run)]).first }
 
     static func jsonArray(_ strings: [String]) -> String {
-        (try? JSONEncoder().encode(strings)).map { String(decoding: $0, as: UTF8.self) } ?? "[]"
+        let encoder = JSONEncoder()
+        // Addresses keep their slashes: the text is read by people too.
+        encoder.outputFormatting = [.withoutEscapingSlashes]
+        return (try? encoder.encode(strings)).map { String(decoding: $0, as: UTF8.self) } ?? "[]"
     }
 
     public func finishRollout(_ id: Int, outcome: String, reason: String?) {
@@ -212,14 +216,23 @@ public final class History: @unchecked Sendable {
               [.text(Self.now()), .text(environment), .text(progress), .int(id)])
     }
 
+    /// Records a deployment that starts now; `proxies` are the addresses of the environment's
+    /// proxies it changes (a JSON array in `proxies`; rows of older histories have none).
     public func startDeployment(rollout: Int, service: String, environment: String, version: String, strategy: String,
-                                actor: String, pool: String?, previousPool: String?, previousVersion: String?) -> Int {
+                                actor: String, pool: String?, previousPool: String?, previousVersion: String?, proxies: [String] = []) -> Int {
         query("""
-            INSERT INTO deployments (rollout_id, service, environment, version, strategy, actor, started_at, outcome, pool, previous_pool, previous_version)
-            VALUES (?,?,?,?,?,?,?,?,?,?,?)
+            INSERT INTO deployments (rollout_id, service, environment, version, strategy, actor, started_at, outcome, pool, previous_pool,
+                                     previous_version, proxies)
+            VALUES (?,?,?,?,?,?,?,?,?,?,?,?)
             """, [.int(rollout), .text(service), .text(environment), .text(version), .text(strategy), .text(actor), .text(Self.now()),
-                  .text("running"), .text(pool), .text(previousPool), .text(previousVersion)])
+                  .text("running"), .text(pool), .text(previousPool), .text(previousVersion), .text(proxies.isEmpty ? nil : Self.jsonArray(proxies))])
         return lastID
+    }
+
+    /// The proxies a deployment row names (empty for rows written before they were recorded).
+    public static func proxies(of deployment: [String: Any]) -> [String] {
+        guard let text = deployment["proxies"] as? String, let list = try? JSONDecoder().decode([String].self, from: Data(text.utf8)) else { return [] }
+        return list
     }
 
     public func finishDeployment(_ id: Int, outcome: String, reason: String?) {
@@ -306,6 +319,19 @@ public final class History: @unchecked Sendable {
     public func events(rollout: Int) -> [[String: Any]] { query("SELECT * FROM events WHERE rollout_id = ? ORDER BY id", [.int(rollout)]) }
 
     // MARK: Locks held by a rollout (so that `deploy abort` can act for a crashed one)
+
+    /// How a lock is named in `locks.environment`: the environment's name when it has a
+    /// single proxy (as every history before fleets), "environment@address" for each proxy
+    /// of an environment with several. Environment names never hold "@".
+    public static func lockKey(environment: String, proxy: String?) -> String {
+        proxy.map { "\(environment)@\($0)" } ?? environment
+    }
+
+    /// The environment and (for an environment with several proxies) the proxy of a lock key.
+    public static func parseLockKey(_ key: String) -> (environment: String, proxy: String?) {
+        guard let at = key.firstIndex(of: "@") else { return (key, nil) }
+        return (String(key[..<at]), String(key[key.index(after: at)...]))
+    }
 
     public func saveLock(rollout: Int, environment: String, token: String) {
         query("INSERT OR REPLACE INTO locks (rollout_id, environment, token, released) VALUES (?,?,?,0)", [.int(rollout), .text(environment), .text(token)])

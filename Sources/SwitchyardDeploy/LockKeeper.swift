@@ -10,19 +10,22 @@ final class LockKeeper: @unchecked Sendable {
     private let ttl: Duration
     private let owner: String
     private let reason: String
+    private let service: String
     private let heartbeat: @Sendable () -> Void
     private let warn: @Sendable (String) -> Void
 
     /// - Parameters:
-    ///   - locks: a client per environment, each with its own copy of the lock token.
+    ///   - locks: a client per proxy, named for messages, each with its own copy of the lock token.
+    ///   - service: the service the locks are taken for.
     ///   - heartbeat: called every 2 s at most.
     ///   - warn: receives renewal failures.
-    init(locks: [(environment: String, client: AdminClient)], ttl: Duration, owner: String, reason: String,
+    init(locks: [(environment: String, client: AdminClient)], ttl: Duration, owner: String, reason: String, service: String,
          heartbeat: @escaping @Sendable () -> Void, warn: @escaping @Sendable (String) -> Void) {
         self.locks = locks
         self.ttl = ttl
         self.owner = owner
         self.reason = reason
+        self.service = service
         self.heartbeat = heartbeat
         self.warn = warn
         let thread = Thread { [self] in loop() }
@@ -50,7 +53,7 @@ final class LockKeeper: @unchecked Sendable {
             guard Date().timeIntervalSince(lastRenew) >= renewEvery else { continue }
             lastRenew = Date()
             for (environment, client) in locks where !isStopped {
-                do { try client.api.renewLock(owner: owner, ttl: "\(ttl.milliseconds)ms", reason: reason) }
+                do { try client.api.renewDeployLock(owner: owner, ttl: "\(ttl.milliseconds)ms", reason: reason, service: service) }
                 catch { warn("could not renew the lock of \(environment): \(error)") }
             }
         }

@@ -17,6 +17,8 @@ public struct DeployPlan: Sendable {
     public var lockTTL: Duration
     /// Create a git tag named after the version when every environment succeeded.
     public var gitTag: Bool
+    /// The remote (a name such as `origin`, or a URL) the tag `git_tag` creates is pushed to.
+    public var gitPush: String?
 
     public enum Strategy: String, Sendable, CaseIterable { case bluegreen, canary, rolling }
 
@@ -61,9 +63,29 @@ public struct DeployPlan: Sendable {
         case gradual(interval: Duration)
     }
 
+    /// How many servers of a rolling update's pool are out of rotation at once (like
+    /// Kubernetes' maxUnavailable): a count, or a share of the servers in rotation.
+    public enum Batch: Sendable, Equatable {
+        case servers(Int)
+        /// Basis points of the servers in rotation when the update starts, rounded down, at least one.
+        case share(Int)
+
+        /// The batch size for a pool with `servers` servers in rotation: at least 1.
+        public func size(of servers: Int) -> Int {
+            switch self {
+            case .servers(let count): return max(1, count)
+            case .share(let basisPoints):
+                let (product, overflow) = servers.multipliedReportingOverflow(by: basisPoints)
+                return max(1, overflow ? servers : product / 10_000)
+            }
+        }
+    }
+
     public struct Environment: Sendable {
         public var name: String
-        public var admin: AdminAddress
+        /// Every proxy of the environment (an HA pair, a fleet), sorted by address: the order in
+        /// which they are locked and changed, the same for every rollout.
+        public var proxies: [AdminAddress]
         /// Bearer token for a TCP admin listener: read from this variable (default
         /// `SWITCHYARD_TOKEN_<NAME>`) or from `tokenFile`.
         public var tokenEnv: String
@@ -87,6 +109,19 @@ public struct DeployPlan: Sendable {
         public var healthTimeout: Duration
         public var guardrail: CanaryGuard?
         public var rollback: RollbackMode
+        /// Rolling: servers updated at once (default one).
+        public var batch: Batch?
+        /// After the environment is promoted, analysis keeps watching this long before the
+        /// next environment starts; a failure puts the previous version back.
+        public var bake: Duration?
+        /// Run in this environment's turn, after its approval and before its traffic moves.
+        public var preDeploy: [String] = []
+        /// Run once the environment is promoted (and its bake passed); a failure is reported.
+        public var postPromote: [String] = []
+
+        /// The first proxy, by address: the one tools that watch a single proxy per
+        /// environment (the console's live view) look at.
+        public var admin: AdminAddress { proxies.first ?? .unix(path: "/") }
     }
 
     public struct Analysis: Sendable {
@@ -143,14 +178,16 @@ public enum PlanLoader {
         }
     }
 
-    static let rootKeys = ["service", "environments", "analysis", "hooks", "notify", "history", "lock_ttl", "git_tag"]
+    static let rootKeys = ["service", "environments", "analysis", "hooks", "notify", "history", "lock_ttl", "git_tag", "git_push"]
     static let environmentKeys = ["name", "admin", "token_env", "token_file", "ca", "tls_server_name", "strategy", "approval", "steps", "pool",
-                                  "preview_url", "watch", "keep_previous", "drain_timeout", "health_timeout", "guard", "rollback"]
+                                  "preview_url", "watch", "keep_previous", "drain_timeout", "health_timeout", "guard", "rollback",
+                                  "batch", "bake", "hooks"]
+    static let environmentHookKeys = ["pre_deploy", "post_promote"]
 
     static func readPlan(_ root: Node, file: String, reader r: inout NodeReader) -> DeployPlan? {
         guard let fields = r.mapping(root, "", allowed: rootKeys) else { return nil }
         var plan = DeployPlan(path: file, service: "", environments: [], analysis: .init(), hooks: .init(), notify: [],
-                              history: ".switchyard/history.sqlite", lockTTL: .seconds(120), gitTag: false)
+                              history: ".switchyard/history.sqlite", lockTTL: .seconds(120), gitTag: false, gitPush: nil)
         for (key, v) in fields {
             switch key {
             case "service":
@@ -171,8 +208,25 @@ public enum PlanLoader {
                     guard s == "true" || s == "false" else { r.problem(v, key, "true or false"); continue }
                     plan.gitTag = s == "true"
                 }
+            case "git_push":
+                if let s = r.scalar(v, key) {
+                    // A remote name or URL; never something git would take for an option.
+                    if s.isEmpty || s.hasPrefix("-") || s.contains(where: { $0.isWhitespace || $0.isNewline }) {
+                        r.problem(v, key, "\"\(s)\" is not a git remote; name one such as origin, or give its URL")
+                    } else {
+                        plan.gitPush = s
+                    }
+                }
             default: break
             }
+        }
+        if plan.gitPush != nil && !plan.gitTag, let node = fields.first(where: { $0.key == "git_push" })?.value {
+            r.problem(node, "git_push", "pushes the tag git_tag creates; add git_tag: true")
+        }
+        if let node = fields.first(where: { $0.key == "hooks" })?.value,
+           plan.hooks.preDeploy.contains(where: { HookRunner.placeholders(in: $0).contains("env") }) {
+            r.problem(node, "hooks.pre_deploy", "runs once per rollout, before any environment, so {env} has no value there; "
+                      + "to run it in each environment's turn, declare it in the environment: hooks: { pre_deploy: [...] }")
         }
         if !fields.contains(where: { $0.key == "service" }) { r.problem(root, "service", "missing; name the service as the proxies' configuration does") }
         if !fields.contains(where: { $0.key == "environments" }) { r.problem(root, "environments", "missing; list dev, stage, prod... in promotion order") }
@@ -200,7 +254,7 @@ public enum PlanLoader {
         for (i, item) in items.enumerated() {
             let path = "environments[\(i)]"
             guard let fields = r.mapping(item, path, allowed: environmentKeys) else { continue }
-            var env = DeployPlan.Environment(name: "", admin: .unix(path: "/"), tokenEnv: "", tokenFile: nil, ca: nil, tlsServerName: nil, strategy: .bluegreen,
+            var env = DeployPlan.Environment(name: "", proxies: [], tokenEnv: "", tokenFile: nil, ca: nil, tlsServerName: nil, strategy: .bluegreen,
                                              manualApproval: false, steps: [], pool: nil, previewURL: nil, watch: nil,
                                              keepPrevious: .zero, drainTimeout: .seconds(30), healthTimeout: .seconds(60),
                                              guardrail: nil, rollback: .instant)
@@ -215,10 +269,7 @@ public enum PlanLoader {
                     }
                 case "admin":
                     sawAdmin = true
-                    if let s = r.scalar(v, keyPath) {
-                        if let a = DeployPlan.AdminAddress.parse(s) { env.admin = a }
-                        else { r.problem(v, keyPath, "\"\(s)\" is not an admin address; write unix:///run/switchyard/admin.sock or https://host:9901") }
-                    }
+                    env.proxies = readProxies(v, path: keyPath, reader: &r)
                 case "token_env": if let s = r.scalar(v, keyPath) { env.tokenEnv = s }
                 case "token_file": env.tokenFile = r.scalar(v, keyPath)
                 case "ca": env.ca = r.scalar(v, keyPath)
@@ -249,6 +300,15 @@ public enum PlanLoader {
                     } else if let g = r.mapping(v, keyPath, allowed: ["gradual"]), let d = g.first.flatMap({ r.duration($0.value, "\(keyPath).gradual") }) {
                         env.rollback = .gradual(interval: d)
                     }
+                case "batch": env.batch = readBatch(v, path: keyPath, reader: &r)
+                case "bake":
+                    if let d = r.duration(v, keyPath) { env.bake = d > .zero ? d : nil }
+                case "hooks":
+                    guard let hooks = r.mapping(v, keyPath, allowed: environmentHookKeys) else { continue }
+                    for (hookKey, hookNode) in hooks {
+                        let commands = readCommands(hookNode, path: "\(keyPath).\(hookKey)", reader: &r)
+                        if hookKey == "pre_deploy" { env.preDeploy = commands } else { env.postPromote = commands }
+                    }
                 default: break
                 }
             }
@@ -263,10 +323,16 @@ public enum PlanLoader {
             } else if !env.steps.isEmpty {
                 r.problem(item, "\(path).steps", "steps apply to the canary strategy only")
             }
-            if let other = result.first(where: { $0.admin == env.admin }) {
-                r.problem(item, "\(path).admin", "\(env.admin) is also \(other.name)'s proxy; each environment has its own proxy (its lock covers the whole rollout)")
+            for address in env.proxies {
+                if let other = result.first(where: { $0.proxies.contains(address) }) {
+                    r.problem(fields.first { $0.key == "admin" }?.value ?? item, "\(path).admin",
+                              "\(address) is also \(other.name)'s proxy; each environment has its own proxies (the rollout's lock covers them all)")
+                }
             }
             if env.guardrail != nil && env.strategy != .canary { r.problem(item, "\(path).guard", "the guard protects a canary; use it with strategy: canary") }
+            if env.batch != nil && env.strategy != .rolling {
+                r.problem(fields.first { $0.key == "batch" }?.value ?? item, "\(path).batch", "batches are servers of a rolling update; use it with strategy: rolling")
+            }
             result.append(env)
         }
         return result
@@ -329,17 +395,7 @@ public enum PlanLoader {
         for (key, v) in fields {
             let path = "hooks.\(key)"
             if key == "timeout" { h.timeout = r.duration(v, path) ?? h.timeout; continue }
-            var commands: [String] = []
-            if case .scalar = v, let s = r.scalar(v, path) { if !s.isEmpty { commands = [s] } }
-            else if let items = r.sequence(v, path) {
-                for (i, item) in items.enumerated() { if let s = r.scalar(item, "\(path)[\(i)]") { commands.append(s) } }
-            }
-            for c in commands {
-                let unknown = HookRunner.placeholders(in: c).filter { !HookRunner.knownPlaceholders.contains($0) }
-                if !unknown.isEmpty {
-                    r.problem(v, path, "unknown placeholder \(unknown.map { "{\($0)}" }.joined(separator: ", ")) in \"\(c)\"; known: \(HookRunner.knownPlaceholders.map { "{\($0)}" }.joined(separator: " "))")
-                }
-            }
+            let commands = readCommands(v, path: path, reader: &r)
             switch key {
             case "pre_deploy": h.preDeploy = commands
             case "start": h.start = commands
@@ -351,6 +407,59 @@ public enum PlanLoader {
             }
         }
         return h
+    }
+
+    /// One command or a list of them, each checked for unknown placeholders.
+    static func readCommands(_ v: Node, path: String, reader r: inout NodeReader) -> [String] {
+        var commands: [String] = []
+        if case .scalar = v, let s = r.scalar(v, path) { if !s.isEmpty { commands = [s] } }
+        else if let items = r.sequence(v, path) {
+            for (i, item) in items.enumerated() { if let s = r.scalar(item, "\(path)[\(i)]") { commands.append(s) } }
+        }
+        for c in commands {
+            let unknown = HookRunner.placeholders(in: c).filter { !HookRunner.knownPlaceholders.contains($0) }
+            if !unknown.isEmpty {
+                r.problem(v, path, "unknown placeholder \(unknown.map { "{\($0)}" }.joined(separator: ", ")) in \"\(c)\"; known: \(HookRunner.knownPlaceholders.map { "{\($0)}" }.joined(separator: " "))")
+            }
+        }
+        return commands
+    }
+
+    /// `admin:` as one address or a list of them; sorted by address, the order of locks and changes.
+    static func readProxies(_ node: Node, path: String, reader r: inout NodeReader) -> [DeployPlan.AdminAddress] {
+        let items: [(node: Node, path: String)]
+        if case .sequence(let list) = node {
+            if list.isEmpty { r.problem(node, path, "empty; list the environment's proxies, e.g. [unix:///run/switchyard/admin.sock, https://lb2:9901]") }
+            items = list.enumerated().map { ($0.element, "\(path)[\($0.offset)]") }
+        } else {
+            items = [(node, path)]
+        }
+        var proxies: [DeployPlan.AdminAddress] = []
+        for (item, itemPath) in items {
+            guard let s = r.scalar(item, itemPath) else { continue }
+            guard let address = DeployPlan.AdminAddress.parse(s) else {
+                r.problem(item, itemPath, "\"\(s)\" is not an admin address; write unix:///run/switchyard/admin.sock or https://host:9901")
+                continue
+            }
+            if proxies.contains(address) { r.problem(item, itemPath, "\(address) is listed twice"); continue }
+            proxies.append(address)
+        }
+        return proxies.sorted { $0.description < $1.description }
+    }
+
+    /// `batch: 2` (servers) or `batch: 25%` (of the servers in rotation).
+    static func readBatch(_ node: Node, path: String, reader r: inout NodeReader) -> DeployPlan.Batch? {
+        guard let text = r.scalar(node, path) else { return nil }
+        if text.hasSuffix("%") {
+            guard let bp = r.basisPoints(node, path) else { return nil }
+            guard bp > 0 else { r.problem(node, path, "0% updates nothing; use a share above 0%, or a number of servers"); return nil }
+            return .share(bp)
+        }
+        guard let count = Int(text), count >= 1, count <= 10_000 else {
+            r.problem(node, path, "\"\(text)\" is not a batch; write a number of servers (e.g. 2) or a share of the pool (e.g. 25%)")
+            return nil
+        }
+        return .servers(count)
     }
 
     static func readNotify(_ node: Node, reader r: inout NodeReader) -> [DeployPlan.NotifyTarget] {

@@ -49,6 +49,10 @@ public final class Rollout {
         let reason: String
         /// The proxy could not be reached: where traffic is may not be known.
         var unreachable = false
+        /// A proxy's refusal, when that is what failed.
+        var refusal: AdminFailure? = nil
+        /// A proxy was changed outside the rollout.
+        var drift = false
     }
 
     /// What the central wait loop returns when it ends early.
@@ -60,7 +64,8 @@ public final class Rollout {
     let history: History
     let printer: ProgressPrinter
     var notifier: Notifier?
-    var clients: [String: AdminClient] = [:]
+    /// Each environment's proxies, by environment name.
+    var fleets: [String: ProxyFleet] = [:]
     var rolloutID = 0
     var deploymentID: Int?
     var currentEnvironment: String?
@@ -76,6 +81,8 @@ public final class Rollout {
     var liveProgress: LiveProgress?
     /// Time spent paused so far; pauses and watches do not count it.
     var pausedSeconds = 0.0
+    /// Proxies known to have no version labels (said once).
+    var proxiesWithoutLabels: Set<String> = []
     let environment = ProcessInfo.processInfo.environment
 
     public init(plan: DeployPlan, version: String, options: Options, history: History) {
@@ -116,46 +123,44 @@ public final class Rollout {
         if let running = history.runningRollout(service: plan.service) {
             return refuse("rollout #\(running["id"] ?? "?") of \(plan.service) (version \(running["version"] ?? "?"), by \(running["actor"] ?? "?"), pid \(running["pid"] ?? "?")) is running since \(running["started_at"] ?? "?")")
         }
-        var connected: [(env: DeployPlan.Environment, client: AdminClient)] = []
+        var connected: [ProxyFleet] = []
         for env in plan.environments {
-            do { connected.append((env, try AdminClient(environment: env, actor: options.actor, processEnvironment: environment))) }
+            do { connected.append(ProxyFleet(environment: env, proxies: try AdminClient.all(for: env, actor: options.actor, processEnvironment: environment))) }
             catch { return refuse(error.description) }
         }
-        // Every proxy must know the service before anything starts.
-        for (env, client) in connected {
+        // Every proxy must know the service before anything starts, and an environment's proxies must agree.
+        for fleet in connected {
+            if let problem = preflight(fleet) { return refuse(problem) }
+        }
+        // The locks cover the whole promotion path: a second rollout of the service is refused
+        // everywhere. They are taken in one order, by address, whatever the plan: two rollouts
+        // reaching for the same proxies meet at the first one instead of each holding half.
+        let lockOrder = connected.flatMap(\.proxies).sorted { $0.address.description < $1.address.description }
+        for client in lockOrder {
             do {
-                let status = try client.api.status()
-                guard status.services[plan.service] != nil else {
-                    return refuse("\(env.name) (\(env.admin)) has no service \(plan.service); services there: \(status.services.keys.sorted().joined(separator: ", "))")
-                }
-                if let pool = env.pool, status.pools[pool] == nil {
-                    return refuse("\(env.name): pool \(pool) is not configured there; pools: \(status.poolNames.joined(separator: ", "))")
-                }
+                client.lockToken = try client.api.takeDeployLock(owner: lockOwner, ttl: "\(plan.lockTTL.milliseconds)ms", reason: lockReason, service: plan.service).token
             } catch {
-                return refuse(error.description)
+                for taken in lockOrder where taken.lockToken != nil { release(taken) }
+                if case .refused(423, _, let detail) = error { return refuse("\(client.environment) is locked (\(client.address)): \(detail)") }
+                return refuse("\(client.label): \(error)")
             }
         }
-        // The lock covers the whole promotion path: a second rollout of the service is refused everywhere.
-        for (env, client) in connected {
-            clients[env.name] = client
-            do {
-                client.lockToken = try client.api.lock(owner: lockOwner, ttl: "\(plan.lockTTL.milliseconds)ms", reason: lockReason).token
-            } catch {
-                for (locked, _) in connected { releaseLock(locked.name) }
-                if case .refused(423, _, let detail) = error { return refuse("\(env.name) is locked: \(detail)") }
-                return refuse("\(env.name): \(error)")
-            }
-        }
+        for fleet in connected { fleets[fleet.name] = fleet }
         rolloutID = history.startRollout(service: plan.service, version: version, actor: options.actor, plan: plan.path, run: options.run,
                                          environments: plan.environments.map(\.name), planText: options.planText, change: options.change)
-        for (env, client) in connected { history.saveLock(rollout: rolloutID, environment: env.name, token: client.lockToken ?? "") }
+        for fleet in connected {
+            for client in fleet.proxies { history.saveLock(rollout: rolloutID, environment: lockKey(fleet, client), token: client.lockToken ?? "") }
+        }
         let progress = LiveProgress()
         liveProgress = progress
         let (history, id) = (self.history, rolloutID)
         startLockKeeper(connected, reason: lockReason) { let (env, text) = progress.get(); history.heartbeat(id, environment: env, progress: text) }
         notifier = Notifier(plan: plan, environment: environment) { [printer] in printer.warn($0) }
-        emit(.started, "rollout #\(rolloutID): \(plan.service) \(version) through \(plan.environments.map(\.name).joined(separator: " → ")) by \(options.actor)",
-             ["rollout": rolloutID, "run": options.run, "environments": plan.environments.map(\.name)])
+        let many = plan.environments.filter { $0.proxies.count > 1 }
+        emit(.started, "rollout #\(rolloutID): \(plan.service) \(version) through \(plan.environments.map(\.name).joined(separator: " → ")) by \(options.actor)"
+             + (many.isEmpty ? "" : " (\(many.map { "\($0.name): \($0.proxies.count) proxies" }.joined(separator: ", ")))"),
+             ["rollout": rolloutID, "run": options.run, "environments": plan.environments.map(\.name),
+              "proxies": Dictionary(uniqueKeysWithValues: plan.environments.map { ($0.name, $0.proxies.map(\.description)) })])
         let outcome = runEnvironments()
         lockKeeper?.stop()
         for env in plan.environments { releaseLock(env.name) }
@@ -177,21 +182,56 @@ public final class Rollout {
         return outcome
     }
 
+    /// Why the rollout cannot start in `fleet`'s environment: a proxy without the service or
+    /// the plan's pool, or proxies that disagree on the service's routing. Nil when it can.
+    func preflight(_ fleet: ProxyFleet) -> String? {
+        let env = fleet.environment
+        var views: [ProxyView] = []
+        for client in fleet.proxies {
+            do {
+                let status = try client.api.status()
+                guard let service = status.services[plan.service] else {
+                    return "\(client.label) has no service \(plan.service); services there: \(status.services.keys.sorted().joined(separator: ", "))"
+                }
+                if let pool = env.pool, status.pools[pool] == nil {
+                    return "\(client.label): pool \(pool) is not configured there; pools: \(status.poolNames.joined(separator: ", "))"
+                }
+                let pools = env.strategy == .rolling ? [env.pool ?? service.active] : []
+                if let routing = ServiceRouting(status: status, service: plan.service, pools: pools) {
+                    views.append(ProxyView(client: client, status: status, routing: routing))
+                }
+            } catch {
+                return error.description
+            }
+        }
+        if let disagreement = Self.disagreement(views) {
+            return "\(env.name): the proxies disagree: \(disagreement); make them agree with `switchyard ctl` (`deploy status \(plan.path)` shows them), then run again"
+        }
+        return nil
+    }
+
     // MARK: Locks
 
     var lockOwner: String { "switchyard-deploy/\(plan.service)" }
     var lockReason: String { "rollout of \(plan.service) version \(version) by \(options.actor) (pid \(getpid()) on \(History.hostName))" }
 
-    /// Renews the locks `clients` hold on a thread of its own, with copies of the clients:
-    /// an admin client is not shared between threads.
-    func startLockKeeper(_ clients: [(env: DeployPlan.Environment, client: AdminClient)], reason: String, heartbeat: @escaping @Sendable () -> Void) {
+    /// The history's name for the lock on `client`: the environment's name when it has one
+    /// proxy (as histories always had), else "environment@address".
+    func lockKey(_ fleet: ProxyFleet, _ client: AdminClient) -> String {
+        History.lockKey(environment: fleet.name, proxy: fleet.proxies.count > 1 ? client.address.description : nil)
+    }
+
+    /// Renews the locks the fleets' proxies hold on a thread of its own, with copies of the
+    /// clients: an admin client is not shared between threads.
+    func startLockKeeper(_ fleets: [ProxyFleet], reason: String, heartbeat: @escaping @Sendable () -> Void) {
         var keeperClients: [(environment: String, client: AdminClient)] = []
-        for (env, client) in clients where client.lockToken != nil {
-            guard let copy = try? AdminClient(environment: env, actor: options.actor, processEnvironment: environment) else { continue }
-            copy.lockToken = client.lockToken
-            keeperClients.append((env.name, copy))
+        for fleet in fleets {
+            for client in fleet.proxies where client.lockToken != nil {
+                guard let copy = try? client.copy(environment: fleet.environment, processEnvironment: environment) else { continue }
+                keeperClients.append((client.label, copy))
+            }
         }
-        lockKeeper = LockKeeper(locks: keeperClients, ttl: plan.lockTTL, owner: lockOwner, reason: reason,
+        lockKeeper = LockKeeper(locks: keeperClients, ttl: plan.lockTTL, owner: lockOwner, reason: reason, service: plan.service,
                                 heartbeat: heartbeat, warn: { [printer] in printer.warn($0) })
     }
 
@@ -200,19 +240,35 @@ public final class Rollout {
         return .error(reason)
     }
 
-    /// Releases the lock held in `environment`; false when it was not held or could not be released.
+    /// Releases the lock one proxy holds; false when it was not held or could not be released.
     @discardableResult
-    func releaseLock(_ environment: String) -> Bool {
-        guard let client = clients[environment], client.lockToken != nil else { return false }
+    func release(_ client: AdminClient) -> Bool {
+        guard client.lockToken != nil else { return false }
         defer { client.lockToken = nil }
         do {
-            try client.api.unlock()
-            if rolloutID > 0 { history.releaseLock(rollout: rolloutID, environment: environment) }
+            try client.api.releaseDeployLock(service: plan.service)
             return true
         } catch {
-            emit(.notice, "warning: could not release the lock of \(environment): \(error); it expires by itself after \(plan.lockTTL.milliseconds / 1000)s")
+            emit(.notice, "warning: could not release the lock of \(client.label): \(error); it expires by itself after \(plan.lockTTL.milliseconds / 1000)s")
             return false
         }
+    }
+
+    /// Releases the locks held on `environment`'s proxies; false when one was not held or
+    /// could not be released.
+    @discardableResult
+    func releaseLock(_ environment: String) -> Bool {
+        guard let fleet = fleets[environment] else { return false }
+        var all = true
+        for client in fleet.proxies {
+            let key = lockKey(fleet, client)
+            if release(client) {
+                if rolloutID > 0 { history.releaseLock(rollout: rolloutID, environment: key) }
+            } else {
+                all = false
+            }
+        }
+        return all
     }
 
     // MARK: Environments in order
@@ -227,51 +283,152 @@ public final class Rollout {
             currentEnvironment = env.name
             // A full promotion belongs to the environment it was asked for.
             controls.fullPromotionPending = false
-            guard let client = clients[env.name] else { return .error("\(env.name): no admin client (a bug: every environment gets one before the locks)") }
+            guard let fleet = fleets[env.name], let first = fleet.proxies.first else {
+                return .error("\(env.name): no admin client (a bug: every environment gets one before the locks)")
+            }
             let service: AdminStatus.Service?
-            do { service = try client.api.status().services[plan.service] } catch { return .error("\(error)") }
+            do { service = try status(first).services[plan.service] } catch { return .error((error as? Failure)?.reason ?? "\(error)") }
             let active = service?.active ?? ""
             guard let target = Self.targetPool(strategy: env.strategy, planned: env.pool, active: active, standby: service?.standby) else {
                 return .error("\(env.name): service \(plan.service) has no standby pool to deploy \(version) to (active: \(active)); add standby to its configuration or pool: to the plan")
             }
+            fleet.trackedPools = env.strategy == .rolling ? [target] : []
             let previousVersion = history.lastPromotedVersion(service: plan.service, environment: env.name)
-            let deployment = Deployment(environment: env, client: client, pool: target,
+            let deployment = Deployment(environment: env, fleet: fleet, pool: target,
                                         previousPool: env.strategy == .rolling ? nil : active, previousVersion: previousVersion)
             let id = history.startDeployment(rollout: rolloutID, service: plan.service, environment: env.name, version: version,
                                              strategy: env.strategy.rawValue, actor: options.actor, pool: target,
-                                             previousPool: deployment.previousPool, previousVersion: previousVersion)
+                                             previousPool: deployment.previousPool, previousVersion: previousVersion,
+                                             proxies: env.proxies.map(\.description))
             deploymentID = id
             history.heartbeat(rolloutID, environment: env.name, progress: "starting")
-            emit(.environment, "\(env.name): \(env.strategy.rawValue) of \(version) to pool \(target) (\(index + 1) of \(plan.environments.count); active now: \(active))",
-                 ["strategy": env.strategy.rawValue, "pool": target, "active": active])
+            var fields: [String: Any] = ["strategy": env.strategy.rawValue, "pool": target, "active": active]
+            if env.proxies.count > 1 { fields["proxies"] = env.proxies.map(\.description) }
+            emit(.environment, "\(env.name): \(env.strategy.rawValue) of \(version) to pool \(target) (\(index + 1) of \(plan.environments.count); active now: \(active))"
+                 + (env.proxies.count > 1 ? " on \(env.proxies.count) proxies" : ""), fields)
+            let strategy = Self.strategy(env.strategy, for: deployment)
             do {
                 if env.manualApproval { try waitForApproval(env) }
-                try Self.strategy(env.strategy, for: deployment).deploy(in: self)
+                // Where each proxy is, after any wait: nothing moves where they disagree.
+                do { try survey(fleet) } catch let failure as Failure {
+                    history.finishDeployment(id, outcome: "failed", reason: failure.reason)
+                    return .error(failure.reason)
+                }
+                if !env.preDeploy.isEmpty, let failure = runHooks("pre_deploy", env.preDeploy, values: baseValues(pool: target, env: env)) {
+                    throw Failure(reason: "pre_deploy hook failed before any traffic moved in \(env.name): \(failure)")
+                }
+                try strategy.deploy(in: self)
             } catch let failure as Failure {
-                history.finishDeployment(id, outcome: failure.unreachable ? "failed" : "rolled_back", reason: failure.reason)
-                if failure.unreachable { return .error(failure.reason) }
-                emit(.rolledBack, "\(env.name): rolled back: \(failure.reason)", ["reason": failure.reason])
-                return .rolledBack("\(env.name): \(failure.reason)")
+                return ended(deployment: id, env, failure)
             } catch {
+                history.finishDeployment(id, outcome: "failed", reason: "\(error)")
                 return .error("\(error)")
             }
-            history.finishDeployment(id, outcome: "promoted", reason: nil)
             emit(.promoted, "\(env.name): \(version) is live on pool \(target)", ["pool": target])
             if !plan.hooks.postDeploy.isEmpty, let failure = runHooks("post_deploy", plan.hooks.postDeploy, values: baseValues(pool: target, env: env)) {
                 emit(.notice, "warning: post_deploy hook failed (the version stays): \(failure)")
+            }
+            if let bake = env.bake {
+                do { try self.bake(strategy, for: bake) } catch let failure as Failure {
+                    return ended(deployment: id, env, failure)
+                } catch {
+                    history.finishDeployment(id, outcome: "failed", reason: "\(error)")
+                    return .error("\(error)")
+                }
+            }
+            strategy.finish(in: self)
+            history.finishDeployment(id, outcome: "promoted", reason: nil)
+            if !env.postPromote.isEmpty, let failure = runHooks("post_promote", env.postPromote, values: baseValues(pool: target, env: env)) {
+                emit(.notice, "warning: post_promote hook failed (the version stays): \(failure)")
             }
         }
         return .promoted
     }
 
-    /// The plan lives in the application's repository: tag that repository's HEAD.
+    /// Records how an environment ended with `failure` and what the rollout's outcome is.
+    func ended(deployment id: Int, _ env: DeployPlan.Environment, _ failure: Failure) -> RolloutOutcome {
+        history.finishDeployment(id, outcome: failure.unreachable ? "failed" : "rolled_back", reason: failure.reason)
+        if failure.unreachable { return .error(failure.reason) }
+        emit(.rolledBack, "\(env.name): rolled back: \(failure.reason)", ["reason": failure.reason])
+        return .rolledBack("\(env.name): \(failure.reason)")
+    }
+
+    /// After an environment is promoted, analysis keeps watching the promoted pool for
+    /// `duration` (then until its latest conclusive result is a pass); a failure, an abort or
+    /// a signal puts the previous version back. `deploy promote` ends the bake early.
+    func bake(_ strategy: any RolloutStrategy, for duration: Duration) throws {
+        let deployment = strategy.deployment
+        let env = deployment.environment
+        live.phase = "baking"
+        live.progress = 1
+        live.span = 0
+        step("bake", "baking \(Self.seconds(duration)): analysis of \(deployment.pool) continues")
+        emit(.notice, "\(env.name): baking \(version) for \(Self.seconds(duration)) before \(nextEnvironment(after: env).map { "\($0) starts" } ?? "the rollout ends"); "
+             + "a failure puts the previous version back", ["bake_seconds": Double(duration.milliseconds) / 1000])
+        var failures = 0
+        var endedEarly = false
+        do {
+            endedEarly = try analyse(deployment.fleet, pool: deployment.pool, baseline: nil, duration: Double(duration.milliseconds) / 1000,
+                                     failures: &failures, label: "bake")
+        } catch Interruption.promoteFull {
+            // Skips the rest of the bake, as it skips the rest of an environment.
+            endedEarly = true
+        } catch {
+            guard let reason = Self.rollbackReason(error) else { throw error }
+            try rollingBack("bake: \(reason)") { try strategy.rollBackPromotion(in: self) }
+        }
+        let outcome = endedEarly ? "bake ended early by `deploy promote`" : "bake passed"
+        step("bake", outcome)
+        emit(.notice, "\(env.name): \(outcome)")
+    }
+
+    func nextEnvironment(after env: DeployPlan.Environment) -> String? {
+        guard let index = plan.environments.firstIndex(where: { $0.name == env.name }), index + 1 < plan.environments.count else { return nil }
+        return plan.environments[index + 1].name
+    }
+
+    /// Labels `pool` with `version` on every proxy of the environment (status, metrics and
+    /// the access log show it). A label is information: a proxy that refuses it, or has no
+    /// labels, is reported and the rollout goes on.
+    func labelVersion(_ fleet: ProxyFleet, pool: String, version: String) {
+        for client in fleet.proxies {
+            do {
+                if try client.api.setPoolVersion(pool: pool, version: version) { continue }
+                if !proxiesWithoutLabels.contains(client.address.description) {
+                    proxiesWithoutLabels.insert(client.address.description)
+                    emit(.notice, "\(client.label) has no version labels (an older proxy); pools there are not labelled")
+                }
+            } catch {
+                emit(.notice, "warning: \(client.label) did not label pool \(pool) with \(version): \(error)")
+            }
+        }
+    }
+
+    /// The plan lives in the application's repository: tag that repository's HEAD, and push
+    /// the tag when the plan says where.
     func tagInGit() {
         let directory = (plan.path as NSString).deletingLastPathComponent
+        let repository = directory.isEmpty ? "." : directory
         let r = HookRunner.run("git -C {repository} tag -a {version} -m {message}",
-                               values: ["repository": directory.isEmpty ? "." : directory, "version": version,
+                               values: ["repository": repository, "version": version,
                                         "message": "switchyard rollout #\(rolloutID) of \(plan.service)"], timeout: .seconds(30))
         history.recordHook(rollout: rolloutID, deployment: nil, phase: "git_tag", command: "git tag -a \(version)", result: r)
         emit(.notice, r.exitCode == 0 ? "tagged \(version) in git" : "warning: git tag \(version) failed (exit \(r.exitCode)): \(Self.lastLine(r.output))")
+        guard r.exitCode == 0, let remote = plan.gitPush else { return }
+        // The tag alone, by its full name: nothing else of the repository is pushed.
+        let push = HookRunner.run("git -C {repository} push {remote} {ref}",
+                                  values: ["repository": repository, "remote": remote, "ref": "refs/tags/\(version)"], timeout: .seconds(120))
+        history.recordHook(rollout: rolloutID, deployment: nil, phase: "git_push", command: "git push \(Self.remoteForMessages(remote)) refs/tags/\(version)", result: push)
+        emit(.notice, push.exitCode == 0 ? "pushed tag \(version) to \(Self.remoteForMessages(remote))"
+                                         : "warning: git push of tag \(version) to \(Self.remoteForMessages(remote)) failed (exit \(push.exitCode)): \(Self.lastLine(push.output))")
+    }
+
+    /// A remote as messages show it: a URL's user and password (a token) are left out.
+    static func remoteForMessages(_ remote: String) -> String {
+        guard let scheme = remote.range(of: "://"), let at = remote[scheme.upperBound...].firstIndex(of: "@") else { return remote }
+        let slash = remote[scheme.upperBound...].firstIndex(of: "/") ?? remote.endIndex
+        guard at < slash else { return remote }
+        return String(remote[..<scheme.upperBound]) + String(remote[remote.index(after: at)...])
     }
 
     // MARK: Hooks

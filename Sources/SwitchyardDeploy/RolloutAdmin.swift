@@ -14,7 +14,7 @@ extension Rollout {
         while true {
             do { return try call(client.api) }
             catch {
-                if case .refused = error { throw Failure(reason: "\(client.environment) refused \(what): \(error)") }
+                if case .refused = error { throw Failure(reason: "\(client.label) refused \(what): \(error)", refusal: error) }
                 attempt += 1
                 if attempt >= 10 { throw Failure(reason: "\(error); check the proxy, then `switchyard deploy status \(plan.path)`", unreachable: true) }
                 usleep(500_000)
@@ -34,70 +34,55 @@ extension Rollout {
         try admin(client, .status) { api throws(AdminFailure) in try api.status() }
     }
 
-    func metrics(_ client: AdminClient) throws -> MetricsSample {
-        try admin(client, .metrics) { _ throws(AdminFailure) in try client.metrics() }
+    /// Every proxy's status, in the fleet's order.
+    func statuses(_ fleet: ProxyFleet) throws -> [(client: AdminClient, status: AdminStatus)] {
+        try fleet.proxies.map { ($0, try status($0)) }
     }
 
-    // MARK: The changes strategies make
-
-    /// Sets the service's canary: `pool` at `weight`, with the plan's guard when it has one.
-    func setCanary(_ client: AdminClient, pool: String, weight: Int, guardrail: CanaryGuard?) throws {
-        let service = plan.service
-        try admin(client, .setCanary, service) { api throws(AdminFailure) in
-            try api.setCanary(service: service, pool: pool, weight: BasisPoints.format(weight), guardrail: CanaryStrategy.guardSetting(guardrail))
-        }
-    }
-
-    /// Weight 0: all traffic on the active pool.
-    func clearCanary(_ client: AdminClient) throws {
-        let service = plan.service
-        try admin(client, .setCanary, service) { api throws(AdminFailure) in try api.setCanary(service: service, weight: "0%") }
-    }
-
-    /// Makes `pool` the service's active pool (the canary, if any, is cleared in the same change).
-    func flip(_ client: AdminClient, to pool: String) throws {
-        let service = plan.service
-        try admin(client, .flip, service) { api throws(AdminFailure) in try api.flip(service: service, to: pool) }
-    }
-
-    /// Takes a server out of rotation (in-flight requests finish), or puts it back.
-    func setServer(_ client: AdminClient, pool: String, server: String, inRotation: Bool) throws {
-        try admin(client, .setServer, pool, server) { api throws(AdminFailure) in
-            try api.setServer(pool: pool, server: server, state: inRotation ? .ready : .drain)
-        }
+    /// The counters of every proxy of the environment, added: analysis judges the
+    /// environment's traffic, whichever proxy carried it.
+    func metrics(_ fleet: ProxyFleet) throws -> MetricsSample {
+        MetricsSample.sum(try fleet.proxies.map { client in try admin(client, .metrics) { _ throws(AdminFailure) in try client.metrics() } })
     }
 
     // MARK: Health
 
-    /// Waits until every server of `pool` that takes traffic passes its health checks
-    /// (a pool without checks counts as healthy) and, with `after`, was checked since then.
-    func waitHealthy(_ env: DeployPlan.Environment, _ client: AdminClient, pool: String, server: String? = nil, after: Date? = nil) throws {
-        live.phase = "waiting for \(server.map { "\(pool)/\($0)" } ?? "pool \(pool)") to be healthy"
+    /// Waits until every server of `pool` that takes traffic passes its health checks on
+    /// every proxy of the environment (each proxy checks on its own; a pool without checks
+    /// counts as healthy) and, with `after`, was checked since then.
+    func waitHealthy(_ fleet: ProxyFleet, pool: String, servers only: [String]? = nil, after: Date? = nil) throws {
+        let what = only.map { $0.map { "\(pool)/\($0)" }.joined(separator: ", ") } ?? "pool \(pool)"
+        live.phase = "waiting for \(what) to be healthy"
         emit(.health, live.phase)
         let start = Date()
         let parser = ISO8601DateFormatter()
         parser.formatOptions = [.withInternetDateTime, .withFractionalSeconds]
         var lastProblem = "no answer yet"
         while true {
-            let status = try self.status(client)
-            var servers = status.servers(pool).filter { $0.state != "maint" }
-            if let server { servers = servers.filter { $0.name == server } }
-            let unhealthy = servers.filter { s in
-                let h = s.healthStatus
-                if h == "not checked" { return false }
-                if h != "up" { return true }
-                if let after, let text = s.health?.lastCheck, let checked = parser.date(from: text) { return checked < after }
-                return false
+            var problems: [String] = []
+            var counted = 0
+            for (client, status) in try statuses(fleet) {
+                var servers = status.servers(pool).filter { $0.state != "maint" }
+                if let only { servers = servers.filter { only.contains($0.name) } }
+                let unhealthy = servers.filter { s in
+                    let h = s.healthStatus
+                    if h == "not checked" { return false }
+                    if h != "up" { return true }
+                    if let after, let text = s.health?.lastCheck, let checked = parser.date(from: text) { return checked < after }
+                    return false
+                }
+                let at = fleet.proxies.count > 1 ? " on \(client.address)" : ""
+                if servers.isEmpty { problems.append("pool \(pool) has no servers\(at)") }
+                problems += unhealthy.map { "\($0.name)\(at): \($0.healthStatus) (\($0.health?.lastResult ?? "-"))" }
+                counted = max(counted, servers.count)
             }
-            if servers.isEmpty { lastProblem = "pool \(pool) has no servers" }
-            else if unhealthy.isEmpty {
-                emit(.health, "\(server.map { "\(pool)/\($0)" } ?? "pool \(pool)") is healthy (\(servers.count) server(s))")
+            if problems.isEmpty {
+                emit(.health, "\(what) is healthy (\(counted) server(s)\(fleet.proxies.count > 1 ? " on each of \(fleet.proxies.count) proxies" : ""))")
                 return
-            } else {
-                lastProblem = unhealthy.map { "\($0.name): \($0.healthStatus) (\($0.health?.lastResult ?? "-"))" }.joined(separator: ", ")
             }
-            if Date().timeIntervalSince(start) * 1000 > Double(env.healthTimeout.milliseconds) {
-                throw Failure(reason: "\(server.map { "\(pool)/\($0)" } ?? "pool \(pool)") not healthy within \(env.healthTimeout.milliseconds / 1000)s: \(lastProblem)")
+            lastProblem = problems.joined(separator: ", ")
+            if Date().timeIntervalSince(start) * 1000 > Double(fleet.environment.healthTimeout.milliseconds) {
+                throw Failure(reason: "\(what) not healthy within \(fleet.environment.healthTimeout.milliseconds / 1000)s: \(lastProblem)")
             }
             try wait(0.5, deferringFullPromotion: true)
         }

@@ -3,22 +3,37 @@ import Foundation
 extension Rollout {
     // MARK: Analysis over time
 
+    /// A check of every proxy of `fleet` (guard trips and drift, see `check(_:)`) to call
+    /// from a wait's tick: it looks at most every half second.
+    func periodicCheck(_ fleet: ProxyFleet) -> () throws -> Void {
+        var last = Date.distantPast
+        return { [self] in
+            guard Date().timeIntervalSince(last) >= 0.5 else { return }
+            last = Date()
+            try check(fleet)
+        }
+    }
+
     /// Analyses `pool` (against `baseline`) every interval for `duration`, then until the
-    /// latest conclusive result is a pass. Throws `Failure` when failed intervals reach the
-    /// failure limit, or when `guardCheck` finds the proxy's guard tripped.
-    func analyse(_ client: AdminClient, pool: String, server: String? = nil, baseline: String?, duration: Double?,
-                 failures: inout Int, label: String, guardCheck: (() throws -> Void)? = nil) throws {
+    /// latest conclusive result is a pass, from the counters of every proxy of `fleet` added
+    /// together (with `servers`, only theirs). Throws `Failure` when failed intervals reach
+    /// the failure limit, when a proxy's guard trips or a proxy drifts (checked every half
+    /// second), or when `tick` throws.
+    /// - Returns: true when `deploy promote` ended it early.
+    @discardableResult
+    func analyse(_ fleet: ProxyFleet, pool: String, servers: [String]? = nil, baseline: String?, duration: Double?,
+                 failures: inout Int, label: String, tick: (() throws -> Void)? = nil) throws -> Bool {
         func counters(_ m: MetricsSample, _ p: String) -> PoolCounters {
-            if let server, p == pool { return m.servers["\(p)/\(server)"] ?? PoolCounters() }
+            if let servers, p == pool { return PoolCounters.sum(servers.map { m.servers["\(p)/\($0)"] ?? PoolCounters() }) }
             return m.pools[p] ?? PoolCounters()
         }
-        var start = try metrics(client)
+        var start = try metrics(fleet)
         let began = Date()
         let pausedBefore = pausedSeconds
         let interval = Double(plan.analysis.interval.milliseconds) / 1000
         var lastConclusive: AnalysisResult.Verdict?
         var nextAnalysis = Date().addingTimeInterval(interval)
-        var lastGuardCheck = Date()
+        let check = periodicCheck(fleet)
         var localFailures = failures
         live.stageLength = duration ?? 0
         live.until = duration.map { Date().addingTimeInterval($0) }
@@ -26,13 +41,11 @@ extension Rollout {
         var done = false
         while !done {
             let skipped = try wait(0.2) { [self] in
-                if let guardCheck, Date().timeIntervalSince(lastGuardCheck) >= 0.5 {
-                    lastGuardCheck = Date()
-                    try guardCheck()
-                }
+                try check()
+                try tick?()
                 guard Date() >= nextAnalysis else { return }
                 nextAnalysis = Date().addingTimeInterval(interval)
-                let now = try metrics(client)
+                let now = try metrics(fleet)
                 let window = counters(now, pool).since(counters(start, pool))
                 let base = baseline.map { counters(now, $0).since(counters(start, $0)) }
                 let result = analyzer.judge(window, baseline: base)
@@ -64,7 +77,8 @@ extension Rollout {
             let elapsed = Date().timeIntervalSince(began) - (pausedSeconds - pausedBefore)
             live.until = duration.map { Date().addingTimeInterval($0 - elapsed) }
             if let duration, elapsed >= duration && lastConclusive == .pass { done = true }
-            if skipped { done = true }
+            if skipped { return true }
         }
+        return false
     }
 }

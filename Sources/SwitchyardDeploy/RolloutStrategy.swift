@@ -6,7 +6,8 @@ import SwitchyardConfig
 /// abort` builds it from the history record of a rollout whose process died.
 struct Deployment {
     var environment: DeployPlan.Environment
-    var client: AdminClient
+    /// The environment's proxies, changed together.
+    var fleet: ProxyFleet
     /// The pool that receives the new version (the pool updated in place, for rolling).
     var pool: String
     /// The pool active before: what canary and blue/green fall back to. Rolling has none.
@@ -29,8 +30,20 @@ protocol RolloutStrategy {
     func deploy(in rollout: Rollout) throws
 
     /// Puts traffic back where it was before the deployment, after the rollout's process
-    /// died somewhere in `deploy(in:)`; `reason` is what the rollback is recorded with.
+    /// died somewhere in `deploy(in:)` or in the bake after it; `reason` is what the rollback
+    /// is recorded with.
     func recover(in rollout: Rollout, reason: String) throws
+
+    /// Puts the previous version back after `deploy(in:)` promoted the new one: a failed bake.
+    func rollBackPromotion(in rollout: Rollout) throws
+
+    /// What is left once the environment is promoted for good (its bake passed): blue/green
+    /// retires the previous pool. Failures are reported, never rolled back.
+    func finish(in rollout: Rollout)
+}
+
+extension RolloutStrategy {
+    func finish(in rollout: Rollout) {}
 }
 
 extension Rollout {

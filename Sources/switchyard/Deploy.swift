@@ -39,9 +39,9 @@ func deployActor(_ explicit: String?) -> String {
     return e["USER"] ?? "uid \(getuid())"
 }
 
-/// A client for one environment's admin API, with this process's environment for tokens.
-func adminClient(_ env: DeployPlan.Environment, actor: String) throws(ClientError) -> AdminClient {
-    try AdminClient(environment: env, actor: actor, processEnvironment: ProcessInfo.processInfo.environment)
+/// A client for each of an environment's proxies, with this process's environment for tokens.
+func adminClients(_ env: DeployPlan.Environment, actor: String) throws(ClientError) -> [AdminClient] {
+    try AdminClient.all(for: env, actor: actor, processEnvironment: ProcessInfo.processInfo.environment)
 }
 
 struct DeployCheck: ParsableCommand {
@@ -59,19 +59,37 @@ struct DeployCheck: ParsableCommand {
                 case .pause(let d): return d.map { "pause \($0.milliseconds / 1000)s" } ?? "pause until promoted"
                 }
             }
-            print("\(env.name): \(env.strategy.rawValue) via \(env.admin)\(env.manualApproval ? ", manual approval" : "")\(steps.isEmpty ? "" : " [\(steps.joined(separator: ", "))]")")
-            guard connect else { continue }
-            do {
-                let client = try adminClient(env, actor: deployActor(nil))
-                let status = try client.api.status()
-                if let service = status.services[p.service] {
-                    print("  reachable; \(p.service) active \(service.active), standby \(service.standby ?? "none")")
-                } else {
-                    print("  problem: no service \(p.service) there"); problems += 1
+            var extras: [String] = []
+            if env.manualApproval { extras.append("manual approval") }
+            if let batch = env.batch {
+                switch batch {
+                case .servers(let n): extras.append("batches of \(n)")
+                case .share(let bp): extras.append("batches of \(BasisPoints.format(bp))")
                 }
-                if let lock = status.lock { print("  locked by \(lock.owner) since \(lock.since): \(lock.reason)") }
-            } catch {
-                print("  problem: \(error)"); problems += 1
+            }
+            if let bake = env.bake { extras.append("bake \(bake.milliseconds / 1000)s") }
+            print("\(env.name): \(env.strategy.rawValue) via \(env.proxies.map(\.description).joined(separator: ", "))\(extras.map { ", \($0)" }.joined())\(steps.isEmpty ? "" : " [\(steps.joined(separator: ", "))]")")
+            guard connect else { continue }
+            let clients: [AdminClient]
+            do { clients = try adminClients(env, actor: deployActor(nil)) } catch { print("  problem: \(error)"); problems += 1; continue }
+            var routings: [(String, ServiceRouting)] = []
+            for client in clients {
+                let at = clients.count > 1 ? "\(client.address): " : ""
+                do {
+                    let status = try client.api.status()
+                    if let service = status.services[p.service] {
+                        print("  \(at)reachable; \(p.service) active \(service.active), standby \(service.standby ?? "none")")
+                        if let routing = ServiceRouting(status: status, service: p.service, pools: []) { routings.append((client.address.description, routing)) }
+                    } else {
+                        print("  \(at)problem: no service \(p.service) there"); problems += 1
+                    }
+                    if let lock = status.lock { print("  \(at)locked by \(lock.owner) since \(lock.since): \(lock.reason)") }
+                } catch {
+                    print("  \(at)problem: \(error)"); problems += 1
+                }
+            }
+            if let first = routings.first, routings.contains(where: { $0.1 != first.1 }) {
+                print("  problem: the proxies disagree (drift): \(routings.map { "\($0.0) has \($0.1)" }.joined(separator: "; "))"); problems += 1
             }
         }
         print("plan \(plan) is valid: service \(p.service), \(p.environments.count) environment(s), history \(p.history)")
@@ -284,19 +302,25 @@ struct DeployUnlock: ParsableCommand {
         }
         var failed = false
         for e in p.environments where env == nil || e.name == env {
-            do {
-                let client = try adminClient(e, actor: deployActor(actor))
-                guard let lock = try client.api.status().lock else { print("\(e.name): not locked"); continue }
-                try client.api.unlock(force: true)
-                print("\(e.name): broke the lock of \(lock.owner) (since \(lock.since): \(lock.reason))")
-            } catch {
-                print("\(e.name): \(error)")
-                failed = true
+            let clients: [AdminClient]
+            do { clients = try adminClients(e, actor: deployActor(actor)) } catch { print("\(e.name): \(error)"); failed = true; continue }
+            for client in clients {
+                let name = clients.count > 1 ? "\(e.name) \(client.address)" : e.name
+                do {
+                    guard let lock = try client.api.status().lock else { print("\(name): not locked"); continue }
+                    try client.api.unlock(force: true)
+                    print("\(name): broke the lock of \(lock.owner) (since \(lock.since): \(lock.reason))")
+                } catch {
+                    print("\(name): \(error)")
+                    failed = true
+                }
             }
         }
         if let latest = history.latestRollout(service: p.service), let id = latest["id"] as? Int {
             _ = history.addControl(rollout: id, command: "unlock --force", argument: env, actor: deployActor(actor))
-            for (name, _) in history.heldLocks(rollout: id) where env == nil || name == env { history.releaseLock(rollout: id, environment: name) }
+            for (key, _) in history.heldLocks(rollout: id) where env == nil || History.parseLockKey(key).environment == env {
+                history.releaseLock(rollout: id, environment: key)
+            }
         }
         if failed { throw ExitCode(2) }
     }
@@ -339,29 +363,23 @@ struct DeployStatus: ParsableCommand {
         var live: [[String: Any]] = []
         for env in p.environments {
             var entry: [String: Any] = ["environment": env.name, "admin": env.admin.description]
-            do {
-                let client = try adminClient(env, actor: deployActor(nil))
-                let s = try client.api.status()
-                let service = s.services[p.service]
-                entry["active"] = service?.active ?? NSNull()
-                entry["standby"] = service?.standby ?? NSNull()
-                entry["canary"] = service?.canary.map { ["pool": $0.pool, "weight": $0.weight] } ?? NSNull()
-                entry["lock"] = s.lock.map { ["owner": $0.owner, "reason": $0.reason, "since": $0.since, "expires": $0.expires] } ?? NSNull()
-                entry["guard_trip"] = service?.guardTrip.map(\.jsonObject) ?? NSNull()
-                // Servers of the service's pools that take no traffic now (a rolling update leaves them drained).
-                let pools = [service?.active, service?.canary?.pool].compactMap { $0 }
-                var out: [String] = []
-                for pool in Set(pools).sorted() {
-                    for server in s.servers(pool) {
-                        let health = server.healthStatus
-                        if server.state != "ready" || (health != "up" && health != "not checked") {
-                            out.append("\(pool)/\(server.name) (\(server.state), \(health))")
-                        }
-                    }
-                }
-                entry["out_of_rotation"] = out
-            } catch {
+            let clients: [AdminClient]
+            do { clients = try adminClients(env, actor: deployActor(nil)) } catch {
                 entry["error"] = "\(error)"
+                live.append(entry)
+                continue
+            }
+            let proxies = clients.map { Self.proxyEntry($0, service: p.service, rolling: env.strategy == .rolling, plannedPool: env.pool) }
+            // The environment's own fields are its first reachable proxy's (all of them, when they agree).
+            if let first = proxies.first(where: { $0.entry["error"] == nil }) ?? proxies.first {
+                for (key, value) in first.entry where key != "address" { entry[key] = value }
+            }
+            if clients.count > 1 {
+                entry["proxies"] = proxies.map(\.entry)
+                let routings = proxies.compactMap(\.routing)
+                if let first = routings.first, routings.contains(where: { $0.routing != first.routing }) {
+                    entry["drift"] = routings.map { "\($0.address) has \($0.routing)" }
+                }
             }
             live.append(entry)
         }
@@ -394,15 +412,69 @@ struct DeployStatus: ParsableCommand {
         print("\nwhere traffic is now:")
         for e in live {
             let name = "\(e["environment"] ?? "")".padding(toLength: 8, withPad: " ", startingAt: 0)
-            if let error = e["error"] { print("  \(name) unreachable: \(error)"); continue }
-            var line = "  \(name) active \(e["active"] ?? "?")"
-            if let c = e["canary"] as? [String: Any] { line += ", canary \(c["pool"] ?? "?") at \(c["weight"] ?? "?")" } else { line += ", no canary" }
-            if let s = e["standby"] as? String { line += ", standby \(s)" }
-            if let lock = e["lock"] as? [String: Any] { line += "; LOCKED by \(lock["owner"] ?? "?") since \(lock["since"] ?? "?") until \(lock["expires"] ?? "?") (\(lock["reason"] ?? ""))" }
-            print(line)
-            if let trip = e["guard_trip"] as? [String: Any] { print("           guard tripped at \(trip["time"] ?? "?"): \(trip["reason"] ?? "")") }
-            if let out = e["out_of_rotation"] as? [String], !out.isEmpty { print("           out of rotation: \(out.joined(separator: ", "))") }
+            guard let proxies = e["proxies"] as? [[String: Any]] else {
+                print("  \(name) " + Self.trafficLine(e))
+                for extra in Self.detailLines(e) { print("           \(extra)") }
+                continue
+            }
+            print("  \(name) \(proxies.count) proxies\(e["drift"] == nil ? ", in step" : ", DRIFT: they disagree")")
+            for proxy in proxies {
+                print("    \(proxy["address"] ?? "?")  " + Self.trafficLine(proxy))
+                for extra in Self.detailLines(proxy) { print("      \(extra)") }
+            }
         }
+    }
+
+    /// One proxy's part of `deploy status`: where the service's traffic is, its lock, its
+    /// guard trips and the servers out of rotation; `routing` for comparing proxies.
+    static func proxyEntry(_ client: AdminClient, service name: String, rolling: Bool, plannedPool: String?)
+        -> (entry: [String: Any], routing: (address: String, routing: ServiceRouting)?) {
+        var entry: [String: Any] = ["address": client.address.description]
+        do {
+            let s = try client.api.status()
+            let service = s.services[name]
+            entry["active"] = service?.active ?? NSNull()
+            entry["standby"] = service?.standby ?? NSNull()
+            entry["canary"] = service?.canary.map { ["pool": $0.pool, "weight": $0.weight] } ?? NSNull()
+            entry["lock"] = s.lock.map { ["owner": $0.owner, "reason": $0.reason, "since": $0.since, "expires": $0.expires] } ?? NSNull()
+            entry["guard_trip"] = service?.guardTrip.map(\.jsonObject) ?? NSNull()
+            // Servers of the service's pools that take no traffic now (a rolling update leaves them drained).
+            let pools = [service?.active, service?.canary?.pool].compactMap { $0 }
+            var out: [String] = []
+            for pool in Set(pools).sorted() {
+                for server in s.servers(pool) {
+                    let health = server.healthStatus
+                    if server.state != "ready" || (health != "up" && health != "not checked") {
+                        out.append("\(pool)/\(server.name) (\(server.state), \(health))")
+                    }
+                }
+            }
+            entry["out_of_rotation"] = out
+            // A rolling update's pool: its servers' states are part of what the proxies must agree on.
+            let tracked = rolling ? [plannedPool ?? service?.active].compactMap { $0 } : []
+            let routing = ServiceRouting(status: s, service: name, pools: tracked)
+            return (entry, routing.map { (client.address.description, $0) })
+        } catch {
+            entry["error"] = "\(error)"
+            return (entry, nil)
+        }
+    }
+
+    /// "active blue, canary green at 25%, standby green; LOCKED by ..." (or unreachable).
+    static func trafficLine(_ e: [String: Any]) -> String {
+        if let error = e["error"] { return "unreachable: \(error)" }
+        var line = "active \(e["active"] ?? "?")"
+        if let c = e["canary"] as? [String: Any] { line += ", canary \(c["pool"] ?? "?") at \(c["weight"] ?? "?")" } else { line += ", no canary" }
+        if let s = e["standby"] as? String { line += ", standby \(s)" }
+        if let lock = e["lock"] as? [String: Any] { line += "; LOCKED by \(lock["owner"] ?? "?") since \(lock["since"] ?? "?") until \(lock["expires"] ?? "?") (\(lock["reason"] ?? ""))" }
+        return line
+    }
+
+    static func detailLines(_ e: [String: Any]) -> [String] {
+        var lines: [String] = []
+        if let trip = e["guard_trip"] as? [String: Any] { lines.append("guard tripped at \(trip["time"] ?? "?"): \(trip["reason"] ?? "")") }
+        if let out = e["out_of_rotation"] as? [String], !out.isEmpty { lines.append("out of rotation: \(out.joined(separator: ", "))") }
+        return lines
     }
 }
 

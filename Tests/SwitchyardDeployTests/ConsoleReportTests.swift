@@ -241,7 +241,11 @@ import Testing
         do {
             let old = try scratch.history()
             try old.exec("""
-                DROP TABLE rollouts; DROP TABLE controls; DROP TABLE steps; DROP TABLE events; DROP TABLE console_sync;
+                DROP TABLE rollouts; DROP TABLE controls; DROP TABLE steps; DROP TABLE events; DROP TABLE console_sync; DROP TABLE deployments;
+                CREATE TABLE deployments (
+                    id INTEGER PRIMARY KEY, rollout_id INTEGER NOT NULL, service TEXT NOT NULL, environment TEXT NOT NULL,
+                    version TEXT NOT NULL, strategy TEXT NOT NULL, actor TEXT NOT NULL, started_at TEXT NOT NULL, ended_at TEXT,
+                    outcome TEXT NOT NULL, reason TEXT, pool TEXT, previous_pool TEXT, previous_version TEXT);
                 CREATE TABLE rollouts (
                     id INTEGER PRIMARY KEY, service TEXT NOT NULL, version TEXT NOT NULL, actor TEXT NOT NULL,
                     plan TEXT NOT NULL, started_at TEXT NOT NULL, ended_at TEXT, outcome TEXT NOT NULL, reason TEXT,
@@ -279,6 +283,10 @@ import Testing
         let id = history.startRollout(service: "web", version: "v2", actor: "alice", plan: "plan.yaml", run: "run-new", environments: ["prod"])
         history.recordEvent(rollout: id, time: Date(), kind: "started", environment: nil, message: "rollout", fields: "{}")
         #expect(history.report(rollout: id)?.events.count == 1)
+        let deployment = history.startDeployment(rollout: id, service: "web", environment: "prod", version: "v2", strategy: "canary", actor: "alice",
+                                                 pool: "green", previousPool: "blue", previousVersion: "v1", proxies: ["unix:///a.sock", "unix:///b.sock"])
+        #expect(History.proxies(of: history.deployment(deployment) ?? [:]) == ["unix:///a.sock", "unix:///b.sock"])
+        #expect(History.proxies(of: history.deployment(1) ?? [:]) == [], "an old deployment names no proxies")
         // Opening it again changes nothing.
         #expect(throws: Never.self) { _ = try scratch.history() }
     }

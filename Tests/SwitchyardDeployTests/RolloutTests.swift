@@ -97,8 +97,11 @@ import Testing
             #"{"name": "\#(name)", "address": "10.0.0.\#(name.dropFirst()):80", "weight": 100, "state": "\#(state)", "active_requests": 0}"#
         }
         let status = try Self.status(#"{"generation": 1, "services": {}, "pools": {"app": {"servers": [\#(server("a1", "ready")), \#(server("a2", "drain")), \#(server("a3", "ready")), \#(server("a4", "maint"))]}}}"#)
-        #expect(RollingStrategy.serversToUpdate(status, pool: "app") == [.init(name: "a1", address: "10.0.0.1:80"), .init(name: "a3", address: "10.0.0.3:80")])
-        #expect(RollingStrategy.serversToUpdate(status, pool: "other").isEmpty)
+        #expect(RollingStrategy.serversToUpdate([status], pool: "app") == [.init(name: "a1", address: "10.0.0.1:80"), .init(name: "a3", address: "10.0.0.3:80")])
+        #expect(RollingStrategy.serversToUpdate([status], pool: "other").isEmpty)
+        // With several proxies: the servers in rotation on every one of them.
+        let other = try Self.status(#"{"generation": 1, "services": {}, "pools": {"app": {"servers": [\#(server("a1", "drain")), \#(server("a2", "drain")), \#(server("a3", "ready")), \#(server("a4", "maint"))]}}}"#)
+        #expect(RollingStrategy.serversToUpdate([status, other], pool: "app") == [.init(name: "a3", address: "10.0.0.3:80")])
     }
 
     // MARK: Live line

@@ -124,7 +124,9 @@ public final class ProxyWatcher: @unchecked Sendable {
             if !trusted { env.tokenFile = nil }
             if client == nil || client?.address != env.admin {
                 do {
-                    client = try AdminClient(environment: env, actor: "switchyard-console", processEnvironment: trusted ? ProcessInfo.processInfo.environment : [:])
+                    // The environment's first proxy (by address) stands for all of them here.
+                    client = try AdminClient(environment: env, address: env.admin, actor: "switchyard-console",
+                                             processEnvironment: trusted ? ProcessInfo.processInfo.environment : [:])
                 } catch {
                     failure = trusted ? "\(error)" : "\(error) (a plan a runner sent is read without the console's tokens; register the plan in the console's configuration to watch this proxy)"
                 }

@@ -42,9 +42,12 @@ final class DeployLab {
     }
 
     /// A proxy for `name` with the given pools (server count each); `active`'s instances start at `version`.
+    /// With `proxies` above 1, the environment has that many proxies in front of the same
+    /// pools and instances, each with its own admin socket and state: `name`, then
+    /// `name-b`, `name-c`... (`proxyNames`).
     @discardableResult
     func environment(_ name: String, pools: [(String, Int)], active: String, standby: String?, version: String = "v1",
-                     preview: Bool = false, adminExtra: String = "") throws -> Proxy {
+                     preview: Bool = false, adminExtra: String = "", proxies count: Int = 1) throws -> Proxy {
         let envDir = "\(directory)/\(name)"
         try FileManager.default.createDirectory(atPath: envDir, withIntermediateDirectories: true)
         var config = "pools:\n"
@@ -64,17 +67,49 @@ final class DeployLab {
             try "letmein\n".write(toFile: "\(envDir)/preview.token", atomically: true, encoding: .utf8)
             config += "    preview: { header: X-Preview, value_file: \(envDir)/preview.token }\n"
         }
-        config += "admin:\n  socket: \(envDir)/admin.sock\n\(adminExtra)state_file: \(envDir)/state.json\naccess_log: off\n"
         let started = try run("/bin/sh", ["\(directory)/start.sh", name, active, version])
         guard started.status == 0 else { throw HarnessError("start.sh failed: \(started.output)") }
-        let proxy = try Proxy(directory: envDir, config: config)
-        proxies[name] = proxy
+        var first: Proxy?
+        for proxyName in Self.proxyNames(name, count: count) {
+            let proxyDir = "\(directory)/\(proxyName)"
+            try FileManager.default.createDirectory(atPath: proxyDir, withIntermediateDirectories: true)
+            let own = config + "admin:\n  socket: \(proxyDir)/admin.sock\n\(adminExtra)state_file: \(proxyDir)/state.json\naccess_log: off\n"
+            let proxy = try Proxy(directory: proxyDir, config: own)
+            proxies[proxyName] = proxy
+            if first == nil { first = proxy }
+        }
         // Let the first health checks pass before anything is measured.
         usleep(400_000)
-        return proxy
+        guard let first else { throw HarnessError("an environment needs a proxy") }
+        return first
+    }
+
+    /// The proxies of an environment of `count`: "prod", "prod-b", "prod-c"...
+    static func proxyNames(_ name: String, count: Int) -> [String] {
+        (0..<max(1, count)).map { $0 == 0 ? name : "\(name)-\(String(UnicodeScalar(UInt8(97 + min($0, 25)))))" }
     }
 
     func admin(_ name: String) -> String { "unix://\(directory)/\(name)/admin.sock" }
+
+    /// The plan's `admin:` list for an environment of `count` proxies.
+    func admins(_ name: String, count: Int) -> String {
+        "[ " + Self.proxyNames(name, count: count).map { "\"\(admin($0))\"" }.joined(separator: ", ") + " ]"
+    }
+
+    /// The admin socket of the proxy named `name` (for `switchyard ctl --admin`).
+    func socket(_ name: String) -> String { "\(directory)/\(name)/admin.sock" }
+
+    /// `switchyard ctl --admin SOCKET ARGS` on the proxy named `name`.
+    @discardableResult
+    func ctl(_ name: String, _ arguments: [String]) throws -> (status: Int32, output: String, error: String) {
+        try switchyard(["ctl", "--admin", socket(name)] + arguments)
+    }
+
+    /// The audit trail of the proxy named `name`, oldest first.
+    func audit(_ name: String) throws -> [[String: Any]] {
+        let r = try ctl(name, ["audit", "--json", "--limit", "500"])
+        return (try JSONSerialization.jsonObject(with: Data(r.output.utf8))) as? [[String: Any]] ?? []
+    }
 
     /// A plan with one canary environment, prod, and the start hook.
     func prodCanaryPlan(steps: String, extra: String = "", history: String = "history.sqlite") -> String {
