@@ -63,7 +63,8 @@ let package = Package(
 
         // The data plane: workers, connections, upstream pools.
         .target(name: "SwitchyardProxy",
-                dependencies: ["CLibevent", "COpenSSL", "SwitchyardHTTP", "SwitchyardConfig", "SwitchyardRouting", "SwitchyardAdminAPI"],
+                dependencies: ["CLibevent", "COpenSSL", "SwitchyardHTTP", "SwitchyardConfig", "SwitchyardRouting", "SwitchyardAdminAPI",
+                               "SwitchyardDNS"],
                 swiftSettings: hotPathSettings),
 
         // The demo/test upstream ("whoami"-style app), blocking sockets and threads on purpose.
