@@ -20,7 +20,7 @@ extension AdminServer {
         }
         var pools: [String: Any] = [:]
         for pool in snapshot.pools {
-            pools[pool.name] = [
+            var entry: [String: Any] = [
                 "balance": pool.balance.rawValue,
                 "servers": pool.servers.map { server -> [String: Any] in
                     let c = Counters(stats.servers, index: server.id)
@@ -34,9 +34,12 @@ extension AdminServer {
                     out["ejections"] = c[ServerStats.ejections]
                     out["ejected_in_workers"] = c[ServerStats.ejectedNow]
                     out["health"] = control.health?.json(pool: pool.name, server: server.name) ?? ["status": "not checked"]
+                    out.merge(resolutionFields(pool: pool.name, server: server)) { $1 }
                     return out
                 },
             ]
+            entry["names"] = resolutionJSON(pool: pool.name)
+            pools[pool.name] = entry
         }
         let latencies = control.publishLatencies.sorted()
         func percentile(_ q: Double) -> Double { latencies.isEmpty ? 0 : latencies[min(latencies.count - 1, Int(Double(latencies.count) * q))] }
