@@ -111,7 +111,7 @@ let package = Package(
         .testTarget(name: "SwitchyardConsoleTests", dependencies: ["SwitchyardConsole", "SwitchyardConsoleAPI",
                                                                   .product(name: "Hummingbird", package: "hummingbird"),
                                                                   .product(name: "Yams", package: "Yams")]),
-        // The console stand-in is a Python script the tests start.
-        .testTarget(name: "IntegrationTests", exclude: ["Fixtures/console_standin.py"]),
+        // The console stand-in and the DNS server are Python scripts the tests start.
+        .testTarget(name: "IntegrationTests", exclude: ["Fixtures/console_standin.py", "Fixtures/dns_server.py"]),
     ]
 )
