@@ -13,7 +13,7 @@ let package = Package(
         // For fuzz/Package.swift only (scripts/fuzz), which can link another package's products but
         // not its targets. An automatic library adds no build step to `swift build`.
         .library(name: "SwitchyardModules",
-                 targets: ["SwitchyardConfig", "SwitchyardRouting", "SwitchyardAdminAPI", "SwitchyardDeploy"]),
+                 targets: ["SwitchyardConfig", "SwitchyardRouting", "SwitchyardAdminAPI", "SwitchyardDeploy", "SwitchyardDNS"]),
     ],
     dependencies: [
         .package(url: "https://github.com/apple/swift-argument-parser", from: "1.5.0"),
@@ -47,6 +47,9 @@ let package = Package(
         // Pure Swift: no sockets, no libevent. Unit-tested directly.
         .target(name: "SwitchyardHTTP", swiftSettings: hotPathSettings),
         .target(name: "SwitchyardConfig", dependencies: [.product(name: "Yams", package: "Yams")]),
+        // DNS messages: the queries the proxy sends and the answers it reads, for servers given
+        // by name. Pure bytes in and out, so it is unit-tested byte by byte and fuzzed alone.
+        .target(name: "SwitchyardDNS"),
         .target(name: "SwitchyardRouting", dependencies: ["SwitchyardConfig", "SwitchyardHTTP"], swiftSettings: hotPathSettings),
         // The admin API's contract: the endpoint table and its router, request and response
         // bodies, request validation, errors and metric names. Pure, so it is fuzzed and unit-tested alone.
@@ -60,7 +63,8 @@ let package = Package(
 
         // The data plane: workers, connections, upstream pools.
         .target(name: "SwitchyardProxy",
-                dependencies: ["CLibevent", "COpenSSL", "SwitchyardHTTP", "SwitchyardConfig", "SwitchyardRouting", "SwitchyardAdminAPI"],
+                dependencies: ["CLibevent", "COpenSSL", "SwitchyardHTTP", "SwitchyardConfig", "SwitchyardRouting", "SwitchyardAdminAPI",
+                               "SwitchyardDNS"],
                 swiftSettings: hotPathSettings),
 
         // The demo/test upstream ("whoami"-style app), blocking sockets and threads on purpose.
@@ -100,12 +104,14 @@ let package = Package(
         .testTarget(name: "SwitchyardHTTPTests", dependencies: ["SwitchyardHTTP"]),
         .testTarget(name: "SwitchyardConfigTests", dependencies: ["SwitchyardConfig"]),
         .testTarget(name: "SwitchyardRoutingTests", dependencies: ["SwitchyardRouting", "SwitchyardConfig", "SwitchyardHTTP"]),
+        .testTarget(name: "SwitchyardDNSTests", dependencies: ["SwitchyardDNS"]),
         .testTarget(name: "SwitchyardDeployTests", dependencies: ["SwitchyardDeploy", "SwitchyardAdminAPI", "SwitchyardAdminClient", "SwitchyardConsoleAPI"]),
         .testTarget(name: "SwitchyardAdminAPITests", dependencies: ["SwitchyardAdminAPI", "SwitchyardConfig", "SwitchyardRouting",
                                                                     .product(name: "Yams", package: "Yams")]),
         .testTarget(name: "SwitchyardConsoleTests", dependencies: ["SwitchyardConsole", "SwitchyardConsoleAPI",
                                                                   .product(name: "Hummingbird", package: "hummingbird"),
                                                                   .product(name: "Yams", package: "Yams")]),
-        .testTarget(name: "IntegrationTests"),
+        // The DNS server the name-resolution tests start is a Python script.
+        .testTarget(name: "IntegrationTests", exclude: ["Fixtures/dns_server.py"]),
     ]
 )

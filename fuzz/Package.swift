@@ -9,7 +9,7 @@ let fuzzSettings: [SwiftSetting] = [.unsafeFlags(["-parse-as-library"])]
 let package = Package(
     name: "SwitchyardFuzz",
     dependencies: [.package(name: "Switchyard", path: "..")],
-    targets: ["FuzzConfig", "FuzzPlan", "FuzzLoad", "FuzzAdmin"].map { name in
+    targets: ["FuzzConfig", "FuzzPlan", "FuzzLoad", "FuzzAdmin", "FuzzDNS"].map { name in
         .executableTarget(name: name, dependencies: [.product(name: "SwitchyardModules", package: "Switchyard")],
                           swiftSettings: fuzzSettings)
     }

@@ -160,6 +160,8 @@ public struct AdminStatus: Decodable, Sendable {
         /// The version the pool's servers run, when labelled.
         public var version: String?
         public var servers: [Server]
+        /// Servers given by DNS name, by their name in the file: how their names resolve.
+        public var names: [String: NameResolution]?
     }
 
     public struct Server: Decodable, Sendable {
@@ -181,9 +183,16 @@ public struct AdminStatus: Decodable, Sendable {
         /// Workers in which passive outlier detection has the server ejected now.
         public var ejectedInWorkers: Int?
         public var health: Health?
+        /// For an address a DNS name resolved to: the server in the file it comes from.
+        public var resolvedFrom: String?
+        /// For an address a DNS name resolved to: whether the last good answer still has it
+        /// (false: it drains, and leaves the pool once its requests have finished).
+        public var inAnswer: Bool?
 
         enum CodingKeys: String, CodingKey {
             case name, address, weight, state, requests, responses, failures, ejections, health
+            case resolvedFrom = "resolved_from"
+            case inAnswer = "in_answer"
             case effectiveWeight = "effective_weight"
             case activeRequests = "active_requests"
             case openConnections = "open_connections"

@@ -24,6 +24,10 @@ public struct SwitchyardConfig: Sendable, Equatable {
     public var stateFile: String?
     /// Unix socket through which a new process takes the listening sockets over (binary upgrade).
     public var takeoverSocket: String? = nil
+    /// Where the names of servers given by name are resolved (`resolvers`, `resolve.timeout`).
+    public var resolver = ResolverSettings()
+    /// How names are resolved unless a pool says otherwise (`resolve`).
+    public var resolve = ResolvePolicy()
 
     public func pool(named name: String) -> PoolConfig? { pools.first { $0.name == name } }
 }
@@ -74,6 +78,15 @@ public struct PoolConfig: Sendable, Equatable {
     public var slowStart: Duration? = nil
     /// TLS to this pool's servers; `nil` for plain HTTP.
     public var tls: UpstreamTLSConfig? = nil
+    /// Servers given by a DNS name, each standing for the addresses its name resolves to.
+    public var namedServers: [NamedServerConfig] = []
+    /// How this pool's names are resolved (the file's `resolve`, then the pool's).
+    public var resolve = ResolvePolicy()
+
+    /// Whether the file defines a server of this name in the pool (by address or by DNS name).
+    public func hasServer(named name: String) -> Bool {
+        servers.contains { $0.name == name } || namedServers.contains { $0.name == name }
+    }
 
     public init(name: String, balance: BalanceAlgorithm, servers: [ServerConfig], health: HealthCheckConfig? = nil) {
         self.name = name
@@ -321,8 +334,8 @@ public struct SocketAddress: Sendable, Equatable, Hashable, CustomStringConverti
     public var description: String { family == .ipv6 ? "[\(host)]:\(port)" : "\(host):\(port)" }
 
     /// Parses `127.0.0.1:8080`, `[::1]:8080`, `localhost:8080` or `*:8080` (all IPv4 interfaces).
-    /// Names other than `localhost` are refused: a load balancer that depends on DNS at
-    /// start-up fails in surprising ways.
+    /// Other names are not addresses: servers given by name are `NamedServerConfig`s, which
+    /// the proxy resolves and keeps resolving.
     /// Port 0 is accepted only when `allowsAnyPort` is set (listeners: the kernel picks a free port).
     public init?(parsing text: String, allowsAnyPort: Bool = false) {
         var hostPart: Substring

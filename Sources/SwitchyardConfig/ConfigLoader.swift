@@ -203,14 +203,14 @@ public struct NodeReader {
     // MARK: The schema
 
     static let rootKeys = ["workers", "listeners", "pools", "services", "access_log", "limits", "timeouts",
-                           "shutdown_timeout", "admin", "state_file", "takeover_socket"]
+                           "shutdown_timeout", "admin", "state_file", "takeover_socket", "resolvers", "resolve"]
 
     mutating func readRoot(_ root: Node) -> SwitchyardConfig? {
         guard let pairs = mapping(root, "", allowed: Self.rootKeys) else { return nil }
         var config = SwitchyardConfig(workers: nil, listeners: [], pools: [], services: [],
                                       accessLog: .stdout, limits: Limits(), timeouts: Timeouts(),
                                       shutdownTimeout: .seconds(30), admin: nil, stateFile: nil)
-        var poolsNode: Node? = nil, servicesNode: Node? = nil, listenersNode: Node? = nil
+        var poolsNode: Node? = nil, servicesNode: Node? = nil, listenersNode: Node? = nil, resolveNode: Node? = nil
         for (key, value) in pairs {
             switch key {
             case "workers":
@@ -229,6 +229,8 @@ public struct NodeReader {
                     }
                 }
             case "limits": config.limits = readLimits(value)
+            case "resolvers": config.resolver.servers = readResolvers(value)
+            case "resolve": resolveNode = value
             case "timeouts": config.timeouts = readTimeouts(value)
             case "shutdown_timeout": config.shutdownTimeout = duration(value, key) ?? config.shutdownTimeout
             case "admin": config.admin = readAdmin(value)
@@ -247,7 +249,9 @@ public struct NodeReader {
         }
         if let listenersNode { config.listeners = readListeners(listenersNode) }
         else { problem(root, "listeners", "missing; add at least one listener, e.g. listeners: [{bind: 127.0.0.1:8080}]") }
-        if let poolsNode { config.pools = readPools(poolsNode) }
+        // Before the pools: their own `resolve` starts from these defaults.
+        if let resolveNode { readResolve(resolveNode, into: &config) }
+        if let poolsNode { config.pools = readPools(poolsNode, resolveDefaults: config.resolve) }
         else { problem(root, "pools", "missing; define at least one pool of servers") }
         if let servicesNode { config.services = readServices(servicesNode, pools: config.pools) }
         else { problem(root, "services", "missing; define at least one service that names a pool") }
@@ -284,7 +288,7 @@ public struct NodeReader {
         return address
     }
 
-    mutating func readPools(_ node: Node) -> [PoolConfig] {
+    mutating func readPools(_ node: Node, resolveDefaults: ResolvePolicy = ResolvePolicy()) -> [PoolConfig] {
         guard let pairs = mapping(node, "pools", allowed: []) else { return [] }
         if pairs.isEmpty { problem(node, "pools", "empty; define at least one pool") }
         var result: [PoolConfig] = []
@@ -293,8 +297,9 @@ public struct NodeReader {
             if !Self.isValidName(name) {
                 problem(value, path, "pool names may use \(FieldRules.nameRule)")
             }
-            guard let fields = mapping(value, path, allowed: ["balance", "servers", "health", "outlier_detection", "retries", "slow_start", "tls"]) else { continue }
+            guard let fields = mapping(value, path, allowed: ["balance", "servers", "health", "outlier_detection", "retries", "slow_start", "tls", "resolve"]) else { continue }
             var pool = PoolConfig(name: name, balance: .roundRobin, servers: [])
+            pool.resolve = resolveDefaults
             var hasServers = false
             for (key, v) in fields {
                 switch key {
@@ -307,9 +312,11 @@ public struct NodeReader {
                     }
                 case "servers":
                     hasServers = true
-                    pool.servers = readServers(v, path: "\(path).servers")
+                    (pool.servers, pool.namedServers) = readServers(v, path: "\(path).servers")
                 case "health":
                     pool.health = readHealth(v, path: "\(path).health")
+                case "resolve":
+                    pool.resolve = readResolvePolicy(v, path: "\(path).resolve", allowed: ["interval", "family"], defaults: resolveDefaults)
                 case "retries":
                     pool.retries = integer(v, "\(path).retries", range: 0...10) ?? pool.retries
                 case "tls":
@@ -363,19 +370,21 @@ public struct NodeReader {
         return result
     }
 
-    mutating func readServers(_ node: Node, path: String) -> [ServerConfig] {
-        guard let items = sequence(node, path) else { return [] }
+    /// The servers given by address, and those given by DNS name.
+    mutating func readServers(_ node: Node, path: String) -> ([ServerConfig], [NamedServerConfig]) {
+        guard let items = sequence(node, path) else { return ([], []) }
         var result: [ServerConfig] = []
+        var named: [NamedServerConfig] = []
         var names = Set<String>()
         for (i, item) in items.enumerated() {
             let itemPath = "\(path)[\(i)]"
             guard let fields = mapping(item, itemPath, allowed: ["address", "weight", "name"]) else { continue }
-            var address: SocketAddress? = nil
+            var address: ServerTarget? = nil
             var weight = 100
             var name: String? = nil
             for (key, v) in fields {
                 switch key {
-                case "address": address = socketAddress(v, "\(itemPath).address")
+                case "address": address = serverTarget(v, "\(itemPath).address")
                 case "weight": weight = integer(v, "\(itemPath).weight", range: 0...ServerConfig.maxWeight) ?? weight
                 case "name":
                     name = scalar(v, "\(itemPath).name")
@@ -394,9 +403,12 @@ public struct NodeReader {
             if !names.insert(serverName).inserted {
                 problem(item, itemPath, "server \"\(serverName)\" appears twice in this pool")
             }
-            result.append(ServerConfig(name: serverName, address: address, weight: weight))
+            switch address {
+            case .address(let a): result.append(ServerConfig(name: serverName, address: a, weight: weight))
+            case .name(let target): named.append(NamedServerConfig(name: serverName, target: target, weight: weight))
+            }
         }
-        return result
+        return (result, named)
     }
 
     mutating func readServices(_ node: Node, pools: [PoolConfig]) -> [ServiceConfig] {

@@ -53,7 +53,7 @@ final class LockKeeper: @unchecked Sendable {
             guard Date().timeIntervalSince(lastRenew) >= renewEvery else { continue }
             lastRenew = Date()
             for (environment, client) in locks where !isStopped {
-                do { try client.api.renewDeployLock(owner: owner, ttl: "\(ttl.milliseconds)ms", reason: reason, service: service) }
+                do { try client.api.renewLock(owner: owner, ttl: "\(ttl.milliseconds)ms", reason: reason, service: service) }
                 catch { warn("could not renew the lock of \(environment): \(error)") }
             }
         }

@@ -138,7 +138,7 @@ public final class Rollout {
         let lockOrder = connected.flatMap(\.proxies).sorted { $0.address.description < $1.address.description }
         for client in lockOrder {
             do {
-                client.lockToken = try client.api.takeDeployLock(owner: lockOwner, ttl: "\(plan.lockTTL.milliseconds)ms", reason: lockReason, service: plan.service).token
+                client.lockToken = try client.api.lock(owner: lockOwner, ttl: "\(plan.lockTTL.milliseconds)ms", reason: lockReason, service: plan.service).token
             } catch {
                 for taken in lockOrder where taken.lockToken != nil { release(taken) }
                 if case .refused(423, _, let detail) = error { return refuse("\(client.environment) is locked (\(client.address)): \(detail)") }
@@ -246,7 +246,7 @@ public final class Rollout {
         guard client.lockToken != nil else { return false }
         defer { client.lockToken = nil }
         do {
-            try client.api.releaseDeployLock(service: plan.service)
+            try client.api.unlock(service: plan.service)
             return true
         } catch {
             emit(.notice, "warning: could not release the lock of \(client.label): \(error); it expires by itself after \(plan.lockTTL.milliseconds / 1000)s")
@@ -393,7 +393,9 @@ public final class Rollout {
     func labelVersion(_ fleet: ProxyFleet, pool: String, version: String) {
         for client in fleet.proxies {
             do {
-                if try client.api.setPoolVersion(pool: pool, version: version) { continue }
+                try client.api.setVersion(pool: pool, version: version)
+            } catch .refused(404, "no such endpoint", _) {
+                // A proxy of an older release, met mid-upgrade of the fleet: it simply has no labels.
                 if !proxiesWithoutLabels.contains(client.address.description) {
                     proxiesWithoutLabels.insert(client.address.description)
                     emit(.notice, "\(client.label) has no version labels (an older proxy); pools there are not labelled")

@@ -157,8 +157,10 @@ public final class RoutingSnapshot: Sendable {
     /// only pools and servers the configuration has), taking server ids from `registry`.
     /// - Parameter down: servers ("pool/server") that health checks keep out of rotation.
     ///   `weightPercent`: servers ("pool/server") whose weight is scaled (slow start, reported load).
+    ///   `resolved`: the addresses of servers given by name (see `ResolvedNames`).
     public convenience init(config: SwitchyardConfig, state: RuntimeState? = nil, registry: ServerRegistry,
-                            down: Set<String> = [], weightPercent: [String: Int] = [:]) {
+                            down: Set<String> = [], weightPercent: [String: Int] = [:],
+                            resolved: [String: ResolvedAddresses] = [:]) {
         let runtime = state ?? RuntimeState(config: config)
         let pools = config.pools.map { pool -> PoolSnapshot in
             let live = runtime.servers[pool.name] ?? [:]
@@ -170,8 +172,10 @@ public final class RoutingSnapshot: Sendable {
                                       healthy: !down.contains("\(pool.name)/\(s.name)"),
                                       weightPercent: weightPercent["\(pool.name)/\(s.name)"] ?? 100)
             }
+            servers += ResolvedAddresses.servers(of: pool, live: live, resolved: resolved, registry: registry,
+                                                 down: down, weightPercent: weightPercent)
             // Servers added at runtime follow the file's, in name order.
-            let configured = Set(pool.servers.map(\.name))
+            let configured = Set(pool.servers.map(\.name) + pool.namedServers.map(\.name))
             for (name, server) in live.sorted(by: { $0.key < $1.key }) where !configured.contains(name) && server.removed != true {
                 guard let text = server.address, let address = SocketAddress(parsing: text) else { continue }
                 servers.append(ServerSnapshot(id: registry.id(pool: pool.name, server: name, address: address),

@@ -67,6 +67,8 @@ public struct RuntimeState: Codable, Equatable, Sendable {
         for p in config.pools {
             var entries: [String: Server] = [:]
             for server in p.servers { entries[server.name] = Server(weight: server.weight, state: .ready) }
+            // A server given by name has one entry, whatever its name resolves to.
+            for server in p.namedServers { entries[server.name] = Server(weight: server.weight, state: .ready) }
             servers[p.name] = entries
         }
     }

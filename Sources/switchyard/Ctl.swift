@@ -127,6 +127,7 @@ struct CtlStatus: ParsableCommand {
                                server.responses?["5xx"] ?? 0, server.ejectedInWorkers ?? 0) + last)
             }
         }
+        Self.printNames(s)
     }
 }
 

@@ -84,7 +84,7 @@ struct Check: ParsableCommand {
                 FileHandle.standardError.write(Data("\(config): configuration is invalid (\(tlsErrors) problem(s))\n".utf8))
                 throw ExitCode(1)
             }
-            let servers = loaded.pools.reduce(0) { $0 + $1.servers.count }
+            let servers = loaded.pools.reduce(0) { $0 + $1.servers.count + $1.namedServers.count }
             print("\(config): configuration is valid (\(loaded.listeners.count) listener(s), \(loaded.pools.count) pool(s), \(servers) server(s), \(loaded.services.count) service(s))")
         } catch let error as ConfigError {
             FileHandle.standardError.write(Data("\(error)\n".utf8))

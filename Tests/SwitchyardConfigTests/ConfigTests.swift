@@ -62,7 +62,7 @@ struct ConfigTests {
         let p = problems(validConfig.replacingOccurrences(of: "127.0.0.1:9001", with: "127.0.0.300:9001"))
         #expect(p.map(\.keyPath) == ["pools.blue.servers[0].address"])
         #expect(problems(validConfig.replacingOccurrences(of: "127.0.0.1:9001", with: "127.0.0.1:70000")).count == 1)
-        #expect(problems(validConfig.replacingOccurrences(of: "127.0.0.1:9001", with: "app.internal:80")).count == 1)
+        #expect(problems(validConfig.replacingOccurrences(of: "127.0.0.1:9001", with: "app..internal:80")).count == 1)
     }
 
     @Test func serviceNamingMissingPool() {

@@ -151,6 +151,7 @@ extension AdminServer {
                 out += "\(AdminMetric.serverReady){pool=\"\(pool.name)\",server=\"\(server.name)\"} \(server.state == .ready ? 1 : 0)\n"
             }
         }
+        out += resolutionMetrics()
         return out
     }
 }

@@ -20,7 +20,7 @@ extension AdminServer {
         }
         var pools: [String: Any] = [:]
         for pool in snapshot.pools {
-            pools[pool.name] = [
+            var entry: [String: Any] = [
                 "balance": pool.balance.rawValue,
                 "version": pool.version ?? NSNull(),
                 "servers": pool.servers.map { server -> [String: Any] in
@@ -35,9 +35,12 @@ extension AdminServer {
                     out["ejections"] = c[ServerStats.ejections]
                     out["ejected_in_workers"] = c[ServerStats.ejectedNow]
                     out["health"] = control.health?.json(pool: pool.name, server: server.name) ?? ["status": "not checked"]
+                    out.merge(resolutionFields(pool: pool.name, server: server)) { $1 }
                     return out
                 },
             ]
+            entry["names"] = resolutionJSON(pool: pool.name)
+            pools[pool.name] = entry
         }
         let locks = control.activeLocks
         let latencies = control.publishLatencies.sorted()

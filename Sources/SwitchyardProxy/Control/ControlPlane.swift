@@ -31,6 +31,8 @@ public final class ControlPlane: HealthCheckHost {
     let auditLog: AuditLog
     static let auditMemoryLimit = AuditLog.memoryLimit
     let registry = ServerRegistry()
+    /// Servers given by DNS name: their answers, resolver threads and timers (NameResolution.swift).
+    let resolution = NameResolutionState()
     let publisher = WorkerPublisher()
     var workers: [Worker] {
         get { publisher.workers }
@@ -84,12 +86,12 @@ public final class ControlPlane: HealthCheckHost {
 
     func snapshot() -> RoutingSnapshot {
         RoutingSnapshot(config: config, state: state, registry: registry, down: health?.down ?? [],
-                        weightPercent: weightPercents())
+                        weightPercent: weightPercents(), resolved: resolution.names.snapshotAddresses)
     }
 
     /// The routing as the runtime state alone describes it (which servers exist, their addresses).
     func snapshotIgnoringHealth() -> RoutingSnapshot {
-        RoutingSnapshot(config: config, state: state, registry: registry)
+        RoutingSnapshot(config: config, state: state, registry: registry, resolved: resolution.names.snapshotAddresses)
     }
 
     func startHealthChecks(base: OpaquePointer) {

@@ -124,8 +124,10 @@ extension ControlPlane {
         try checkLock(lockToken, scope: .pool(poolName, in: state), pool: poolName)
         if serverState == .ready && current.state != .ready {
             // Back from a drain: in a checked pool it must pass its checks first; then it ramps up.
-            health?.markPending(pool: poolName, server: server)
-            startRamp(pool: poolName, server: server)
+            for name in resolvedServerNames(pool: poolName, server: server) {
+                health?.markPending(pool: poolName, server: name)
+                startRamp(pool: poolName, server: name)
+            }
         }
         return try mutate(actor: actor, action: action, target: "server \(poolName)/\(server)",
                           scope: .pool(poolName, in: state), pool: poolName, ifMatch: ifMatch, lockToken: lockToken,
@@ -145,6 +147,9 @@ extension ControlPlane {
         let address = new.address.description
         if let existing = state.servers[poolName]?[name], existing.removed != true {
             throw AdminError(409, "server exists", "pool \(poolName) already has a server \(name)")
+        }
+        if config.pool(named: poolName)?.namedServers.contains(where: { $0.name == name }) ?? false {
+            throw AdminError(409, "server exists", "the configuration file defines \(poolName)/\(name) by DNS name; use another name")
         }
         let inFile = config.pool(named: poolName)?.servers.first { $0.name == name }
         if let inFile, inFile.address.description != address {
@@ -172,16 +177,21 @@ extension ControlPlane {
             throw AdminError(409, "server not drained", "drain \(poolName)/\(name) first (state drain), wait for its active requests to reach zero, then remove it")
         }
         let snapshot = self.snapshot()
-        if let id = snapshot.pools.first(where: { $0.name == poolName })?.servers.first(where: { $0.name == name })?.id {
+        // A server given by name stands for every address it resolved to (draining ones too).
+        let ids = snapshot.pools.first(where: { $0.name == poolName })?.servers
+            .filter { $0.name == name || ResolvedNames.configuredName(of: $0.name) == name }.map(\.id) ?? []
+        if !ids.isEmpty {
             let stats = collectStats().servers
-            let active = id * ServerStats.stride + ServerStats.active < stats.count ? stats[id * ServerStats.stride + ServerStats.active] : 0
+            let active = ids.reduce(0) { sum, id in
+                sum + (id * ServerStats.stride + ServerStats.active < stats.count ? stats[id * ServerStats.stride + ServerStats.active] : 0)
+            }
             if active > 0 {
                 throw AdminError(409, "requests in flight", "\(poolName)/\(name) still has \(active) active request(s); wait until it reaches zero")
             }
         }
-        let inFile = config.pool(named: poolName)?.servers.contains { $0.name == name } ?? false
+        let inFile = config.pool(named: poolName)?.hasServer(named: name) ?? false
         return try mutate(actor: actor, action: "remove server", target: "server \(poolName)/\(name)",
-                                    scope: .pool(poolName, in: state), pool: poolName, ifMatch: ifMatch,
+                          scope: .pool(poolName, in: state), pool: poolName, ifMatch: ifMatch,
                           lockToken: lockToken, before: ["weight": current.weight, "state": current.state.rawValue]) { (state: inout RuntimeState) throws(AdminError) -> Any? in
             if inFile {
                 var removed = current

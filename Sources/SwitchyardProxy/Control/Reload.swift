@@ -78,6 +78,7 @@ extension ControlPlane {
         try makeDurable(actor: actor, action: reset ? "reload (reset runtime changes)" : "reload", target: configPath, before: before,
                         after: ["pools": config.pools.map(\.name), "services": config.services.map(\.name), "notes": notes],
                         restoring: saved)
+        resolveNamesAfterReload()
         health?.sync(startup: false)
         publish()
         return (state.generation, notes)

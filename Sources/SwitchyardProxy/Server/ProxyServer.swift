@@ -72,6 +72,8 @@ public final class ProxyServer {
         for note in control.restoreNotes {
             FileHandle.standardError.write(Data("switchyard: state file: \(note)\n".utf8))
         }
+        // Servers given by name serve from the first request on: resolve before the workers start.
+        control.resolveNamesAtStart()
         let snapshot = control.snapshot()
         let settings = WorkerSettings(config: config, workerCount: workerCount)
         for index in 0..<workerCount {
@@ -160,6 +162,7 @@ public final class ProxyServer {
             }
         }
         control.startHealthChecks(base: base)
+        control.startResolving(base: base)
         for rotation in ticketRotations {
             let timer = event_new(base, -1, EventFlags.persist, ticketRotationCallback, UnsafeMutableRawPointer(rotation.keys))!
             var tv = timeval(milliseconds: rotation.every.milliseconds)

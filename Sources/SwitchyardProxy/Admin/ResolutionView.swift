@@ -1,0 +1,68 @@
+import Foundation
+import SwitchyardAdminAPI
+import SwitchyardConfig
+import SwitchyardRouting
+
+/// Servers given by DNS name in `GET /v1/status` and `GET /metrics`.
+extension AdminServer {
+    /// A pool's names, by the file's server name: the addresses in use, those draining, and
+    /// how the last resolutions went. Nil for a pool without names.
+    func resolutionJSON(pool: String) -> [String: Any]? {
+        let entries = control.resolution.names.entries.values.filter { $0.pool == pool }
+        guard !entries.isEmpty else { return nil }
+        func time(_ seconds: Double?) -> Any {
+            seconds.map { ISO8601DateFormatter.withFraction.string(from: Date(timeIntervalSince1970: $0)) } ?? NSNull()
+        }
+        var out: [String: Any] = [:]
+        for entry in entries {
+            out[entry.server] = [
+                "host": entry.target.host,
+                "port": Int(entry.target.port),
+                "family": entry.policy.family.rawValue,
+                "interval_ms": entry.policy.interval.milliseconds,
+                "resolver": control.config.resolver.servers.isEmpty ? "system" : control.config.resolver.servers.map(\.description).joined(separator: ", "),
+                "addresses": entry.addresses.map(\.description),
+                "draining": entry.draining.keys.map(\.description).sorted(),
+                "last_resolution": time(entry.lastAttempt),
+                "last_success": time(entry.lastSuccess),
+                "last_error": entry.lastError ?? NSNull(),
+                "stale": entry.isStale,
+                "consecutive_failures": entry.consecutiveFailures,
+                "resolutions": entry.resolutions,
+                "failures": entry.failures,
+            ] as [String: Any]
+        }
+        return out
+    }
+
+    /// The fields a resolved server adds to its entry in status: the file's server it comes
+    /// from, and whether the last answer still has its address.
+    func resolutionFields(pool: String, server: ServerSnapshot) -> [String: Any] {
+        guard let configured = ResolvedNames.configuredName(of: server.name),
+              let entry = control.resolution.names.entries[ResolvedNames.key(pool: pool, server: configured)] else { return [:] }
+        return ["resolved_from": configured, "in_answer": entry.addresses.contains(server.address)]
+    }
+
+    /// Prometheus lines for every name.
+    func resolutionMetrics() -> String {
+        let entries = control.resolution.names.entries.values.sorted { $0.key < $1.key }
+        guard !entries.isEmpty else { return "" }
+        func header(_ name: String, _ type: String, _ help: String) -> String { "# HELP \(name) \(help)\n# TYPE \(name) \(type)\n" }
+        var out = header(AdminMetric.dnsResolutions, "counter", "Resolutions of each server's DNS name, by result.")
+        for entry in entries {
+            let labels = "pool=\"\(entry.pool)\",server=\"\(entry.server)\""
+            out += "\(AdminMetric.dnsResolutions){\(labels),result=\"success\"} \(entry.resolutions - entry.failures)\n"
+            out += "\(AdminMetric.dnsResolutions){\(labels),result=\"failure\"} \(entry.failures)\n"
+        }
+        let gauges: [(String, String, (ResolvedNames.Entry) -> Int)] = [
+            (AdminMetric.dnsAddresses, "Addresses of each server's DNS name in use (the last good answer).", { $0.addresses.count }),
+            (AdminMetric.dnsDraining, "Addresses that left the answer and finish their requests.", { $0.draining.count }),
+            (AdminMetric.dnsStale, "Whether the last resolution failed (1) and the last good answer stays in use.", { $0.isStale ? 1 : 0 }),
+        ]
+        for (name, help, value) in gauges {
+            out += header(name, "gauge", help)
+            for entry in entries { out += "\(name){pool=\"\(entry.pool)\",server=\"\(entry.server)\"} \(value(entry))\n" }
+        }
+        return out
+    }
+}
