@@ -37,6 +37,12 @@ public struct AdminStatus: Decodable, Sendable {
     /// Every lock held (from `locks`, or from `lock` alone for proxies that predate service locks).
     public var allLocks: [AdminLock] { locks ?? lock.map { [$0] } ?? [] }
 
+    /// The lock that holds changes to `service` back: the proxy-wide lock or the service's own
+    /// (the proxy never lets both be held at once).
+    public func lock(covering service: String) -> AdminLock? {
+        allLocks.first { $0.service == nil } ?? allLocks.first { $0.service == service }
+    }
+
     /// The servers of `pool` (none for an unknown pool).
     public func servers(_ pool: String) -> [Server] { pools[pool]?.servers ?? [] }
 

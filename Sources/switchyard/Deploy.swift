@@ -83,7 +83,7 @@ struct DeployCheck: ParsableCommand {
                     } else {
                         print("  \(at)problem: no service \(p.service) there"); problems += 1
                     }
-                    if let lock = status.lock { print("  \(at)locked by \(lock.owner) since \(lock.since): \(lock.reason)") }
+                    if let lock = status.lock(covering: p.service) { print("  \(at)locked by \(lock.owner) since \(lock.since): \(lock.reason)") }
                 } catch {
                     print("  \(at)problem: \(error)"); problems += 1
                 }
@@ -307,8 +307,11 @@ struct DeployUnlock: ParsableCommand {
             for client in clients {
                 let name = clients.count > 1 ? "\(e.name) \(client.address)" : e.name
                 do {
-                    guard let lock = try client.api.status().lock else { print("\(name): not locked"); continue }
-                    try client.api.unlock(force: true)
+                    // The rollout's lock is the service's; a proxy-wide (maintenance) lock is not ours to break.
+                    guard let lock = try client.api.status().allLocks.first(where: { $0.service == p.service }) else {
+                        print("\(name): \(p.service) is not locked"); continue
+                    }
+                    try client.api.unlock(force: true, service: p.service)
                     print("\(name): broke the lock of \(lock.owner) (since \(lock.since): \(lock.reason))")
                 } catch {
                     print("\(name): \(error)")
@@ -436,7 +439,7 @@ struct DeployStatus: ParsableCommand {
             entry["active"] = service?.active ?? NSNull()
             entry["standby"] = service?.standby ?? NSNull()
             entry["canary"] = service?.canary.map { ["pool": $0.pool, "weight": $0.weight] } ?? NSNull()
-            entry["lock"] = s.lock.map { ["owner": $0.owner, "reason": $0.reason, "since": $0.since, "expires": $0.expires] } ?? NSNull()
+            entry["lock"] = s.lock(covering: name).map { ["owner": $0.owner, "reason": $0.reason, "since": $0.since, "expires": $0.expires] } ?? NSNull()
             entry["guard_trip"] = service?.guardTrip.map(\.jsonObject) ?? NSNull()
             // Servers of the service's pools that take no traffic now (a rolling update leaves them drained).
             let pools = [service?.active, service?.canary?.pool].compactMap { $0 }

@@ -202,6 +202,64 @@ import Testing
         #expect(((prod["traffic"] as? [[String: Any]]) ?? []).contains { $0["p99_ms"] is Double && $0["error_rate"] as? Double == 0 })
     }
 
+    /// An environment of two proxies: the console reads both, adds their traffic, shows each
+    /// one's routing and lock, and reports drift when one is changed by hand.
+    @Test func theConsoleShowsEveryProxyOfAnEnvironmentAndTheirDrift() throws {
+        let lab = try DeployLab()
+        try lab.environment("prod", pools: [("blue", 1), ("green", 1)], active: "blue", standby: "green", proxies: 2)
+        try lab.startLoad("prod", connections: 1, paced: true)
+        try lab.startLoad("prod-b", connections: 1, paced: true)
+        let plan = try lab.writePlan("""
+            service: web
+            environments:
+              - { name: prod, admin: \(lab.admins("prod", count: 2)), strategy: canary, steps: [ {weight: 20%} ] }
+            analysis: { max_error_rate: 5% }
+            history: \(lab.directory)/history.sqlite
+            """)
+        let console = try ConsoleProcess(directory: lab.directory, plans: [plan], config: "poll_interval: 300ms\n")
+        defer { console.stop() }
+        func prod(_ json: [String: Any]) -> [String: Any] {
+            let environments = ((json["service"] as? [String: Any])?["environments"] as? [[String: Any]]) ?? []
+            return environments.first { $0["name"] as? String == "prod" }?["live"] as? [String: Any] ?? [:]
+        }
+        // Both proxies carry about a thousand requests a second each: the console adds them.
+        let json = try console.waitFor("/api/v1/services/web", timeout: 30, what: "both proxies read and their traffic added") { json in
+            let live = prod(json)
+            let proxies = live["proxies"] as? [[String: Any]] ?? []
+            let blue = (live["traffic"] as? [[String: Any]] ?? []).filter { $0["pool"] as? String == "blue" }
+            return proxies.count == 2 && proxies.allSatisfy { $0["reachable"] as? Bool == true }
+                && ((blue.last?["requests_per_second"] as? Double) ?? 0) > 1_200
+        }
+        let live = prod(json)
+        let addresses = (live["proxies"] as? [[String: Any]] ?? []).compactMap { $0["admin"] as? String }
+        #expect(addresses == [lab.admin("prod-b"), lab.admin("prod")], "address order: \(addresses)")
+        #expect(live["drift"] == nil && live["reachable"] as? Bool == true, "\(live)")
+
+        // A service lock on one proxy shows on that proxy and on the environment.
+        #expect(try lab.ctl("prod", ["lock", "--owner", "ops", "--service", "web", "--ttl", "1m"]).status == 0)
+        // One proxy changed by hand: drift, naming it and what it has.
+        _ = try run("/bin/sh", ["\(lab.directory)/start.sh", "prod", "green", "v2"])
+        #expect(try lab.ctl("prod-b", ["canary", "web", "--pool", "green", "--weight", "30%"]).status == 0)
+        let drifted = try console.waitFor("/api/v1/services/web", timeout: 30, what: "drift between the two proxies") { json in
+            (prod(json)["drift"] as? String)?.contains("\(lab.admin("prod-b")) has active blue, canary green at 30%") == true
+        }
+        let proxies = prod(drifted)["proxies"] as? [[String: Any]] ?? []
+        let byAddress = Dictionary(proxies.compactMap { p in (p["admin"] as? String).map { ($0, p) } }, uniquingKeysWith: { a, _ in a })
+        let a = try #require(byAddress[lab.admin("prod")]), b = try #require(byAddress[lab.admin("prod-b")])
+        #expect(b["canary_weight"] as? String == "30%" && a["canary_pool"] == nil, "\(proxies)")
+        #expect(a["lock_owner"] as? String == "ops" && a["lock_proxy_wide"] as? Bool == false, "\(a)")
+        #expect(b["lock_owner"] == nil, "\(b)")
+        #expect(prod(drifted)["lock_owner"] as? String == "ops")
+
+        // One proxy gone: the environment says which, the other is still read.
+        lab.proxies["prod-b"]?.stop()
+        let lost = try console.waitFor("/api/v1/services/web", timeout: 30, what: "one proxy unreachable") { json in
+            let live = prod(json)
+            return live["reachable"] as? Bool == false && (live["error"] as? String)?.contains(lab.admin("prod-b")) == true
+        }
+        #expect(((prod(lost)["proxies"] as? [[String: Any]]) ?? []).filter { $0["reachable"] as? Bool == true }.count == 1)
+    }
+
     @Test func aConsoleRestartInTheMiddleOfAReportedRolloutLosesNothing() throws {
         let lab = try Self.makeLab()
         let port = freePort()
@@ -270,7 +328,7 @@ import Testing
         print("the other console marked the rollout crashed \(String(format: "%.1f", noticed)) s after its owner was killed (lease 3 s)")
         #expect(noticed < 15, "noticed after \(noticed)s with a 3s lease")
         // The rollout died with its console: the proxy's lock is still held by it.
-        #expect((try lab.status("prod"))["lock"] is [String: Any])
+        #expect(!(try lab.locks("prod")).isEmpty)
         let abort = try other.call("POST", "/api/v1/rollouts/\(id)/abort", body: #"{"wait":60}"#)
         let logs = ((try? FileManager.default.contentsOfDirectory(atPath: "\(lab.directory)/other-data/runs")) ?? []).filter { $0.hasSuffix(".log") }
             .map { (try? String(contentsOfFile: "\(lab.directory)/other-data/runs/\($0)", encoding: .utf8)) ?? "" }.joined(separator: "\n---\n")
@@ -278,7 +336,7 @@ import Testing
         #expect(try Self.state(other, id) == "rolled_back")
         #expect(try lab.service("prod")["active"] as? String == "blue")
         #expect(try lab.service("prod")["canary"] is NSNull)
-        #expect((try lab.status("prod"))["lock"] is NSNull)
-        #expect((try lab.status("stage"))["lock"] is NSNull)
+        #expect(try lab.locks("prod").isEmpty)
+        #expect(try lab.locks("stage").isEmpty)
     }
 }

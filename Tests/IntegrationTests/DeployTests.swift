@@ -100,7 +100,7 @@ import Testing
         #expect(stageShow.output.contains("retiring blue in stage") && stageShow.output.contains("deployed v2 to stage"), "\(stageShow.output)")
         // Locks were renewed while the rollout ran (lock_ttl 5s), and released everywhere at the end.
         for env in ["dev", "stage", "prod"] {
-            #expect(try lab.status(env)["lock"] is NSNull)
+            #expect(try lab.locks(env).isEmpty)
             let audit = try lab.switchyard(["ctl", "--admin", "\(lab.directory)/\(env)/admin.sock", "audit", "--limit", "200"])
             #expect(audit.output.contains("renew lock") && audit.output.contains("test  unlock"), "\(env): \(audit.output)")
         }
@@ -379,11 +379,11 @@ import Testing
         #expect(abort.status == 0, "\(abort.output)\(abort.error)")
         let service = try lab.service("prod")
         #expect(service["canary"] is NSNull && service["active"] as? String == "blue", "\(service)")
-        #expect(try lab.status("prod")["lock"] is NSNull)
+        #expect(try lab.locks("prod").isEmpty)
         let after = try lab.switchyard(["deploy", "status", plan])
         #expect(after.output.contains("ROLLED_BACK") && after.output.contains("aborted by oncall"), "\(after.output)")
         // unlock --force is recorded in the proxy's audit trail.
-        _ = try lab.switchyard(["ctl", "--admin", "\(lab.directory)/prod/admin.sock", "lock", "--owner", "someone", "--reason", "stuck"])
+        _ = try lab.switchyard(["ctl", "--admin", "\(lab.directory)/prod/admin.sock", "lock", "--owner", "someone", "--service", "web", "--reason", "stuck"])
         let unlock = try lab.switchyard(["deploy", "unlock", plan, "--force", "--actor", "oncall"])
         #expect(unlock.status == 0 && unlock.output.contains("broke the lock of someone"), "\(unlock.output)")
         let audit = try lab.switchyard(["ctl", "--admin", "\(lab.directory)/prod/admin.sock", "audit", "--json"])
@@ -485,7 +485,7 @@ import Testing
         #expect(Set(try lab.servedBy("prod", count: 20)) == ["a1-v2", "a2-v2"])
         let servers = ((try lab.status("prod"))["pools"] as? [String: Any]).flatMap { ($0["app"] as? [String: Any])?["servers"] as? [[String: Any]] } ?? []
         #expect(servers.count == 2 && servers.allSatisfy { $0["state"] as? String == "ready" }, "\(servers)")
-        #expect(try lab.status("prod")["lock"] is NSNull)
+        #expect(try lab.locks("prod").isEmpty)
         let after = try lab.switchyard(["deploy", "status", plan])
         #expect(after.output.contains("ROLLED_BACK") && after.output.contains("aborted by oncall"), "\(after.output)")
     }
@@ -500,7 +500,7 @@ import Testing
         rollout.signal(SIGTERM) // a cancelled pipeline job
         #expect(rollout.waitForExit(timeout: 15) == 1, "\(rollout.stdout)")
         #expect(try lab.service("prod")["canary"] is NSNull)
-        #expect(try lab.status("prod")["lock"] is NSNull)
+        #expect(try lab.locks("prod").isEmpty)
         #expect(rollout.stdout.contains("interrupted by a signal"))
     }
 

@@ -84,7 +84,7 @@ import Testing
         #expect(compared == ["20%", "50%"], "\(rollout.stdout)")
         for proxy in ["prod", "prod-b"] {
             #expect(try Self.routing(lab, proxy) == "green 0%", "\(proxy)")
-            #expect(try lab.status(proxy)["lock"] is NSNull, "\(proxy) unlocked")
+            #expect(try lab.locks(proxy).isEmpty, "\(proxy) unlocked")
         }
         #expect(reports.count == 2)
         for report in reports { #expect(WrkReport(report).failedRequests == 0, "\(report)") }
@@ -152,7 +152,7 @@ import Testing
         let plan = try canaryPlan(lab, steps: "[ {weight: 10%}, {pause: manual}, {weight: 50%}, {pause: manual} ]")
         let rollout = try lab.deployInBackground(plan, version: "v2")
         try lab.waitForEvent(rollout, "paused", timeout: 90)
-        #expect(try lab.ctl("prod", ["unlock", "--force"]).status == 0)
+        #expect(try lab.ctl("prod", ["unlock", "--force", "--service", "web"]).status == 0)
         #expect(try lab.ctl("prod", ["lock", "--owner", "oncall", "--reason", "maintenance"]).status == 0)
         #expect(try lab.switchyard(["deploy", "promote", plan]).status == 0)
         let code = rollout.waitForExit(timeout: 120)
@@ -186,7 +186,7 @@ import Testing
 
         let rollout = try lab.deployInBackground(plan, version: "v2")
         try lab.waitForEvent(rollout, "paused", timeout: 90)
-        #expect(try lab.ctl("prod", ["unlock", "--force"]).status == 0)
+        #expect(try lab.ctl("prod", ["unlock", "--force", "--service", "web"]).status == 0)
         #expect(try lab.ctl("prod", ["canary", "web", "--pool", "green", "--weight", "40%"]).status == 0)
         let code = rollout.waitForExit(timeout: 120)
         let output = rollout.stdout.replacingOccurrences(of: "\\/", with: "/")
@@ -195,6 +195,50 @@ import Testing
         #expect(output.contains("was left as it is"), "\(output)")
         #expect(try Self.routing(lab, "prod") == "blue 40%", "the hand-made change stays")
         #expect(try Self.routing(lab, "prod-b") == "blue 0%", "the other proxy is rolled back")
+    }
+
+    /// Two services behind the same two proxies, rolled out at the same time: each rollout
+    /// takes its service's lock only, so neither waits for nor disturbs the other.
+    @Test func twoServicesRollOutInParallelBehindTheSameProxies() throws {
+        let lab = try DeployLab()
+        try lab.environment("prod", pools: [("blue", 1), ("green", 1), ("api-blue", 1), ("api-green", 1)], active: "blue", standby: "green",
+                            proxies: 2, otherServices: "  api:\n    match: { path_prefix: /api }\n    active: api-blue\n    standby: api-green\n")
+        #expect(try run("/bin/sh", ["\(lab.directory)/start.sh", "prod", "api-blue", "v1"]).status == 0)
+        try lab.startLoad("prod", connections: 1, paced: true)
+        try lab.startLoad("prod-b", connections: 1, paced: true, path: "/api")
+        func plan(_ service: String) throws -> String {
+            try lab.writePlan("""
+                service: \(service)
+                environments:
+                  - name: prod
+                    admin: \(lab.admins("prod", count: 2))
+                    strategy: canary
+                    steps: [ {weight: 20%}, {pause: 2s}, {weight: 50%}, {pause: 2s} ]
+                \(DeployTests.analysis)
+                hooks:
+                  start: [ "\(lab.directory)/start.sh {env} {pool} {version}" ]
+                history: \(lab.directory)/history-\(service).sqlite
+                lock_ttl: 60s
+                """, name: "\(service).yaml")
+        }
+        let web = try lab.deployInBackground(try plan("web"), version: "v2")
+        let api = try lab.deployInBackground(try plan("api"), version: "v2")
+        // Both hold their locks at once, on both proxies.
+        try eventually("both services locked on both proxies", timeout: 60) {
+            try ["prod", "prod-b"].allSatisfy { proxy in
+                Set(try lab.locks(proxy).compactMap { $0["service"] as? String }) == ["web", "api"]
+            }
+        }
+        #expect(web.waitForExit(timeout: 120) == 0, "\(web.stdout)\(web.stderr)")
+        #expect(api.waitForExit(timeout: 120) == 0, "\(api.stdout)\(api.stderr)")
+        for proxy in ["prod", "prod-b"] {
+            let services = (try lab.status(proxy))["services"] as? [String: Any] ?? [:]
+            #expect((services["web"] as? [String: Any])?["active"] as? String == "green", "\(proxy): \(services)")
+            #expect((services["api"] as? [String: Any])?["active"] as? String == "api-green", "\(proxy): \(services)")
+            #expect(try lab.locks(proxy).isEmpty)
+        }
+        let report = lab.stopLoad().joined()
+        #expect(!report.contains("Non-2xx") && !report.contains("Socket errors"), "\(report)")
     }
 
     @Test func killedRolloutIsAbortedOnEveryProxy() throws {
@@ -214,7 +258,7 @@ import Testing
         #expect(abort.status == 0, "\(abort.output)\(abort.error)")
         for proxy in ["prod", "prod-b"] {
             #expect(try Self.routing(lab, proxy) == "blue 0%", "\(proxy)")
-            #expect(try lab.status(proxy)["lock"] is NSNull, "\(proxy)")
+            #expect(try lab.locks(proxy).isEmpty, "\(proxy)")
         }
     }
 

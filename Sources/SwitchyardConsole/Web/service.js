@@ -88,9 +88,13 @@ function environmentCard(service, environment, wide) {
 }
 
 function proxyFacts(live) {
+  const proxies = live.proxies || [];
   return [
+    live.drift ? h('p', { class: 'error drift', role: 'alert' }, h('strong', {}, 'Drift: '), live.drift) : null,
     h('dl', { class: 'facts' },
-      h('dt', {}, 'Proxy'), h('dd', {}, h('code', {}, live.admin), ' ', live.reachable ? h('span', { class: 'health-up' }, 'reachable') : h('span', { class: 'health-down' }, 'unreachable'),
+      h('dt', {}, proxies.length > 1 ? 'Proxies' : 'Proxy'),
+      h('dd', {}, proxies.length > 1 ? `${proxies.filter((p) => p.reachable).length} of ${proxies.length} reachable` : h('code', {}, live.admin), ' ',
+        proxies.length > 1 ? null : live.reachable ? h('span', { class: 'health-up' }, 'reachable') : h('span', { class: 'health-down' }, 'unreachable'),
         live.checked_at ? [' (read ', ago(live.checked_at), ')'] : null),
       live.error ? [h('dt', {}, 'Error'), h('dd', { class: 'error' }, live.error)] : null,
       h('dt', {}, 'Active pool'), h('dd', { class: 'active-pool' }, live.active ? h('strong', {}, live.active) : '—', live.standby ? `, standby ${live.standby}` : ''),
@@ -98,7 +102,21 @@ function proxyFacts(live) {
       live.guard_trip ? [h('dt', {}, 'Guard'), h('dd', { class: 'over' }, `tripped: ${live.guard_trip}`)] : null),
     live.lock_owner ? h('p', { class: 'lock' }, h('strong', {}, 'Locked'), ` by ${live.lock_owner}`, live.lock_reason ? ` (${live.lock_reason})` : '',
       live.lock_since ? [' since ', ago(live.lock_since)] : null, live.lock_expires ? [', expires ', ago(live.lock_expires)] : null) : null,
+    proxies.length > 1 ? proxiesTable(live) : null,
   ];
+}
+
+/** Each proxy of an environment: what it routes, its lock, whether it answered. */
+function proxiesTable(live) {
+  return h('div', { class: 'table-scroll' }, h('table', { class: 'proxies' },
+    h('caption', { class: 'visually-hidden' }, `Proxies of ${live.environment}`),
+    h('thead', {}, h('tr', {}, ['Proxy', 'Active pool', 'Canary', 'Lock', 'Generation'].map((t, i) => h('th', { scope: 'col', class: i === 4 ? 'number' : undefined }, t)))),
+    h('tbody', {}, live.proxies.map((p) => h('tr', { dataset: { admin: p.admin } },
+      h('td', {}, h('code', {}, p.admin), ' ', p.reachable ? h('span', { class: 'health-up' }, 'reachable') : h('span', { class: 'health-down', title: p.error || '' }, 'unreachable')),
+      h('td', {}, p.active || '—', p.standby ? `, standby ${p.standby}` : ''),
+      h('td', { class: 'canary' }, p.canary_pool ? `${p.canary_pool} at ${p.canary_weight || '?'}` : 'none'),
+      h('td', {}, p.lock_owner ? `${p.lock_proxy_wide ? 'proxy-wide, ' : ''}${p.lock_owner}` : '—'),
+      h('td', { class: 'number' }, p.generation === null || p.generation === undefined ? '—' : String(p.generation)))))));
 }
 
 function serversTable(live) {

@@ -44,10 +44,12 @@ final class DeployLab {
     /// A proxy for `name` with the given pools (server count each); `active`'s instances start at `version`.
     /// With `proxies` above 1, the environment has that many proxies in front of the same
     /// pools and instances, each with its own admin socket and state: `name`, then
-    /// `name-b`, `name-c`... (`proxyNames`).
+    /// `name-b`, `name-c`... (`proxyNames`). `web` is the default service; `otherServices`
+    /// adds more (their instances are started with start.sh by the test).
     @discardableResult
     func environment(_ name: String, pools: [(String, Int)], active: String, standby: String?, version: String = "v1",
-                     preview: Bool = false, adminExtra: String = "", proxies count: Int = 1) throws -> Proxy {
+                     preview: Bool = false, adminExtra: String = "", proxies count: Int = 1,
+                     otherServices: String = "") throws -> Proxy {
         let envDir = "\(directory)/\(name)"
         try FileManager.default.createDirectory(atPath: envDir, withIntermediateDirectories: true)
         var config = "pools:\n"
@@ -67,6 +69,8 @@ final class DeployLab {
             try "letmein\n".write(toFile: "\(envDir)/preview.token", atomically: true, encoding: .utf8)
             config += "    preview: { header: X-Preview, value_file: \(envDir)/preview.token }\n"
         }
+        // More services in YAML (indented under `services:`), e.g. one with `match: { path_prefix: /api }`.
+        config += otherServices
         let started = try run("/bin/sh", ["\(directory)/start.sh", name, active, version])
         guard started.status == 0 else { throw HarnessError("start.sh failed: \(started.output)") }
         var first: Proxy?
@@ -132,15 +136,19 @@ final class DeployLab {
     }
 
     /// wrk against an environment until `stopLoad`; `rate` paces one connection to about that many requests a second.
-    func startLoad(_ name: String, connections: Int = 4, paced: Bool = false) throws {
+    /// wrk against the proxy `name` (at `path`) until `stopLoad`; its report goes to
+    /// wrk-NAME.out (wrk-NAME-api.out for path /api).
+    func startLoad(_ name: String, connections: Int = 4, paced: Bool = false, path: String = "/") throws {
         var arguments = ["-t1", "-c\(connections)", "-d120s"]
         if paced {
             // wrk's delay() runs between requests on a connection: 1 ms keeps one connection near 1,000 req/s.
             try "function delay()\n  return 1\nend\n".write(toFile: "\(directory)/paced.lua", atomically: true, encoding: .utf8)
             arguments += ["-s", "\(directory)/paced.lua"]
         }
-        let out = "\(directory)/wrk-\(name).out"
-        loads.append(try spawn("/usr/bin/wrk", arguments + [proxies[name]!.url + "/"], stdout: out, stderr: out + ".err"))
+        let suffix = path.split(separator: "/").joined(separator: "-")
+        let out = "\(directory)/wrk-\(name)\(suffix.isEmpty ? "" : "-" + suffix).out"
+        guard let proxy = proxies[name] else { throw HarnessError("no proxy \(name) in the lab") }
+        loads.append(try spawn("/usr/bin/wrk", arguments + [proxy.url + path], stdout: out, stderr: out + ".err"))
         usleep(300_000)
     }
 
@@ -149,7 +157,8 @@ final class DeployLab {
         for pid in loads { kill(pid, SIGINT) }
         for pid in loads { var status: Int32 = 0; waitpid(pid, &status, 0) }
         loads.removeAll()
-        return proxies.keys.sorted().compactMap { try? String(contentsOfFile: "\(directory)/wrk-\($0).out", encoding: .utf8) }
+        let reports = ((try? FileManager.default.contentsOfDirectory(atPath: directory)) ?? []).filter { $0.hasPrefix("wrk-") && $0.hasSuffix(".out") }
+        return reports.sorted().compactMap { try? String(contentsOfFile: "\(directory)/\($0)", encoding: .utf8) }
     }
 
     /// A webhook receiver that appends each body as a line to `webhook.log`; it answers 500
@@ -216,6 +225,13 @@ final class DeployLab {
     func status(_ name: String) throws -> [String: Any] {
         let r = try switchyard(["ctl", "--admin", "\(directory)/\(name)/admin.sock", "status", "--json"])
         return (try JSONSerialization.jsonObject(with: Data(r.output.utf8))) as? [String: Any] ?? [:]
+    }
+
+    /// Every lock the proxy `name` holds (proxy-wide and per service), owners first.
+    /// Throws when status has no lock list, so "no lock" cannot pass by a misread.
+    func locks(_ name: String) throws -> [[String: Any]] {
+        guard let locks = try status(name)["locks"] as? [[String: Any]] else { throw HarnessError("status of \(name) has no locks list") }
+        return locks
     }
 
     func service(_ name: String) throws -> [String: Any] {
