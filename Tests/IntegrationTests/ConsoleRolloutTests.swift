@@ -207,8 +207,6 @@ import Testing
     @Test func theConsoleShowsEveryProxyOfAnEnvironmentAndTheirDrift() throws {
         let lab = try DeployLab()
         try lab.environment("prod", pools: [("blue", 1), ("green", 1)], active: "blue", standby: "green", proxies: 2)
-        try lab.startLoad("prod", connections: 1, paced: true)
-        try lab.startLoad("prod-b", connections: 1, paced: true)
         let plan = try lab.writePlan("""
             service: web
             environments:
@@ -222,13 +220,34 @@ import Testing
             let environments = ((json["service"] as? [String: Any])?["environments"] as? [[String: Any]]) ?? []
             return environments.first { $0["name"] as? String == "prod" }?["live"] as? [String: Any] ?? [:]
         }
-        // Both proxies carry about a thousand requests a second each: the console adds them.
-        let json = try console.waitFor("/api/v1/services/web", timeout: 30, what: "both proxies read and their traffic added") { json in
+        /// The requests of pool blue the console counted: its rates times the time between points.
+        func counted(_ live: [String: Any]) -> Double {
+            let points = (live["traffic"] as? [[String: Any]] ?? []).filter { $0["pool"] as? String == "blue" }
+            let formatter = ISO8601DateFormatter()
+            formatter.formatOptions = [.withInternetDateTime, .withFractionalSeconds]
+            var total = 0.0
+            var last: Date?
+            for point in points {
+                guard let time = (point["time"] as? String).flatMap(formatter.date(from:)) else { continue }
+                if let last { total += ((point["requests_per_second"] as? Double) ?? 0) * time.timeIntervalSince(last) }
+                last = time
+            }
+            return total
+        }
+        let json = try console.waitFor("/api/v1/services/web", timeout: 30, what: "both proxies read twice") { json in
             let live = prod(json)
             let proxies = live["proxies"] as? [[String: Any]] ?? []
-            let blue = (live["traffic"] as? [[String: Any]] ?? []).filter { $0["pool"] as? String == "blue" }
             return proxies.count == 2 && proxies.allSatisfy { $0["reachable"] as? Bool == true }
-                && ((blue.last?["requests_per_second"] as? Double) ?? 0) > 1_200
+                && (live["traffic"] as? [[String: Any]] ?? []).contains { $0["pool"] as? String == "blue" }
+        }
+        // 300 requests through each proxy: the console counts 600 for the environment.
+        for proxy in ["prod", "prod-b"] {
+            let url = try #require(lab.proxies[proxy]).url + "/"
+            let r = try curl(["-s", "-w", "%{http_code}\n"] + Array(repeating: ["-o", "/dev/null", url], count: 300).flatMap { $0 })
+            #expect(r.output.split(separator: "\n").filter { $0 == "200" }.count == 300)
+        }
+        _ = try console.waitFor("/api/v1/services/web", timeout: 30, what: "600 requests counted over both proxies") { json in
+            counted(prod(json)) > 560
         }
         let live = prod(json)
         let addresses = (live["proxies"] as? [[String: Any]] ?? []).compactMap { $0["admin"] as? String }
