@@ -235,6 +235,9 @@ import Testing
             let services = (try lab.status(proxy))["services"] as? [String: Any] ?? [:]
             #expect((services["web"] as? [String: Any])?["active"] as? String == "green", "\(proxy): \(services)")
             #expect((services["api"] as? [String: Any])?["active"] as? String == "api-green", "\(proxy): \(services)")
+            // Each rollout labelled the pool it moved to with the version, on every proxy.
+            let pools = (try lab.status(proxy))["pools"] as? [String: [String: Any]] ?? [:]
+            #expect(pools["green"]?["version"] as? String == "v2" && pools["api-green"]?["version"] as? String == "v2", "\(proxy): \(pools)")
             #expect(try lab.locks(proxy).isEmpty)
         }
         let report = lab.stopLoad().joined()
