@@ -57,7 +57,7 @@ def start_proxies(header_timeout=None):
       {f"client_header_timeout {header_timeout};" if header_timeout else ""}
       server {{ listen 127.0.0.1:{ng_port} backlog=4096; location / {{ proxy_pass http://app;
         proxy_http_version 1.1; proxy_set_header Connection ""; proxy_buffering on; }} }}""")
-    start(["nginx", "-c", conf, "-p", work]); wait_port(ng_port)
+    started = {"nginx": start(["nginx", "-c", conf, "-p", work])}; wait_port(ng_port)
     ha = write("haproxy.cfg", f"""
 global
   nbthread 1
@@ -76,7 +76,7 @@ backend be
   http-reuse always
   server s1 127.0.0.1:{up_port}
 """)
-    start(["haproxy", "-f", ha]); wait_port(ha_port)
+    started["haproxy"] = start(["haproxy", "-f", ha]); wait_port(ha_port)
     sy = write("switchyard.yaml", f"""
 workers: 1
 listeners: [{{ bind: 127.0.0.1:{sy_port} }}]
@@ -86,7 +86,8 @@ access_log: off
 limits: {{ max_connections: 20000 }}
 {f"timeouts: {{ client_header: {header_timeout} }}" if header_timeout else ""}
 """)
-    start([binary, "run", "--config", sy]); wait_port(sy_port)
+    started["switchyard"] = start([binary, "run", "--config", sy]); wait_port(sy_port)
+    return started
 
 def wrk(port, extra=(), connections=50):
     out = subprocess.run(["wrk", "-t1", f"-c{connections}", f"-d{DURATION}s", "--latency", *extra, f"http://127.0.0.1:{port}/"],
@@ -343,10 +344,8 @@ def callgrind_instructions(name, cmd, port, stop_signal):
     (_, idle), (requests, loaded) = results
     return (loaded - idle) / requests, requests
 
-def https():
-    """HTTPS on the client side: the same ECDSA P-256 certificate for all three; keep-alive
-    throughput, and the rate of new handshakes (Connection: close, a handshake per request)."""
-    start_upstream()
+def start_tls_proxies():
+    """The three proxies terminating TLS with the same ECDSA P-256 certificate: their ports and processes."""
     subprocess.run(["openssl", "req", "-x509", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:P-256", "-nodes",
                     "-keyout", f"{work}/key.pem", "-out", f"{work}/cert.pem", "-subj", "/CN=bench.test", "-days", "2",
                     "-addext", "subjectAltName=DNS:bench.test"], check=True, capture_output=True)
@@ -357,7 +356,7 @@ def https():
       server {{ listen 127.0.0.1:{ports['nginx']} ssl; ssl_certificate {work}/cert.pem; ssl_certificate_key {work}/key.pem;
         ssl_protocols TLSv1.2 TLSv1.3;
         location / {{ proxy_pass http://app; proxy_http_version 1.1; proxy_set_header Connection ""; }} }}""")
-    start(["nginx", "-c", conf, "-p", work]); wait_port(ports["nginx"])
+    started = {"nginx": start(["nginx", "-c", conf, "-p", work])}; wait_port(ports["nginx"])
     ha = write("haproxy-tls.cfg", f"""
 global
   nbthread 1
@@ -376,7 +375,7 @@ backend be
   http-reuse always
   server s1 127.0.0.1:{up_port}
 """)
-    start(["haproxy", "-f", ha]); wait_port(ports["haproxy"])
+    started["haproxy"] = start(["haproxy", "-f", ha]); wait_port(ports["haproxy"])
     sy = write("switchyard-tls.yaml", f"""
 workers: 1
 listeners:
@@ -387,7 +386,14 @@ services: {{ web: {{ active: app }} }}
 access_log: off
 limits: {{ max_connections: 20000 }}
 """)
-    start([binary, "run", "--config", sy]); wait_port(ports["switchyard"])
+    started["switchyard"] = start([binary, "run", "--config", sy]); wait_port(ports["switchyard"])
+    return ports, started
+
+def https():
+    """HTTPS on the client side: the same ECDSA P-256 certificate for all three; keep-alive
+    throughput, and the rate of new handshakes (Connection: close, a handshake per request)."""
+    start_upstream()
+    ports, _ = start_tls_proxies()
     for label, extra in (("keep-alive", ()), ("new handshake per request", ("-H", "Connection: close"))):
         results = {name: [] for name in ports}
         for r in range(ROUNDS):
@@ -402,6 +408,44 @@ limits: {{ max_connections: 20000 }}
         print(f"\nHTTPS {label}, medians over {ROUNDS} rounds (wrk -t1 -c50 -d{DURATION}s, ECDSA P-256, 1 worker each):")
         for n in ports: print(f"  {n:<11} {med[n]:>10.0f} req/s")
         print(f"ratio switchyard/nginx {med['switchyard']/med['nginx']:.2f}x, switchyard/haproxy {med['switchyard']/med['haproxy']:.2f}x\n", flush=True)
+
+def serving_tasks(pid):
+    """The threads that serve requests: every thread of the process and of its children (nginx's workers)."""
+    pids = [pid]
+    try:
+        pids += [int(c) for c in subprocess.run(["pgrep", "-P", str(pid)], capture_output=True, text=True).stdout.split()]
+    except ValueError: pass
+    return [int(t) for p in pids for t in os.listdir(f"/proc/{p}/task")]
+
+def syscalls_per_request(pid, url, extra=()):
+    """strace -c on every serving thread while wrk runs: (system calls per request, the top calls)."""
+    out = os.path.join(work, f"strace-{pid}-{time.time()}.txt")
+    tracer = subprocess.Popen(["strace", "-c", "-o", out] + [a for t in serving_tasks(pid) for a in ("-p", str(t))],
+                              stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    time.sleep(0.5)
+    text = subprocess.run(["wrk", "-t1", "-c50", f"-d{DURATION}s", *extra, url], capture_output=True, text=True).stdout
+    tracer.send_signal(signal.SIGINT); tracer.wait(10)
+    requests = int(re.search(r"(\d+) requests in", text).group(1))
+    rows = [l.split() for l in open(out).read().splitlines() if re.match(r"\s*[\d.]+\s+[\d.]+\s+\d+\s+\d+", l)]
+    calls = {r[-1]: int(r[3]) for r in rows if r[-1] != "total"}
+    total = sum(calls.values())
+    top = ", ".join(f"{name} {n / requests:.2f}" for name, n in sorted(calls.items(), key=lambda kv: -kv[1])[:4])
+    return total / requests, top
+
+def syscalls():
+    """System calls per proxied keep-alive request, plain HTTP and HTTPS, for the three proxies."""
+    start_upstream()
+    pids = {name: p.pid for name, p in start_proxies().items()}
+    plain = {"switchyard": (sy_port,), "nginx": (ng_port,), "haproxy": (ha_port,)}
+    tls_ports, tls = start_tls_proxies()
+    results = {}
+    for r in range(ROUNDS):
+        for name in (plain if r % 2 == 0 else reversed(list(plain))):
+            results.setdefault(("http", name), []).append(syscalls_per_request(pids[name], f"http://127.0.0.1:{plain[name][0]}/"))
+            results.setdefault(("https", name), []).append(syscalls_per_request(tls[name].pid, f"https://127.0.0.1:{tls_ports[name]}/"))
+    print(f"system calls per proxied keep-alive request (strace -c on the serving threads, wrk -t1 -c50 -d{DURATION}s, medians of {ROUNDS}):")
+    for (scheme, name), values in sorted(results.items()):
+        print(f"  {scheme:<5} {name:<11} {statistics.median(v[0] for v in values):5.2f}   ({values[-1][1]})")
 
 def instructions():
     if subprocess.run(["which", "valgrind"], capture_output=True).returncode != 0:
@@ -518,6 +562,7 @@ try:
         start_upstream(); slowloris_instructions()
     if mode == "instructions": instructions()
     if mode == "https": https()
+    if mode == "syscalls": syscalls()
     if mode in ("throughput", "all"): throughput()
     if mode in ("memory", "all"):
         stop_all(); procs.clear(); memory()

@@ -130,6 +130,8 @@ final class ClientConnection {
         if let tls, let session = SSL_new(tls.defaultContext) {
             ssl = session
             SSL_set_fd(session, fd)
+            // One read takes every record the socket holds instead of a header, then a record.
+            SSL_set_read_ahead(session, 1)
             SSL_set_accept_state(session)
             handshaking = true
         }
@@ -166,7 +168,7 @@ final class ClientConnection {
 
     @inline(__always)
     func transmit(_ vectors: inout (iovec, iovec), _ count: Int32) -> Int {
-        SocketIO.transmit(fd: fd, ssl: ssl, &vectors, count: count)
+        SocketIO.transmit(fd: fd, ssl: ssl, &vectors, count: count, scratch: worker.tlsRecordScratch)
     }
 
     /// "TLSv1.3 TLS_AES_128_GCM_SHA256" for the access log, nil for plain HTTP.
@@ -177,7 +179,12 @@ final class ClientConnection {
 
     // MARK: Event interest and timers
 
-    func wantRead(_ on: Bool) { events.wantRead(on) }
+    func wantRead(_ on: Bool) {
+        let was = events.reading
+        events.wantRead(on)
+        // Records TLS read ahead while reading was off would wait for bytes that may never come.
+        if on && !was, let ssl, SSL_has_pending(ssl) == 1 { events.announceRead() }
+    }
 
     func wantWrite(_ on: Bool) { events.wantWrite(on) }
 
@@ -231,7 +238,7 @@ final class ClientConnection {
                 return
             }
             // TLS may hold decrypted bytes that epoll will never announce.
-        } while !closed && ssl != nil && events.reading && SSL_pending(ssl) > 0
+        } while !closed && events.reading && ssl.map({ SSL_has_pending($0) == 1 }) == true
     }
 
     func onWritable() {

@@ -24,6 +24,13 @@ struct SocketEvents {
         if on { event_add(read, nil) } else { event_del(read) }
     }
 
+    /// Runs the read callback on the loop's next turn although the socket announced nothing:
+    /// TLS may hold records it read ahead, which epoll will never announce.
+    func announceRead() {
+        guard reading, let read else { return }
+        event_active(read, Int32(EventFlags.read), 0)
+    }
+
     @inline(__always)
     mutating func wantWrite(_ on: Bool) {
         guard on != writing, let write else { return }

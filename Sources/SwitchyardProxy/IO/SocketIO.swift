@@ -30,16 +30,35 @@ enum SocketIO {
         }
     }
 
-    /// Up to two pieces with one `writev` (plain) or successive `SSL_write`s (TLS): the bytes
-    /// written (possibly fewer than asked), `again` when nothing could be written, or `failed`.
+    /// The most plaintext one TLS record carries: two pieces that fit together are copied into
+    /// one record, so a response head and a small body leave in one `write` instead of two.
+    static let recordCoalesceLimit = 16_384
+
+    /// Up to two pieces with one `writev` (plain) or `SSL_write`s (TLS; one when both fit in
+    /// `scratch`, of `recordCoalesceLimit` bytes): the bytes written (possibly fewer than
+    /// asked), `again` when nothing could be written, or `failed`.
     @inline(__always)
-    static func transmit(fd: Int32, ssl: OpaquePointer?, _ vectors: inout (iovec, iovec), count: Int32) -> Int {
+    static func transmit(fd: Int32, ssl: OpaquePointer?, _ vectors: inout (iovec, iovec), count: Int32,
+                         scratch: UnsafeMutableRawPointer) -> Int {
         guard let ssl else {
             let n = withUnsafePointer(to: &vectors) {
                 $0.withMemoryRebound(to: iovec.self, capacity: 2) { sy_writev(fd, $0, count) }
             }
             if n >= 0 { return n }
             return errno == EAGAIN || errno == EINTR ? again : failed
+        }
+        if count == 2, vectors.0.iov_len > 0, vectors.1.iov_len > 0, vectors.0.iov_len <= recordCoalesceLimit - vectors.1.iov_len,
+           let first = vectors.0.iov_base, let second = vectors.1.iov_base {
+            // A retry after WANT_WRITE copies the same bytes again: SSL_MODE_ACCEPT_MOVING_WRITE_BUFFER allows it.
+            let length = vectors.0.iov_len + vectors.1.iov_len
+            scratch.copyMemory(from: first, byteCount: vectors.0.iov_len)
+            (scratch + vectors.0.iov_len).copyMemory(from: second, byteCount: vectors.1.iov_len)
+            let r = SSL_write(ssl, scratch, Int32(length))
+            if r > 0 { return Int(r) }
+            let error = SSL_get_error(ssl, r)
+            if error == SSL_ERROR_WANT_WRITE || error == SSL_ERROR_WANT_READ { return again }
+            ERR_clear_error()
+            return failed
         }
         var total = 0
         for i in 0..<Int(count) {

@@ -44,6 +44,8 @@ final class UpstreamConnection {
         let connection = UpstreamConnection(worker: worker, fd: fd, serverID: serverID, connected: connected)
         if let tls {
             connection.ssl = tls.session(fd: fd, host: host)
+            // One read takes every record the socket holds instead of a header, then a record.
+            if let ssl = connection.ssl { SSL_set_read_ahead(ssl, 1) }
             connection.handshaking = true
         }
         // The connection keeps itself alive until `close()`; libevent holds only this pointer.
@@ -92,15 +94,19 @@ final class UpstreamConnection {
 
     @inline(__always)
     func transmit(_ vectors: inout (iovec, iovec), _ count: Int32) -> Int {
-        SocketIO.transmit(fd: fd, ssl: ssl, &vectors, count: count)
+        SocketIO.transmit(fd: fd, ssl: ssl, &vectors, count: count, scratch: worker.tlsRecordScratch)
     }
 
-    /// Decrypted bytes TLS holds that epoll will not announce.
-    var hasPendingTLSData: Bool { ssl.map { SSL_pending($0) > 0 } ?? false }
+    /// Bytes TLS holds (decrypted, or records read ahead) that epoll will not announce.
+    var hasPendingTLSData: Bool { ssl.map { SSL_has_pending($0) == 1 } ?? false }
 
     // MARK: Event interest
 
-    func wantRead(_ on: Bool) { events.wantRead(on) }
+    func wantRead(_ on: Bool) {
+        let was = events.reading
+        events.wantRead(on)
+        if on && !was && hasPendingTLSData { events.announceRead() }
+    }
 
     func wantWrite(_ on: Bool) { events.wantWrite(on) }
 

@@ -52,6 +52,8 @@ final class Worker: @unchecked Sendable {
     let base: OpaquePointer
     let settings: WorkerSettings
     let buffers: BufferPool
+    /// Where a response head and body are put together into one TLS record (`SocketIO.transmit`).
+    let tlsRecordScratch = UnsafeMutableRawPointer.allocate(byteCount: SocketIO.recordCoalesceLimit, alignment: 16)
     let requestHead: HTTPHead
     let responseHead: HTTPHead
     let accessLog: AccessLog?
@@ -168,7 +170,10 @@ final class Worker: @unchecked Sendable {
         }
     }
 
-    deinit { logLineScratch.deallocate() }
+    deinit {
+        logLineScratch.deallocate()
+        tlsRecordScratch.deallocate()
+    }
 
     /// Starts accepting on an already-bound listening socket.
     func addListener(fd: Int32, tls: TLSServerContext? = nil, address: SocketAddress? = nil) {
