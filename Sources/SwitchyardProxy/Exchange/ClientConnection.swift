@@ -32,19 +32,24 @@ final class ClientConnection {
     var upstreamHead: IOBuffer?
     var upstreamHeadSent = 0
 
-    /// Per-connection text the proxy writes into heads and the log, laid out by `Scratch`.
-    let scratch: UnsafeMutablePointer<UInt8>
+    /// The client's address as text, for `X-Forwarded-For`, sticky assignment and the log:
+    /// kept for the connection's life (formatting it again per request would cost more).
+    let clientIP: UnsafeMutablePointer<UInt8>
     var clientIPLength = 0
+    /// Text of the current exchange that the proxy writes into heads and the log, laid out by
+    /// `Scratch`; taken from the worker's pool on first use and given back when the
+    /// connection goes idle, so an idle keep-alive connection holds none.
+    private var exchangeScratch: UnsafeMutablePointer<UInt8>?
     var requestIDLength = 0
     var setCookieLength = 0
     var logHostLength = 0
 
-    /// Where each part of `scratch` starts: the client IP as text, the request id, a fresh
+    /// Where each part of `scratch` starts: the request id, a fresh
     /// sticky cookie value, the `Set-Cookie` line for a client that has no cookie yet, and
     /// the request's `Host` for the access log (cut at 256 bytes: host names are at most 253).
     enum Scratch {
-        static let clientIP = 0, clientIPCapacity = 64
-        static let requestID = clientIP + clientIPCapacity, requestIDCapacity = 256
+        static let clientIPCapacity = 64
+        static let requestID = 0, requestIDCapacity = 256
         static let cookieValue = requestID + requestIDCapacity
         static let setCookie = cookieValue + StickyCookie.valueLength, setCookieCapacity = StickyCookie.maxLineLength
         static let logHost = setCookie + setCookieCapacity, logHostCapacity = 256
@@ -114,11 +119,35 @@ final class ClientConnection {
         self.worker = worker
         self.fd = fd
         self.tls = tls
-        scratch = .allocate(capacity: Scratch.size)
-        clientIPLength = Sockets.formatIP(&peer, into: scratch + Scratch.clientIP, capacity: Scratch.clientIPCapacity)
+        clientIP = .allocate(capacity: Scratch.clientIPCapacity)
+        clientIPLength = Sockets.formatIP(&peer, into: clientIP, capacity: Scratch.clientIPCapacity)
     }
 
-    deinit { scratch.deallocate() }
+    deinit {
+        clientIP.deallocate()
+        if let exchangeScratch { worker.scratchPool.give(exchangeScratch) }
+    }
+
+    /// The current exchange's scratch text (see `Scratch`), taken from the worker's pool when
+    /// the exchange first writes or reads it.
+    var scratch: UnsafeMutablePointer<UInt8> {
+        if let exchangeScratch { return exchangeScratch }
+        let taken = worker.scratchPool.take()
+        exchangeScratch = taken
+        return taken
+    }
+
+    /// Gives the exchange's scratch back: what it held is forgotten with it.
+    func releaseScratch() {
+        requestIDLength = 0
+        setCookieLength = 0
+        logHostLength = 0
+        // A long path would otherwise stay on the heap until the connection's next request.
+        if !logPath.isEmpty { logMethod = ""; logPath = "" }
+        guard let exchangeScratch else { return }
+        worker.scratchPool.give(exchangeScratch)
+        self.exchangeScratch = nil
+    }
 
     func start() {
         // The connection keeps itself alive until `close()`; libevent holds only this pointer.

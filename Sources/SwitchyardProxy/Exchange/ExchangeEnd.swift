@@ -69,6 +69,7 @@ extension ClientConnection {
         response = BodyWindow()
         setDeadline(.idle, after: worker.settings.clientIdleMs)
         updateClientReading()
+        releaseScratch()
         if let input = inBuffer, input.readable > 0 { drive() }
         else if let input = inBuffer { worker.buffers.give(input); inBuffer = nil }
     }
@@ -126,6 +127,7 @@ extension ClientConnection {
         closed = true
         for buffer in [inBuffer, outBuffer, upstreamHead] { if let buffer { worker.buffers.give(buffer) } }
         inBuffer = nil; outBuffer = nil; upstreamHead = nil
+        releaseScratch()
         events.free()
         event_free(deadline.event)
         if let ssl { SSL_free(ssl) }

@@ -33,7 +33,7 @@ extension ClientConnection {
         let upstreamMicros: Int64? = upstreamHeadMicros > 0 && upstreamStartMicros > 0 ? upstreamHeadMicros - upstreamStartMicros : nil
         let entry = AccessLogEntry(
             requestID: UnsafeBufferPointer(start: scratch + Scratch.requestID, count: requestIDLength),
-            client: UnsafeBufferPointer(start: scratch + Scratch.clientIP, count: clientIPLength),
+            client: UnsafeBufferPointer(start: clientIP, count: clientIPLength),
             host: UnsafeBufferPointer(start: scratch + Scratch.logHost, count: logHostLength),
             method: logMethod, path: logPath, status: complete ? status : (status == 0 ? 499 : status),
             bytes: bytesSent, requestBytes: requestHeadBytes + request.absorbed, durationMicros: durationMicros,

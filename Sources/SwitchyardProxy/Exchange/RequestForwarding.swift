@@ -80,7 +80,7 @@ extension ClientConnection {
         let freshCookie = scratch + Scratch.cookieValue
         if snapshot.services[service].sticksByCookie { StickyCookie.writeValue(worker.random.next(), into: freshCookie) }
         let choice = snapshot.choosePool(service: service, head: head, source: source,
-                                         clientIP: UnsafeBufferPointer(start: scratch + Scratch.clientIP, count: clientIPLength),
+                                         clientIP: UnsafeBufferPointer(start: clientIP, count: clientIPLength),
                                          freshCookieValue: UnsafeBufferPointer(start: freshCookie, count: StickyCookie.valueLength),
                                          random: &worker.random)
         setCookieLength = 0
@@ -105,7 +105,7 @@ extension ClientConnection {
         if head.hostIndex < 0 { fallbackHost = Array(upstreamText.utf8) }
         fallbackHost.withUnsafeBufferPointer { fallback in
             let info = ForwardingInfo(
-                clientAddress: UnsafeBufferPointer(start: scratch + Scratch.clientIP, count: clientIPLength),
+                clientAddress: UnsafeBufferPointer(start: clientIP, count: clientIPLength),
                 scheme: ssl == nil ? "http" : "https",
                 requestID: UnsafeBufferPointer(start: idStore, count: requestIDLength),
                 requestIDGenerated: head.requestIDIndex < 0,

@@ -62,3 +62,27 @@ final class BufferPool {
         if free.count < maxFree { free.append(buffer) }
     }
 }
+
+/// Fixed-size blocks of a worker's exchanges' scratch text (`ClientConnection.Scratch`),
+/// kept for reuse like buffers, so that only connections in an exchange hold one.
+final class ScratchPool {
+    let blockSize: Int
+    private var free: [UnsafeMutablePointer<UInt8>] = []
+    private let maxFree: Int
+
+    init(blockSize: Int, maxFree: Int = 1024) {
+        self.blockSize = blockSize
+        self.maxFree = maxFree
+        free.reserveCapacity(maxFree)
+    }
+
+    deinit { for block in free { block.deallocate() } }
+
+    @inline(__always) func take() -> UnsafeMutablePointer<UInt8> {
+        free.popLast() ?? .allocate(capacity: blockSize)
+    }
+
+    @inline(__always) func give(_ block: UnsafeMutablePointer<UInt8>) {
+        if free.count < maxFree { free.append(block) } else { block.deallocate() }
+    }
+}

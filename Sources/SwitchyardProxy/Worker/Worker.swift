@@ -52,6 +52,8 @@ final class Worker: @unchecked Sendable {
     let base: OpaquePointer
     let settings: WorkerSettings
     let buffers: BufferPool
+    /// The exchanges' scratch text blocks (`ClientConnection.Scratch`).
+    let scratchPool = ScratchPool(blockSize: ClientConnection.Scratch.size)
     /// Where a response head and body are put together into one TLS record (`SocketIO.transmit`).
     let tlsRecordScratch = UnsafeMutableRawPointer.allocate(byteCount: SocketIO.recordCoalesceLimit, alignment: 16)
     let requestHead: HTTPHead
