@@ -132,7 +132,28 @@ extension Rollout {
 
     /// Sends `change` to one proxy on the condition that its state is the one in `view`, and
     /// checks the answer's generation; remembers the proxy's new routing.
+    ///
+    /// Locks are per service, so another service's rollout on the same proxy moves its
+    /// generation too: a refusal on the condition (412) is retried at the new generation as
+    /// long as this service's routing and pools are still the ones looked at.
     func send(_ change: TrafficChange, to view: ProxyView, in fleet: ProxyFleet) throws {
+        var view = view
+        var attempts = 1
+        while true {
+            do {
+                try sendOnce(change, to: view, in: fleet)
+                return
+            } catch let failure as Failure {
+                guard attempts < 10, case .refused(412, _, _)? = failure.refusal else { throw failure }
+                let now = try status(view.client)
+                guard ServiceRouting(status: now, service: plan.service, pools: fleet.trackedPools) == view.routing else { throw failure }
+                view = ProxyView(client: view.client, status: now, routing: view.routing)
+                attempts += 1
+            }
+        }
+    }
+
+    private func sendOnce(_ change: TrafficChange, to view: ProxyView, in fleet: ProxyFleet) throws {
         let service = plan.service
         let generation = view.status.generation
         let answer: AdminChange

@@ -201,9 +201,19 @@ import Testing
     /// takes its service's lock only, so neither waits for nor disturbs the other.
     @Test func twoServicesRollOutInParallelBehindTheSameProxies() throws {
         let lab = try DeployLab()
-        try lab.environment("prod", pools: [("blue", 1), ("green", 1), ("api-blue", 1), ("api-green", 1)], active: "blue", standby: "green",
-                            proxies: 2, otherServices: "  api:\n    match: { path_prefix: /api }\n    active: api-blue\n    standby: api-green\n")
+        try lab.environment("prod", pools: [("blue", 1), ("green", 1), ("api-blue", 1), ("api-green", 1), ("spare", 1)], active: "blue",
+                            standby: "green", proxies: 2,
+                            otherServices: "  api:\n    match: { path_prefix: /api }\n    active: api-blue\n    standby: api-green\n")
         #expect(try run("/bin/sh", ["\(lab.directory)/start.sh", "prod", "api-blue", "v1"]).status == 0)
+        // Changes of a third kind all along (a pool no service routes to, which no service lock
+        // covers): every proxy's generation keeps moving under both rollouts' conditional changes.
+        var churn: [pid_t] = []
+        defer { for pid in churn { kill(pid, SIGKILL); var status: Int32 = 0; waitpid(pid, &status, 0) } }
+        for proxy in ["prod", "prod-b"] {
+            let loop = "i=0; while true; do i=$((i+1)); curl -s -o /dev/null --unix-socket '\(lab.socket(proxy))' -X PUT "
+                + "-d \"{\\\"version\\\":\\\"v$i\\\"}\" http://switchyard/v1/pools/spare/version; sleep 0.05; done"
+            churn.append(try spawn("/bin/sh", ["-c", loop], stdout: "/dev/null", stderr: "/dev/null"))
+        }
         try lab.startLoad("prod", connections: 1, paced: true)
         try lab.startLoad("prod-b", connections: 1, paced: true, path: "/api")
         func plan(_ service: String) throws -> String {
