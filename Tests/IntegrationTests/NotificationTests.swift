@@ -13,12 +13,12 @@ import Testing
         try run("/usr/bin/env", variables + [switchyardBinary] + arguments)
     }
 
-    static func mailServer(_ lab: DeployLab, mechanisms: [String] = ["PLAIN", "LOGIN"]) throws -> (MailServer, TestPKI) {
+    static func mailServer(_ lab: DeployLab, mechanisms: [String] = ["PLAIN", "LOGIN"], starttls: Bool = true) throws -> (MailServer, TestPKI) {
         let pkiDirectory = "\(lab.directory)/pki"
         try FileManager.default.createDirectory(atPath: pkiDirectory, withIntermediateDirectories: true)
         let pki = try TestPKI(directory: pkiDirectory, names: ["smtp"], loopback: ["smtp"])
         let server = try MailServer(directory: lab.directory, certificate: pki.cert("smtp"), key: pki.key("smtp"), user: "deployer",
-                                    password: "correct horse", mechanisms: mechanisms)
+                                    password: "correct horse", mechanisms: mechanisms, starttls: starttls)
         return (server, pki)
     }
 
@@ -95,6 +95,19 @@ import Testing
         #expect(right.status == 0 && !right.output.contains("notify[0]"), "\(right)")
         let mail = server.waitForMessages(1).first
         #expect((mail?["headers"] as? [String: String])?["subject"] == "[switchyard] web v3: promoted in prod", "\(String(describing: mail))")
+    }
+
+    @Test func aServerWithoutSTARTTLSGetsNothingInClear() throws {
+        let lab = try ConsoleReportingTests.prodLab()
+        let (server, pki) = try Self.mailServer(lab, starttls: false)
+        defer { server.stop() }
+        let plan = try Self.emailPlan(lab, server, pki)
+        let result = try Self.switchyard(["deploy", "run", plan, "--version", "v2", "--actor", "ci"],
+                                         variables: ["SMTP_USER=deployer", "SMTP_PASSWORD=correct horse"])
+        #expect(result.status == 0, "\(result)")
+        #expect(result.output.contains("notify[0] (email): finished not delivered: SMTP 127.0.0.1:\(server.port) does not offer STARTTLS"), "\(result.output)")
+        usleep(300_000)
+        #expect(server.messages.isEmpty, "nothing was sent in clear")
     }
 
     /// The signature as a receiver checks it: Python's hmac over "timestamp." + the body.

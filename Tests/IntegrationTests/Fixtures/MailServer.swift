@@ -12,13 +12,17 @@ final class MailServer {
     let pid: pid_t
     private var stopped = false
 
-    /// - Parameter mechanisms: the logins offered (aiosmtpd offers PLAIN and LOGIN).
-    init(directory: String, certificate: String, key: String, user: String, password: String, mechanisms: [String] = ["PLAIN", "LOGIN"]) throws {
+    /// - Parameters:
+    ///   - mechanisms: the logins offered (aiosmtpd offers PLAIN and LOGIN).
+    ///   - starttls: false: a server without TLS, which offers its login in clear.
+    init(directory: String, certificate: String, key: String, user: String, password: String, mechanisms: [String] = ["PLAIN", "LOGIN"],
+         starttls: Bool = true) throws {
         let script = """
             import email, email.policy, json, signal, ssl, sys
             from aiosmtpd.controller import Controller
             from aiosmtpd.smtp import AuthResult, LoginPassword
-            port, cert, key, log, user, password, offered = sys.argv[1:8]
+            port, cert, key, log, user, password, offered, starttls = sys.argv[1:9]
+            starttls = starttls == 'yes'
             offered = offered.split(',')
             class Handler:
                 async def handle_DATA(self, server, session, envelope):
@@ -37,8 +41,8 @@ final class MailServer {
             context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
             context.load_cert_chain(cert, key)
             excluded = [m for m in ['PLAIN', 'LOGIN'] if m not in offered]
-            controller = Controller(Handler(), hostname='127.0.0.1', port=int(port), tls_context=context, require_starttls=True,
-                                    authenticator=authenticator, auth_required=True, auth_require_tls=True,
+            controller = Controller(Handler(), hostname='127.0.0.1', port=int(port), tls_context=context if starttls else None,
+                                    require_starttls=starttls, authenticator=authenticator, auth_required=True, auth_require_tls=starttls,
                                     auth_exclude_mechanism=excluded)
             controller.start()
             open(log + '.ready', 'w').write('ready')
@@ -49,7 +53,8 @@ final class MailServer {
         port = freePort()
         log = "\(directory)/mail.jsonl"
         // Debian's python3, where python3-aiosmtpd installs (another python3 may come first on PATH).
-        pid = try spawn("/usr/bin/python3", ["\(directory)/smtp_server.py", "\(port)", certificate, key, log, user, password, mechanisms.joined(separator: ",")],
+        pid = try spawn("/usr/bin/python3", ["\(directory)/smtp_server.py", "\(port)", certificate, key, log, user, password, mechanisms.joined(separator: ","),
+                                                  starttls ? "yes" : "no"],
                         stdout: "\(directory)/smtp.out", stderr: "\(directory)/smtp.err")
         do { _ = try waitForFile(log + ".ready", timeout: 20) } catch {
             let err = (try? String(contentsOfFile: "\(directory)/smtp.err", encoding: .utf8)) ?? ""
