@@ -13,16 +13,16 @@ import Testing
         try run("/usr/bin/env", variables + [switchyardBinary] + arguments)
     }
 
-    static func mailServer(_ lab: DeployLab, mechanisms: [String] = ["PLAIN", "LOGIN"], starttls: Bool = true) throws -> (MailServer, TestPKI) {
+    static func mailServer(_ lab: DeployLab, mechanisms: [String] = ["PLAIN", "LOGIN"], tls: MailServer.TLSMode = .starttls) throws -> (MailServer, TestPKI) {
         let pkiDirectory = "\(lab.directory)/pki"
         try FileManager.default.createDirectory(atPath: pkiDirectory, withIntermediateDirectories: true)
         let pki = try TestPKI(directory: pkiDirectory, names: ["smtp"], loopback: ["smtp"])
         let server = try MailServer(directory: lab.directory, certificate: pki.cert("smtp"), key: pki.key("smtp"), user: "deployer",
-                                    password: "correct horse", mechanisms: mechanisms, starttls: starttls)
+                                    password: "correct horse", mechanisms: mechanisms, tls: tls)
         return (server, pki)
     }
 
-    static func emailPlan(_ lab: DeployLab, _ server: MailServer, _ pki: TestPKI) throws -> String {
+    static func emailPlan(_ lab: DeployLab, _ server: MailServer, _ pki: TestPKI, tls: String = "starttls") throws -> String {
         try lab.writePlan(lab.prodCanaryPlan(steps: "[ {weight: 20%}, {weight: 50%} ]", extra: """
             notify:
               - kind: email
@@ -30,6 +30,7 @@ import Testing
                 from: deploy@example.com
                 host: 127.0.0.1
                 port: \(server.port)
+                tls: \(tls)
                 ca: \(pki.ca)
                 username_env: SMTP_USER
                 password_env: SMTP_PASSWORD
@@ -99,7 +100,7 @@ import Testing
 
     @Test func aServerWithoutSTARTTLSGetsNothingInClear() throws {
         let lab = try ConsoleReportingTests.prodLab()
-        let (server, pki) = try Self.mailServer(lab, starttls: false)
+        let (server, pki) = try Self.mailServer(lab, tls: .none)
         defer { server.stop() }
         let plan = try Self.emailPlan(lab, server, pki)
         let result = try Self.switchyard(["deploy", "run", plan, "--version", "v2", "--actor", "ci"],
@@ -108,6 +109,19 @@ import Testing
         #expect(result.output.contains("notify[0] (email): finished not delivered: SMTP 127.0.0.1:\(server.port) does not offer STARTTLS"), "\(result.output)")
         usleep(300_000)
         #expect(server.messages.isEmpty, "nothing was sent in clear")
+    }
+
+    @Test func mailGoesOverImplicitTLS() throws {
+        let lab = try ConsoleReportingTests.prodLab()
+        let (server, pki) = try Self.mailServer(lab, tls: .implicit)
+        defer { server.stop() }
+        let plan = try Self.emailPlan(lab, server, pki, tls: "implicit")
+        let result = try Self.switchyard(["deploy", "run", plan, "--version", "v2", "--actor", "ci"],
+                                         variables: ["SMTP_USER=deployer", "SMTP_PASSWORD=correct horse"])
+        #expect(result.status == 0 && !result.output.contains("notify[0]"), "\(result)")
+        let mail = server.waitForMessages(1).first
+        #expect(mail?["authenticated"] as? Bool == true, "\(String(describing: mail))")
+        #expect((mail?["headers"] as? [String: String])?["subject"] == "[switchyard] web v2: promoted in prod", "\(String(describing: mail))")
     }
 
     /// The signature as a receiver checks it: Python's hmac over "timestamp." + the body.

@@ -12,23 +12,28 @@ final class MailServer {
     let pid: pid_t
     private var stopped = false
 
+    /// How the server speaks TLS.
+    enum TLSMode: String { case starttls, implicit, none }
+
     /// - Parameters:
     ///   - mechanisms: the logins offered (aiosmtpd offers PLAIN and LOGIN).
-    ///   - starttls: false: a server without TLS, which offers its login in clear.
+    ///   - tls: how the server speaks TLS: STARTTLS (required), implicit (TLS from the first byte,
+    ///     as on port 465), or none (it offers its login in clear).
     init(directory: String, certificate: String, key: String, user: String, password: String, mechanisms: [String] = ["PLAIN", "LOGIN"],
-         starttls: Bool = true) throws {
+         tls: TLSMode = .starttls) throws {
         let script = """
             import email, email.policy, json, signal, ssl, sys
             from aiosmtpd.controller import Controller
             from aiosmtpd.smtp import AuthResult, LoginPassword
-            port, cert, key, log, user, password, offered, starttls = sys.argv[1:9]
-            starttls = starttls == 'yes'
+            port, cert, key, log, user, password, offered, mode = sys.argv[1:9]
+            starttls, implicit = mode == 'starttls', mode == 'implicit'
             offered = offered.split(',')
             class Handler:
                 async def handle_DATA(self, server, session, envelope):
                     raw = envelope.original_content or envelope.content
                     msg = email.message_from_bytes(raw, policy=email.policy.default)
-                    record = {'from': envelope.mail_from, 'to': envelope.rcpt_tos, 'tls': session.ssl is not None,
+                    # aiosmtpd sets session.ssl after STARTTLS only; an implicit listener is TLS throughout.
+                    record = {'from': envelope.mail_from, 'to': envelope.rcpt_tos, 'tls': session.ssl is not None or implicit,
                               'authenticated': bool(session.authenticated),
                               'headers': {k.lower(): str(v) for k, v in msg.items()}, 'body': msg.get_content(),
                               'raw': raw.decode('utf-8', 'replace')}
@@ -41,7 +46,9 @@ final class MailServer {
             context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
             context.load_cert_chain(cert, key)
             excluded = [m for m in ['PLAIN', 'LOGIN'] if m not in offered]
+            # aiosmtpd's auth_require_tls knows STARTTLS only: with implicit TLS the login is over TLS anyway.
             controller = Controller(Handler(), hostname='127.0.0.1', port=int(port), tls_context=context if starttls else None,
+                                    ssl_context=context if implicit else None,
                                     require_starttls=starttls, authenticator=authenticator, auth_required=True, auth_require_tls=starttls,
                                     auth_exclude_mechanism=excluded)
             controller.start()
@@ -54,7 +61,7 @@ final class MailServer {
         log = "\(directory)/mail.jsonl"
         // Debian's python3, where python3-aiosmtpd installs (another python3 may come first on PATH).
         pid = try spawn("/usr/bin/python3", ["\(directory)/smtp_server.py", "\(port)", certificate, key, log, user, password, mechanisms.joined(separator: ","),
-                                                  starttls ? "yes" : "no"],
+                                                  tls.rawValue],
                         stdout: "\(directory)/smtp.out", stderr: "\(directory)/smtp.err")
         do { _ = try waitForFile(log + ".ready", timeout: 20) } catch {
             let err = (try? String(contentsOfFile: "\(directory)/smtp.err", encoding: .utf8)) ?? ""
