@@ -52,6 +52,8 @@ public final class Notifier: @unchecked Sendable {
     private let condition = NSCondition()
     private var queue: [Delivery] = []
     private var inFlight = 0
+    /// What the delivery thread is sending now.
+    private var sending: Delivery?
     private var stopping = false
     private var failed = 0
     private let log: @Sendable (String) -> Void
@@ -145,13 +147,15 @@ public final class Notifier: @unchecked Sendable {
         let deadline = Date().addingTimeInterval(timeout)
         condition.lock()
         while (!queue.isEmpty || inFlight > 0) && Date() < deadline { _ = condition.wait(until: min(deadline, Date().addingTimeInterval(0.1))) }
-        let left = queue.count
+        let left = (sending.map { [($0, "still being sent")] } ?? []) + queue.map { ($0, "waiting to be sent") }
         let given = failed
         stopping = true
         condition.broadcast()
         condition.unlock()
-        if left > 0 { log("\(left) notification(s) not delivered before exit") }
-        return left + given
+        for (d, state) in left {
+            log("\(d.target.label): \(d.event.kind.rawValue) not delivered before exit (\(state) after \(Int(timeout))s)")
+        }
+        return left.count + given
     }
 
     private func deliverLoop() {
@@ -170,10 +174,12 @@ public final class Notifier: @unchecked Sendable {
             }
             guard var d = next else { condition.unlock(); continue }
             inFlight += 1
+            sending = d
             condition.unlock()
             let error = deliver(d)
             condition.lock()
             inFlight -= 1
+            sending = nil
             if let error {
                 d.attempt += 1
                 if d.attempt < attempts && !error.permanent {
