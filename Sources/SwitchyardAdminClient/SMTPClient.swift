@@ -47,7 +47,8 @@ public enum SMTPClient {
             connection = try HTTPClient.Connection.open(.tcp(host: server.host, port: server.port, tls: server.security == .implicit, ca: server.ca),
                                                         deadline: deadline)
         } catch {
-            throw Failure(description: "SMTP \(where_): \(error.description)", permanent: false)
+            // The client's error names the host and port already.
+            throw Failure(description: "SMTP: \(error.description)", permanent: false)
         }
         defer { connection.close() }
         var session = Session(connection: connection, server: where_)

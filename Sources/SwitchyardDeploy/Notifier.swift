@@ -78,6 +78,7 @@ public final class Notifier: @unchecked Sendable {
                 }
                 if let file {
                     guard let data = FileManager.default.contents(atPath: file) else { return (nil, "cannot read \(file) (the \(what))") }
+                    guard data.count <= 65536 else { return (nil, "\(file) (the \(what)) is over 64 KiB; is it the right file?") }
                     let value = String(decoding: data, as: UTF8.self).trimmingCharacters(in: .newlines)
                     guard !value.isEmpty else { return (nil, "\(file) (the \(what)) is empty") }
                     return (value, nil)
