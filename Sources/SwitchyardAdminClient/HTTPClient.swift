@@ -249,6 +249,22 @@ public enum HTTPClient {
             return out
         }
 
+        /// What the peer sent next (at most `limit` bytes); empty when it closed the connection.
+        func readSome(limit: Int = 16384) throws(ClientError) -> Data {
+            var chunk = [UInt8](repeating: 0, count: max(1, limit))
+            while true {
+                if deadline.timeIntervalSinceNow <= 0 { throw ClientError("no answer before the deadline") }
+                let n = chunk.withUnsafeMutableBytes { raw -> Int in
+                    if let ssl { return Int(SSL_read(ssl, raw.baseAddress, Int32(raw.count))) }
+                    return recv(fd, raw.baseAddress, raw.count, 0)
+                }
+                if n > 0 { return Data(chunk[0..<n]) }
+                if n < 0 && ssl == nil && errno == EINTR { continue }
+                if n < 0 && ssl == nil && (errno == EAGAIN || errno == EWOULDBLOCK) { throw ClientError("no answer before the deadline") }
+                return Data()
+            }
+        }
+
         func close() {
             if let ssl { SSL_shutdown(ssl); SSL_free(ssl) }
             if let context { SSL_CTX_free(context) }

@@ -36,6 +36,14 @@ public final class ConsoleReporter: @unchecked Sendable {
     private var flushDeadline: Date?
     private var stopFlush: (@Sendable () -> Bool)?
     private var result: Flush?
+    private var knownConsoleRollout: Int?
+
+    /// The console's number for the run's rollout, once the console has answered a report.
+    public var consoleRollout: Int? {
+        condition.lock()
+        defer { condition.unlock() }
+        return knownConsoleRollout
+    }
 
     /// Starts reporting.
     /// - Parameters:
@@ -125,6 +133,9 @@ public final class ConsoleReporter: @unchecked Sendable {
             let timeout = deadline.map { max(0.5, min(5, $0.timeIntervalSinceNow)) } ?? 5
             do {
                 let answer = try Self.exchange(history: history, client: client, rollout: id, timeout: timeout)
+                condition.lock()
+                knownConsoleRollout = answer.rollout
+                condition.unlock()
                 if lost { say("the console is reachable again (\(client.url)); reporting resumes") }
                 if !announced { say("reporting to the console \(client.url) as its rollout #\(answer.rollout)") }
                 lost = false

@@ -67,7 +67,7 @@ extension Rollout {
             if let trip = view.status.services[plan.service]?.guardTrip, trip.time != fleet.tripsBefore[address] {
                 fleet.tripsBefore[address] = trip.time
                 let reason = "the proxy's guard tripped\(fleet.proxies.count > 1 ? " on \(view.client.address)" : ""): \(trip.reason)"
-                emit(.guardTripped, "\(fleet.name): \(reason)", ["trip": trip.jsonObject, "proxy": address])
+                emit(.guardTripped, "\(fleet.name): \(reason)", ["trip": trip.jsonObject, "proxy": address, "reason": reason])
                 throw Failure(reason: reason)
             }
         }

@@ -148,12 +148,57 @@ public struct DeployPlan: Sendable {
     }
 
     public struct NotifyTarget: Sendable {
-        public enum Kind: String, Sendable { case slack, webhook }
+        public enum Kind: String, Sendable { case slack, webhook, email }
         public var kind: Kind
         /// Never printed: a webhook URL is a credential.
         public var url: String?
         public var urlEnv: String?
+        /// The CA bundle of a private CA: the webhook's, or the mail server's.
         public var ca: String?
+        /// Events sent to this receiver (`events:`); nil: the kind's default.
+        public var events: [String]?
+        /// Webhooks: the body, filled for each event (default: the event's JSON).
+        public var template: NotifyTemplate?
+        public var contentType = "application/json"
+        /// Webhooks: more request headers (not secrets: they are in the plan).
+        public var headers: [(name: String, value: String)] = []
+        /// Webhooks: the shared secret of the signature, from a variable or a file.
+        public var secretEnv: String?
+        public var secretFile: String?
+        /// Email: the message.
+        public var email: Email?
+
+        public struct Email: Sendable {
+            public enum Security: String, Sendable { case starttls, implicit, none }
+            public var to: [String] = []
+            public var from = ""
+            public var host = ""
+            public var port: UInt16 = 587
+            public var security: Security = .starttls
+            public var usernameEnv: String?
+            public var passwordEnv: String?
+            public var passwordFile: String?
+            public var subject: NotifyTemplate?
+            /// The port each security is usually served on, when `port` is not given.
+            static func defaultPort(_ security: Security) -> UInt16 {
+                switch security { case .starttls: return 587; case .implicit: return 465; case .none: return 25 }
+            }
+        }
+
+        public init(kind: Kind, url: String?, urlEnv: String?, ca: String?) {
+            self.kind = kind; self.url = url; self.urlEnv = urlEnv; self.ca = ca
+        }
+
+        /// Events each kind gets by default: everything notified, but email only what needs
+        /// someone (approval, a guard's trip) and the end.
+        public static let notifiedEvents = ["started", "step", "paused", "approval_needed", "promoted", "guard_tripped", "rolled_back", "failed", "finished"]
+        public static let emailEvents = ["approval_needed", "guard_tripped", "finished", "failed"]
+
+        /// Whether this receiver gets events of `kind`.
+        public func wants(_ event: String) -> Bool {
+            (events ?? (kind == .email ? Self.emailEvents : Self.notifiedEvents)).contains(event)
+        }
+
         /// The URL now (`url_env` is read when a rollout starts).
         public func resolvedURL(environment: [String: String]) -> String? {
             url ?? urlEnv.flatMap { environment[$0] }.flatMap { $0.isEmpty ? nil : $0 }
@@ -462,33 +507,152 @@ public enum PlanLoader {
         return .servers(count)
     }
 
+    static let notifyKeys = ["kind", "url", "url_env", "ca", "events", "template", "content_type", "headers", "secret_env", "secret_file",
+                             "to", "from", "host", "port", "tls", "username_env", "password_env", "password_file", "subject"]
+    static let webhookKeys: Set<String> = ["template", "content_type", "headers", "secret_env", "secret_file"]
+    static let emailKeys: Set<String> = ["to", "from", "host", "port", "tls", "username_env", "password_env", "password_file", "subject"]
+
     static func readNotify(_ node: Node, reader r: inout NodeReader) -> [DeployPlan.NotifyTarget] {
         guard let items = r.sequence(node, "notify") else { return [] }
         var result: [DeployPlan.NotifyTarget] = []
         for (i, item) in items.enumerated() {
             let path = "notify[\(i)]"
-            guard let f = r.mapping(item, path, allowed: ["kind", "url", "url_env", "ca"]) else { continue }
+            guard let f = r.mapping(item, path, allowed: notifyKeys) else { continue }
             var t = DeployPlan.NotifyTarget(kind: .webhook, url: nil, urlEnv: nil, ca: nil)
+            if let kindNode = f.first(where: { $0.key == "kind" })?.value, let s = r.scalar(kindNode, "\(path).kind") {
+                if let k = DeployPlan.NotifyTarget.Kind(rawValue: s) { t.kind = k } else { r.problem(kindNode, "\(path).kind", "\"\(s)\": use slack, webhook or email") }
+            }
+            var email = DeployPlan.NotifyTarget.Email()
+            var portGiven = false
+            var templateNode: Node?
             for (key, v) in f {
+                let keyPath = "\(path).\(key)"
+                if t.kind != .webhook && webhookKeys.contains(key) {
+                    r.problem(v, keyPath, "only for kind: webhook"); continue
+                }
+                if t.kind != .email && emailKeys.contains(key) {
+                    r.problem(v, keyPath, "only for kind: email"); continue
+                }
+                if t.kind == .email && (key == "url" || key == "url_env") {
+                    r.problem(v, keyPath, "kind: email sends to a mail server: give host, port, from and to"); continue
+                }
                 switch key {
-                case "kind":
-                    if let s = r.scalar(v, "\(path).kind") {
-                        if let k = DeployPlan.NotifyTarget.Kind(rawValue: s) { t.kind = k } else { r.problem(v, "\(path).kind", "\"\(s)\": use slack or webhook") }
-                    }
                 case "url":
                     // The URL itself is a secret: problems name the key, never the value.
-                    if let s = r.scalar(v, "\(path).url") {
-                        if HTTPURL(s) == nil { r.problem(v, "\(path).url", "not an http:// or https:// URL") } else { t.url = s }
+                    if let s = r.scalar(v, keyPath) {
+                        if HTTPURL(s) == nil { r.problem(v, keyPath, "not an http:// or https:// URL") } else { t.url = s }
                     }
-                case "url_env": t.urlEnv = r.scalar(v, "\(path).url_env")
-                case "ca": t.ca = r.scalar(v, "\(path).ca")
+                case "url_env": t.urlEnv = r.scalar(v, keyPath)
+                case "ca": t.ca = r.scalar(v, keyPath)
+                case "events":
+                    guard let list = r.sequence(v, keyPath) else { continue }
+                    var events: [String] = []
+                    for (j, e) in list.enumerated() {
+                        guard let s = r.scalar(e, "\(keyPath)[\(j)]") else { continue }
+                        if DeployPlan.NotifyTarget.notifiedEvents.contains(s) { events.append(s) }
+                        else { r.problem(e, "\(keyPath)[\(j)]", "\"\(s)\" is not notified; use: \(DeployPlan.NotifyTarget.notifiedEvents.joined(separator: ", "))") }
+                    }
+                    t.events = events
+                case "template": templateNode = v
+                case "content_type":
+                    if let s = r.scalar(v, keyPath) {
+                        if s.isEmpty || s.contains(where: { $0 == "\r" || $0 == "\n" }) { r.problem(v, keyPath, "a media type such as application/json or text/plain") }
+                        else { t.contentType = s }
+                    }
+                case "headers":
+                    guard let pairs = r.mapping(v, keyPath, allowed: []) else { continue }
+                    for (name, value) in pairs {
+                        guard let text = r.scalar(value, "\(keyPath).\(name)") else { continue }
+                        let reserved = ["host", "content-length", "content-type", "connection", "transfer-encoding",
+                                        "x-switchyard-signature", "x-switchyard-timestamp"]
+                        if name.isEmpty || !name.allSatisfy({ $0.isASCII && ($0.isLetter || $0.isNumber || "-_".contains($0)) }) {
+                            r.problem(value, "\(keyPath).\(name)", "not a header name (letters, digits, - and _)")
+                        } else if reserved.contains(name.lowercased()) {
+                            r.problem(value, "\(keyPath).\(name)", "set by switchyard itself\(name.lowercased() == "content-type" ? "; use content_type" : "")")
+                        } else if text.contains(where: { $0 == "\r" || $0 == "\n" }) {
+                            r.problem(value, "\(keyPath).\(name)", "a header value is one line")
+                        } else {
+                            t.headers.append((name, text))
+                        }
+                    }
+                case "secret_env": t.secretEnv = r.scalar(v, keyPath)
+                case "secret_file": t.secretFile = r.scalar(v, keyPath)
+                case "to":
+                    if case .scalar = v, let s = r.scalar(v, keyPath) { email.to = [s] }
+                    else if let list = r.sequence(v, keyPath) {
+                        email.to = list.enumerated().compactMap { r.scalar($0.element, "\(keyPath)[\($0.offset)]") }
+                    }
+                    for (j, address) in email.to.enumerated() where !isMailAddress(address) {
+                        r.problem(v, email.to.count > 1 ? "\(keyPath)[\(j)]" : keyPath, "\"\(address)\" is not a mail address such as ops@example.com")
+                    }
+                case "from":
+                    if let s = r.scalar(v, keyPath) {
+                        if isMailAddress(s) { email.from = s } else { r.problem(v, keyPath, "\"\(s)\" is not a mail address such as deploy@example.com") }
+                    }
+                case "host":
+                    if let s = r.scalar(v, keyPath) {
+                        if s.isEmpty || s.contains(where: { $0 == "/" || $0 == ":" && !s.hasPrefix("[") || $0.isWhitespace }) {
+                            r.problem(v, keyPath, "the mail server's name or address, without a port (port: is its own key)")
+                        } else { email.host = s.trimmingCharacters(in: CharacterSet(charactersIn: "[]")) }
+                    }
+                case "port":
+                    if let p = r.integer(v, keyPath, range: 1...65535), let port = UInt16(exactly: p) { email.port = port; portGiven = true }
+                case "tls":
+                    if let s = r.scalar(v, keyPath) {
+                        if let security = DeployPlan.NotifyTarget.Email.Security(rawValue: s) { email.security = security }
+                        else { r.problem(v, keyPath, "\"\(s)\": use starttls (the default), implicit (TLS from the start, port 465) or none") }
+                    }
+                case "username_env": email.usernameEnv = r.scalar(v, keyPath)
+                case "password_env": email.passwordEnv = r.scalar(v, keyPath)
+                case "password_file": email.passwordFile = r.scalar(v, keyPath)
+                case "subject":
+                    if let s = r.scalar(v, keyPath) {
+                        do { email.subject = try NotifyTemplate(s) } catch { r.problem(v, keyPath, error.message) }
+                    }
                 default: break
                 }
             }
-            if (t.url == nil) == (t.urlEnv == nil) { r.problem(item, path, "give exactly one of url or url_env (the variable that holds the URL)") }
+            if let templateNode, let s = r.scalar(templateNode, "\(path).template") {
+                do {
+                    let template = try NotifyTemplate(s)
+                    if NotifyTemplate.Escaping(contentType: t.contentType) == .json, let problem = template.jsonProblem() {
+                        r.problem(templateNode, "\(path).template", problem)
+                    } else {
+                        t.template = template
+                    }
+                } catch {
+                    r.problem(templateNode, "\(path).template", error.line > 1 ? "line \(error.line) of the template: \(error.message)" : error.message)
+                }
+            }
+            if t.secretEnv != nil && t.secretFile != nil { r.problem(item, path, "give one of secret_env or secret_file, not both") }
+            switch t.kind {
+            case .slack, .webhook:
+                if (t.url == nil) == (t.urlEnv == nil) { r.problem(item, path, "give exactly one of url or url_env (the variable that holds the URL)") }
+            case .email:
+                if !portGiven { email.port = DeployPlan.NotifyTarget.Email.defaultPort(email.security) }
+                if email.host.isEmpty { r.problem(item, "\(path).host", "missing: the mail server (e.g. smtp.example.com)") }
+                if email.from.isEmpty { r.problem(item, "\(path).from", "missing: the sender's address (e.g. deploy@example.com)") }
+                if email.to.isEmpty { r.problem(item, "\(path).to", "missing: one or more recipients") }
+                if email.passwordEnv != nil && email.passwordFile != nil { r.problem(item, path, "give one of password_env or password_file, not both") }
+                if (email.usernameEnv != nil) != (email.passwordEnv != nil || email.passwordFile != nil) {
+                    r.problem(item, path, "a login needs both username_env and password_env (or password_file); give both or neither")
+                }
+                if email.security == .none && email.usernameEnv != nil {
+                    r.problem(item, "\(path).tls", "none would send the password in clear; use starttls or implicit to log in")
+                }
+                t.email = email
+            }
             result.append(t)
         }
         return result
+    }
+
+    /// local@domain, one line, no spaces or angle brackets (they go into SMTP commands and headers).
+    static func isMailAddress(_ text: String) -> Bool {
+        let parts = text.split(separator: "@", omittingEmptySubsequences: false)
+        guard parts.count == 2, let local = parts.first, let domain = parts.last, !local.isEmpty, domain.contains("."), !domain.hasPrefix("."),
+              text.utf8.count <= 254 else { return false }
+        return !text.contains { $0.isWhitespace || "<>()[],;:\"\\".contains($0) || $0.asciiValue.map { $0 < 32 || $0 == 127 } == true }
     }
 }
 

@@ -64,6 +64,8 @@ public final class Rollout {
     let history: History
     let printer: ProgressPrinter
     var notifier: Notifier?
+    /// The console the run reports to, for the links in notifications (set before `run`).
+    public var console: NotifyConsole?
     /// Each environment's proxies, by environment name.
     var fleets: [String: ProxyFleet] = [:]
     var rolloutID = 0
@@ -155,7 +157,9 @@ public final class Rollout {
         liveProgress = progress
         let (history, id) = (self.history, rolloutID)
         startLockKeeper(connected, reason: lockReason) { let (env, text) = progress.get(); history.heartbeat(id, environment: env, progress: text) }
-        notifier = Notifier(plan: plan, environment: environment) { [printer] in printer.warn($0) }
+        let context = NotificationContext(actor: options.actor, run: options.run, rollout: rolloutID, environments: plan.environments.map(\.name),
+                                          change: options.change, console: console)
+        notifier = Notifier(plan: plan, environment: environment, context: context) { [printer] in printer.warn($0) }
         let many = plan.environments.filter { $0.proxies.count > 1 }
         emit(.started, "rollout #\(rolloutID): \(plan.service) \(version) through \(plan.environments.map(\.name).joined(separator: " → ")) by \(options.actor)"
              + (many.isEmpty ? "" : " (\(many.map { "\($0.name): \($0.proxies.count) proxies" }.joined(separator: ", ")))"),

@@ -103,7 +103,7 @@ import Testing
         #expect(found.contains { $0.contains("environments[1].guard") && $0.contains("strategy: canary") })
         #expect(found.contains { $0.contains("environments[2].admin") && $0.contains("also prod's proxy") })
         #expect(found.contains { $0.contains("{versoin}") })
-        #expect(found.contains { $0.contains("notify[0].kind") && $0.contains("slack or webhook") })
+        #expect(found.contains { $0.contains("notify[0].kind") && $0.contains("slack, webhook or email") })
         #expect(found.contains { $0.contains("analysis") && $0.contains("needs a criterion") })
     }
 

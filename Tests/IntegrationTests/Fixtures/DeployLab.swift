@@ -165,7 +165,7 @@ final class DeployLab {
     /// to the first `failFirst` requests to exercise the orchestrator's retries.
     func startReceiver(failFirst: Int = 0) throws -> String {
         let script = """
-            import http.server, sys
+            import base64, http.server, json, sys
             count = 0
             class H(http.server.BaseHTTPRequestHandler):
                 def do_POST(self):
@@ -176,6 +176,9 @@ final class DeployLab {
                         self.send_response(500); self.end_headers(); return
                     with open(sys.argv[2], 'ab') as f:
                         f.write(self.path.encode() + b' ' + body + b'\\n')
+                    with open(sys.argv[2] + '.jsonl', 'a') as f:
+                        f.write(json.dumps({'path': self.path, 'headers': {k.lower(): v for k, v in self.headers.items()},
+                                            'body': base64.b64encode(body).decode()}) + '\\n')
                     self.send_response(200); self.end_headers()
                 def log_message(self, *a): pass
             s = http.server.HTTPServer(('127.0.0.1', 0), H)
@@ -188,6 +191,16 @@ final class DeployLab {
         loads.append(pid) // stopped with the loads (SIGINT ends python too)
         receiverPort = UInt16(try waitForFile("\(directory)/receiver.port").trimmingCharacters(in: .whitespacesAndNewlines)) ?? 0
         return "http://127.0.0.1:\(receiverPort)/hooks/deploy"
+    }
+
+    /// Each request the receiver accepted: its path, lower-cased headers and exact body.
+    var webhookRequests: [(path: String, headers: [String: String], body: Data)] {
+        let text = (try? String(contentsOfFile: "\(directory)/webhook.log.jsonl", encoding: .utf8)) ?? ""
+        return text.split(separator: "\n").compactMap { line in
+            guard let object = (try? JSONSerialization.jsonObject(with: Data(line.utf8))) as? [String: Any],
+                  let body = (object["body"] as? String).flatMap({ Data(base64Encoded: $0) }) else { return nil }
+            return (object["path"] as? String ?? "", object["headers"] as? [String: String] ?? [:], body)
+        }
     }
 
     var webhookEvents: [[String: Any]] {
