@@ -198,6 +198,19 @@ struct CtlTests {
         #expect(jsonWatch.waitForExit(timeout: 5) == 0)
     }
 
+    @Test func watchRedrawsTheScreenOnATerminal() throws {
+        let s = try SwitchingScenario()
+        // `script` gives the watch a terminal; timeout sends Ctrl-C's SIGINT after 1.5 s.
+        let command = "timeout --preserve-status -s INT 1.5 '\(switchyardBinary)' ctl status --watch --interval 200ms --admin '\(s.socket)'"
+        let r = try run("/usr/bin/script", ["-q", "-e", "-c", command, "/dev/null"])
+        #expect(r.status == 0, "\(r.error)")
+        // Redrawn every interval, changed or not: clear screen, a heading, the view.
+        let draws = r.output.components(separatedBy: "\u{1B}[H\u{1B}[2J").count - 1
+        #expect(draws >= 3, "\(draws) draws: \(r.output)")
+        #expect(r.output.contains("Every 200ms: switchyard ctl status (unix://\(s.socket))"))
+        #expect(r.output.contains("SERVICE          ACTIVE"))
+    }
+
     // MARK: Exit codes
 
     @Test func exitCodesAreTheDocumentedOnes() throws {
