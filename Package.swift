@@ -111,6 +111,10 @@ let package = Package(
         .testTarget(name: "SwitchyardConsoleTests", dependencies: ["SwitchyardConsole", "SwitchyardConsoleAPI",
                                                                   .product(name: "Hummingbird", package: "hummingbird"),
                                                                   .product(name: "Yams", package: "Yams")]),
+        // The command line's structure (every admin API endpoint has a ctl command) and its parsers:
+        // the executable's own types, tested without starting it.
+        .testTarget(name: "SwitchyardCLITests", dependencies: ["switchyard", "SwitchyardAdminAPI",
+                                                               .product(name: "ArgumentParser", package: "swift-argument-parser")]),
         // The DNS server the name-resolution tests start is a Python script.
         .testTarget(name: "IntegrationTests", exclude: ["Fixtures/dns_server.py"]),
     ]

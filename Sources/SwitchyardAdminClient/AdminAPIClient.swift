@@ -38,6 +38,9 @@ public struct AdminAPIClient: Sendable {
     public var ifMatch: UInt64?
     /// Seconds each request may take, connecting included.
     public var timeout: Double
+    /// When set, keeps the body of each successful answer as the proxy wrote it (for callers
+    /// that print the API's own JSON, such as `switchyard ctl --json`).
+    public var answers: AnswerLog?
 
     public init(target: HTTPClient.Target, label: String? = nil, actor: String? = nil, bearer: String? = nil,
                 lockToken: String? = nil, ifMatch: UInt64? = nil, timeout: Double = 10) {
@@ -169,6 +172,7 @@ public struct AdminAPIClient: Sendable {
         }
         let response = try send(method: e.method, path: path, body: body)
         guard response.status == 200 else { throw Self.refusal(response) }
+        answers?.record(response.body)
         return response.body
     }
 
@@ -218,4 +222,17 @@ public struct AdminAPIClient: Sendable {
             throw .unreachable(label.map { "\($0): \(what)" } ?? what)
         }
     }
+}
+
+/// The body of the last successful answer a client received (see `AdminAPIClient.answers`).
+public final class AnswerLog: @unchecked Sendable {
+    private let lock = NSLock()
+    private var body: Data?
+
+    public init() {}
+
+    /// The last answer's body, as the proxy wrote it; nil before any.
+    public var last: Data? { lock.withLock { body } }
+
+    func record(_ data: Data) { lock.withLock { body = data } }
 }

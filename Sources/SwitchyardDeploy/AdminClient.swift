@@ -34,21 +34,15 @@ public final class AdminClient: @unchecked Sendable {
                 processEnvironment: [String: String]) throws(ClientError) {
         environment = env.name
         self.address = address
-        let target: HTTPClient.Target
+        let target = address.target(ca: env.ca, serverName: env.tlsServerName)
         var bearer: String? = nil
-        switch address {
-        case .unix(let path):
-            target = .unix(path)
-        case .tcp(let host, let port, let tls):
-            target = .tcp(host: host, port: port, tls: tls, ca: env.ca, serverName: env.tlsServerName)
-            if let token = processEnvironment[env.tokenEnv], !token.isEmpty {
-                bearer = token
-            } else if let file = env.tokenFile {
-                guard let text = try? String(contentsOfFile: file, encoding: .utf8) else {
-                    throw ClientError("environment \(env.name): cannot read token_file \(file)")
-                }
-                bearer = text.trimmingCharacters(in: .whitespacesAndNewlines)
-            } else {
+        if case .tcp = address {
+            do {
+                bearer = try AdminAddress.token(variable: env.tokenEnv, environment: processEnvironment, file: env.tokenFile)
+            } catch {
+                throw ClientError("environment \(env.name): \(error.description) (token_file)")
+            }
+            guard bearer != nil else {
                 throw ClientError("environment \(env.name): the TCP admin API needs a token; set \(env.tokenEnv) or token_file")
             }
         }

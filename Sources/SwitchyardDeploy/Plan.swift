@@ -23,32 +23,8 @@ public struct DeployPlan: Sendable {
     public enum Strategy: String, Sendable, CaseIterable { case bluegreen, canary, rolling }
 
     /// How the admin API of one proxy is reached.
-    public enum AdminAddress: Sendable, Equatable, CustomStringConvertible {
-        case unix(path: String)
-        case tcp(host: String, port: UInt16, tls: Bool)
-
-        public var description: String {
-            switch self {
-            case .unix(let path): return "unix://\(path)"
-            case .tcp(let host, let port, let tls): return "\(tls ? "https" : "http")://\(host):\(port)"
-            }
-        }
-
-        public static func parse(_ text: String) -> AdminAddress? {
-            if text.hasPrefix("unix://") {
-                let path = String(text.dropFirst("unix://".count))
-                return path.hasPrefix("/") ? .unix(path: path) : nil
-            }
-            for (scheme, tls) in [("https://", true), ("http://", false)] where text.hasPrefix(scheme) {
-                var rest = Substring(text.dropFirst(scheme.count))
-                if rest.hasSuffix("/") { rest = rest.dropLast() }
-                guard let colon = rest.lastIndex(of: ":"), let port = UInt16(rest[rest.index(after: colon)...]), port > 0 else { return nil }
-                let host = String(rest[..<colon]).trimmingCharacters(in: CharacterSet(charactersIn: "[]"))
-                return host.isEmpty ? nil : .tcp(host: host, port: port, tls: tls)
-            }
-            return nil
-        }
-    }
+    /// Where a proxy's admin API listens (the admin client's type, shared with `switchyard ctl --admin`).
+    public typealias AdminAddress = SwitchyardAdminClient.AdminAddress
 
     public enum Step: Sendable, Equatable {
         /// Canary share in basis points.

@@ -490,7 +490,7 @@ struct VersionCommand: ParsableCommand {
     @Option(help: "The module, e.g. api.") var module: String?
 
     func run() {
-        guard ticket != nil || module != nil else { print("switchyard \(Switchyard.release)"); return }
+        guard ticket != nil || module != nil else { print("switchyard \(Switchyard.release)"); return } // as `switchyard --version`
         guard let ticket, let module else { deployFail("give both --ticket and --module, e.g. --ticket OPS-142 --module api") }
         let name = VersionName.make(ticket: ticket, module: module)
         guard VersionName.isValid(name) else { deployFail("ticket and module may hold only letters, digits and - _ .") }

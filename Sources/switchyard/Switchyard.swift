@@ -11,13 +11,22 @@ struct Switchyard: ParsableCommand {
     /// subcommand's options only after its name: move the shared ctl options there.
     static func main() {
         var arguments = Array(CommandLine.arguments.dropFirst())
+        // Not a flag of the parser's: a root flag would also be parsed after a subcommand's
+        // name, and take `deploy run --version V` from it.
+        if arguments == ["--version"] {
+            print("switchyard \(release)")
+            return
+        }
         if arguments.first == "ctl" {
-            let shared: Set<String> = ["--admin", "--actor", "--lock-token", "--if-match"]
             var moved: [String] = []
             let i = 1
             while i < arguments.count, arguments[i].hasPrefix("--") {
                 let name = String(arguments[i].split(separator: "=", maxSplits: 1)[0])
-                guard shared.contains(name) else { break }
+                if AdminOptions.sharedFlags.contains(name) {
+                    moved.append(arguments.remove(at: i))
+                    continue
+                }
+                guard AdminOptions.sharedOptions.contains(name) else { break }
                 let takesNext = !arguments[i].contains("=") && i + 1 < arguments.count
                 moved += arguments[i...(takesNext ? i + 1 : i)]
                 arguments.removeSubrange(i...(takesNext ? i + 1 : i))
@@ -27,12 +36,14 @@ struct Switchyard: ParsableCommand {
         main(arguments)
     }
 
-    /// Printed by `switchyard version`. (No `--version` flag: `deploy run --version V` names the release.)
+    /// Printed by `switchyard --version` and `switchyard version`. (`deploy run --version V`
+    /// is that command's own option, which names the release being rolled out.)
     static let release = "0.2.0"
 
     static let configuration = CommandConfiguration(
         commandName: "switchyard",
         abstract: "A reverse-proxy traffic switcher: weighted pools, blue/green and canary routing.",
+        discussion: "switchyard --version (or switchyard version) prints the version.",
         subcommands: [Run.self, Check.self, Ctl.self, Deploy.self, ConsoleCommand.self, VersionCommand.self, HistoryCommand.self, Demo.self, DemoAppCommand.self])
 }
 

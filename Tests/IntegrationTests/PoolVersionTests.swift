@@ -54,7 +54,7 @@ struct PoolVersionTests {
         #expect(try metrics(s).contains(#"switchyard_pool_responses_total{pool="shop-green",class="2xx"} 1"#))
         #expect(try admin.call("PUT", "/v1/pools/shop-blue/version", body: #"{"version": ""}"#).status == 200)
         #expect(try s.ctl(["version", "api-blue", "--clear"]).status == 0)
-        #expect(try s.ctl(["version", "api-blue"]).status == 2) // neither a version nor --clear
+        #expect(try s.ctl(["version", "api-blue"]).status == 64) // bad usage: neither a version nor --clear
         let audit = try admin.call("GET", "/v1/audit").json["entries"] as? [[String: Any]] ?? []
         let first = try #require(audit.first { $0["action"] as? String == "version" })
         #expect(first["target"] as? String == "pool shop-green")
