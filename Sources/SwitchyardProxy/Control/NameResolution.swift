@@ -99,6 +99,7 @@ extension ControlPlane {
             let key = outcome.job.key
             switch outcome.result {
             case .success(let addresses):
+                if addresses.isEmpty { observed.dnsEmpty += 1 } else { observed.dnsSuccesses += 1 }
                 let hadAnswer = !(resolution.names.entries[key]?.addresses.isEmpty ?? true)
                 guard let change = resolution.names.recordAnswer(addresses, ticket: outcome.job.ticket, key: key,
                                                                  now: now, wallClock: wallClock) else {
@@ -122,6 +123,7 @@ extension ControlPlane {
                     }
                 }
             case .failure(let failure):
+                observed.dnsFailures += 1
                 if resolution.names.recordFailure(failure.reason, ticket: outcome.job.ticket, key: key, now: now, wallClock: wallClock),
                    let entry = resolution.names.entries[key] {
                     logFailure(entry)
