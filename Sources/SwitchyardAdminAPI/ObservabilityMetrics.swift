@@ -30,7 +30,7 @@ extension AdminMetric {
     /// Whether the last reload succeeded (1) or failed (0); 1 before any reload. A gauge.
     public static let lastReloadSuccess = "switchyard_last_reload_success"
     /// Resolutions of every server name together, by `outcome`: `success` (an answer with
-    /// addresses), `empty` (an answer without any) or `failure` (no answer, an error). A counter.
+    /// addresses) or `failure` (no answer, an error, or an answer without an address). A counter.
     public static let dnsOutcomes = "switchyard_dns_resolution_outcomes_total"
     /// Whether the proxy takes traffic (1) or is starting or draining (0): what `/ready` answers. A gauge.
     public static let ready = "switchyard_ready"

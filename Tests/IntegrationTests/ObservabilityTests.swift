@@ -209,6 +209,30 @@ struct ObservabilityTests {
         })
     }
 
+    @Test func nameResolutionsAreCountedByOutcome() throws {
+        let s = try DNSScenario(names: ["app.test": ["127.0.0.1"]])
+        let app = try s.scenario.upstream("app")
+        let port = freePort()
+        try s.startProxy("""
+        observability: { bind: 127.0.0.1:\(port) }
+        pools:
+          app:
+            servers: [{ address: app.test:\(app.port) }]
+        services: { web: { active: app } }
+        """)
+        #expect(try s.request().0 == 200)
+        func value(_ outcome: String) throws -> Double {
+            Self.sample(try Self.get(port, "/metrics").body, "switchyard_dns_resolution_outcomes_total{outcome=\"\(outcome)\"}") ?? -1
+        }
+        #expect(try value("success") >= 1)
+        #expect(try value("failure") == 0)
+        // Every second the name is asked again: answers count as successes, SERVFAIL as failures.
+        #expect(try Self.waitUntil { try value("success") >= 2 })
+        try s.dns.fail("servfail")
+        #expect(try Self.waitUntil { try value("failure") >= 1 })
+        #expect(try s.request().0 == 200) // the last good answer stays in use
+    }
+
     @Test func checkRefusesABadObservabilitySectionOrLogFormat() throws {
         let s = Scenario()
         let path = "\(s.directory)/bad.yaml"

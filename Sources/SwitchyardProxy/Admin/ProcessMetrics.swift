@@ -61,7 +61,6 @@ extension AdminServer {
 
         out += header(AdminMetric.dnsOutcomes, "counter", "Resolutions of all server names together, by outcome.")
         out += "\(AdminMetric.dnsOutcomes){outcome=\"success\"} \(observed.dnsSuccesses)\n"
-        out += "\(AdminMetric.dnsOutcomes){outcome=\"empty\"} \(observed.dnsEmpty)\n"
         out += "\(AdminMetric.dnsOutcomes){outcome=\"failure\"} \(observed.dnsFailures)\n"
         return out
     }

@@ -99,7 +99,8 @@ extension ControlPlane {
             let key = outcome.job.key
             switch outcome.result {
             case .success(let addresses):
-                if addresses.isEmpty { observed.dnsEmpty += 1 } else { observed.dnsSuccesses += 1 }
+                // An answer without any address is recorded as a failure (below, by recordAnswer).
+                if addresses.isEmpty { observed.dnsFailures += 1 } else { observed.dnsSuccesses += 1 }
                 let hadAnswer = !(resolution.names.entries[key]?.addresses.isEmpty ?? true)
                 guard let change = resolution.names.recordAnswer(addresses, ticket: outcome.job.ticket, key: key,
                                                                  now: now, wallClock: wallClock) else {

@@ -17,7 +17,6 @@ final class ObservedCounters {
     var lastReloadSucceeded = true
     /// Name resolutions of all names together, by outcome.
     var dnsSuccesses = 0
-    var dnsEmpty = 0
     var dnsFailures = 0
 
     func recordReload(success: Bool) {
