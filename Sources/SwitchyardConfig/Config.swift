@@ -28,6 +28,10 @@ public struct SwitchyardConfig: Sendable, Equatable {
     public var resolver = ResolverSettings()
     /// How names are resolved unless a pool says otherwise (`resolve`).
     public var resolve = ResolvePolicy()
+    /// The read-only observability listener (`/metrics`, `/ready`, `/live`); nil when off.
+    public var observability: ObservabilityConfig? = nil
+    /// How the proxy writes its own messages on standard error (`log_format`).
+    public var logFormat: LogFormat = .text
 
     public func pool(named name: String) -> PoolConfig? { pools.first { $0.name == name } }
 }
@@ -299,6 +303,21 @@ public struct MatchConfig: Sendable, Equatable {
     /// Lowercased; `*.example.com` matches any subdomain. Empty matches any host.
     public var hosts: [String]
     public var pathPrefix: String
+}
+
+/// The observability listener: metrics, readiness and liveness over plain HTTP, without a
+/// token and without any way to change anything.
+public struct ObservabilityConfig: Sendable, Equatable {
+    public var bind: SocketAddress
+    public init(bind: SocketAddress) { self.bind = bind }
+}
+
+/// The format of the proxy's own messages on standard error.
+public enum LogFormat: String, Sendable, Equatable, CaseIterable {
+    /// `switchyard: message` lines.
+    case text
+    /// One JSON object per line: `time`, `level`, `message` and fields.
+    case json
 }
 
 public enum AccessLogTarget: Sendable, Equatable {

@@ -203,7 +203,8 @@ public struct NodeReader {
     // MARK: The schema
 
     static let rootKeys = ["workers", "listeners", "pools", "services", "access_log", "limits", "timeouts",
-                           "shutdown_timeout", "admin", "state_file", "takeover_socket", "resolvers", "resolve"]
+                           "shutdown_timeout", "admin", "state_file", "takeover_socket", "resolvers", "resolve",
+                           "observability", "log_format"]
 
     mutating func readRoot(_ root: Node) -> SwitchyardConfig? {
         guard let pairs = mapping(root, "", allowed: Self.rootKeys) else { return nil }
@@ -234,6 +235,12 @@ public struct NodeReader {
             case "timeouts": config.timeouts = readTimeouts(value)
             case "shutdown_timeout": config.shutdownTimeout = duration(value, key) ?? config.shutdownTimeout
             case "admin": config.admin = readAdmin(value)
+            case "observability": config.observability = readObservability(value)
+            case "log_format":
+                if let text = scalar(value, key) {
+                    if let format = LogFormat(rawValue: text) { config.logFormat = format }
+                    else { problem(value, key, "\"\(text)\" is not a log format; use text or json") }
+                }
             case "takeover_socket":
                 if let path = scalar(value, key) {
                     if path.isEmpty || path.utf8.count > 100 { problem(value, key, "give a Unix socket path of at most 100 bytes") }
@@ -255,7 +262,32 @@ public struct NodeReader {
         else { problem(root, "pools", "missing; define at least one pool of servers") }
         if let servicesNode { config.services = readServices(servicesNode, pools: config.pools) }
         else { problem(root, "services", "missing; define at least one service that names a pool") }
+        if let observability = config.observability, let node = pairs.first(where: { $0.key == "observability" })?.value {
+            checkObservabilityBind(observability.bind, node: node, config: config)
+        }
         return config
+    }
+
+    /// `observability: { bind: 127.0.0.1:9100 }`.
+    mutating func readObservability(_ node: Node) -> ObservabilityConfig? {
+        guard let pairs = mapping(node, "observability", allowed: ["bind"]) else { return nil }
+        guard let bindNode = pairs.first(where: { $0.key == "bind" })?.value else {
+            problem(node, "observability.bind", "missing; give the address to serve /metrics, /ready and /live on, e.g. 127.0.0.1:9100")
+            return nil
+        }
+        guard let address = socketAddress(bindNode, "observability.bind") else { return nil }
+        return ObservabilityConfig(bind: address)
+    }
+
+    /// The observability listener may not take an address another listener of the file has.
+    mutating func checkObservabilityBind(_ address: SocketAddress, node: Node, config: SwitchyardConfig) {
+        let path = "observability.bind"
+        if config.listeners.contains(where: { $0.bind == address }) {
+            problem(node, path, "\(address) is also a listener's address; give the observability listener a port of its own, e.g. 127.0.0.1:9100")
+        }
+        if let tcp = config.admin?.tcp, tcp == address {
+            problem(node, path, "\(address) is also admin.tcp; give the observability listener a port of its own")
+        }
     }
 
     mutating func readListeners(_ node: Node) -> [ListenerConfig] {

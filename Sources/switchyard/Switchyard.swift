@@ -68,7 +68,15 @@ struct Run: ParsableCommand {
     func run() throws {
         let loaded: SwitchyardConfig
         do { loaded = try ConfigLoader.load(path: config) } catch { fail("configuration is invalid:\n\(error)") }
-        do { try ProxyServer(config: loaded, configPath: config).run(readyFile: readyFile, takeover: takeover) } catch { fail("\(error)") }
+        ProcessLog.use(loaded.logFormat)
+        do {
+            let server = try ProxyServer(config: loaded, configPath: config)
+            server.version = Switchyard.release
+            try server.run(readyFile: readyFile, takeover: takeover)
+        } catch {
+            ProcessLog.write("switchyard: \(error)", level: .error)
+            Glibc.exit(1)
+        }
     }
 }
 

@@ -205,6 +205,15 @@ extension ConsoleServer {
             let facts = try await self.deployments.statisticsRows(service: query.get("service"), environment: query.get("environment"), since: since, until: until)
             return JSONBody.response(["statistics": DeployStatistics.compute(facts, since: since, until: until)])
         }
+
+        // Prometheus text of the rollouts in the database (docs/console.md, "Metrics").
+        router.get("metrics") { _, context in
+            _ = try context.require(.read)
+            let rows = try await self.deployments.metricsRows()
+            let text = RolloutMetrics.text(deployments: rows.deployments, steps: rows.steps)
+            return Response(status: .ok, headers: [.contentType: "text/plain; version=0.0.4", .cacheControl: "no-store"],
+                            body: .init(byteBuffer: ByteBuffer(string: text)))
+        }
     }
 
     func overview(_ name: String, source: String, latest: [RolloutDetail.Deployment], running: [RolloutSummary],

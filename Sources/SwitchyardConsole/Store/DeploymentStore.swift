@@ -96,6 +96,29 @@ public struct DeploymentStore: Sendable {
     }
 }
 
+extension DeploymentStore {
+    /// Every deployment and every step's time: what the console's `/metrics` is computed from.
+    public func metricsRows() async throws -> (deployments: [RolloutMetrics.Deployment], steps: [RolloutMetrics.Step]) {
+        let deployments = try await sql.raw("""
+            SELECT rollout_id, local_id, service, environment, outcome, started_at, ended_at FROM deployments
+            """).all().map { row in
+            RolloutMetrics.Deployment(rolloutID: try row.decode(column: "rollout_id", as: Int.self),
+                                      localID: try row.decode(column: "local_id", as: Int.self),
+                                      service: try row.decode(column: "service", as: String.self),
+                                      environment: try row.decode(column: "environment", as: String.self),
+                                      outcome: try row.decode(column: "outcome", as: String.self),
+                                      startedAt: try row.decode(column: "started_at", as: String.self),
+                                      endedAt: try row.decode(column: "ended_at", as: String?.self))
+        }
+        let steps = try await sql.raw("SELECT rollout_id, deployment_local_id, time FROM steps").all().map { row in
+            RolloutMetrics.Step(rolloutID: try row.decode(column: "rollout_id", as: Int.self),
+                                deploymentLocalID: try row.decode(column: "deployment_local_id", as: Int.self),
+                                time: try row.decode(column: "time", as: String.self))
+        }
+        return (deployments, steps)
+    }
+}
+
 /// One finished deployment as statistics see it.
 public struct DeploymentFacts: Codable, Sendable, Equatable {
     public var id: Int

@@ -61,8 +61,11 @@ extension AdminServer {
     }
 
     /// Prometheus text: per service, per pool (the sum of its servers) and per server, each
-    /// with responses by class, failures, active requests and a latency histogram.
-    func metrics() -> String {
+    /// with responses by class, failures, active requests and a latency histogram; then the
+    /// process's own metrics. The observability listener serves the same text.
+    func metrics() -> String { Self.metrics(control: control) }
+
+    static func metrics(control: ControlPlane) -> String {
         let stats = control.collectStats()
         let snapshot = control.snapshot()
         /// HELP and TYPE lines: the start of a metric family's group.
@@ -151,7 +154,8 @@ extension AdminServer {
                 out += "\(AdminMetric.serverReady){pool=\"\(pool.name)\",server=\"\(server.name)\"} \(server.state == .ready ? 1 : 0)\n"
             }
         }
-        out += resolutionMetrics()
+        out += resolutionMetrics(control: control)
+        out += processMetrics(control: control, stats: stats)
         return out
     }
 }

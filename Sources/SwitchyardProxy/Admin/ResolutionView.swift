@@ -44,7 +44,7 @@ extension AdminServer {
     }
 
     /// Prometheus lines for every name.
-    func resolutionMetrics() -> String {
+    static func resolutionMetrics(control: ControlPlane) -> String {
         let entries = control.resolution.names.entries.values.sorted { $0.key < $1.key }
         guard !entries.isEmpty else { return "" }
         func header(_ name: String, _ type: String, _ help: String) -> String { "# HELP \(name) \(help)\n# TYPE \(name) \(type)\n" }

@@ -76,7 +76,7 @@ extension ControlPlane {
         guardTrips[name] = trip
         guardTripCounts[name, default: 0] += 1
         guardWindows[name] = nil
-        FileHandle.standardError.write(Data("switchyard: canary guard tripped for service \(name): \(reason); canary weight set to 0\n".utf8))
+        logToStandardError("switchyard: canary guard tripped for service \(name): \(reason); canary weight set to 0", level: .warning)
     }
 }
 

@@ -34,6 +34,10 @@ public final class ControlPlane: HealthCheckHost {
     /// Servers given by DNS name: their answers, resolver threads and timers (NameResolution.swift).
     let resolution = NameResolutionState()
     let publisher = WorkerPublisher()
+    /// Reloads, resolution outcomes, the release and the phase, for `/metrics` and `/ready`.
+    let observed = ObservedCounters()
+    /// The access log, whose dropped lines and write errors `/metrics` reports.
+    var accessLog: AccessLog?
     var workers: [Worker] {
         get { publisher.workers }
         set { publisher.workers = newValue }

@@ -213,7 +213,8 @@ final class HealthChecker {
     }
 
     private func transition(_ entry: ServerHealth, _ what: String) {
-        FileHandle.standardError.write(Data("switchyard: health: \(entry.key) is \(what)\n".utf8))
+        logToStandardError("switchyard: health: \(entry.key) is \(what)", level: what.hasPrefix("DOWN") ? .warning : .info,
+                           fields: ["server": entry.key])
         host.healthChanged()
     }
 

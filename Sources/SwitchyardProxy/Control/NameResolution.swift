@@ -99,6 +99,8 @@ extension ControlPlane {
             let key = outcome.job.key
             switch outcome.result {
             case .success(let addresses):
+                // An answer without any address is recorded as a failure (below, by recordAnswer).
+                if addresses.isEmpty { observed.dnsFailures += 1 } else { observed.dnsSuccesses += 1 }
                 let hadAnswer = !(resolution.names.entries[key]?.addresses.isEmpty ?? true)
                 guard let change = resolution.names.recordAnswer(addresses, ticket: outcome.job.ticket, key: key,
                                                                  now: now, wallClock: wallClock) else {
@@ -122,6 +124,7 @@ extension ControlPlane {
                     }
                 }
             case .failure(let failure):
+                observed.dnsFailures += 1
                 if resolution.names.recordFailure(failure.reason, ticket: outcome.job.ticket, key: key, now: now, wallClock: wallClock),
                    let entry = resolution.names.entries[key] {
                     logFailure(entry)

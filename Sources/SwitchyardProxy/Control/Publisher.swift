@@ -22,7 +22,9 @@ final class WorkerPublisher {
             worker.notifySnapshot()
         }
         let deadline = start + 5_000_000
-        while workers.contains(where: { $0.acknowledgedGeneration.load(ordering: .acquiring) < snapshot.generation }) {
+        // A worker that has stopped (during a graceful stop) never answers again.
+        while workers.contains(where: { $0.acknowledgedGeneration.load(ordering: .acquiring) < snapshot.generation
+                                        && !$0.exited.load(ordering: .acquiring) }) {
             if monotonicMicroseconds() > deadline { break }
             sched_yield()
         }
@@ -37,7 +39,7 @@ final class WorkerPublisher {
         statsRound += 1
         for worker in workers { worker.requestStats(round: statsRound) }
         let deadline = monotonicMicroseconds() + 2_000_000
-        while workers.contains(where: { $0.statsAnswered.load(ordering: .acquiring) < statsRound }),
+        while workers.contains(where: { $0.statsAnswered.load(ordering: .acquiring) < statsRound && !$0.exited.load(ordering: .acquiring) }),
               monotonicMicroseconds() < deadline {
             sched_yield()
         }
@@ -52,6 +54,7 @@ final class WorkerPublisher {
             add(copy.services, to: &total.services)
             total.tlsHandshakeFailures += copy.tlsHandshakeFailures
             total.acceptErrors += copy.acceptErrors
+            total.clientConnections.append(copy.clientConnections.reduce(0, +))
         }
         return total
     }

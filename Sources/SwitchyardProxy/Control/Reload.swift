@@ -21,6 +21,8 @@ extension ControlPlane {
         if old.admin != new.admin { keys.append("admin") }
         if old.stateFile != new.stateFile { keys.append("state_file") }
         if old.shutdownTimeout != new.shutdownTimeout { keys.append("shutdown_timeout") }
+        if old.observability != new.observability { keys.append("observability") }
+        if old.logFormat != new.logFormat { keys.append("log_format") }
         return keys
     }
 
@@ -30,6 +32,17 @@ extension ControlPlane {
     /// from the file's routing. An invalid file is refused, and the running configuration
     /// stays. Returns the new generation and warnings for settings that need a restart.
     public func reload(reset: Bool, actor: Actor) throws(AdminError) -> (generation: UInt64, notes: [String]) {
+        do throws(AdminError) {
+            let result = try reloadFile(reset: reset, actor: actor)
+            observed.recordReload(success: true)
+            return result
+        } catch {
+            observed.recordReload(success: false)
+            throw error
+        }
+    }
+
+    private func reloadFile(reset: Bool, actor: Actor) throws(AdminError) -> (generation: UInt64, notes: [String]) {
         guard let configPath else {
             throw AdminError(409, "nothing to reload", "this instance runs an embedded configuration, not a file")
         }
@@ -70,6 +83,8 @@ extension ControlPlane {
         applied.admin = config.admin
         applied.stateFile = config.stateFile
         applied.shutdownTimeout = config.shutdownTimeout
+        applied.observability = config.observability
+        applied.logFormat = config.logFormat
         let saved = savedState()
         config = applied
         state = next

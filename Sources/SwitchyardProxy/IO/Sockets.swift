@@ -183,8 +183,8 @@ enum EventFlags {
     static let signal = Int16(EV_SIGNAL)
 }
 
-/// Writes an operator message to standard error (rare events only: ejections, returns).
-func logToStandardError(_ text: String) {
-    var line = text + "\n"
-    line.withUTF8 { _ = write(STDERR_FILENO, $0.baseAddress, $0.count) }
+/// Writes an operator message to standard error (rare events only: ejections, returns), as
+/// text or as a JSON line (`log_format`); see ProcessLog.
+func logToStandardError(_ text: String, level: ProcessLog.Level = .info, fields: [String: String] = [:]) {
+    ProcessLog.write(text, level: level, fields: fields)
 }

@@ -26,6 +26,10 @@ public final class AccessLog: Sendable {
     private let path: String?
     /// Batches dropped because the writer could not keep up.
     public let droppedBytes = Atomic<Int>(0)
+    /// Lines in the batches dropped (`switchyard_access_log_dropped_lines_total`).
+    public let droppedLines = Atomic<Int>(0)
+    /// Writes that failed; the rest of that batch is lost (`switchyard_access_log_write_errors_total`).
+    public let writeErrors = Atomic<Int>(0)
     static let maxQueuedBytes = 64 * 1024 * 1024
 
     /// Opens the log: `nil` path means standard output.
@@ -61,7 +65,15 @@ public final class AccessLog: Sendable {
             q.queuedBytes += batch.count
             return true
         }
-        if accepted { wakeup.signal() } else { droppedBytes.add(batch.count, ordering: .relaxed) }
+        if accepted {
+            wakeup.signal()
+        } else {
+            droppedBytes.add(batch.count, ordering: .relaxed)
+            // Only when dropping (rare): every line ends with a newline.
+            var lines = 0
+            for byte in batch where byte == 0x0A { lines += 1 }
+            droppedLines.add(lines, ordering: .relaxed)
+        }
     }
 
     /// Writes what is queued and stops the writer thread (which closes the file).
@@ -90,7 +102,11 @@ public final class AccessLog: Sendable {
                     var offset = 0
                     while offset < raw.count {
                         let n = write(fd, base + offset, raw.count - offset)
-                        if n <= 0 { if errno == EINTR { continue }; return }
+                        if n <= 0 {
+                            if errno == EINTR { continue }
+                            writeErrors.add(1, ordering: .relaxed)
+                            return
+                        }
                         offset += n
                     }
                 }

@@ -31,6 +31,13 @@ public final class ProxyServer {
     private var signalEvents: [OpaquePointer] = []
     /// The addresses actually bound (port 0 in the configuration is resolved here).
     public private(set) var boundAddresses: [SocketAddress] = []
+    /// The read-only listener of `/metrics`, `/ready` and `/live` (`observability`).
+    private var observability: ObservabilityServer?
+    /// The release of the binary, reported as `switchyard_build_info{version}`.
+    public var version: String {
+        get { control.observed.version }
+        set { control.observed.version = newValue }
+    }
 
     /// Loads the saved runtime state (if `state_file` is set) on top of `config`.
     /// - Parameter configPath: the file `config` came from; SIGHUP and `POST /v1/reload` read it again.
@@ -48,13 +55,14 @@ public final class ProxyServer {
     /// - Parameter takeover: take the listening sockets of the Switchyard running with the same
     ///   `takeover_socket` instead of binding; it drains and exits once this one serves.
     public func run(readyFile: String? = nil, takeover: Bool = false) throws {
+        ProcessLog.use(config.logFormat)
         signal(SIGPIPE, SIG_IGN)
         // logrotate's SIGUSR1 must never stop the proxy, even before the control loop handles it.
         signal(SIGUSR1, SIG_IGN)
         // Every connection takes a descriptor: use all the hard limit allows.
         let openFiles = Sockets.raiseOpenFileLimit()
         if openFiles < UInt64(config.limits.maxConnections) {
-            FileHandle.standardError.write(Data("switchyard: warning: the open-file limit (\(openFiles), the hard limit) is below limits.max_connections (\(config.limits.maxConnections)); at the limit new connections wait in the accept queue; raise it (LimitNOFILE= in systemd, ulimit -Hn)\n".utf8))
+            logToStandardError("switchyard: warning: the open-file limit (\(openFiles), the hard limit) is below limits.max_connections (\(config.limits.maxConnections)); at the limit new connections wait in the accept queue; raise it (LimitNOFILE= in systemd, ulimit -Hn)", level: .warning)
         }
         // A parent may have left these blocked (the mask is inherited); we must see them.
         var stopSignals = sigset_t()
@@ -68,9 +76,10 @@ public final class ProxyServer {
         case .stdout: accessLog = try AccessLog(path: nil)
         case .file(let path): accessLog = try AccessLog(path: path)
         }
+        control.accessLog = accessLog
 
         for note in control.restoreNotes {
-            FileHandle.standardError.write(Data("switchyard: state file: \(note)\n".utf8))
+            logToStandardError("switchyard: state file: \(note)")
         }
         // Servers given by name serve from the first request on: resolve before the workers start.
         control.resolveNamesAtStart()
@@ -155,9 +164,15 @@ public final class ProxyServer {
         if let adminConfig = config.admin {
             admin = try AdminServer(control: control, base: base, config: adminConfig, replace: takeover)
         }
+        if let observabilityConfig = config.observability {
+            observability = try ObservabilityServer(control: control, base: base, bind: observabilityConfig.bind)
+        }
         if let path = config.takeoverSocket {
             takeoverServer = try TakeoverServer(path: path, base: base, listeners: listenerFDs) { [weak self] in
                 self?.handedOver = true
+                // The new process serves /ready now; this one stops answering there.
+                self?.control.observed.phase = .draining
+                self?.observability?.close()
                 if let base = self?.controlBase { event_base_loopbreak(base) }
             }
         }
@@ -201,36 +216,44 @@ public final class ProxyServer {
             notifySystemd("READY=1")
         }
         let names = boundAddresses.map(\.description).joined(separator: ", ")
-        FileHandle.standardError.write(Data("switchyard: listening on \(names) with \(workerCount) worker(s)\n".utf8))
+        logToStandardError("switchyard: listening on \(names) with \(workerCount) worker(s)")
+        control.observed.phase = .serving
 
         event_base_dispatch(base)
 
         // Graceful stop: workers stop accepting, finish in-flight requests, close idle connections.
+        control.observed.phase = .draining
         for worker in workers { worker.requestStop(soft: handedOver) }
         let deadline = DispatchTime.now() + .milliseconds(Int(config.shutdownTimeout.milliseconds))
-        if finished.wait(timeout: deadline) == .timedOut {
-            FileHandle.standardError.write(Data("switchyard: shutdown_timeout reached; closing remaining connections\n".utf8))
+        if !serveWhileDraining(base: base, finished: finished, until: deadline) {
+            logToStandardError("switchyard: shutdown_timeout reached; closing remaining connections", level: .warning)
             for worker in workers { worker.requestForcedStop() }
             finished.wait()
         }
         admin?.close()
+        observability?.close()
         takeoverServer?.close()
         control.health?.stop()
         for event in signalEvents { event_free(event) }
         event_base_free(base)
         accessLog?.close()
-        FileHandle.standardError.write(Data("switchyard: stopped\n".utf8))
+        logToStandardError("switchyard: stopped")
     }
 
     fileprivate func onSignal(_ number: Int32) {
+        // Stopping: the control loop still serves the observability listener and the admin
+        // API while connections drain, but nothing new starts.
+        if control.observed.phase == .draining && (number == SIGHUP || number == SIGUSR2) {
+            logToStandardError("switchyard: signal \(number) ignored: stopping", level: .warning)
+            return
+        }
         if number == SIGHUP {
             do {
                 let (generation, notes) = try control.reload(reset: false, actor: Actor(user: "SIGHUP", label: nil))
-                var message = "switchyard: SIGHUP: configuration reloaded (generation \(generation))\n"
-                for note in notes { message += "switchyard: reload: \(note)\n" }
-                FileHandle.standardError.write(Data(message.utf8))
+                logToStandardError("switchyard: SIGHUP: configuration reloaded (generation \(generation))", fields: ["generation": "\(generation)"])
+                for note in notes { logToStandardError("switchyard: reload: \(note)", level: .warning) }
             } catch {
-                FileHandle.standardError.write(Data("switchyard: SIGHUP: \(error.error): \(error.detail)\n".utf8))
+                logToStandardError("switchyard: SIGHUP: \(error.error): \(error.detail)", level: .error)
             }
             return
         }
@@ -241,20 +264,40 @@ public final class ProxyServer {
         if number == SIGUSR1 {
             // logrotate: the file was moved away; lines go on to a new file at the same path.
             if case .file = config.accessLog { accessLog?.reopen() }
-            else { FileHandle.standardError.write(Data("switchyard: SIGUSR1: the access log is not a file; nothing to reopen\n".utf8)) }
+            else { logToStandardError("switchyard: SIGUSR1: the access log is not a file; nothing to reopen", level: .warning) }
             return
         }
         let name = number == SIGTERM ? "SIGTERM" : "SIGINT"
-        FileHandle.standardError.write(Data("switchyard: \(name) received; draining connections\n".utf8))
+        guard control.observed.phase != .draining else { return }
+        control.observed.phase = .draining
+        logToStandardError("switchyard: \(name) received; draining connections")
         notifySystemd("STOPPING=1")
         if let controlBase { event_base_loopbreak(controlBase) }
+    }
+
+    /// Runs the control loop while the workers drain, so that `/ready` answers 503 and
+    /// `/metrics` shows the drain (and the admin API keeps answering). Returns whether every
+    /// worker finished before `deadline`.
+    private func serveWhileDraining(base: OpaquePointer, finished: DispatchGroup, until deadline: DispatchTime) -> Bool {
+        // A tick, so that the loop comes back to look at the workers at least every 50 ms.
+        guard let tick = event_new(base, -1, EventFlags.persist, { _, _, _ in }, nil) else {
+            return finished.wait(timeout: deadline) == .success
+        }
+        defer { event_free(tick) }
+        var tv = timeval(milliseconds: 50)
+        event_add(tick, &tv)
+        while finished.wait(timeout: .now()) == .timedOut {
+            if DispatchTime.now() >= deadline { return false }
+            event_base_loop(base, Int32(EVLOOP_ONCE))
+        }
+        return true
     }
 
     /// SIGUSR2: start the binary on disk (possibly upgraded) with --takeover; it takes the
     /// listening sockets, and this process drains once it serves.
     private func startSuccessor() {
         guard config.takeoverSocket != nil, let configPath = control.configPath else {
-            FileHandle.standardError.write(Data("switchyard: SIGUSR2: a binary upgrade needs takeover_socket and a configuration file; ignored\n".utf8))
+            logToStandardError("switchyard: SIGUSR2: a binary upgrade needs takeover_socket and a configuration file; ignored", level: .warning)
             return
         }
         let child = Process()
@@ -262,9 +305,9 @@ public final class ProxyServer {
         child.arguments = ["run", "--config", configPath, "--takeover"]
         do {
             try child.run()
-            FileHandle.standardError.write(Data("switchyard: SIGUSR2: started \(executablePath) (pid \(child.processIdentifier)) to take over\n".utf8))
+            logToStandardError("switchyard: SIGUSR2: started \(executablePath) (pid \(child.processIdentifier)) to take over")
         } catch {
-            FileHandle.standardError.write(Data("switchyard: SIGUSR2: cannot start \(executablePath): \(error); still serving\n".utf8))
+            logToStandardError("switchyard: SIGUSR2: cannot start \(executablePath): \(error); still serving", level: .error)
         }
     }
 

@@ -106,7 +106,7 @@ final class TakeoverServer {
             fds.withUnsafeBufferPointer { sy_send_fds(client, $0.baseAddress, Int32(fds.count), raw.baseAddress, raw.count) }
         }
         guard sent > 0 else { Glibc.close(client); return }
-        FileHandle.standardError.write(Data("switchyard: takeover: handed \(fds.count) listening socket(s) to a new process; waiting for it to be ready\n".utf8))
+        logToStandardError("switchyard: takeover: handed \(fds.count) listening socket(s) to a new process; waiting for it to be ready")
         let wait = event_new(base, client, EventFlags.read, takeoverReadyCallback, Unmanaged.passUnretained(self).toOpaque())!
         pending[client] = wait
         var tv = timeval(milliseconds: 60_000)
@@ -119,10 +119,10 @@ final class TakeoverServer {
         if let wait = pending.removeValue(forKey: client) { event_free(wait) }
         Glibc.close(client)
         if n >= 6 && String(decoding: answer[0..<6], as: UTF8.self) == "READY\n" {
-            FileHandle.standardError.write(Data("switchyard: takeover: the new process serves; draining and exiting\n".utf8))
+            logToStandardError("switchyard: takeover: the new process serves; draining and exiting")
             onHandedOver()
         } else {
-            FileHandle.standardError.write(Data("switchyard: takeover: the new process did not become ready; still serving\n".utf8))
+            logToStandardError("switchyard: takeover: the new process did not become ready; still serving", level: .warning)
         }
     }
 

@@ -57,4 +57,6 @@ struct StatsCopy: Sendable {
     var services: [Int] = []
     var tlsHandshakeFailures = 0
     var acceptErrors = 0
+    /// Open client connections of each worker, by worker index (`switchyard_client_connections`).
+    var clientConnections: [Int] = []
 }

@@ -69,6 +69,9 @@ final class Worker: @unchecked Sendable {
     /// request is answered with Connection: close) so no client request races a close.
     let softStop = Atomic<Bool>(false)
     let forcedStopRequested = Atomic<Bool>(false)
+    /// Set once the event loop has returned: the control plane no longer waits for this
+    /// worker's answers (its last counters stay in `statsSlot`).
+    let exited = Atomic<Bool>(false)
 
     var balancers: [PoolBalancer] = []
     /// Resolved addresses, indexed by server id.
@@ -193,6 +196,14 @@ final class Worker: @unchecked Sendable {
         for up in idle.flatMap({ $0 }) { up.close() }
         idle.removeAll()
         flushLog()
+        statsSlot.withLock { $0 = statsCopy() }
+        exited.store(true, ordering: .releasing)
+    }
+
+    /// This worker's counters as the control plane reads them.
+    func statsCopy() -> StatsCopy {
+        StatsCopy(servers: stats, services: serviceStats, tlsHandshakeFailures: tlsHandshakeFailures,
+                  acceptErrors: acceptErrors, clientConnections: [clientCount])
     }
 
     // MARK: Control plane → worker (any thread)
@@ -234,10 +245,8 @@ final class Worker: @unchecked Sendable {
         acknowledgedGeneration.store(newest.generation, ordering: .releasing)
         let asked = statsRequested.load(ordering: .acquiring)
         if asked != statsAnswered.load(ordering: .relaxed) {
-            statsSlot.withLock {
-                $0 = StatsCopy(servers: stats, services: serviceStats, tlsHandshakeFailures: tlsHandshakeFailures,
-                               acceptErrors: acceptErrors)
-            }
+            let copy = statsCopy()
+            statsSlot.withLock { $0 = copy }
             statsAnswered.store(asked, ordering: .releasing)
         }
         if stopRequested.load(ordering: .acquiring) && !stopping { beginStop() }

@@ -1,0 +1,126 @@
+import CLibevent
+import Foundation
+import Glibc
+import SwitchyardConfig
+
+/// The observability listener (`observability.bind`): `GET /metrics` (the admin API's
+/// Prometheus text), `GET /ready` and `GET /live`, over plain HTTP without a token. It can
+/// change nothing: every other path is 404 and every other method 405. Served by evhttp on the
+/// control thread like the admin API, so it never blocks a worker; it stays up while
+/// connections drain at a graceful stop, so that `/ready` says 503 then.
+final class ObservabilityServer {
+    let control: ControlPlane
+    private var http: OpaquePointer?
+    /// Connections that have sent a request and are still open.
+    private var connections = Set<OpaquePointer>()
+
+    /// Limits, as on the TCP admin listener: the request head, how long a connection may stay
+    /// silent or unfinished, how many may have requests at once.
+    static let maxHeaderBytes = 8192
+    static let maxBodyBytes = 1024
+    static let timeoutSeconds: Int32 = 10
+    static let maxConnections = 64
+    static let paths = ["/metrics", "/ready", "/live"]
+
+    init(control: ControlPlane, base: OpaquePointer, bind address: SocketAddress) throws {
+        self.control = control
+        guard let http = evhttp_new(base) else { throw ProxyError("evhttp_new failed") }
+        self.http = http
+        // Every method reaches the handler, so that the answer to one that changes things is a plain 405.
+        evhttp_set_allowed_methods(http, UInt16.max)
+        evhttp_set_max_body_size(http, Self.maxBodyBytes)
+        evhttp_set_max_headers_size(http, Self.maxHeaderBytes)
+        evhttp_set_timeout(http, Self.timeoutSeconds)
+        // SO_REUSEPORT (as the listeners): a process taking over binds the same address while this one hands over.
+        let fd: Int32
+        do { fd = try Sockets.listen(on: address, backlog: 128) } catch {
+            evhttp_free(http)
+            self.http = nil
+            throw ProxyError("cannot listen on observability.bind \(address): \(error); is the port in use?")
+        }
+        guard evhttp_accept_socket(http, fd) == 0 else {
+            Glibc.close(fd)
+            evhttp_free(http)
+            self.http = nil
+            throw ProxyError("cannot serve observability.bind \(address)")
+        }
+        evhttp_set_gencb(http, observabilityRequestCallback, Unmanaged.passUnretained(self).toOpaque())
+    }
+
+    func close() {
+        if let http { evhttp_free(http) }
+        http = nil
+        connections.removeAll()
+    }
+
+    struct Reply {
+        var status: Int
+        var body: String
+        var contentType = "text/plain; charset=utf-8"
+        var allow: String? = nil
+    }
+
+    /// The answer to `method` on `path` (the query string already removed).
+    func reply(method: evhttp_cmd_type, path: String) -> Reply {
+        guard Self.paths.contains(path) else {
+            return Reply(status: 404, body: "no such path: the observability listener serves GET /metrics, /ready and /live\n")
+        }
+        guard method == EVHTTP_REQ_GET || method == EVHTTP_REQ_HEAD else {
+            return Reply(status: 405, body: "\(path) takes GET; the observability listener changes nothing\n", allow: "GET, HEAD")
+        }
+        switch path {
+        case "/metrics":
+            return Reply(status: 200, body: AdminServer.metrics(control: control), contentType: "text/plain; version=0.0.4")
+        case "/ready":
+            switch control.observed.phase {
+            case .serving: return Reply(status: 200, body: "ready\n")
+            case .starting: return Reply(status: 503, body: "starting\n")
+            case .draining: return Reply(status: 503, body: "draining\n")
+            }
+        default:
+            return Reply(status: 200, body: "live\n")
+        }
+    }
+
+    fileprivate func handle(_ req: OpaquePointer) {
+        var answer: Reply
+        if admit(req) {
+            let uri = String(cString: evhttp_request_get_uri(req))
+            let path = String(uri.split(separator: "?", maxSplits: 1, omittingEmptySubsequences: false).first ?? "")
+            answer = reply(method: evhttp_request_get_command(req), path: path)
+        } else {
+            answer = Reply(status: 503, body: "too many connections: the observability listener serves at most \(Self.maxConnections) at once\n")
+        }
+        let headers = evhttp_request_get_output_headers(req)
+        if answer.status == 503 { evhttp_add_header(headers, "Connection", "close") }
+        evhttp_add_header(headers, "Content-Type", answer.contentType)
+        evhttp_add_header(headers, "Cache-Control", "no-store")
+        if let allow = answer.allow { evhttp_add_header(headers, "Allow", allow) }
+        let buffer = evbuffer_new()
+        answer.body.withUTF8 { _ = evbuffer_add(buffer, $0.baseAddress, $0.count) }
+        evhttp_send_reply(req, Int32(answer.status), HTTPStatusText.reason(answer.status), buffer)
+        evbuffer_free(buffer)
+    }
+
+    /// Counts connections as they send their first request; past the limit, the request is
+    /// answered 503 and the connection closed.
+    private func admit(_ req: OpaquePointer) -> Bool {
+        guard let connection = evhttp_request_get_connection(req), !connections.contains(connection) else { return true }
+        guard connections.count < Self.maxConnections else { return false }
+        connections.insert(connection)
+        evhttp_connection_set_closecb(connection, observabilityConnectionClosedCallback, Unmanaged.passUnretained(self).toOpaque())
+        return true
+    }
+
+    fileprivate func connectionClosed(_ connection: OpaquePointer) { connections.remove(connection) }
+}
+
+private let observabilityRequestCallback: @convention(c) (OpaquePointer?, UnsafeMutableRawPointer?) -> Void = { req, context in
+    guard let req, let context else { return }
+    Unmanaged<ObservabilityServer>.fromOpaque(context).takeUnretainedValue().handle(req)
+}
+
+private let observabilityConnectionClosedCallback: @convention(c) (OpaquePointer?, UnsafeMutableRawPointer?) -> Void = { connection, context in
+    guard let connection, let context else { return }
+    Unmanaged<ObservabilityServer>.fromOpaque(context).takeUnretainedValue().connectionClosed(connection)
+}
