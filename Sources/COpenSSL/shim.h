@@ -73,6 +73,13 @@ static inline void sy_ssl_ctx_use_alpn(SSL_CTX *ctx, sy_alpn_list *list) {
 }
 
 /* Days from now until the certificate's notAfter (negative when expired). */
+/* Seconds until the certificate's notAfter (negative once expired); a very negative value
+   when the time cannot be read. */
+static inline long long sy_x509_seconds_left(X509 *certificate) {
+    int days = 0, seconds = 0;
+    if (!ASN1_TIME_diff(&days, &seconds, NULL, X509_get0_notAfter(certificate))) return -(1LL << 40);
+    return (long long)days * 86400 + seconds;
+}
 static inline int sy_x509_days_left(X509 *certificate) {
     int days = 0, seconds = 0;
     if (!ASN1_TIME_diff(&days, &seconds, NULL, X509_get0_notAfter(certificate))) return -100000;

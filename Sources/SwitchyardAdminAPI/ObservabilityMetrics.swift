@@ -34,4 +34,12 @@ extension AdminMetric {
     public static let dnsOutcomes = "switchyard_dns_resolution_outcomes_total"
     /// Whether the proxy takes traffic (1) or is starting or draining (0): what `/ready` answers. A gauge.
     public static let ready = "switchyard_ready"
+    /// When each served certificate expires (its notAfter), in seconds since the Unix epoch,
+    /// labelled `listener` ("listeners 0.0.0.0:443" or "admin") and `file`. A gauge.
+    public static let certificateExpiry = "switchyard_tls_certificate_expiry_timestamp_seconds"
+    /// When each deploy lock held now was taken, in seconds since the Unix epoch, labelled
+    /// `service` (empty for the proxy-wide lock) and `owner`. A gauge; no series while unlocked.
+    public static let lockSince = "switchyard_lock_since_timestamp_seconds"
+    /// When each deploy lock held now expires unless renewed, labelled like `lockSince`. A gauge.
+    public static let lockExpiry = "switchyard_lock_expiry_timestamp_seconds"
 }

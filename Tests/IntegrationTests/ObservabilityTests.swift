@@ -41,6 +41,39 @@ struct ObservabilityTests {
         return try condition()
     }
 
+    /// What pages people about certificates and locks: each served certificate's expiry (the
+    /// test CA signs for 30 days) and each deploy lock held, gone once it is released.
+    @Test func certificateExpiriesAndHeldLocksAreExported() throws {
+        let s = Scenario()
+        let pki = try TestPKI(directory: s.directory, names: ["site"])
+        let app = try s.upstream("app")
+        let port = freePort(), tlsPort = freePort()
+        let admin = "\(s.directory)/admin.sock"
+        _ = try s.startProxy(pki.tlsListener(port: tlsPort, ["site"]) + """
+            pools: { app: { servers: [{ address: \(app.address) }] } }
+            services: { web: { active: app } }
+            access_log: off
+            observability: { bind: 127.0.0.1:\(port) }
+            admin: { socket: \(admin) }
+
+            """)
+        let now = Date().timeIntervalSince1970
+        var text = try Self.get(port, "/metrics").body
+        let expiry = try #require(Self.sample(text, "switchyard_tls_certificate_expiry_timestamp_seconds{listener=\"listeners 127.0.0.1:\(tlsPort)\",file=\"\(pki.cert("site"))\"}"), "\(text)")
+        #expect(abs(expiry - (now + 30 * 86_400)) < 2 * 86_400, "about 30 days ahead: \(expiry - now) s")
+        #expect(!text.contains("switchyard_lock_since_timestamp_seconds{"), "no lock, no series")
+
+        let ctl = { (arguments: [String]) throws in try run(switchyardBinary, ["ctl", "--admin", admin] + arguments) }
+        #expect(try ctl(["lock", "--owner", "ci", "--service", "web", "--ttl", "10m"]).status == 0)
+        text = try Self.get(port, "/metrics").body
+        let since = try #require(Self.sample(text, "switchyard_lock_since_timestamp_seconds{service=\"web\",owner=\"ci\"}"), "\(text)")
+        let expires = try #require(Self.sample(text, "switchyard_lock_expiry_timestamp_seconds{service=\"web\",owner=\"ci\"}"))
+        #expect(abs(since - now) < 60 && abs(expires - since - 600) < 2, "since \(since), expires \(expires)")
+        #expect(try ctl(["unlock", "--force", "--service", "web"]).status == 0)
+        text = try Self.get(port, "/metrics").body
+        #expect(!text.contains("switchyard_lock_since_timestamp_seconds{") && !text.contains("switchyard_lock_expiry_timestamp_seconds{"))
+    }
+
     @Test func theListenerServesMetricsReadinessAndLivenessAndNothingElse() throws {
         let s = Scenario()
         let blue = try s.upstream("blue")

@@ -62,7 +62,9 @@ final class AdminServer {
             // A connection that sends nothing, or a request that never completes, is closed after this.
             evhttp_set_timeout(tcpHTTP, Self.tcpTimeoutSeconds)
             if let tls = config.tls {
-                tcpTLS = try TLSServerContext(config: tls, listener: "admin", requireClientCertificate: false)
+                let context = try TLSServerContext(config: tls, listener: "admin", requireClientCertificate: false)
+                tcpTLS = context
+                control.servedCertificates["admin"] = context.expiries
                 evhttp_set_bevcb(tcpHTTP, adminTLSBufferEventCallback, Unmanaged.passUnretained(self).toOpaque())
             }
             guard evhttp_bind_socket(tcpHTTP, tcp.host, tcp.port) == 0 else {

@@ -62,6 +62,22 @@ extension AdminServer {
         out += header(AdminMetric.dnsOutcomes, "counter", "Resolutions of all server names together, by outcome.")
         out += "\(AdminMetric.dnsOutcomes){outcome=\"success\"} \(observed.dnsSuccesses)\n"
         out += "\(AdminMetric.dnsOutcomes){outcome=\"failure\"} \(observed.dnsFailures)\n"
+
+        out += header(AdminMetric.certificateExpiry, "gauge", "When each served TLS certificate expires, in seconds since the Unix epoch.")
+        for (listener, expiries) in control.servedCertificates.sorted(by: { $0.key < $1.key }) {
+            for expiry in expiries {
+                out += "\(AdminMetric.certificateExpiry){listener=\"\(labelValue(listener))\",file=\"\(labelValue(expiry.file))\"} \(expiry.notAfter)\n"
+            }
+        }
+        let locks = control.activeLocks
+        out += header(AdminMetric.lockSince, "gauge", "When each deploy lock held now was taken, in seconds since the Unix epoch (service empty: proxy-wide).")
+        for lock in locks {
+            out += "\(AdminMetric.lockSince){service=\"\(labelValue(lock.service ?? ""))\",owner=\"\(labelValue(lock.owner))\"} \(lock.since.timeIntervalSince1970)\n"
+        }
+        out += header(AdminMetric.lockExpiry, "gauge", "When each deploy lock held now expires unless renewed, in seconds since the Unix epoch.")
+        for lock in locks {
+            out += "\(AdminMetric.lockExpiry){service=\"\(labelValue(lock.service ?? ""))\",owner=\"\(labelValue(lock.owner))\"} \(lock.expires.timeIntervalSince1970)\n"
+        }
         return out
     }
 

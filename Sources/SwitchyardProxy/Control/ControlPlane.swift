@@ -87,6 +87,9 @@ public final class ControlPlane: HealthCheckHost {
     /// Loads the listeners' certificates from a reloaded configuration; returns how many TLS
     /// listeners were updated. Set by the server once its listeners are bound.
     var reloadCertificates: ((SwitchyardConfig) throws -> Int)?
+    /// The certificates served now, by listener ("listeners 0.0.0.0:443", "admin"), for the
+    /// expiry metric; set at start and by each reload.
+    var servedCertificates: [String: [TLSServerContext.Expiry]] = [:]
 
     func snapshot() -> RoutingSnapshot {
         RoutingSnapshot(config: config, state: state, registry: registry, down: health?.down ?? [],

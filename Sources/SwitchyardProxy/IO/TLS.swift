@@ -19,6 +19,14 @@ final class TLSServerContext: @unchecked Sendable {
 
     var defaultContext: OpaquePointer { contexts[0] }
 
+    /// When each loaded certificate expires: its file and notAfter in seconds since the Unix epoch.
+    struct Expiry: Sendable {
+        var file: String
+        var notAfter: Double
+    }
+    /// The certificates this context serves, in the configuration's order.
+    let expiries: [Expiry]
+
     /// Loads every certificate and key; throws with the problems `check` would print.
     /// - Parameter requireClientCertificate: with `client_ca`, refuse clients without a certificate
     ///   (listeners); when false, a certificate is asked for but optional (the admin listener,
@@ -71,6 +79,8 @@ final class TLSServerContext: @unchecked Sendable {
         for ctx in contexts { sy_ssl_ctx_use_sni_table(ctx, table) }
         self.contexts = contexts
         self.certificates = certificates
+        let now = Date().timeIntervalSince1970
+        expiries = zip(config.certificates, certificates).map { Expiry(file: $0.cert, notAfter: now + Double(sy_x509_seconds_left($1))) }
     }
 
     /// What `switchyard check` reports about a listener's certificates: files readable, key

@@ -102,6 +102,7 @@ public final class ProxyServer {
             var address = listener.bind
             let tls = try listener.tls.map { try TLSServerContext(config: $0, listener: "listeners \(listener.bind)") }
             if let tls, let config = listener.tls { ticketRotations.append((tls.ticketKeys, config.sessionTicketRotation)) }
+            if let tls { control.servedCertificates["listeners \(listener.bind)"] = tls.expiries }
             // Sockets handed over for this address are served as they are: their queues carry on.
             let handed = unused.filter { $0.address == address || (address.port == 0 && $0.address.host == address.host) }
             unused.removeAll { item in handed.contains { $0.fd == item.fd } }
@@ -142,16 +143,20 @@ public final class ProxyServer {
         }
         control.reloadCertificates = { [unowned control] fresh in
             var contexts: [SocketAddress: TLSServerContext] = [:]
+            var served: [String: [TLSServerContext.Expiry]] = [:]
             for (listener, address) in zip(fresh.listeners, bound) {
                 guard let tls = listener.tls else { continue }
                 // The same ticket keys: sessions from before the reload still resume.
-                contexts[address] = try TLSServerContext(config: tls, listener: "listeners \(listener.bind)",
-                                                         ticketKeys: keysByAddress[address])
+                let context = try TLSServerContext(config: tls, listener: "listeners \(listener.bind)", ticketKeys: keysByAddress[address])
+                contexts[address] = context
+                served["listeners \(listener.bind)"] = context.expiries
             }
             // Pools' TLS to their servers: new connections use the new settings.
             var upstream: [String: TLSClientContext] = [:]
             for pool in fresh.pools { if let tls = pool.tls { upstream[pool.name] = try TLSClientContext(config: tls, pool: pool.name) } }
             control.upstreamTLS = upstream
+            served["admin"] = control.servedCertificates["admin"]
+            control.servedCertificates = served
             for worker in workerList {
                 worker.tlsSlot.withLock { $0 = contexts }
                 worker.upstreamTLSSlot.withLock { $0 = upstream }
