@@ -111,7 +111,8 @@ let package = Package(
         .testTarget(name: "SwitchyardConsoleTests", dependencies: ["SwitchyardConsole", "SwitchyardConsoleAPI",
                                                                   .product(name: "Hummingbird", package: "hummingbird"),
                                                                   .product(name: "Yams", package: "Yams")]),
-        // The DNS server the name-resolution tests start is a Python script.
-        .testTarget(name: "IntegrationTests", exclude: ["Fixtures/dns_server.py"]),
+        // The DNS server the name-resolution tests start is a Python script; the monitoring
+        // tests read the Prometheus rules and their unit tests with Yams.
+        .testTarget(name: "IntegrationTests", dependencies: [.product(name: "Yams", package: "Yams")], exclude: ["Fixtures/dns_server.py"]),
     ]
 )
