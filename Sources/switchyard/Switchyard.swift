@@ -64,7 +64,7 @@ struct Run: ParsableCommand {
             try server.run(readyFile: readyFile, takeover: takeover)
         } catch {
             ProcessLog.write("switchyard: \(error)", level: .error)
-            exit(1)
+            Glibc.exit(1)
         }
     }
 }

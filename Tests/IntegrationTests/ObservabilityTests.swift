@@ -18,6 +18,7 @@ struct ObservabilityTests {
     /// GET (or another method) on the observability listener: status and body.
     static func get(_ port: UInt16, _ path: String, method: String = "GET") throws -> (status: Int, body: String) {
         let r = try curl(["-X", method, "-w", "\n%{http_code}", "http://127.0.0.1:\(port)\(path)"])
+        guard r.status == 0 else { throw HarnessError("curl \(method) \(path) failed: \(r.error)") }
         guard let newline = r.output.lastIndex(of: "\n"), let status = Int(r.output[r.output.index(after: newline)...]) else {
             throw HarnessError("curl \(method) \(path) failed: \(r.error)")
         }
@@ -25,7 +26,10 @@ struct ObservabilityTests {
     }
 
     static var release: String {
-        get throws { try run(switchyardBinary, ["version"]).output.trimmingCharacters(in: .whitespacesAndNewlines) }
+        get throws {
+            // "switchyard 0.2.0"
+            String(try run(switchyardBinary, ["version"]).output.trimmingCharacters(in: .whitespacesAndNewlines).dropFirst("switchyard ".count))
+        }
     }
 
     static func waitUntil(timeout: Double = 10, _ condition: () throws -> Bool) rethrows -> Bool {

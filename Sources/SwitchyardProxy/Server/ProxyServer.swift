@@ -276,7 +276,7 @@ public final class ProxyServer {
     }
 
     /// Runs the control loop while the workers drain, so that `/ready` answers 503 and
-    /// `/metrics` shows the drain (and the admin API stays readable). Returns whether every
+    /// `/metrics` shows the drain (and the admin API keeps answering). Returns whether every
     /// worker finished before `deadline`.
     private func serveWhileDraining(base: OpaquePointer, finished: DispatchGroup, until deadline: DispatchTime) -> Bool {
         // A tick, so that the loop comes back to look at the workers at least every 50 ms.
