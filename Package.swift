@@ -115,7 +115,8 @@ let package = Package(
         // the executable's own types, tested without starting it.
         .testTarget(name: "SwitchyardCLITests", dependencies: ["switchyard", "SwitchyardAdminAPI",
                                                                .product(name: "ArgumentParser", package: "swift-argument-parser")]),
-        // The DNS server the name-resolution tests start is a Python script.
-        .testTarget(name: "IntegrationTests", exclude: ["Fixtures/dns_server.py"]),
+        // The DNS server the name-resolution tests start is a Python script; the monitoring
+        // tests read the Prometheus rules and their unit tests with Yams.
+        .testTarget(name: "IntegrationTests", dependencies: [.product(name: "Yams", package: "Yams")], exclude: ["Fixtures/dns_server.py"]),
     ]
 )
