@@ -3,7 +3,7 @@ import Glibc
 import Testing
 
 /// The packages `scripts/package` builds, made once from the debug binary for all the tests
-/// below (no release build in the test suite: the debug binary links the Swift runtime from the
+/// below, in .build/packaging-tests (no release build in the test suite: the debug binary links the Swift runtime from the
 /// toolchain, which `--allow-toolchain-libs` accepts, and which the overlay below still sees).
 struct BuiltPackages: Sendable {
     let directory: String
@@ -12,7 +12,12 @@ struct BuiltPackages: Sendable {
 }
 
 let builtPackages: Result<BuiltPackages, HarnessError> = {
-    let directory = makeTemporaryDirectory()
+    // One fixed place, emptied at each run: the packages are large (the debug binary).
+    let directory = packageRoot.appendingPathComponent(".build/packaging-tests").path
+    try? FileManager.default.removeItem(atPath: directory)
+    do { try FileManager.default.createDirectory(atPath: directory, withIntermediateDirectories: true) } catch {
+        return .failure(HarnessError("cannot create \(directory): \(error)"))
+    }
     let script = packageRoot.appendingPathComponent("scripts/package").path
     guard let r = try? run(script, ["--binary", switchyardBinary, "--allow-toolchain-libs", "--fast", "--out", directory]) else {
         return .failure(HarnessError("cannot run \(script)"))
