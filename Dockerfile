@@ -4,7 +4,7 @@
 #   docker build -t switchyard .
 #   docker run -p 80:8080 -v $PWD/switchyard.yaml:/etc/switchyard/switchyard.yaml:ro switchyard
 
-FROM swift:6.1-bookworm AS build
+FROM swift:6.3-bookworm AS build
 RUN apt-get update \
  && apt-get install -y --no-install-recommends libevent-dev libssl-dev libsqlite3-dev pkg-config \
  && rm -rf /var/lib/apt/lists/*
