@@ -212,6 +212,7 @@ struct PackagingTests {
         let install = try machine.shell("dpkg -i \(deb)")
         #expect(install.status == 0, "dpkg -i failed:\n\(install.output)\n\(install.error)")
         try machine.mustShell("dpkg-query -W -f='${Status}' switchyard | grep -qx 'install ok installed'")
+        #expect(try machine.exists("/etc/systemd/system/multi-user.target.wants/switchyard.service"), "the service is not enabled")
         // The system user, without a login shell, and its directories.
         let user = try machine.mustShell("getent passwd switchyard")
         #expect(user.hasPrefix("switchyard:x:") && user.contains(":/var/lib/switchyard:") && user.contains("nologin"), "\(user)")
@@ -289,7 +290,8 @@ struct PackagingTests {
         #expect(try machine.exists("/etc/switchyard/switchyard.yaml"), "remove must keep the conffiles")
         try machine.mustShell("dpkg --purge switchyard")
         for path in ["/usr/bin/switchyard", "/etc/switchyard", "/etc/logrotate.d/switchyard", "/lib/systemd/system/switchyard.service",
-                     "/var/lib/switchyard", "/var/log/switchyard", "/usr/share/doc/switchyard"] {
+                     "/var/lib/switchyard", "/var/log/switchyard", "/usr/share/doc/switchyard",
+                     "/etc/systemd/system/switchyard.service", "/etc/systemd/system/multi-user.target.wants/switchyard.service"] {
             #expect(try !machine.exists(path), "\(path) is left after purge")
         }
         #expect(try machine.shell("dpkg-query -W switchyard").status != 0, "dpkg still knows the package after purge")
