@@ -222,7 +222,9 @@ struct MonitoringTests {
         let broken = try s.upstream("broken", ["--always-status", "500"])
         let observability = freePort()
         let socket = "\(s.directory)/admin.sock"
-        let proxy = try s.startProxy("""
+        // A TLS listener, for the certificate's expiry.
+        let pki = try TestPKI(directory: s.directory, names: ["site"])
+        let proxy = try s.startProxy(pki.tlsListener(port: freePort(), ["site"]) + """
             observability: { bind: 127.0.0.1:\(observability) }
             resolvers: [\(dns.address)]
             resolve: { interval: 1s, timeout: 250ms }
@@ -291,6 +293,11 @@ struct MonitoringTests {
             let reloads = try prometheus.query(#"switchyard_reloads_total{outcome="success"} > 0"#)
             let rollouts = try prometheus.query(#"switchyard_rollouts_total"#)
             return !trips.isEmpty && !reloads.isEmpty && rollouts.count >= 2
+        }
+        // A deploy lock held (after the reload, which a lock would refuse), for the lock's alert.
+        try admin("POST", "/v1/lock", #"{"owner": "ci", "service": "web", "ttl": "10m", "reason": "rollout"}"#)
+        try prometheus.waitFor("the lock in Prometheus", timeout: 30) {
+            !(try prometheus.query(#"switchyard_lock_since_timestamp_seconds{service="web"}"#)).isEmpty
         }
         while Date().timeIntervalSince(started) < 6 { usleep(200_000) }
 
