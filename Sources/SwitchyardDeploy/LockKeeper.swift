@@ -49,13 +49,16 @@ final class LockKeeper: @unchecked Sendable {
             let done = stopped
             condition.unlock()
             if done { return }
-            heartbeat()
-            guard Date().timeIntervalSince(lastRenew) >= renewEvery else { continue }
-            lastRenew = Date()
-            for (environment, client) in locks where !isStopped {
-                do { try client.api.renewLock(owner: owner, ttl: "\(ttl.milliseconds)ms", reason: reason, service: service) }
-                catch { warn("could not renew the lock of \(environment): \(error)") }
+            // Renewals first: the heartbeat writes the history, which can wait on SQLite's lock
+            // (up to its busy timeout) while another process writes; a lock must not expire for that.
+            if Date().timeIntervalSince(lastRenew) >= renewEvery {
+                lastRenew = Date()
+                for (environment, client) in locks where !isStopped {
+                    do { try client.api.renewLock(owner: owner, ttl: "\(ttl.milliseconds)ms", reason: reason, service: service) }
+                    catch { warn("could not renew the lock of \(environment): \(error)") }
+                }
             }
+            heartbeat()
         }
     }
 

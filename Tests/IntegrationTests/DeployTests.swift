@@ -48,7 +48,7 @@ import Testing
               - { kind: webhook, url: "\(webhook)" }
               - { kind: slack, url: "http://127.0.0.1:\(lab.receiverPort)/slack" }
             history: \(lab.directory)/history.sqlite
-            lock_ttl: 5s
+            lock_ttl: 15s
             """)
         let check = try lab.switchyard(["deploy", "check", plan, "--connect"])
         defer { for report in lab.stopLoad() where WrkReport(report).connectErrors > 0 { print("wrk connect errors:\n\(report)") } }
@@ -59,7 +59,7 @@ import Testing
         #expect(try lab.service("stage")["active"] as? String == "blue", "stage must wait for approval")
         let approve = try lab.switchyard(["deploy", "approve", plan, "--actor", "release-manager"])
         #expect(approve.status == 0, "\(approve)")
-        let code = rollout.waitForExit(timeout: 90)
+        let code = rollout.waitForExit(timeout: 240)
         let reports = lab.stopLoad()
         #expect(code == 0, "\(rollout.stdout)\n\(rollout.stderr)")
 
@@ -98,7 +98,7 @@ import Testing
         let stageID = rows.first { $0["environment"] as? String == "stage" }?["id"] as? Int ?? 0
         let stageShow = try lab.switchyard(["history", "show", "\(stageID)", "--plan", plan])
         #expect(stageShow.output.contains("retiring blue in stage") && stageShow.output.contains("deployed v2 to stage"), "\(stageShow.output)")
-        // Locks were renewed while the rollout ran (lock_ttl 5s), and released everywhere at the end.
+        // Locks were renewed while the rollout ran (lock_ttl 15s: every 5 s), and released everywhere at the end.
         for env in ["dev", "stage", "prod"] {
             #expect(try lab.locks(env).isEmpty)
             let audit = try lab.switchyard(["ctl", "--admin", "\(lab.directory)/\(env)/admin.sock", "audit", "--limit", "200"])

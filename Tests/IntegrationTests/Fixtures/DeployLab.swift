@@ -225,7 +225,7 @@ final class DeployLab {
     }
 
     /// Waits until the background rollout printed an event of `kind` (whose line contains `after`).
-    func waitForEvent(_ p: ManagedProcess, _ kind: String, after: String = "", timeout: Double = 30) throws {
+    func waitForEvent(_ p: ManagedProcess, _ kind: String, after: String = "", timeout: Double = 90) throws {
         let end = Date().addingTimeInterval(timeout)
         while Date() < end {
             if p.stdout.split(separator: "\n").contains(where: { $0.contains("\"event\":\"\(kind)\"") && (after.isEmpty || $0.contains(after)) }) { return }
