@@ -179,9 +179,11 @@ extension ControlPlane {
 }
 
 private let resolveWakeCallback: event_callback_fn = { _, _, context in
-    Unmanaged<ControlPlane>.fromOpaque(context!).takeUnretainedValue().applyResolutions()
+    guard let context else { return }
+    Unmanaged<ControlPlane>.fromOpaque(context).takeUnretainedValue().applyResolutions()
 }
 
 private let resolveTimerCallback: event_callback_fn = { _, _, context in
-    Unmanaged<ControlPlane>.fromOpaque(context!).takeUnretainedValue().resolveTick()
+    guard let context else { return }
+    Unmanaged<ControlPlane>.fromOpaque(context).takeUnretainedValue().resolveTick()
 }
