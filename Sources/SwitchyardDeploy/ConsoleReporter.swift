@@ -37,11 +37,27 @@ public final class ConsoleReporter: @unchecked Sendable {
     private var stopFlush: (@Sendable () -> Bool)?
     private var result: Flush?
     private var knownConsoleRollout: Int?
+    /// The last report failed (the console is lost or refused the reports).
+    private var unreachable = false
 
     /// The console's number for the run's rollout, once the console has answered a report.
     public var consoleRollout: Int? {
         condition.lock()
         defer { condition.unlock() }
+        return knownConsoleRollout
+    }
+
+    /// The console's number for the run's rollout, waiting up to `timeout` seconds for the
+    /// console's first answer: a run that ends before its first report would otherwise send its
+    /// last notifications without the rollout's link. Returns at once (nil) while the console
+    /// is unreachable, so a console that is down never delays a notification.
+    public func waitForConsoleRollout(timeout: Double) -> Int? {
+        let deadline = Date().addingTimeInterval(timeout)
+        condition.lock()
+        defer { condition.unlock() }
+        while knownConsoleRollout == nil && !unreachable && result == nil {
+            if !condition.wait(until: deadline) { break }
+        }
         return knownConsoleRollout
     }
 
@@ -135,6 +151,8 @@ public final class ConsoleReporter: @unchecked Sendable {
                 let answer = try Self.exchange(history: history, client: client, rollout: id, timeout: timeout)
                 condition.lock()
                 knownConsoleRollout = answer.rollout
+                unreachable = false
+                condition.broadcast()
                 condition.unlock()
                 if lost { say("the console is reachable again (\(client.url)); reporting resumes") }
                 if !announced { say("reporting to the console \(client.url) as its rollout #\(answer.rollout)") }
@@ -144,6 +162,10 @@ public final class ConsoleReporter: @unchecked Sendable {
                 // A flush sends what is left at once; a running rollout reports at its pace.
                 delay = flushing ? 0 : interval
             } catch {
+                condition.lock()
+                unreachable = true
+                condition.broadcast()
+                condition.unlock()
                 lastProblem = error.description
                 if error.isTransient {
                     if !lost { say("warning: lost the console: \(error); the rollout carries on, and reports are retried") }

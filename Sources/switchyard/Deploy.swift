@@ -147,7 +147,7 @@ struct DeployRun: ParsableCommand {
         if let client {
             do { reporter = try ConsoleReporter(client: client, historyPath: p.history, run: options.run, say: rollout.notices) }
             catch { deployFail(error.description) }
-            if let reporter { rollout.console = NotifyConsole(url: client.url) { reporter.consoleRollout } }
+            if let reporter { rollout.console = NotifyConsole(url: client.url) { reporter.waitForConsoleRollout(timeout: 5) } }
         }
         let outcome = rollout.run()
         if let reporter, let client {
