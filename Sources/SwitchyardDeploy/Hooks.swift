@@ -49,6 +49,9 @@ public enum HookRunner {
         let start = Date()
         var pipeFDs: [Int32] = [0, 0]
         guard pipe(&pipeFDs) == 0 else { return HookResult(exitCode: 127, durationMilliseconds: 0, output: "cannot create a pipe", timedOut: false) }
+        // Close-on-exec: the shell gets the pipe as 1 and 2 only (through dup2), so what it
+        // starts in the background and commands other threads spawn do not hold it open.
+        for fd in pipeFDs { _ = fcntl(fd, F_SETFD, FD_CLOEXEC) }
         var actions = posix_spawn_file_actions_t()
         posix_spawn_file_actions_init(&actions)
         posix_spawn_file_actions_adddup2(&actions, pipeFDs[1], 1)
@@ -87,6 +90,7 @@ public enum HookRunner {
         var interrupted = false
         var status: Int32 = 0
         var reaped = false
+        var statusLost = false
         // Stop at EOF, or once the shell has exited: an instance the hook started in the
         // background may hold the pipe open for as long as it runs.
         while true {
@@ -101,9 +105,16 @@ public enum HookRunner {
                 if n <= 0 { break }
                 output.append(contentsOf: buffer[0..<n])
                 if output.count > 2 * outputLimit { output.removeFirst(output.count - outputLimit) }
-                continue
             }
-            if waitpid(pid, &status, WNOHANG) == pid {
+            // Asked even while output flows: a background child may write for as long as it runs.
+            let waited = waitpid(pid, &status, WNOHANG)
+            if waited < 0 && errno == ECHILD {
+                // Reaped by someone else: the exit status is gone.
+                reaped = true
+                statusLost = true
+                break
+            }
+            if waited == pid {
                 reaped = true
                 _ = fcntl(pipeFDs[0], F_SETFL, O_NONBLOCK)
                 while output.count < 2 * outputLimit {
@@ -118,11 +129,12 @@ public enum HookRunner {
         close(pipeFDs[0])
         if !reaped { while waitpid(pid, &status, 0) < 0 && errno == EINTR {} }
         let exited = (status & 0x7f) == 0
-        let code: Int32 = timedOut ? 124 : interrupted ? 130 : (exited ? (status >> 8) & 0xff : 128 + (status & 0x7f))
+        let code: Int32 = timedOut ? 124 : interrupted ? 130 : statusLost ? 127 : (exited ? (status >> 8) & 0xff : 128 + (status & 0x7f))
         if output.count > outputLimit { output.removeFirst(output.count - outputLimit) }
         var text = String(decoding: output, as: UTF8.self)
         if timedOut { text += "\n[switchyard: killed after \(timeout.milliseconds / 1000)s]" }
         if interrupted { text += "\n[switchyard: stopped: the rollout was interrupted]" }
+        if statusLost { text += "\n[switchyard: the shell's exit status was lost (reaped elsewhere); counted as failed]" }
         return HookResult(exitCode: code, durationMilliseconds: Int(Date().timeIntervalSince(start) * 1000), output: text,
                           timedOut: timedOut, interrupted: interrupted)
     }

@@ -148,6 +148,10 @@ import Testing
         // A background child holding the output open does not hold the hook.
         let background = HookRunner.run("sleep 3 & echo started", values: [:], timeout: .seconds(10))
         #expect(background.exitCode == 0 && background.durationMilliseconds < 2000 && background.output.contains("started"))
+        // Nor does one that keeps writing to it (an instance started without redirecting its log).
+        let chatty = HookRunner.run("(i=0; while [ $i -lt 300 ]; do echo line; i=$((i+1)); sleep 0.01; done) & exit 3",
+                                    values: [:], timeout: .seconds(10))
+        #expect(chatty.exitCode == 3 && chatty.durationMilliseconds < 2000, "\(chatty.exitCode) after \(chatty.durationMilliseconds) ms")
     }
 
     @Test func urlsAndAdminAddressesParse() {
