@@ -30,8 +30,8 @@ import Testing
         try lab.environment("stage", pools: [("blue", 1), ("green", 1)], active: "blue", standby: "green")
         try lab.environment("prod", pools: [("blue", 1), ("green", 1)], active: "blue", standby: "green")
         // Analysis judges real traffic: about a thousand requests a second on each proxy.
-        try lab.startLoad("stage", connections: 1, paced: true)
-        try lab.startLoad("prod", connections: 1, paced: true)
+        try lab.startLoad("stage", connections: 1)
+        try lab.startLoad("prod", connections: 1)
         return lab
     }
 

@@ -167,7 +167,7 @@ import Testing
               start: [ "\(lab.directory)/start.sh {env} {pool} {version}" ]
             history: \(lab.directory)/history.sqlite
             """)
-        try lab.startLoad("prod", connections: 1, paced: true)
+        try lab.startLoad("prod", connections: 1)
         let started = Date()
         let result = try lab.switchyard(["deploy", "run", plan, "--version", "v2-bad", "--json"])
         let reports = lab.stopLoad()
@@ -215,7 +215,7 @@ import Testing
               start: [ "\(lab.directory)/start.sh {env} {pool} {version}" ]
             history: \(lab.directory)/history.sqlite
             """)
-        try lab.startLoad("prod", connections: 1, paced: true)
+        try lab.startLoad("prod", connections: 1)
         let result = try lab.switchyard(["deploy", "run", plan, "--version", "v2-bad", "--json"])
         _ = lab.stopLoad()
         #expect(result.status == 1, "exit \(result.status): \(result.output)\(result.error)")

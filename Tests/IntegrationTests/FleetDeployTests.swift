@@ -134,7 +134,7 @@ import Testing
               start: [ "\(lab.directory)/start.sh {env} {pool} {version}" ]
             history: \(lab.directory)/history.sqlite
             """)
-        try lab.startLoad("prod", connections: 1, paced: true)
+        try lab.startLoad("prod", connections: 1)
         let result = try lab.switchyard(["deploy", "run", plan, "--version", "v2-bad", "--json"])
         _ = lab.stopLoad()
         #expect(result.status == 1, "\(result.output)\(result.error)")
@@ -214,8 +214,8 @@ import Testing
                 + "-d \"{\\\"version\\\":\\\"v$i\\\"}\" http://switchyard/v1/pools/spare/version; sleep 0.05; done"
             churn.append(try spawn("/bin/sh", ["-c", loop], stdout: "/dev/null", stderr: "/dev/null"))
         }
-        try lab.startLoad("prod", connections: 1, paced: true)
-        try lab.startLoad("prod-b", connections: 1, paced: true, path: "/api")
+        try lab.startLoad("prod", connections: 1)
+        try lab.startLoad("prod-b", connections: 1, path: "/api")
         func plan(_ service: String) throws -> String {
             try lab.writePlan("""
                 service: \(service)

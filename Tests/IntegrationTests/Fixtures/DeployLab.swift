@@ -135,13 +135,19 @@ final class DeployLab {
         return path
     }
 
-    /// wrk against an environment until `stopLoad`; `rate` paces one connection to about that many requests a second.
-    /// wrk against the proxy `name` (at `path`) until `stopLoad`; its report goes to
-    /// wrk-NAME.out (wrk-NAME-api.out for path /api).
-    func startLoad(_ name: String, connections: Int = 4, paced: Bool = false, path: String = "/") throws {
-        var arguments = ["-t1", "-c\(connections)", "-d120s"]
+    /// wrk against the proxy `name` (at `path`) until `stopLoad` (or the lab's end); its report
+    /// goes to wrk-NAME.out (wrk-NAME-api.out for path /api).
+    ///
+    /// Paced by default: each connection waits 1 ms between requests (under 1,000 requests a
+    /// second each), plenty for analysis and for catching a failed request while traffic moves,
+    /// and it leaves CPU for the proxies and runners of the tests running beside it on a small
+    /// machine. An unpaced wrk per environment starved the proxies' admin sockets there.
+    func startLoad(_ name: String, connections: Int = 4, paced: Bool = true, path: String = "/") throws {
+        // Longer than any test: stopLoad ends it (a fixed 120 s once ended mid-rollout on a slow
+        // machine, and analysis then waited for traffic that never came).
+        var arguments = ["-t1", "-c\(connections)", "-d900s"]
         if paced {
-            // wrk's delay() runs between requests on a connection: 1 ms keeps one connection near 1,000 req/s.
+            // wrk's delay() runs between requests on a connection, in milliseconds.
             try "function delay()\n  return 1\nend\n".write(toFile: "\(directory)/paced.lua", atomically: true, encoding: .utf8)
             arguments += ["-s", "\(directory)/paced.lua"]
         }

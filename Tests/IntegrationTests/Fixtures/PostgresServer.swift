@@ -227,7 +227,7 @@ final class PostgresServer: @unchecked Sendable {
     /// A libpq connection string for psql, pgbench and the like, signing in as ``url`` does: the
     /// password comes from a file in the cluster's directory, and is not in the string.
     func connectionString(database: String = PostgresServer.database) -> String {
-        "host=127.0.0.1 port=\(port) user=\(Self.user) dbname=\(database) sslmode=disable passfile=\(passFile) connect_timeout=10"
+        "host=127.0.0.1 port=\(port) user=\(Self.user) dbname=\(database) sslmode=disable passfile=\(passFile) connect_timeout=30"
     }
 
     private func psql(_ sql: String, database: String) throws -> String {
