@@ -145,12 +145,33 @@ public final class RoutingSnapshot: Sendable {
     /// One more than the largest service `statsID`.
     public let serviceIDLimit: Int
 
+    /// Services by the hash of each exact host they match (see `hostHash`), in index order;
+    /// with `hostAgnostic`, the only services routing must look at when there are many.
+    let servicesByHost: [UInt64: [Int]]
+    /// Services that are not the default and match by wildcard or any host, in index order.
+    let hostAgnostic: [Int]
+    /// Up to this many services, routing scans them all (faster than hashing the host).
+    static let linearScanLimit = 8
+
     public init(generation: UInt64, services: [ServiceRoute], pools: [PoolSnapshot]) {
         self.generation = generation
         self.services = services
         self.pools = pools
-        self.serverIDLimit = (pools.flatMap { $0.servers.map(\.id) }.max() ?? -1) + 1
+        var limit = -1
+        for pool in pools { for server in pool.servers where server.id > limit { limit = server.id } }
+        self.serverIDLimit = limit + 1
         self.serviceIDLimit = (services.map(\.statsID).max() ?? -1) + 1
+        var byHost: [UInt64: [Int]] = [:]
+        var agnostic: [Int] = []
+        for (index, service) in services.enumerated() where !service.isDefault {
+            for host in service.exactHosts {
+                let hash = host.withUnsafeBufferPointer { Self.hostHash($0, length: $0.count) }
+                if byHost[hash]?.last != index { byHost[hash, default: []].append(index) }
+            }
+            if !service.wildcardSuffixes.isEmpty || service.exactHosts.isEmpty { agnostic.append(index) }
+        }
+        servicesByHost = byHost
+        hostAgnostic = agnostic
     }
 
     /// Builds a snapshot from a validated configuration and the runtime state (which names
@@ -164,13 +185,17 @@ public final class RoutingSnapshot: Sendable {
         let runtime = state ?? RuntimeState(config: config)
         let pools = config.pools.map { pool -> PoolSnapshot in
             let live = runtime.servers[pool.name] ?? [:]
+            // The "pool/server" keys are made only when some server is down or scaled: with
+            // thousands of servers, making them for every snapshot was most of its cost.
+            let checksKeys = !down.isEmpty || !weightPercent.isEmpty
             var servers: [ServerSnapshot] = pool.servers.compactMap { s in
                 let server = live[s.name] ?? RuntimeState.Server(weight: s.weight, state: .ready)
                 if server.removed == true { return nil }
+                let key = checksKeys ? "\(pool.name)/\(s.name)" : ""
                 return ServerSnapshot(id: registry.id(pool: pool.name, server: s.name, address: s.address),
                                       name: s.name, address: s.address, weight: server.weight, state: server.state,
-                                      healthy: !down.contains("\(pool.name)/\(s.name)"),
-                                      weightPercent: weightPercent["\(pool.name)/\(s.name)"] ?? 100)
+                                      healthy: !checksKeys || !down.contains(key),
+                                      weightPercent: checksKeys ? weightPercent[key] ?? 100 : 100)
             }
             servers += ResolvedAddresses.servers(of: pool, live: live, resolved: resolved, registry: registry,
                                                  down: down, weightPercent: weightPercent)
@@ -186,7 +211,10 @@ public final class RoutingSnapshot: Sendable {
             return PoolSnapshot(name: pool.name, balance: pool.balance, servers: servers,
                                 outlierDetection: pool.outlierDetection, retries: pool.retries, version: runtime.versions[pool.name])
         }
-        func index(_ name: String?) -> Int? { name.flatMap { n in pools.firstIndex { $0.name == n } } }
+        var poolIndex: [String: Int] = [:]
+        poolIndex.reserveCapacity(pools.count)
+        for (i, pool) in pools.enumerated() where poolIndex[pool.name] == nil { poolIndex[pool.name] = i }
+        func index(_ name: String?) -> Int? { name.flatMap { poolIndex[$0] } }
         func lower(_ s: String) -> [UInt8] { Array(s.lowercased().utf8) }
         let services = config.services.map { service -> ServiceRoute in
             let live = runtime.services[service.name]
@@ -357,6 +385,12 @@ public final class RoutingSnapshot: Sendable {
     ///   - path: the request path.
     public func route(host: UnsafeBufferPointer<UInt8>, path: UnsafeBufferPointer<UInt8>) -> Int? {
         let hostLength = Self.hostNameLength(host)
+        if services.count > Self.linearScanLimit { return routeByHost(host: host, length: hostLength, path: path) }
+        return routeByScan(host: host, length: hostLength, path: path)
+    }
+
+    /// `route` for a few services: scores every one.
+    func routeByScan(host: UnsafeBufferPointer<UInt8>, length hostLength: Int, path: UnsafeBufferPointer<UInt8>) -> Int? {
         var best = -1
         var bestHostScore = -1
         var bestPrefix = -1
@@ -373,6 +407,41 @@ public final class RoutingSnapshot: Sendable {
         }
         if best >= 0 { return best }
         return fallback >= 0 ? fallback : nil
+    }
+
+    /// `route` for many services: only the services with an exact host of the same hash and
+    /// the host-agnostic ones are scored, with the same result as scoring them all (ties go
+    /// to the service listed first, as in the scan).
+    func routeByHost(host: UnsafeBufferPointer<UInt8>, length: Int, path: UnsafeBufferPointer<UInt8>) -> Int? {
+        var best = -1
+        var bestHostScore = -1
+        var bestPrefix = -1
+        func consider(_ index: Int) {
+            let hostScore = Self.hostScore(services[index], host: host, length: length)
+            guard hostScore >= 0, Self.hasPrefix(path, services[index].pathPrefix) else { return }
+            let prefix = services[index].pathPrefix.count
+            if hostScore > bestHostScore || (hostScore == bestHostScore && (prefix > bestPrefix || (prefix == bestPrefix && index < best))) {
+                best = index; bestHostScore = hostScore; bestPrefix = prefix
+            }
+        }
+        if let candidates = servicesByHost[Self.hostHash(host, length: length)] {
+            for index in candidates { consider(index) }
+        }
+        for index in hostAgnostic { consider(index) }
+        if best >= 0 { return best }
+        return services.firstIndex { $0.isDefault }
+    }
+
+    /// FNV-1a over the first `length` bytes of a host name, lowercased.
+    @inline(__always)
+    static func hostHash(_ host: UnsafeBufferPointer<UInt8>, length: Int) -> UInt64 {
+        var hash: UInt64 = 0xcbf2_9ce4_8422_2325
+        for k in 0..<min(length, host.count) {
+            var b = host[k]
+            if b >= 0x41 && b <= 0x5A { b |= 0x20 }
+            hash = (hash ^ UInt64(b)) &* 0x100_0000_01b3
+        }
+        return hash
     }
 
     /// Length of the host name without a port (and without a trailing dot).

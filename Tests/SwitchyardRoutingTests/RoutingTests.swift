@@ -113,6 +113,43 @@ struct RouteTests {
         #expect(route("", "/") == "fallback")
     }
 
+    /// With many services routing looks up the host in a table; it must pick exactly what
+    /// scoring every service picks, for exact, wildcard, path-only and default services.
+    @Test func theHostTableRoutesAsTheFullScan() {
+        var random = SplitMix64(seed: 42)
+        func pick<T>(_ items: [T]) -> T { items[Int(random.next() % UInt64(items.count))] }
+        let hosts = ["a.example.com", "b.example.com", "A.Example.com", "api.example.com", "x.org", "*.example.com", "*.org", "c.example.com"]
+        let prefixes = ["/", "/v1", "/v1/users", "/static", "/api"]
+        var checked = 0
+        for round in 0..<20 {
+            var yaml = "listeners: [{ bind: 127.0.0.1:1 }]\npools: { a: { servers: [{ address: 127.0.0.1:2 }] } }\nservices:\n"
+            for k in 0..<(9 + round) {
+                switch random.next() % 5 {
+                case 0: yaml += "  s\(k): { match: { path_prefix: \(pick(prefixes)) }, active: a }\n"
+                case 1 where round % 3 == 0: yaml += "  s\(k): { active: a }\n"
+                default:
+                    let some = (0..<(1 + Int(random.next() % 2))).map { _ in "\"\(pick(hosts))\"" }
+                    yaml += "  s\(k): { match: { hosts: [\(some.joined(separator: ", "))], path_prefix: \(pick(prefixes)) }, active: a }\n"
+                }
+            }
+            guard let config = try? ConfigLoader.parse(yaml: yaml, file: "t") else { continue }
+            checked += 1
+            let snapshot = RoutingSnapshot(config: config, registry: ServerRegistry())
+            #expect(snapshot.services.count > RoutingSnapshot.linearScanLimit)
+            for host in ["a.example.com", "A.EXAMPLE.COM:8080", "b.example.com.", "www.example.com", "x.org", "y.org", "nowhere", "", "[::1]:80"] {
+                for path in ["/", "/v1/users/7", "/static/x", "/api", "/other"] {
+                    let h = Array(host.utf8), p = Array(path.utf8)
+                    let (table, scan) = h.withUnsafeBufferPointer { hp in p.withUnsafeBufferPointer { pp in
+                        (snapshot.route(host: hp, path: pp),
+                         snapshot.routeByScan(host: hp, length: RoutingSnapshot.hostNameLength(hp), path: pp))
+                    } }
+                    #expect(table == scan, "\(host)\(path) in\n\(yaml)")
+                }
+            }
+        }
+        #expect(checked >= 10, "most generated configurations must be valid: \(checked) of 20")
+    }
+
     @Test func noDefaultMeans404() {
         let yaml = """
         listeners: [{ bind: 127.0.0.1:1 }]

@@ -35,12 +35,25 @@ extension Worker {
             }
         }
         var newBalancers: [PoolBalancer] = []
-        for pool in newSnapshot.pools {
+        newBalancers.reserveCapacity(newSnapshot.pools.count)
+        // Pools keep their places across changes; a reload that adds or removes pools moves
+        // them, and then a table by name finds each one (never a search per pool: thousands
+        // of pools made that quadratic).
+        var byName: [String: PoolBalancer]?
+        for (index, pool) in newSnapshot.pools.enumerated() {
             for server in pool.servers where addresses[server.id] == nil {
                 addresses[server.id] = Sockets.Address(server.address)
             }
-            if let existing = balancers.first(where: { $0.pool.name == pool.name }) {
-                existing.update(to: pool)
+            var existing: PoolBalancer?
+            if index < balancers.count, balancers[index].pool.name == pool.name {
+                existing = balancers[index]
+            } else {
+                if byName == nil { byName = Dictionary(balancers.map { ($0.pool.name, $0) }, uniquingKeysWith: { first, _ in first }) }
+                existing = byName?[pool.name]
+            }
+            if let existing {
+                // An unchanged pool is the same value (shared by the control plane), compared in O(1).
+                if existing.pool != pool { existing.update(to: pool) }
                 newBalancers.append(existing)
             } else {
                 newBalancers.append(PoolBalancer(pool: pool, seed: random.next()))
