@@ -32,6 +32,8 @@ public struct SwitchyardConfig: Sendable, Equatable {
     public var observability: ObservabilityConfig? = nil
     /// How the proxy writes its own messages on standard error (`log_format`).
     public var logFormat: LogFormat = .text
+    /// What `/metrics` reports beyond the default series.
+    public var metrics = MetricsConfig()
 
     public func pool(named name: String) -> PoolConfig? { pools.first { $0.name == name } }
 }
@@ -310,6 +312,13 @@ public struct MatchConfig: Sendable, Equatable {
 public struct ObservabilityConfig: Sendable, Equatable {
     public var bind: SocketAddress
     public init(bind: SocketAddress) { self.bind = bind }
+}
+
+/// `metrics:`: optional series whose number grows with the servers.
+public struct MetricsConfig: Sendable, Equatable {
+    /// A latency histogram per upstream server (16 series each); services and pools always have theirs.
+    public var serverHistograms = false
+    public init(serverHistograms: Bool = false) { self.serverHistograms = serverHistograms }
 }
 
 /// The format of the proxy's own messages on standard error.

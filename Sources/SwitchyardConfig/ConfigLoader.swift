@@ -204,7 +204,7 @@ public struct NodeReader {
 
     static let rootKeys = ["workers", "listeners", "pools", "services", "access_log", "limits", "timeouts",
                            "shutdown_timeout", "admin", "state_file", "takeover_socket", "resolvers", "resolve",
-                           "observability", "log_format"]
+                           "observability", "log_format", "metrics"]
 
     mutating func readRoot(_ root: Node) -> SwitchyardConfig? {
         guard let pairs = mapping(root, "", allowed: Self.rootKeys) else { return nil }
@@ -236,6 +236,7 @@ public struct NodeReader {
             case "shutdown_timeout": config.shutdownTimeout = duration(value, key) ?? config.shutdownTimeout
             case "admin": config.admin = readAdmin(value)
             case "observability": config.observability = readObservability(value)
+            case "metrics": config.metrics = readMetrics(value)
             case "log_format":
                 if let text = scalar(value, key) {
                     if let format = LogFormat(rawValue: text) { config.logFormat = format }
@@ -277,6 +278,18 @@ public struct NodeReader {
         }
         guard let address = socketAddress(bindNode, "observability.bind") else { return nil }
         return ObservabilityConfig(bind: address)
+    }
+
+    /// `metrics: { server_histograms: true }`.
+    mutating func readMetrics(_ node: Node) -> MetricsConfig {
+        var metrics = MetricsConfig()
+        guard let pairs = mapping(node, "metrics", allowed: ["server_histograms"]) else { return metrics }
+        for (key, value) in pairs where key == "server_histograms" {
+            guard let text = scalar(value, "metrics.server_histograms") else { continue }
+            guard text == "true" || text == "false" else { problem(value, "metrics.server_histograms", "true or false"); continue }
+            metrics.serverHistograms = text == "true"
+        }
+        return metrics
     }
 
     /// The observability listener may not take an address another listener of the file has.

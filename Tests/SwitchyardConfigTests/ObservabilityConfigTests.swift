@@ -29,4 +29,13 @@ struct ObservabilityConfigTests {
         #expect(p.first?.message.contains("also a listener's address") == true)
         #expect(p.first?.line == 20)
     }
+
+    @Test func serverHistogramsAreOffUnlessAskedFor() throws {
+        #expect(try ConfigLoader.parse(yaml: validConfig, file: "t.yaml").metrics.serverHistograms == false)
+        let on = try ConfigLoader.parse(yaml: validConfig + "\nmetrics: { server_histograms: true }\n", file: "t.yaml")
+        #expect(on.metrics.serverHistograms)
+        let p = problems(validConfig + "\nmetrics: { server_histograms: yes please, per_server: true }\n")
+        #expect(p.map(\.keyPath).sorted() == ["metrics.per_server", "metrics.server_histograms"], "\(p)")
+        #expect(p.contains { $0.keyPath == "metrics.server_histograms" && $0.message == "true or false" })
+    }
 }

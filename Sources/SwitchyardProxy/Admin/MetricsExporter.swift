@@ -30,34 +30,35 @@ extension AdminServer {
              "failures": self[ServerStats.failures]]
         }
 
-        /// Prometheus sample lines for these counters (each line without the family's name), by family.
-        func samples(_ labels: String, connections: Bool) -> [(family: AdminMetric.Family, lines: String)] {
-            var responses = ""
-            for (i, cls) in Self.statusClasses.enumerated() {
-                responses += "{\(labels),class=\"\(cls)\"} \(self[ServerStats.statusClass + i])\n"
+        /// Appends this entity's samples of `family` (the family's name and `labels` on each line).
+        func write(_ family: AdminMetric.Family, name: String, labels: String, to out: inout MetricsText) {
+            func line(_ value: Int, _ suffix: String = "", _ extra: String = "") {
+                out.append(name); out.append(suffix); out.append("{"); out.append(labels); out.append(extra); out.append("} ")
+                out.append(value); out.newline()
             }
-            var histogram = ""
-            var cumulative = 0
-            for (i, bound) in ServerStats.bucketBounds.enumerated() {
-                cumulative += self[ServerStats.latencyBuckets + i]
-                histogram += "_bucket{\(labels),le=\"\(bound)\"} \(cumulative)\n"
+            switch family {
+            case .responses:
+                for (i, cls) in Self.statusClasses.enumerated() { line(self[ServerStats.statusClass + i], "", ",class=\"\(cls)\"") }
+            case .failures: line(self[ServerStats.failures])
+            case .activeRequests: line(self[ServerStats.active])
+            case .openConnections: line(self[ServerStats.openConnections])
+            case .ejections: line(self[ServerStats.ejections])
+            case .requestDuration:
+                var cumulative = 0
+                for (i, bound) in Self.boundLabels.enumerated() {
+                    cumulative += self[ServerStats.latencyBuckets + i]
+                    line(cumulative, "_bucket", bound)
+                }
+                cumulative += self[ServerStats.latencyBuckets + ServerStats.bucketBounds.count]
+                line(cumulative, "_bucket", ",le=\"+Inf\"")
+                out.append(name); out.append("_sum{"); out.append(labels); out.append("} ")
+                out.append("\(Double(self[ServerStats.latencySumMicros]) / 1_000_000)"); out.newline()
+                line(cumulative, "_count")
             }
-            cumulative += self[ServerStats.latencyBuckets + ServerStats.bucketBounds.count]
-            histogram += "_bucket{\(labels),le=\"+Inf\"} \(cumulative)\n"
-            histogram += "_sum{\(labels)} \(Double(self[ServerStats.latencySumMicros]) / 1_000_000)\n"
-            histogram += "_count{\(labels)} \(cumulative)\n"
-            var result: [(AdminMetric.Family, String)] = [
-                (.responses, responses),
-                (.failures, "{\(labels)} \(self[ServerStats.failures])\n"),
-                (.activeRequests, "{\(labels)} \(self[ServerStats.active])\n"),
-                (.requestDuration, histogram),
-            ]
-            if connections {
-                result.append((.openConnections, "{\(labels)} \(self[ServerStats.openConnections])\n"))
-                result.append((.ejections, "{\(labels)} \(self[ServerStats.ejections])\n"))
-            }
-            return result
         }
+
+        /// `,le="0.001"` and so on, made once.
+        static let boundLabels = ServerStats.bucketBounds.map { ",le=\"\($0)\"" }
     }
 
     /// Prometheus text: per service, per pool (the sum of its servers) and per server, each
@@ -67,7 +68,7 @@ extension AdminServer {
 
     static func metrics(control: ControlPlane) -> String {
         let stats = control.collectStats()
-        let snapshot = control.snapshot()
+        let snapshot = control.currentSnapshot
         /// HELP and TYPE lines: the start of a metric family's group.
         func header(_ name: String, _ type: String, _ help: String) -> String { "# HELP \(name) \(help)\n# TYPE \(name) \(type)\n" }
         var out = header(AdminMetric.generation, "gauge", "Runtime state generation.")
@@ -92,6 +93,10 @@ extension AdminServer {
             (.openConnections, "gauge", "Open upstream connections"),
             (.ejections, "counter", "Ejections by passive outlier detection"),
         ]
+        // Thousands of servers make tens of thousands of lines: they are written as bytes into
+        // one buffer, not as interpolated strings.
+        var text = MetricsText()
+        let serverHistograms = control.config.metrics.serverHistograms
         for level in AdminMetric.Level.allCases {
             var entities: [(labels: String, counters: Counters)] = []
             let what: String
@@ -116,30 +121,27 @@ extension AdminServer {
                     }
                 }
             }
-            let samples = entities.map { $0.counters.samples($0.labels, connections: level != .service) }
             // One group per metric family, as the exposition format requires.
             for family in families where family.family.isReported(by: level) {
+                if level == .upstream && family.family == .requestDuration && !serverHistograms { continue }
                 let name = AdminMetric.name(level, family.family)
-                out += header(name, family.type, "\(family.help), by \(what).")
-                for entity in samples {
-                    guard let lines = entity.first(where: { $0.family == family.family })?.lines else { continue }
-                    for line in lines.split(separator: "\n") { out += "\(name)\(line)\n" }
+                text.append(header(name, family.type, "\(family.help), by \(what)."))
+                for entity in entities { entity.counters.write(family.family, name: name, labels: entity.labels, to: &text) }
+            }
+        }
+        func perServer(_ name: String, _ value: (ServerSnapshot) -> Int) {
+            for pool in snapshot.pools {
+                for server in pool.servers {
+                    text.append(name); text.append("{pool=\""); text.append(pool.name); text.append("\",server=\"")
+                    text.append(server.name); text.append("\"} "); text.append(value(server)); text.newline()
                 }
             }
         }
-        out += header(AdminMetric.serverHealthy, "gauge", "Whether active health checks find each server up (1) or down/pending (0).")
-        for pool in snapshot.pools {
-            for server in pool.servers {
-                out += "\(AdminMetric.serverHealthy){pool=\"\(pool.name)\",server=\"\(server.name)\"} \(server.healthy ? 1 : 0)\n"
-            }
-        }
-        out += header(AdminMetric.serverEffectiveWeight, "gauge",
-                      "The weight balancing uses now (0 when drained or down; scaled by slow start and reported load).")
-        for pool in snapshot.pools {
-            for server in pool.servers {
-                out += "\(AdminMetric.serverEffectiveWeight){pool=\"\(pool.name)\",server=\"\(server.name)\"} \(server.weight)\n"
-            }
-        }
+        text.append(header(AdminMetric.serverHealthy, "gauge", "Whether active health checks find each server up (1) or down/pending (0)."))
+        perServer(AdminMetric.serverHealthy) { $0.healthy ? 1 : 0 }
+        text.append(header(AdminMetric.serverEffectiveWeight, "gauge",
+                           "The weight balancing uses now (0 when drained or down; scaled by slow start and reported load)."))
+        perServer(AdminMetric.serverEffectiveWeight) { $0.weight }
         var cpu = header(AdminMetric.serverReportedCPU, "gauge", "CPU use the instance reports in X-Switchyard-Load.")
         var memory = header(AdminMetric.serverReportedMemory, "gauge", "Memory use the instance reports in X-Switchyard-Load.")
         for entry in (control.health?.servers.values.sorted { $0.key < $1.key }) ?? [] {
@@ -147,15 +149,43 @@ extension AdminServer {
             if let v = entry.reportedCPU { cpu += "\(AdminMetric.serverReportedCPU){\(labels)} \(v)\n" }
             if let v = entry.reportedMemory { memory += "\(AdminMetric.serverReportedMemory){\(labels)} \(v)\n" }
         }
-        out += cpu + memory
-        out += header(AdminMetric.serverReady, "gauge", "Whether each server takes new requests (1) or drains/is in maintenance (0).")
-        for pool in snapshot.pools {
-            for server in pool.servers {
-                out += "\(AdminMetric.serverReady){pool=\"\(pool.name)\",server=\"\(server.name)\"} \(server.state == .ready ? 1 : 0)\n"
-            }
-        }
+        text.append(cpu + memory)
+        text.append(header(AdminMetric.serverReady, "gauge", "Whether each server takes new requests (1) or drains/is in maintenance (0)."))
+        perServer(AdminMetric.serverReady) { $0.state == .ready ? 1 : 0 }
+        out += text.string
         out += resolutionMetrics(control: control)
         out += processMetrics(control: control, stats: stats)
         return out
     }
+}
+
+/// Prometheus text being written: bytes appended to one buffer.
+struct MetricsText {
+    private(set) var bytes: [UInt8] = []
+
+    init() { bytes.reserveCapacity(1 << 16) }
+
+    mutating func append(_ text: String) { bytes.append(contentsOf: text.utf8) }
+
+    mutating func append(_ value: Int) {
+        if value < 0 { bytes.append(UInt8(ascii: "-")) }
+        // The magnitude as UInt: Int.min has no positive Int.
+        var rest = value.magnitude
+        var digits: (UInt8, UInt8, UInt8, UInt8, UInt8, UInt8, UInt8, UInt8, UInt8, UInt8,
+                     UInt8, UInt8, UInt8, UInt8, UInt8, UInt8, UInt8, UInt8, UInt8, UInt8) =
+            (0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0)
+        var count = 0
+        withUnsafeMutableBytes(of: &digits) { buffer in
+            repeat {
+                buffer[count] = UInt8(ascii: "0") + UInt8(rest % 10)
+                rest /= 10
+                count += 1
+            } while rest > 0 && count < buffer.count
+            for i in stride(from: count - 1, through: 0, by: -1) { bytes.append(buffer[i]) }
+        }
+    }
+
+    mutating func newline() { bytes.append(UInt8(ascii: "\n")) }
+
+    var string: String { String(decoding: bytes, as: UTF8.self) }
 }
