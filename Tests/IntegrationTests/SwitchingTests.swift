@@ -231,6 +231,8 @@ struct SwitchingTests {
         ] {
             #expect(text.contains(line + "\n"), "missing: \(line)")
         }
+        // Latency histograms per server are opt-in (metrics.server_histograms): 16 series a server.
+        #expect(!text.contains("switchyard_upstream_request_duration_seconds"), "per-server histograms are off by default")
         // Each family's samples form one group after its TYPE line.
         var seen = Set<String>()
         var current = ""
@@ -243,6 +245,43 @@ struct SwitchingTests {
                 current = name
             }
         }
+    }
+
+    @Test func serverHistogramsAreReportedWhenAskedFor() throws {
+        let s = try SwitchingScenario(adminExtra: "metrics: { server_histograms: true }")
+        let c = try RawClient(port: s.proxy.port)
+        for _ in 0..<3 { _ = try s.servedBy(c) }
+        let text = try curl(["--unix-socket", s.socket, "http://x/metrics"]).output
+        #expect(text.contains("# TYPE switchyard_upstream_request_duration_seconds histogram\n"))
+        #expect(text.contains(#"switchyard_upstream_request_duration_seconds_count{pool="blue",server="b1"} 3"# + "\n"), "\(text)")
+        #expect(text.contains(#"switchyard_upstream_request_duration_seconds_bucket{pool="blue",server="b1",le="+Inf"} 3"# + "\n"))
+    }
+
+    @Test func statusHasAViewPerServiceAndASummary() throws {
+        let s = try SwitchingScenario(serviceExtra: "  api: { match: { path_prefix: /api }, active: green }")
+        let c = try RawClient(port: s.proxy.port)
+        for _ in 0..<4 { _ = try s.servedBy(c) }
+
+        let (status, one) = try s.admin("GET", "/v1/status?service=api")
+        #expect(status == 200)
+        #expect((one["services"] as? [String: Any]).map { Array($0.keys) } == ["api"], "\(one)")
+        #expect((one["pools"] as? [String: Any]).map { Array($0.keys) } == ["green"], "only the pools api routes to: \(one)")
+        let green = (one["pools"] as? [String: Any])?["green"] as? [String: Any]
+        #expect((green?["servers"] as? [[String: Any]])?.first?["name"] as? String == "g1")
+        #expect(one["generation"] as? Int == 1 && one["locks"] is [Any], "the rest of the status is there: \(one)")
+        let (_, web) = try s.admin("GET", "/v1/status?service=web")
+        #expect((web["pools"] as? [String: Any]).map { Set($0.keys) } == ["blue", "green"], "active and standby: \(web)")
+
+        let (summaryStatus, summary) = try s.admin("GET", "/v1/status?view=summary")
+        #expect(summaryStatus == 200)
+        #expect((summary["services"] as? [String: Any]).map { Set($0.keys) } == ["web", "api"])
+        let blue = (summary["pools"] as? [String: Any])?["blue"] as? [String: Any]
+        #expect(blue?["servers"] == nil, "no server lists in the summary: \(summary)")
+        #expect(blue?["servers_total"] as? Int == 1 && blue?["servers_ready"] as? Int == 1 && blue?["requests"] as? Int == 4, "\(summary)")
+
+        #expect(try s.admin("GET", "/v1/status?service=nope").0 == 404)
+        let (bad, error) = try s.admin("GET", "/v1/status?view=everything")
+        #expect(bad == 400 && "\(error)".contains("view=summary"), "\(error)")
     }
 
     @Test func adminSocketIsOwnerOnly() throws {

@@ -22,7 +22,7 @@ extension AdminServer {
         let service = parameters["service"] ?? "", pool = parameters["pool"] ?? "", server = parameters["server"] ?? ""
         switch endpoint {
         case .status:
-            return Self.ok(status())
+            return Self.ok(try status(query: r.query))
         case .audit:
             var limit = 100
             if let text = r.query["limit"] {

@@ -96,6 +96,10 @@ public final class ControlPlane: HealthCheckHost {
                         weightPercent: weightPercents(), resolved: resolution.names.snapshotAddresses)
     }
 
+    /// What the workers route with now: the last published snapshot (built afresh before the
+    /// first publication). Reading it costs nothing, where building one walks every server.
+    var currentSnapshot: RoutingSnapshot { publisher.published ?? snapshot() }
+
     /// The routing as the runtime state alone describes it (which servers exist, their addresses).
     func snapshotIgnoringHealth() -> RoutingSnapshot {
         RoutingSnapshot(config: config, state: state, registry: registry, resolved: resolution.names.snapshotAddresses)

@@ -11,12 +11,15 @@ final class WorkerPublisher {
     private var statsRound: UInt64 = 0
     /// Microseconds from publishing a snapshot to the last worker's acknowledgement (the latest 1,000).
     private(set) var latencies: [Double] = []
+    /// The snapshot the workers have now (the last one published).
+    private(set) var published: RoutingSnapshot?
 
     /// Publishes `snapshot` to every worker and waits for all acknowledgements (5 s at most:
     /// a worker stuck longer is visible in status). Returns the microseconds it took.
     @discardableResult
     func publish(_ snapshot: RoutingSnapshot) -> Double {
         let start = monotonicMicroseconds()
+        published = snapshot
         for worker in workers {
             worker.slot.store(snapshot)
             worker.notifySnapshot()

@@ -35,10 +35,11 @@ extension ControlPlane {
         return out
     }
 
-    /// While a server ramps, the snapshot is republished every second with its new weight.
+    /// While a server ramps, the snapshot is republished four times a second with its new
+    /// weight, so a ramp ends (and status shows it ended) within a quarter second of its time.
     func startRampTimer(base: OpaquePointer) {
         rampTimer = event_new(base, -1, EventFlags.persist, rampTimerCallback, Unmanaged.passUnretained(self).toOpaque())
-        var tv = timeval(milliseconds: 1000)
+        var tv = timeval(milliseconds: 250)
         event_add(rampTimer, &tv)
     }
 
