@@ -179,12 +179,16 @@ public final class RoutingSnapshot: Sendable {
     /// - Parameter down: servers ("pool/server") that health checks keep out of rotation.
     ///   `weightPercent`: servers ("pool/server") whose weight is scaled (slow start, reported load).
     ///   `resolved`: the addresses of servers given by name (see `ResolvedNames`).
+    ///   `cache`: the pools of the previous snapshot built with it; a pool whose inputs are
+    ///   unchanged is shared (the same value, which workers compare in O(1)) instead of rebuilt.
     public convenience init(config: SwitchyardConfig, state: RuntimeState? = nil, registry: ServerRegistry,
                             down: Set<String> = [], weightPercent: [String: Int] = [:],
-                            resolved: [String: ResolvedAddresses] = [:]) {
+                            resolved: [String: ResolvedAddresses] = [:], cache: PoolSnapshotCache? = nil) {
         let runtime = state ?? RuntimeState(config: config)
+        cache?.begin(down: down, weightPercent: weightPercent, resolved: resolved)
         let pools = config.pools.map { pool -> PoolSnapshot in
             let live = runtime.servers[pool.name] ?? [:]
+            if let shared = cache?.pool(pool, live: live, version: runtime.versions[pool.name]) { return shared }
             // The "pool/server" keys are made only when some server is down or scaled: with
             // thousands of servers, making them for every snapshot was most of its cost.
             let checksKeys = !down.isEmpty || !weightPercent.isEmpty
@@ -208,9 +212,12 @@ public final class RoutingSnapshot: Sendable {
                                               healthy: !down.contains("\(pool.name)/\(name)"),
                                               weightPercent: weightPercent["\(pool.name)/\(name)"] ?? 100))
             }
-            return PoolSnapshot(name: pool.name, balance: pool.balance, servers: servers,
-                                outlierDetection: pool.outlierDetection, retries: pool.retries, version: runtime.versions[pool.name])
+            let built = PoolSnapshot(name: pool.name, balance: pool.balance, servers: servers,
+                                     outlierDetection: pool.outlierDetection, retries: pool.retries, version: runtime.versions[pool.name])
+            cache?.keep(built, config: pool, live: live)
+            return built
         }
+        cache?.end(keeping: config.pools.count)
         var poolIndex: [String: Int] = [:]
         poolIndex.reserveCapacity(pools.count)
         for (i, pool) in pools.enumerated() where poolIndex[pool.name] == nil { poolIndex[pool.name] = i }
@@ -482,6 +489,48 @@ public final class RoutingSnapshot: Sendable {
         guard path.count >= prefix.count else { return false }
         for k in 0..<prefix.count where path[k] != prefix[k] { return false }
         return true
+    }
+}
+
+/// The pools of the last snapshot and what each was built from: its configuration, its
+/// runtime servers and version, and the health, weight scaling and DNS answers of the whole
+/// proxy. A change to one service or pool then builds that pool alone; every other pool is
+/// the previous value, shared. Owned by the control plane (one thread).
+public final class PoolSnapshotCache {
+    struct Entry {
+        let config: PoolConfig
+        let live: [String: RuntimeState.Server]
+        let snapshot: PoolSnapshot
+    }
+    private var entries: [String: Entry] = [:]
+    private var down: Set<String> = []
+    private var weightPercent: [String: Int] = [:]
+    private var resolved: [String: ResolvedAddresses] = [:]
+
+    public init() {}
+
+    /// Starts a snapshot: inputs that concern every pool and changed make every pool new.
+    func begin(down: Set<String>, weightPercent: [String: Int], resolved: [String: ResolvedAddresses]) {
+        guard down != self.down || weightPercent != self.weightPercent || resolved != self.resolved else { return }
+        entries.removeAll(keepingCapacity: true)
+        self.down = down
+        self.weightPercent = weightPercent
+        self.resolved = resolved
+    }
+
+    /// The previous snapshot of `config`'s pool when nothing it was built from changed.
+    func pool(_ config: PoolConfig, live: [String: RuntimeState.Server], version: String?) -> PoolSnapshot? {
+        guard let entry = entries[config.name], entry.snapshot.version == version, entry.live == live, entry.config == config else { return nil }
+        return entry.snapshot
+    }
+
+    func keep(_ snapshot: PoolSnapshot, config: PoolConfig, live: [String: RuntimeState.Server]) {
+        entries[config.name] = Entry(config: config, live: live, snapshot: snapshot)
+    }
+
+    /// Ends a snapshot of `count` pools: entries of pools a reload removed are dropped.
+    func end(keeping count: Int) {
+        if entries.count > count * 2 { entries.removeAll(keepingCapacity: true) }
     }
 }
 

@@ -93,11 +93,14 @@ public final class ControlPlane: HealthCheckHost {
 
     func snapshot() -> RoutingSnapshot {
         RoutingSnapshot(config: config, state: state, registry: registry, down: health?.down ?? [],
-                        weightPercent: weightPercents(), resolved: resolution.names.snapshotAddresses)
+                        weightPercent: weightPercents(), resolved: resolution.names.snapshotAddresses, cache: poolCache)
     }
 
     /// What the workers route with now: the last published snapshot (built afresh before the
     /// first publication). Reading it costs nothing, where building one walks every server.
+    /// The pools of the last snapshot, shared by the next one where unchanged.
+    let poolCache = PoolSnapshotCache()
+
     var currentSnapshot: RoutingSnapshot { publisher.published ?? snapshot() }
 
     /// The routing as the runtime state alone describes it (which servers exist, their addresses).

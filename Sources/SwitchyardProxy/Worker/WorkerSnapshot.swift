@@ -19,7 +19,28 @@ extension Worker {
             serverLocation += [(pool: Int, index: Int)?](repeating: nil, count: grow)
             stats += [Int](repeating: 0, count: grow * ServerStats.stride)
         }
-        for pool in newSnapshot.pools {
+        var newBalancers: [PoolBalancer] = []
+        newBalancers.reserveCapacity(newSnapshot.pools.count)
+        // Pools keep their places across changes; a reload that adds or removes pools moves
+        // them, and then a table by name finds each one (never a search per pool: thousands
+        // of pools made that quadratic).
+        var byName: [String: PoolBalancer]?
+        var moved = balancers.count != newSnapshot.pools.count
+        for (index, pool) in newSnapshot.pools.enumerated() {
+            var existing: PoolBalancer?
+            if index < balancers.count, balancers[index].pool.name == pool.name {
+                existing = balancers[index]
+            } else {
+                moved = true
+                if byName == nil { byName = Dictionary(balancers.map { ($0.pool.name, $0) }, uniquingKeysWith: { first, _ in first }) }
+                existing = byName?[pool.name]
+            }
+            // A pool the control plane did not rebuild is the same value: compared in O(1) (its
+            // server array is the same storage), and nothing of it needs doing.
+            if let existing, existing.pool == pool {
+                newBalancers.append(existing)
+                continue
+            }
             for server in pool.servers {
                 serverReady[server.id] = server.state == .ready
                 if server.state == .ready {
@@ -32,37 +53,26 @@ extension Worker {
                     for connection in idle[server.id] { connection.close() }
                     idle[server.id].removeAll()
                 }
-            }
-        }
-        var newBalancers: [PoolBalancer] = []
-        newBalancers.reserveCapacity(newSnapshot.pools.count)
-        // Pools keep their places across changes; a reload that adds or removes pools moves
-        // them, and then a table by name finds each one (never a search per pool: thousands
-        // of pools made that quadratic).
-        var byName: [String: PoolBalancer]?
-        for (index, pool) in newSnapshot.pools.enumerated() {
-            for server in pool.servers where addresses[server.id] == nil {
-                addresses[server.id] = Sockets.Address(server.address)
-            }
-            var existing: PoolBalancer?
-            if index < balancers.count, balancers[index].pool.name == pool.name {
-                existing = balancers[index]
-            } else {
-                if byName == nil { byName = Dictionary(balancers.map { ($0.pool.name, $0) }, uniquingKeysWith: { first, _ in first }) }
-                existing = byName?[pool.name]
+                if addresses[server.id] == nil { addresses[server.id] = Sockets.Address(server.address) }
             }
             if let existing {
-                // An unchanged pool is the same value (shared by the control plane), compared in O(1).
-                if existing.pool != pool { existing.update(to: pool) }
+                // Its servers' places may change: the old ones are forgotten before the new are set.
+                for old in existing.pool.servers where old.id < serverLocation.count { serverLocation[old.id] = nil }
+                existing.update(to: pool)
                 newBalancers.append(existing)
             } else {
                 newBalancers.append(PoolBalancer(pool: pool, seed: random.next()))
             }
+            if !moved {
+                for (i, server) in pool.servers.enumerated() { serverLocation[server.id] = (index, i) }
+            }
         }
         balancers = newBalancers
-        for i in 0..<serverLocation.count { serverLocation[i] = nil }
-        for (p, balancer) in balancers.enumerated() {
-            for (i, server) in balancer.pool.servers.enumerated() { serverLocation[server.id] = (p, i) }
+        if moved {
+            for i in 0..<serverLocation.count { serverLocation[i] = nil }
+            for (p, balancer) in balancers.enumerated() {
+                for (i, server) in balancer.pool.servers.enumerated() { serverLocation[server.id] = (p, i) }
+            }
         }
         refreshEjectionMasks()
         // A reload may add services.
