@@ -38,6 +38,12 @@ struct CtlTests {
         }
         let status = try ctl(["status"]) as? [String: Any]
         var last = try #require(status?["generation"] as? Int)
+        // --service: only that service and the pools it routes to.
+        let one = try ctl(["status", "--service", "web"]) as? [String: Any]
+        #expect((one?["services"] as? [String: Any]).map { Array($0.keys) } == ["web"], "\(String(describing: one))")
+        let table = try s.ctl(["status", "--service", "web"])
+        #expect(table.status == 0 && table.output.contains("blue/b1") && table.output.contains("green/g1"), "\(table)")
+        #expect(try s.ctl(["status", "--service", "nope"]).status != 0)
         func advanced(_ arguments: [String]) throws {
             let g = try generation(arguments)
             #expect(g > last, "ctl \(arguments) answered generation \(g) after \(last)")

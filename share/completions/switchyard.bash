@@ -244,7 +244,7 @@ _switchyard_ctl_status() {
     repeating_flags=()
     non_repeating_flags=(--json --watch -h --help)
     repeating_options=()
-    non_repeating_options=(--admin --token-file --ca --tls-server-name --actor --lock-token --if-match --interval)
+    non_repeating_options=(--admin --token-file --ca --tls-server-name --actor --lock-token --if-match --interval --service)
     __switchyard_offer_flags_options 0
 
     # Offer option value completions
@@ -271,6 +271,9 @@ _switchyard_ctl_status() {
         return
         ;;
     '--interval')
+        return
+        ;;
+    '--service')
         return
         ;;
     esac

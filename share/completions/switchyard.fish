@@ -30,7 +30,7 @@ function __switchyard_parse_tokens -S
             __switchyard_parse_subcommand 0 'h/help'
             switch $unparsed_tokens[1]
             case 'status'
-                __switchyard_parse_subcommand 0 'admin=' 'token-file=' 'ca=' 'tls-server-name=' 'actor=' 'lock-token=' 'if-match=' 'json' 'watch' 'interval=' 'h/help'
+                __switchyard_parse_subcommand 0 'admin=' 'token-file=' 'ca=' 'tls-server-name=' 'actor=' 'lock-token=' 'if-match=' 'json' 'watch' 'interval=' 'service=' 'h/help'
             case 'flip'
                 __switchyard_parse_subcommand 1 'admin=' 'token-file=' 'ca=' 'tls-server-name=' 'actor=' 'lock-token=' 'if-match=' 'json' 'to=' 'h/help'
             case 'canary'
@@ -204,6 +204,7 @@ complete -c 'switchyard' -n '__switchyard_should_offer_completions_for_flags_or_
 complete -c 'switchyard' -n '__switchyard_should_offer_completions_for_flags_or_options "switchyard ctl status" json' -l 'json' -d 'Print the admin API\'s JSON answer instead of text.'
 complete -c 'switchyard' -n '__switchyard_should_offer_completions_for_flags_or_options "switchyard ctl status" watch' -l 'watch' -d 'Draw the view again every --interval until interrupted.'
 complete -c 'switchyard' -n '__switchyard_should_offer_completions_for_flags_or_options "switchyard ctl status" interval' -l 'interval' -d 'With --watch: how often, e.g. 2s or 500ms.' -rfka ''
+complete -c 'switchyard' -n '__switchyard_should_offer_completions_for_flags_or_options "switchyard ctl status" service' -l 'service' -d 'Only this service and the pools it routes to (quicker on a proxy with many services).' -rfka ''
 complete -c 'switchyard' -n '__switchyard_should_offer_completions_for_flags_or_options "switchyard ctl status" h help' -s 'h' -l 'help' -d 'Show help information.'
 complete -c 'switchyard' -n '__switchyard_should_offer_completions_for_flags_or_options "switchyard ctl flip" admin' -l 'admin' -d 'The admin API: a socket path, unix:///PATH, http://127.0.0.1:PORT or https://HOST:PORT (default: $SWITCHYARD_ADMIN or /run/switchyard/admin.sock).' -rfka ''
 complete -c 'switchyard' -n '__switchyard_should_offer_completions_for_flags_or_options "switchyard ctl flip" token-file' -l 'token-file' -d 'Over TCP: a file holding the bearer token (default: $SWITCHYARD_ADMIN_TOKEN).' -rfka ''

@@ -175,7 +175,7 @@ public final class ProxyWatcher: @unchecked Sendable {
                         }
                     }
                     guard let client = clients[key] else { throw ConsoleError("no admin client for \(key): check token_env/token_file in the plan") }
-                    let status = try client.api.status()
+                    let status = try client.api.status(service: target.service)
                     let sample = try client.metrics()
                     read(status, service: target.service, into: &proxy)
                     if let routing = ServiceRouting(status: status, service: target.service, pools: []) { routings.append((key, routing)) }
