@@ -555,7 +555,85 @@ access_log: off
               f"  ({ROUNDS} rounds, {statistics.median(r[1] for r in results):.0f} req/s measured)")
     state["stop"] = True
 
+def unix_request(sock, method, path, body=None, timeout=60):
+    """One admin request over the Unix socket: (status, body bytes)."""
+    import json
+    c = socket.socket(socket.AF_UNIX); c.settimeout(timeout); c.connect(sock)
+    data = json.dumps(body).encode() if body is not None else b""
+    c.sendall(f"{method} {path} HTTP/1.1\r\nHost: x\r\nConnection: close\r\nContent-Length: {len(data)}\r\n\r\n".encode() + data)
+    out = b""
+    while True:
+        chunk = c.recv(1 << 20)
+        if not chunk: break
+        out += chunk
+    c.close()
+    head, _, payload = out.partition(b"\r\n\r\n")
+    return int(head.split(b" ")[1]), payload
+
+def scale_config(servers, port, upstream, sock, state):
+    """servers/10 services, each matching its own host with a blue and a green pool of 5 servers."""
+    services = max(1, servers // 10)
+    lines = ["workers: 2", f"listeners: [{{ bind: 127.0.0.1:{port} }}]", f"admin: {{ socket: {sock} }}",
+             f"state_file: {state}", "access_log: off", "pools:"]
+    for k in range(services):
+        for pool in ("blue", "green"):
+            lines.append(f"  s{k}-{pool}:")
+            lines.append("    servers:")
+            for i in range(5):
+                lines.append(f"      - {{ name: {pool[0]}{i}, address: 127.0.0.1:{upstream} }}")
+    lines.append("services:")
+    for k in range(services):
+        lines.append(f"  s{k}: {{ match: {{ hosts: [s{k}.example] }}, active: s{k}-blue, standby: s{k}-green }}")
+    return write(f"scale-{servers}.yaml", "\n".join(lines) + "\n"), services
+
+def scale():
+    """How a change, status, a scrape and routing grow with the configuration: 10 to 10,000
+    servers (a tenth as many services, two pools of five servers each), two workers."""
+    import json, threading
+    start_upstream()
+    sizes = [int(x) for x in os.environ.get("BENCH_SCALE_SIZES", "10,100,1000,10000").split(",")]
+    print("flip: POST /v1/services/S/flip end to end (state file written and fsynced, every worker acknowledged);"
+          " ack: publishing to every worker's acknowledgement (median);\nstatus: full, ?view=summary, ?service=S;"
+          " scrape: GET /metrics; flip under status: a flip sent while a full status is being answered;"
+          " req/s: wrk -c50 to the last service's host")
+    print(f"{'servers':>8} {'services':>8} {'start s':>8} {'flip ms':>8} {'ack us':>8} {'status ms':>9} {'status KB':>9}"
+          f" {'summary ms':>10} {'service ms':>10} {'scrape ms':>9} {'scrape KB':>9} {'flip under status ms':>20} {'req/s':>8}")
+    for n in sizes:
+        port, sock = free_port(), os.path.join(work, f"admin-{n}.sock")
+        conf, services = scale_config(n, port, up_port, sock, os.path.join(work, f"state-{n}.json"))
+        t0 = time.time()
+        p = start([binary, "run", "--config", conf]); wait_port(port, timeout=120)
+        while not os.path.exists(sock): time.sleep(0.01)
+        started = time.time() - t0
+        flips = []
+        for r in range(max(ROUNDS, 5) * 2):
+            svc = f"s{(r * 7919) % services}"
+            t = time.time(); code, _ = unix_request(sock, "POST", f"/v1/services/{svc}/flip"); flips.append(time.time() - t)
+            if code != 200: raise SystemExit(f"flip of {svc} answered {code}")
+        statuses, summaries, views, scrapes, size_status, size_scrape = [], [], [], [], 0, 0
+        for r in range(max(ROUNDS, 3)):
+            t = time.time(); _, body = unix_request(sock, "GET", "/v1/status"); statuses.append(time.time() - t); size_status = len(body)
+            t = time.time(); unix_request(sock, "GET", "/v1/status?view=summary"); summaries.append(time.time() - t)
+            t = time.time(); unix_request(sock, "GET", f"/v1/status?service=s{(r * 31) % services}"); views.append(time.time() - t)
+            t = time.time(); _, text = unix_request(sock, "GET", "/metrics"); scrapes.append(time.time() - t); size_scrape = len(text)
+        ack = json.loads(body).get("publish_ack_us", {}).get("p50", float("nan"))
+        # A change while a status request is being answered.
+        under = []
+        for r in range(3):
+            th = threading.Thread(target=lambda: unix_request(sock, "GET", "/v1/status")); th.start(); time.sleep(0.002)
+            t = time.time(); unix_request(sock, "POST", f"/v1/services/s{services - 1}/flip"); under.append(time.time() - t)
+            th.join()
+        out = subprocess.run(["wrk", "-t1", "-c50", f"-d{min(DURATION, 5)}s", "-H", f"Host: s{services - 1}.example", f"http://127.0.0.1:{port}/"],
+                             capture_output=True, text=True).stdout
+        rps = float(re.search(r"Requests/sec:\s+([\d.]+)", out).group(1))
+        print(f"{n:>8} {services:>8} {started:>8.2f} {statistics.median(flips)*1000:>8.2f} {ack:>8.0f} {statistics.median(statuses)*1000:>9.1f}"
+              f" {size_status/1024:>9.0f} {statistics.median(summaries)*1000:>10.1f} {statistics.median(views)*1000:>10.1f}"
+              f" {statistics.median(scrapes)*1000:>9.1f} {size_scrape/1024:>9.0f}"
+              f" {statistics.median(under)*1000:>20.1f} {rps:>8.0f}")
+        p.send_signal(signal.SIGTERM); p.wait(30)
+
 try:
+    if mode == "scale": scale()
     if mode == "guard": guard()
     if mode == "slowloris": slowloris()
     if mode == "slowloris-instructions":
