@@ -339,7 +339,7 @@ final class AdminServer {
     // MARK: Helpers
 
     static func ok(_ object: Any) -> Reply {
-        Reply(status: 200, body: (try? JSONSerialization.data(withJSONObject: object, options: [.sortedKeys, .prettyPrinted])) ?? Data())
+        Reply(status: 200, body: AdminJSON.data(object))
     }
 
     static func error(_ e: AdminError) -> Reply {

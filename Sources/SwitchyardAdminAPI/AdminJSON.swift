@@ -1,0 +1,82 @@
+import Foundation
+import SwitchyardRouting
+
+/// The JSON of the admin API's answers: what `JSONSerialization` writes with sorted keys and
+/// pretty printing (two spaces, `"key" : value`), written directly into bytes. The status of a
+/// proxy with thousands of servers is megabytes, and `JSONSerialization` spent nearly all of
+/// its time sorting keys through `NSString` and casting each value.
+///
+/// Values are what the proxy builds: dictionaries keyed by strings, arrays, strings, `Int`,
+/// `Int64`, `UInt64`, `Double`, `Bool` and `NSNull`. Anything else (numbers read back from a
+/// JSON file, which may be booleans or numbers) is written by `JSONSerialization` itself.
+public enum AdminJSON {
+    public static func data(_ object: Any) -> Data {
+        var out: [UInt8] = []
+        out.reserveCapacity(4096)
+        write(object, indent: 0, to: &out)
+        out.append(UInt8(ascii: "\n"))
+        return Data(out)
+    }
+
+    static func write(_ value: Any, indent: Int, to out: inout [UInt8]) {
+        // Exact types first: a number read from JSON (NSNumber) also casts to Bool and Int.
+        switch ObjectIdentifier(type(of: value)) {
+        case ObjectIdentifier(Int.self): if let v = value as? Int { JSONBytes.appendInteger(v, to: &out) }; return
+        case ObjectIdentifier(Int64.self): if let v = value as? Int64 { JSONBytes.appendInteger(v, to: &out) }; return
+        case ObjectIdentifier(UInt64.self): if let v = value as? UInt64 { JSONBytes.appendInteger(v, to: &out) }; return
+        case ObjectIdentifier(Bool.self): if let v = value as? Bool { out.append(contentsOf: (v ? "true" : "false").utf8) }; return
+        case ObjectIdentifier(Double.self): if let v = value as? Double { appendDouble(v, to: &out) }; return
+        case ObjectIdentifier(NSNull.self): out.append(contentsOf: "null".utf8); return
+        default: break
+        }
+        if let text = value as? String {
+            JSONBytes.appendString(text, to: &out)
+        } else if let dictionary = value as? [String: Any] {
+            guard !dictionary.isEmpty else { out.append(contentsOf: "{}".utf8); return }
+            out.append(contentsOf: "{\n".utf8)
+            var first = true
+            for key in dictionary.keys.sorted() {
+                guard let element = dictionary[key] else { continue }
+                if !first { out.append(contentsOf: ",\n".utf8) }
+                first = false
+                appendIndent(indent + 1, to: &out)
+                JSONBytes.appendString(key, to: &out)
+                out.append(contentsOf: " : ".utf8)
+                write(element, indent: indent + 1, to: &out)
+            }
+            out.append(UInt8(ascii: "\n"))
+            appendIndent(indent, to: &out)
+            out.append(UInt8(ascii: "}"))
+        } else if let array = value as? [Any] {
+            guard !array.isEmpty else { out.append(contentsOf: "[]".utf8); return }
+            out.append(contentsOf: "[\n".utf8)
+            for (i, element) in array.enumerated() {
+                if i > 0 { out.append(contentsOf: ",\n".utf8) }
+                appendIndent(indent + 1, to: &out)
+                write(element, indent: indent + 1, to: &out)
+            }
+            out.append(UInt8(ascii: "\n"))
+            appendIndent(indent, to: &out)
+            out.append(UInt8(ascii: "]"))
+        } else if let fragment = try? JSONSerialization.data(withJSONObject: value, options: [.fragmentsAllowed]) {
+            out.append(contentsOf: fragment)
+        } else {
+            out.append(contentsOf: "null".utf8)
+        }
+    }
+
+    static func appendIndent(_ level: Int, to out: inout [UInt8]) {
+        for _ in 0..<max(0, level) { out.append(contentsOf: "  ".utf8) }
+    }
+
+    /// A whole number as JSONSerialization writes it, else the shortest text that reads back
+    /// as the same double; not-a-number and infinities (which JSON lacks) as null.
+    static func appendDouble(_ value: Double, to out: inout [UInt8]) {
+        guard value.isFinite else { out.append(contentsOf: "null".utf8); return }
+        if value == value.rounded(), abs(value) < 1e15 {
+            JSONBytes.appendInteger(Int64(value), to: &out)
+        } else {
+            out.append(contentsOf: "\(value)".utf8)
+        }
+    }
+}
