@@ -64,9 +64,9 @@ extension AdminServer {
     /// Prometheus text: per service, per pool (the sum of its servers) and per server, each
     /// with responses by class, failures, active requests and a latency histogram; then the
     /// process's own metrics. The observability listener serves the same text.
-    func metrics() -> String { Self.metrics(control: control) }
+    func metrics() -> Data { Self.metrics(control: control) }
 
-    static func metrics(control: ControlPlane) -> String {
+    static func metrics(control: ControlPlane) -> Data {
         let stats = control.collectStats()
         let snapshot = control.currentSnapshot
         /// HELP and TYPE lines: the start of a metric family's group.
@@ -96,6 +96,7 @@ extension AdminServer {
         // Thousands of servers make tens of thousands of lines: they are written as bytes into
         // one buffer, not as interpolated strings.
         var text = MetricsText()
+        text.append(out)
         let serverHistograms = control.config.metrics.serverHistograms
         for level in AdminMetric.Level.allCases {
             var entities: [(labels: String, counters: Counters)] = []
@@ -152,10 +153,9 @@ extension AdminServer {
         text.append(cpu + memory)
         text.append(header(AdminMetric.serverReady, "gauge", "Whether each server takes new requests (1) or drains/is in maintenance (0)."))
         perServer(AdminMetric.serverReady) { $0.state == .ready ? 1 : 0 }
-        out += text.string
-        out += resolutionMetrics(control: control)
-        out += processMetrics(control: control, stats: stats)
-        return out
+        text.append(resolutionMetrics(control: control))
+        text.append(processMetrics(control: control, stats: stats))
+        return Data(text.bytes)
     }
 }
 
@@ -163,7 +163,7 @@ extension AdminServer {
 struct MetricsText {
     private(set) var bytes: [UInt8] = []
 
-    init() { bytes.reserveCapacity(1 << 16) }
+    init() { bytes.reserveCapacity(1 << 20) }
 
     mutating func append(_ text: String) { bytes.append(contentsOf: text.utf8) }
 
@@ -186,6 +186,4 @@ struct MetricsText {
     }
 
     mutating func newline() { bytes.append(UInt8(ascii: "\n")) }
-
-    var string: String { String(decoding: bytes, as: UTF8.self) }
 }

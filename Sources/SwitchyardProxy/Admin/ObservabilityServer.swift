@@ -55,7 +55,7 @@ final class ObservabilityServer {
 
     struct Reply {
         var status: Int
-        var body: String
+        var body: Data
         var contentType = "text/plain; charset=utf-8"
         var allow: String? = nil
     }
@@ -63,33 +63,33 @@ final class ObservabilityServer {
     /// The answer to `method` on `path` (the query string already removed).
     func reply(method: evhttp_cmd_type, path: String) -> Reply {
         guard Self.paths.contains(path) else {
-            return Reply(status: 404, body: "no such path: the observability listener serves GET /metrics, /ready and /live\n")
+            return Reply(status: 404, body: Data("no such path: the observability listener serves GET /metrics, /ready and /live\n".utf8))
         }
         guard method == EVHTTP_REQ_GET || method == EVHTTP_REQ_HEAD else {
-            return Reply(status: 405, body: "\(path) takes GET; the observability listener changes nothing\n", allow: "GET, HEAD")
+            return Reply(status: 405, body: Data("\(path) takes GET; the observability listener changes nothing\n".utf8), allow: "GET, HEAD")
         }
         switch path {
         case "/metrics":
             return Reply(status: 200, body: AdminServer.metrics(control: control), contentType: "text/plain; version=0.0.4")
         case "/ready":
             switch control.observed.phase {
-            case .serving: return Reply(status: 200, body: "ready\n")
-            case .starting: return Reply(status: 503, body: "starting\n")
-            case .draining: return Reply(status: 503, body: "draining\n")
+            case .serving: return Reply(status: 200, body: Data("ready\n".utf8))
+            case .starting: return Reply(status: 503, body: Data("starting\n".utf8))
+            case .draining: return Reply(status: 503, body: Data("draining\n".utf8))
             }
         default:
-            return Reply(status: 200, body: "live\n")
+            return Reply(status: 200, body: Data("live\n".utf8))
         }
     }
 
     fileprivate func handle(_ req: OpaquePointer) {
-        var answer: Reply
+        let answer: Reply
         if admit(req) {
             let uri = String(cString: evhttp_request_get_uri(req))
             let path = String(uri.split(separator: "?", maxSplits: 1, omittingEmptySubsequences: false).first ?? "")
             answer = reply(method: evhttp_request_get_command(req), path: path)
         } else {
-            answer = Reply(status: 503, body: "too many connections: the observability listener serves at most \(Self.maxConnections) at once\n")
+            answer = Reply(status: 503, body: Data("too many connections: the observability listener serves at most \(Self.maxConnections) at once\n".utf8))
         }
         let headers = evhttp_request_get_output_headers(req)
         if answer.status == 503 { evhttp_add_header(headers, "Connection", "close") }
@@ -97,7 +97,7 @@ final class ObservabilityServer {
         evhttp_add_header(headers, "Cache-Control", "no-store")
         if let allow = answer.allow { evhttp_add_header(headers, "Allow", allow) }
         let buffer = evbuffer_new()
-        answer.body.withUTF8 { _ = evbuffer_add(buffer, $0.baseAddress, $0.count) }
+        answer.body.withUnsafeBytes { _ = evbuffer_add(buffer, $0.baseAddress, $0.count) }
         evhttp_send_reply(req, Int32(answer.status), HTTPStatusText.reason(answer.status), buffer)
         evbuffer_free(buffer)
     }
