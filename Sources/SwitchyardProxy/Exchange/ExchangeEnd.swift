@@ -61,6 +61,14 @@ extension ClientConnection {
         if let head = upstreamHead { worker.buffers.give(head); upstreamHead = nil }
         if let out = outBuffer { worker.buffers.give(out); outBuffer = nil }
         if !keepAlive || clientEOF || !request.ended || worker.stopping {
+            // The client asked to close and sent nothing we have not read: closed at once, as
+            // nginx does. Lingering (a wake-up, a read and a shutdown more per connection) is
+            // for answers a client may still be sending into.
+            if request.ended && !worker.stopping && (inBuffer?.readable ?? 0) == 0 {
+                if let ssl { SSL_shutdown(ssl) }
+                close()
+                return
+            }
             closeGracefully()
             return
         }
