@@ -30,7 +30,8 @@ def stop_all():
         try: p.wait(5)
         except subprocess.TimeoutExpired: p.kill()
 
-BODY = "x" * 100
+BODY = "x" * int(os.environ.get("BENCH_BODY_BYTES", "100"))
+CONNECTIONS = int(os.environ.get("BENCH_CONNECTIONS", "50"))
 up_port, sy_port, ng_port, ha_port = free_port(), free_port(), free_port(), free_port()
 
 def write(name, text):
@@ -47,8 +48,11 @@ http {{ access_log off; keepalive_requests 1000000; keepalive_timeout 120s;
 """)
 
 def start_upstream():
+    # The body from a file: nginx's `return` takes at most about 4 KB of text.
+    os.makedirs(os.path.join(work, "www"), exist_ok=True)
+    write(os.path.join("www", "body"), BODY)
     conf = nginx_conf("upstream.conf", f"""server {{ listen 127.0.0.1:{up_port} reuseport backlog=4096;
-      location / {{ default_type text/plain; return 200 "{BODY}"; }} }}""")
+      location / {{ default_type text/plain; root {work}/www; try_files /body =404; }} }}""")
     start(["nginx", "-c", conf, "-p", work]); wait_port(up_port)
 
 def start_proxies(header_timeout=None):
@@ -89,7 +93,8 @@ limits: {{ max_connections: 20000 }}
     started["switchyard"] = start([binary, "run", "--config", sy]); wait_port(sy_port)
     return started
 
-def wrk(port, extra=(), connections=50):
+def wrk(port, extra=(), connections=None):
+    connections = connections or CONNECTIONS
     out = subprocess.run(["wrk", "-t1", f"-c{connections}", f"-d{DURATION}s", "--latency", *extra, f"http://127.0.0.1:{port}/"],
                          capture_output=True, text=True).stdout
     rps = float(re.search(r"Requests/sec:\s+([\d.]+)", out).group(1))
@@ -112,7 +117,7 @@ def throughput():
             results[name].append((rps, p50, p99))
             print(f"round {r+1} {name:<11} {rps:>10.0f} req/s  p50 {p50:6.3f} ms  p99 {p99:6.3f} ms"
                   + (f"  non-2xx {bad}" if bad else "") + (f"  socket errors: {sockerr}" if sockerr else ""), flush=True)
-    print(f"\nmedians over {ROUNDS} interleaved rounds (wrk -t1 -c50 -d{DURATION}s, keep-alive, 100-byte body, 1 worker each):")
+    print(f"\nmedians over {ROUNDS} interleaved rounds (wrk -t1 -c{CONNECTIONS} -d{DURATION}s, keep-alive, {len(BODY)}-byte body, 1 worker each):")
     med = {}
     for name, _ in targets:
         rps = statistics.median(x[0] for x in results[name]); p50 = statistics.median(x[1] for x in results[name])
