@@ -48,12 +48,18 @@ http {{ access_log off; keepalive_requests 1000000; keepalive_timeout 120s;
 """)
 
 def start_upstream():
-    # The body from a file: nginx's `return` takes at most about 4 KB of text.
+    # The body from a file: nginx's `return` takes at most about 4 KB of text. nginx's workers
+    # run as another user, who must be able to read it.
     os.makedirs(os.path.join(work, "www"), exist_ok=True)
-    write(os.path.join("www", "body"), BODY)
+    os.chmod(work, 0o755); os.chmod(os.path.join(work, "www"), 0o755)
+    os.chmod(write(os.path.join("www", "body"), BODY), 0o644)
     conf = nginx_conf("upstream.conf", f"""server {{ listen 127.0.0.1:{up_port} reuseport backlog=4096;
       location / {{ default_type text/plain; root {work}/www; try_files /body =404; }} }}""")
     start(["nginx", "-c", conf, "-p", work]); wait_port(up_port)
+    answer = subprocess.run(["curl", "-s", "-o", "/dev/null", "-w", "%{http_code} %{size_download}", f"http://127.0.0.1:{up_port}/"],
+                            capture_output=True, text=True).stdout
+    if answer != f"200 {len(BODY)}":
+        raise SystemExit(f"the upstream answered {answer!r}, not 200 with {len(BODY)} bytes; see {work}")
 
 def start_proxies(header_timeout=None):
     """header_timeout: the same request-head timeout for all three (each keeps its default otherwise)."""
@@ -408,7 +414,8 @@ def https():
                                      capture_output=True, text=True).stdout
                 rps = float(re.search(r"Requests/sec:\s+([\d.]+)", out).group(1))
                 results[name].append(rps)
-                print(f"round {r+1} {label:<26} {name:<11} {rps:>10.0f} req/s", flush=True)
+                bad = re.search(r"Non-2xx or 3xx responses: (\d+)", out)
+                print(f"round {r+1} {label:<26} {name:<11} {rps:>10.0f} req/s" + (f"  non-2xx {bad.group(1)}" if bad else ""), flush=True)
         med = {n: statistics.median(v) for n, v in results.items()}
         print(f"\nHTTPS {label}, medians over {ROUNDS} rounds (wrk -t1 -c50 -d{DURATION}s, ECDSA P-256, 1 worker each):")
         for n in ports: print(f"  {n:<11} {med[n]:>10.0f} req/s")

@@ -86,8 +86,9 @@ static inline int sy_x509_days_left(X509 *certificate) {
     return days;
 }
 /* Session ticket keys with rotation: tickets are encrypted with the current key; a ticket
-   made with the previous key is still accepted (and renewed), older ones are not. Shared by
-   every context of a listener; the lock is taken once per handshake, never per request. */
+   made with the previous key is still accepted, older ones are not. Every accepted ticket is
+   renewed. Shared by every context of a listener; the lock is taken once per handshake, never
+   per request. */
 typedef struct { unsigned char name[16]; unsigned char aes[32]; unsigned char hmac[32]; } sy_ticket_key;
 typedef struct {
     pthread_mutex_t lock;
@@ -129,6 +130,9 @@ static int sy_ticket_callback(SSL *ssl, unsigned char name[16], unsigned char *i
         if (RAND_bytes(iv, 16) != 1) { pthread_mutex_unlock(&keys->lock); return -1; }
     } else if (memcmp(name, keys->current.name, 16) == 0) {
         key = &keys->current;
+        /* Renewed too: TLS 1.3 clients use a ticket once, so a resumption without a fresh one
+           makes their next connection a full handshake. */
+        result = 2;
     } else if (keys->has_previous && memcmp(name, keys->previous.name, 16) == 0) {
         key = &keys->previous;
         result = 2; /* valid, but issue a ticket under the current key */

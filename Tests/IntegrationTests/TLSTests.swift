@@ -412,6 +412,32 @@ struct TLSTests {
         #expect(try handshake(["-sess_in", session]).contains("New, TLSv1.2"))
     }
 
+    /// TLS 1.3 tickets are single use for clients (OpenSSL's, wrk's): a resumed session must
+    /// come with a new ticket, or the client's next connection is a full handshake. Before the
+    /// proxy renewed tickets on resumption, every other connection of a client was a full one.
+    @Test func aResumedTLS13SessionGetsAFreshTicket() throws {
+        let s = Scenario()
+        let pki = try TestPKI(directory: s.directory, names: ["site"])
+        let app = try s.upstream("app")
+        let port = freePort()
+        _ = try s.startProxy(pki.tlsListener(port: port, ["site"]) + """
+            pools: { app: { servers: [{ address: \(app.address) }] } }
+            services: { web: { active: app } }
+            access_log: off
+
+            """)
+        let first = "\(s.directory)/first.pem", second = "\(s.directory)/second.pem"
+        /// A TLS 1.3 handshake that stays a second, long enough for the tickets sent after it.
+        func handshake(_ args: String) throws -> String {
+            try run("/bin/sh", ["-c", "sleep 1 | openssl s_client -connect 127.0.0.1:\(port) -servername site.test -tls1_3 -CAfile \(pki.ca) -msg \(args) 2>&1"]).output
+        }
+        #expect(try handshake("-sess_out \(first)").contains("New, TLSv1.3"))
+        let resumed = try handshake("-sess_in \(first) -sess_out \(second)")
+        #expect(resumed.contains("Reused, TLSv1.3"), "\(resumed)")
+        #expect(resumed.contains("NewSessionTicket"), "the resumed session carries a new ticket: \(resumed)")
+        #expect(try handshake("-sess_in \(second)").contains("Reused, TLSv1.3"), "and the client resumes again with it")
+    }
+
     @Test func reloadAppliesNewUpstreamTLSSettings() throws {
         let s = Scenario()
         let pki = try TestPKI(directory: s.directory, names: ["site"])
