@@ -32,6 +32,8 @@ def stop_all():
 
 BODY = "x" * int(os.environ.get("BENCH_BODY_BYTES", "100"))
 CONNECTIONS = int(os.environ.get("BENCH_CONNECTIONS", "50"))
+# Workers of each proxy in the throughput mode (nginx worker_processes, HAProxy nbthread, Switchyard workers).
+WORKERS = int(os.environ.get("BENCH_WORKERS", "1"))
 up_port, sy_port, ng_port, ha_port = free_port(), free_port(), free_port(), free_port()
 
 def write(name, text):
@@ -67,10 +69,13 @@ def start_proxies(header_timeout=None):
       {f"client_header_timeout {header_timeout};" if header_timeout else ""}
       server {{ listen 127.0.0.1:{ng_port} backlog=4096; location / {{ proxy_pass http://app;
         proxy_http_version 1.1; proxy_set_header Connection ""; proxy_buffering on; }} }}""")
+    if WORKERS > 1:
+        text = open(conf).read().replace("worker_processes 1;", f"worker_processes {WORKERS};")
+        open(conf, "w").write(text.replace(f"listen 127.0.0.1:{ng_port} backlog=4096;", f"listen 127.0.0.1:{ng_port} reuseport backlog=4096;"))
     started = {"nginx": start(["nginx", "-c", conf, "-p", work])}; wait_port(ng_port)
     ha = write("haproxy.cfg", f"""
 global
-  nbthread 1
+  nbthread {WORKERS}
   maxconn 8000
 defaults
   mode http
@@ -88,7 +93,7 @@ backend be
 """)
     started["haproxy"] = start(["haproxy", "-f", ha]); wait_port(ha_port)
     sy = write("switchyard.yaml", f"""
-workers: 1
+workers: {WORKERS}
 listeners: [{{ bind: 127.0.0.1:{sy_port} }}]
 pools: {{ app: {{ servers: [{{ address: 127.0.0.1:{up_port} }}] }} }}
 services: {{ web: {{ active: app }} }}
@@ -101,7 +106,7 @@ limits: {{ max_connections: 20000 }}
 
 def wrk(port, extra=(), connections=None):
     connections = connections or CONNECTIONS
-    out = subprocess.run(["wrk", "-t1", f"-c{connections}", f"-d{DURATION}s", "--latency", *extra, f"http://127.0.0.1:{port}/"],
+    out = subprocess.run(["wrk", f"-t{WORKERS}", f"-c{connections}", f"-d{DURATION}s", "--latency", *extra, f"http://127.0.0.1:{port}/"],
                          capture_output=True, text=True).stdout
     rps = float(re.search(r"Requests/sec:\s+([\d.]+)", out).group(1))
     def lat(p):
@@ -123,7 +128,7 @@ def throughput():
             results[name].append((rps, p50, p99))
             print(f"round {r+1} {name:<11} {rps:>10.0f} req/s  p50 {p50:6.3f} ms  p99 {p99:6.3f} ms"
                   + (f"  non-2xx {bad}" if bad else "") + (f"  socket errors: {sockerr}" if sockerr else ""), flush=True)
-    print(f"\nmedians over {ROUNDS} interleaved rounds (wrk -t1 -c{CONNECTIONS} -d{DURATION}s, keep-alive, {len(BODY)}-byte body, 1 worker each):")
+    print(f"\nmedians over {ROUNDS} interleaved rounds (wrk -t{WORKERS} -c{CONNECTIONS} -d{DURATION}s, keep-alive, {len(BODY)}-byte body, {WORKERS} worker(s) each):")
     med = {}
     for name, _ in targets:
         rps = statistics.median(x[0] for x in results[name]); p50 = statistics.median(x[1] for x in results[name])
