@@ -49,15 +49,7 @@ struct TLSTests {
     /// it read ahead, which epoll never announces. Every request is answered, in order.
     @Test func pipelinedRequestsOverTLSAreAllAnsweredAcrossReadAhead() throws {
         let s = Scenario()
-        let pki = try TestPKI(directory: s.directory, names: ["site"])
-        let app = try s.upstream("app")
-        let port = freePort()
-        _ = try s.startProxy(pki.tlsListener(port: port, ["site"]) + """
-            pools: { app: { servers: [{ address: \(app.address) }] } }
-            services: { web: { active: app } }
-            access_log: off
-
-            """)
+        let (pki, port) = try Self.siteProxy(s)
         // One thread: an OpenSSL connection must not be read and written at once. Each batch's
         // requests go out before any answer is read, far more than the proxy's buffer holds,
         // and their answers fit in the socket buffers.
@@ -390,17 +382,23 @@ struct TLSTests {
         #expect(checked.status == 1 && checked.error.contains("admin.client_roles"), "\(checked)")
     }
 
-    @Test func sessionsResumeAndTicketKeysRotate() throws {
-        let s = Scenario()
+    /// A proxy terminating TLS for site.test, on a free port, in front of one upstream.
+    static func siteProxy(_ s: Scenario, listenerExtra: String = "") throws -> (pki: TestPKI, port: UInt16) {
         let pki = try TestPKI(directory: s.directory, names: ["site"])
         let app = try s.upstream("app")
         let port = freePort()
-        _ = try s.startProxy(pki.tlsListener(port: port, ["site"], extra: "      session_ticket_rotation: 1s\n") + """
+        _ = try s.startProxy(pki.tlsListener(port: port, ["site"], extra: listenerExtra) + """
             pools: { app: { servers: [{ address: \(app.address) }] } }
             services: { web: { active: app } }
             access_log: off
 
             """)
+        return (pki, port)
+    }
+
+    @Test func sessionsResumeAndTicketKeysRotate() throws {
+        let s = Scenario()
+        let (pki, port) = try Self.siteProxy(s, listenerExtra: "      session_ticket_rotation: 1s\n")
         let session = "\(s.directory)/session.pem"
         func handshake(_ args: [String]) throws -> String {
             try run("/bin/sh", ["-c", "openssl s_client -connect 127.0.0.1:\(port) -servername site.test -tls1_2 -CAfile \(pki.ca) "
@@ -417,15 +415,7 @@ struct TLSTests {
     /// proxy renewed tickets on resumption, every other connection of a client was a full one.
     @Test func aResumedTLS13SessionGetsAFreshTicket() throws {
         let s = Scenario()
-        let pki = try TestPKI(directory: s.directory, names: ["site"])
-        let app = try s.upstream("app")
-        let port = freePort()
-        _ = try s.startProxy(pki.tlsListener(port: port, ["site"]) + """
-            pools: { app: { servers: [{ address: \(app.address) }] } }
-            services: { web: { active: app } }
-            access_log: off
-
-            """)
+        let (pki, port) = try Self.siteProxy(s)
         let first = "\(s.directory)/first.pem", second = "\(s.directory)/second.pem"
         /// A TLS 1.3 handshake that stays a second, long enough for the tickets sent after it.
         func handshake(_ args: String) throws -> String {
