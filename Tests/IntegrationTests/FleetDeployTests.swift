@@ -223,7 +223,7 @@ import Testing
                   - name: prod
                     admin: \(lab.admins("prod", count: 2))
                     strategy: canary
-                    steps: [ {weight: 20%}, {pause: 2s}, {weight: 50%}, {pause: 2s} ]
+                    steps: [ {weight: 20%}, {pause: manual}, {weight: 50%}, {pause: 2s} ]
                 \(DeployTests.analysis)
                 hooks:
                   start: [ "\(lab.directory)/start.sh {env} {pool} {version}" ]
@@ -231,14 +231,20 @@ import Testing
                 lock_ttl: 60s
                 """, name: "\(service).yaml")
         }
-        let web = try lab.deployInBackground(try plan("web"), version: "v2")
-        let api = try lab.deployInBackground(try plan("api"), version: "v2")
-        // Both hold their locks at once, on both proxies.
-        try eventually("both services locked on both proxies", timeout: 60) {
+        let webPlan = try plan("web"), apiPlan = try plan("api")
+        let web = try lab.deployInBackground(webPlan, version: "v2")
+        let api = try lab.deployInBackground(apiPlan, version: "v2")
+        // Both reach their manual pause, each at 20% and holding its lock, on both proxies at once
+        // (neither waited for the other), then go on together.
+        try lab.waitForEvent(web, "paused", timeout: 90)
+        try lab.waitForEvent(api, "paused", timeout: 90)
+        try eventually("both services locked on both proxies", timeout: 30) {
             try ["prod", "prod-b"].allSatisfy { proxy in
                 Set(try lab.locks(proxy).compactMap { $0["service"] as? String }) == ["web", "api"]
             }
         }
+        #expect(try lab.switchyard(["deploy", "promote", webPlan]).status == 0)
+        #expect(try lab.switchyard(["deploy", "promote", apiPlan]).status == 0)
         #expect(web.waitForExit(timeout: 120) == 0, "\(web.stdout)\(web.stderr)")
         #expect(api.waitForExit(timeout: 120) == 0, "\(api.stdout)\(api.stderr)")
         for proxy in ["prod", "prod-b"] {

@@ -264,7 +264,10 @@ struct PackagingTests {
         try machine.mustShell("switchyard ctl --admin /run/switchyard/admin.sock version app v1")
         #expect(try machine.mustShell("switchyard ctl --admin /run/switchyard/admin.sock status").contains("v1"))
         #expect(try machine.mustShell("stat -c %U /var/lib/switchyard/state.json") == "switchyard\n")
-        #expect(try machine.mustShell("cat /var/log/switchyard/access.log").contains("/hello"))
+        // Lines reach the file within a flush (100 ms) and the writer thread's turn: waited for.
+        try eventually("the request in /var/log/switchyard/access.log", timeout: 10) {
+            try machine.mustShell("cat /var/log/switchyard/access.log").contains("/hello")
+        }
 
         // Log rotation: logrotate with the installed snippet moves the file; SIGUSR1 (what its
         // postrotate sends through systemd) makes the proxy write to a new access.log.
