@@ -123,10 +123,17 @@ func spawn(_ path: String, _ arguments: [String], stdout: String, stderr: String
 }
 
 /// Waits until `path` exists and returns its contents.
-func waitForFile(_ path: String, timeout: Double = 15) throws -> String {
+/// - Parameter process: the process that writes it: waiting stops as soon as it has exited,
+///   so a process that cannot start fails at once and one that starts slowly (several tests
+///   start fleets at once on a small machine) gets the whole timeout.
+func waitForFile(_ path: String, timeout: Double = 15, writtenBy process: ManagedProcess? = nil) throws -> String {
     let end = Date().addingTimeInterval(timeout)
     while Date() < end {
         if let text = try? String(contentsOfFile: path, encoding: .utf8), !text.isEmpty { return text }
+        if let process, !process.isRunning {
+            if let text = try? String(contentsOfFile: path, encoding: .utf8), !text.isEmpty { return text }
+            throw HarnessError("\(path) was not written: its process exited")
+        }
         usleep(10_000)
     }
     throw HarnessError("timed out waiting for \(path)")
@@ -146,7 +153,7 @@ final class Upstream {
         requestLogPath = "\(directory)/\(name).requests"
         process = try ManagedProcess(["demo-app", "--name", name, "--listen", "127.0.0.1:\(fixedPort)", "--ready-file", ready,
                                       "--request-log", requestLogPath] + extraArguments, directory: directory, label: "app-\(name)")
-        guard let port = UInt16(try waitForFile(ready).trimmingCharacters(in: .whitespacesAndNewlines)) else {
+        guard let port = UInt16(try waitForFile(ready, timeout: 60, writtenBy: process).trimmingCharacters(in: .whitespacesAndNewlines)) else {
             throw HarnessError("demo app \(name) wrote no port")
         }
         self.port = port
@@ -178,7 +185,7 @@ final class Proxy {
         process = try ManagedProcess(["run", "--config", configPath, "--ready-file", ready], directory: directory, label: "switchyard",
                                      launcher: launcher)
         let line: String
-        do { line = try waitForFile(ready) } catch {
+        do { line = try waitForFile(ready, timeout: 60, writtenBy: process) } catch {
             throw HarnessError("switchyard did not start: \(process.stderr)")
         }
         guard let portText = line.split(separator: "\n").first?.split(separator: ":").last, let port = UInt16(portText) else {
