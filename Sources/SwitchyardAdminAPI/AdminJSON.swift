@@ -73,8 +73,8 @@ public enum AdminJSON {
     /// as the same double; not-a-number and infinities (which JSON lacks) as null.
     static func appendDouble(_ value: Double, to out: inout [UInt8]) {
         guard value.isFinite else { out.append(contentsOf: "null".utf8); return }
-        if value == value.rounded(), abs(value) < 1e15 {
-            JSONBytes.appendInteger(Int64(value), to: &out)
+        if value == value.rounded(), abs(value) < 1e15, let whole = Int64(exactly: value) {
+            JSONBytes.appendInteger(whole, to: &out)
         } else {
             out.append(contentsOf: "\(value)".utf8)
         }
