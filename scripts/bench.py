@@ -515,16 +515,7 @@ access_log: off
     start([binary, "run", "--config", conf]); wait_port(proxy_port)
 
     def admin(method, path, body=None):
-        c = socket.socket(socket.AF_UNIX); c.connect(sock)
-        data = json.dumps(body).encode() if body is not None else b""
-        c.sendall(f"{method} {path} HTTP/1.1\r\nHost: x\r\nConnection: close\r\nContent-Length: {len(data)}\r\n\r\n".encode() + data)
-        out = b""
-        while True:
-            chunk = c.recv(65536)
-            if not chunk: break
-            out += chunk
-        c.close()
-        return out.split(b"\r\n\r\n", 1)[1]
+        return unix_request(sock, method, path, body)[1]
 
     RATE, THREADS = 1000, 4
     state = {"stop": False, "first_failure": None, "sent": 0}

@@ -150,6 +150,8 @@ public final class RoutingSnapshot: Sendable {
     let servicesByHost: [UInt64: [Int]]
     /// Services that are not the default and match by wildcard or any host, in index order.
     let hostAgnostic: [Int]
+    /// The first service without a `match` (every request no other service takes).
+    let defaultService: Int?
     /// Up to this many services, routing scans them all (faster than hashing the host).
     static let linearScanLimit = 8
 
@@ -172,6 +174,7 @@ public final class RoutingSnapshot: Sendable {
         }
         servicesByHost = byHost
         hostAgnostic = agnostic
+        defaultService = services.firstIndex { $0.isDefault }
     }
 
     /// Builds a snapshot from a validated configuration and the runtime state (which names
@@ -397,46 +400,44 @@ public final class RoutingSnapshot: Sendable {
     }
 
     /// `route` for a few services: scores every one.
-    func routeByScan(host: UnsafeBufferPointer<UInt8>, length hostLength: Int, path: UnsafeBufferPointer<UInt8>) -> Int? {
-        var best = -1
-        var bestHostScore = -1
-        var bestPrefix = -1
-        var fallback = -1
+    func routeByScan(host: UnsafeBufferPointer<UInt8>, length: Int, path: UnsafeBufferPointer<UInt8>) -> Int? {
+        var choice = RouteChoice()
         // Indexes, not `for service in services`: iterating copies each route and retains its arrays.
-        for index in services.indices {
-            if services[index].isDefault { if fallback < 0 { fallback = index }; continue }
-            let hostScore = Self.hostScore(services[index], host: host, length: hostLength)
-            guard hostScore >= 0, Self.hasPrefix(path, services[index].pathPrefix) else { continue }
-            let prefix = services[index].pathPrefix.count
-            if hostScore > bestHostScore || (hostScore == bestHostScore && prefix > bestPrefix) {
-                best = index; bestHostScore = hostScore; bestPrefix = prefix
-            }
+        for index in services.indices where !services[index].isDefault {
+            choice.consider(index, in: self, host: host, length: length, path: path)
         }
-        if best >= 0 { return best }
-        return fallback >= 0 ? fallback : nil
+        return choice.best ?? defaultService
     }
 
     /// `route` for many services: only the services with an exact host of the same hash and
-    /// the host-agnostic ones are scored, with the same result as scoring them all (ties go
-    /// to the service listed first, as in the scan).
+    /// the host-agnostic ones are scored, with the same result as scoring them all.
     func routeByHost(host: UnsafeBufferPointer<UInt8>, length: Int, path: UnsafeBufferPointer<UInt8>) -> Int? {
-        var best = -1
-        var bestHostScore = -1
-        var bestPrefix = -1
-        func consider(_ index: Int) {
-            let hostScore = Self.hostScore(services[index], host: host, length: length)
-            guard hostScore >= 0, Self.hasPrefix(path, services[index].pathPrefix) else { return }
-            let prefix = services[index].pathPrefix.count
-            if hostScore > bestHostScore || (hostScore == bestHostScore && (prefix > bestPrefix || (prefix == bestPrefix && index < best))) {
-                best = index; bestHostScore = hostScore; bestPrefix = prefix
+        var choice = RouteChoice()
+        if let candidates = servicesByHost[Self.hostHash(host, length: length)] {
+            for index in candidates { choice.consider(index, in: self, host: host, length: length, path: path) }
+        }
+        for index in hostAgnostic { choice.consider(index, in: self, host: host, length: length, path: path) }
+        return choice.best ?? defaultService
+    }
+
+    /// The best service so far: the highest host score, then the longest path prefix, then the
+    /// service listed first, whatever order the services are considered in.
+    struct RouteChoice {
+        private var index = -1
+        private var hostScore = -1
+        private var prefix = -1
+
+        var best: Int? { index >= 0 ? index : nil }
+
+        mutating func consider(_ candidate: Int, in snapshot: RoutingSnapshot, host: UnsafeBufferPointer<UInt8>, length: Int,
+                               path: UnsafeBufferPointer<UInt8>) {
+            let score = RoutingSnapshot.hostScore(snapshot.services[candidate], host: host, length: length)
+            guard score >= 0, RoutingSnapshot.hasPrefix(path, snapshot.services[candidate].pathPrefix) else { return }
+            let length = snapshot.services[candidate].pathPrefix.count
+            if score > hostScore || (score == hostScore && (length > prefix || (length == prefix && candidate < index))) {
+                index = candidate; hostScore = score; prefix = length
             }
         }
-        if let candidates = servicesByHost[Self.hostHash(host, length: length)] {
-            for index in candidates { consider(index) }
-        }
-        for index in hostAgnostic { consider(index) }
-        if best >= 0 { return best }
-        return services.firstIndex { $0.isDefault }
     }
 
     /// FNV-1a over the first `length` bytes of a host name, lowercased.
@@ -528,7 +529,8 @@ public final class PoolSnapshotCache {
         entries[config.name] = Entry(config: config, live: live, snapshot: snapshot)
     }
 
-    /// Ends a snapshot of `count` pools: entries of pools a reload removed are dropped.
+    /// Ends a snapshot of `count` pools. Entries of pools a reload removed stay until they are
+    /// as many as the pools; then all are dropped, and the next snapshot builds every pool.
     func end(keeping count: Int) {
         if entries.count > count * 2 { entries.removeAll(keepingCapacity: true) }
     }
