@@ -31,9 +31,17 @@ final class DeployLab {
                 i=0; while [ -d /proc/$old ] && ! grep -q '^State:.*Z' /proc/$old/status 2>/dev/null && [ $i -lt 100 ]; do i=$((i+1)); sleep 0.02; done
               fi
               rm -f $dir/run/$env-$pool-$name.ready
-              \(switchyardBinary) demo-app --name $name-$version --listen 127.0.0.1:$port --ready-file $dir/run/$env-$pool-$name.ready $extra </dev/null >/dev/null 2>&1 &
-              echo $! > $pidfile
-              i=0; while [ ! -f $dir/run/$env-$pool-$name.ready ]; do i=$((i+1)); [ $i -gt 200 ] && { echo "$name did not start"; exit 1; }; sleep 0.05; done
+              log=$dir/run/$env-$pool-$name.log
+              \(switchyardBinary) demo-app --name $name-$version --listen 127.0.0.1:$port --ready-file $dir/run/$env-$pool-$name.ready $extra </dev/null >$log 2>&1 &
+              pid=$!
+              echo $pid > $pidfile
+              # A loaded machine can take seconds to start a process; one that exited says why.
+              i=0
+              while [ ! -f $dir/run/$env-$pool-$name.ready ]; do
+                kill -0 $pid 2>/dev/null || { echo "$name exited: $(cat $log)"; exit 1; }
+                i=$((i+1)); [ $i -gt 1200 ] && { echo "$name did not start within 60s: $(cat $log)"; exit 1; }
+                sleep 0.05
+              done
               echo "started $name-$version on port $port"
             done < $dir/ports/$env-$pool
             """

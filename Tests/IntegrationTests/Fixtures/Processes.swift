@@ -272,8 +272,44 @@ func loopbackListener() -> (fd: Int32, port: UInt16) {
 }
 
 /// A TCP port that was free a moment ago (for listeners that cannot take port 0).
+///
+/// Taken below the kernel's ephemeral range (32768 and up), and never twice in one run: a
+/// test often reserves a port and starts its listener seconds later, and a port from the
+/// ephemeral range can meanwhile become the local port of some outgoing connection (the
+/// proxies' health checks and wrk open thousands), so the listener would fail to bind.
 func freePort() -> UInt16 {
+    for _ in 0..<PortAllocator.rangeSize {
+        let candidate = PortAllocator.next()
+        if portIsFree(candidate) { return candidate }
+    }
     let (fd, port) = loopbackListener()
     close(fd)
     return port
+}
+
+private enum PortAllocator {
+    static let lowest = 20_000
+    static let rangeSize = 12_000
+    private static let lock = NSLock()
+    // Starts at a place that depends on the process so two runs at once rarely meet.
+    nonisolated(unsafe) private static var offset = Int(getpid()) % rangeSize
+
+    static func next() -> UInt16 {
+        lock.lock()
+        defer { lock.unlock() }
+        offset = (offset + 1) % rangeSize
+        return UInt16(lowest + offset)
+    }
+}
+
+private func portIsFree(_ port: UInt16) -> Bool {
+    let fd = socket(AF_INET, Int32(SOCK_STREAM.rawValue), 0)
+    guard fd >= 0 else { return false }
+    defer { close(fd) }
+    var addr = sockaddr_in()
+    addr.sin_family = sa_family_t(AF_INET)
+    addr.sin_port = port.bigEndian
+    inet_pton(AF_INET, "127.0.0.1", &addr.sin_addr)
+    let bound = withUnsafePointer(to: &addr) { $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { bind(fd, $0, socklen_t(MemoryLayout<sockaddr_in>.size)) } }
+    return bound == 0
 }
