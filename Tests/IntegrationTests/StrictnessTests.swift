@@ -67,6 +67,29 @@ struct StrictnessTests {
         #expect(c.isClosedByPeer())
     }
 
+    @Test func idleKeepAliveConnectionsCloseAfterClientIdleWhileBusyOnesStayOpen() throws {
+        let s = Scenario()
+        let blue = try s.upstream("blue")
+        let proxy = try s.startProxy(simpleConfig([(blue.address, 100)], extra: "timeouts: { client_idle: 1s }\n"))
+        let idle = try RawClient(port: proxy.port)
+        idle.send("GET /a HTTP/1.1\r\nHost: t\r\n\r\n")
+        #expect(try idle.readResponse().status == 200)
+        // A request every 300 ms moves the busy connection's deadline each time: it outlives
+        // two idle timeouts, while the idle one is closed after about one.
+        let busy = try RawClient(port: proxy.port)
+        let started = Date()
+        var answered = 0
+        while Date().timeIntervalSince(started) < 2.5 {
+            busy.send("GET /b HTTP/1.1\r\nHost: t\r\n\r\n")
+            #expect(try busy.readResponse().status == 200)
+            answered += 1
+            usleep(300_000)
+        }
+        #expect(answered >= 5)
+        #expect(idle.isClosedByPeer(timeout: 1), "the idle connection outlived client_idle")
+        #expect(busy.isClosedByPeer(timeout: 4), "the busy connection is closed once it idles")
+    }
+
     @Test func stalledRequestBodyTimesOut() throws {
         let s = Scenario()
         let blue = try s.upstream("blue")

@@ -9,7 +9,7 @@ import SwitchyardRouting
 /// Bytes move between sockets and fixed buffers with one `recv` and one `writev` per
 /// direction in the common case; events are added and removed only when a side cannot
 /// keep up (backpressure), so a keep-alive request costs no `epoll_ctl`.
-final class ClientConnection {
+final class ClientConnection: DeadlineHolder {
     unowned(unsafe) let worker: Worker
     let fd: Int32
     /// Links in the worker's list of live connections.
@@ -28,21 +28,16 @@ final class ClientConnection {
     var inBuffer: IOBuffer?
     /// Bytes the proxy itself writes to the client: response heads and its own answers.
     var outBuffer: IOBuffer?
-    /// The request head as sent upstream, kept until the response starts (for a retry).
-    var upstreamHead: IOBuffer?
-    var upstreamHeadSent = 0
-
     /// The client's address as text, for `X-Forwarded-For`, sticky assignment and the log:
     /// kept for the connection's life (formatting it again per request would cost more).
     let clientIP: UnsafeMutablePointer<UInt8>
     var clientIPLength = 0
-    /// Text of the current exchange that the proxy writes into heads and the log, laid out by
-    /// `Scratch`; taken from the worker's pool on first use and given back when the
-    /// connection goes idle, so an idle keep-alive connection holds none.
-    private var exchangeScratch: UnsafeMutablePointer<UInt8>?
-    var requestIDLength = 0
-    var setCookieLength = 0
-    var logHostLength = 0
+    /// The exchange in progress (see `ExchangeState`); nil between exchanges.
+    private(set) var exchange: ExchangeState?
+    /// What the exchange's fields read: `exchange`, or between exchanges the pool's state at
+    /// initial values (never written: a write takes a state first). Unowned, so that reading a
+    /// field costs no reference counting; `exchange` or the pool keeps it alive.
+    private(set) unowned(unsafe) var current: ExchangeState
 
     /// Where each part of `scratch` starts: the request id, a fresh
     /// sticky cookie value, the `Set-Cookie` line for a client that has no cookie yet, and
@@ -56,6 +51,9 @@ final class ClientConnection {
         static let size = logHost + logHostCapacity
     }
 
+    /// The most 1xx heads relayed in one exchange.
+    static let maxInterimResponses = 16
+
     enum Phase { case idle, head, exchange, tunnel, lingering }
     var phase: Phase = .idle
     /// What the parser already checked of an incomplete head (a slow client's is not re-read).
@@ -64,54 +62,7 @@ final class ClientConnection {
     var clientEOF = false
     var driving = false
 
-    // The exchange in progress.
-    var upstream: UpstreamConnection?
-    var method: HTTPMethod = .get
-    var version: HTTPVersion = .http11
-    var isUpgrade = false
-    var request = BodyWindow()
-    var response = BodyWindow()
-    var responseHeadDone = false
-    var upstreamReusable = false
-    var requestBytesCommitted = false
-    var status = 0
-    /// 1xx heads relayed in this exchange.
-    var interimResponses = 0
-    static let maxInterimResponses = 16
-    var poolIndex = -1
-    /// The service of the exchange (its `statsID`), counted while it is active.
-    var serviceIndex = -1
-    /// The balancer of the pool this exchange uses, kept so a snapshot change mid-exchange
-    /// cannot make the exchange count against the wrong pool.
-    var balancer: PoolBalancer?
-    /// The server in use, by its stable id; its position in the pool when it was picked is
-    /// only a hint, since servers added or removed meanwhile move positions.
-    var serverID = -1
-    var serverPositionHint = -1
-    var countedActive = false
-    var triedServers: UInt64 = 0
-    var attempts = 0
-    var retriedStale = false
-    /// The current server's outcome was already reported to outlier detection.
-    var outcomeRecorded = false
-    /// The exchange ended early because of the upstream (not the client).
-    var upstreamFault = false
-    var bytesSent = 0
-    var startMicros: Int64 = 0
-    var logMethod = ""
-    var logPath = ""
-    var exchangeLogged = true
-    // For the access log: why the pool was chosen, the upstream's answer and how long it took
-    // (monotonic µs, the start of the last attempt to the response head; 0 until then), and the
-    // request head's size. The service is kept by name: the snapshot may change mid-exchange.
-    var routeReason: RouteReason?
-    var upstreamStatus = 0
-    var upstreamStartMicros: Int64 = 0
-    var upstreamHeadMicros: Int64 = 0
-    var requestHeadBytes = 0
-    var logService: String?
-
-    var deadline = Deadline()
+    var deadline = DeadlineLinks<ClientConnection>()
     enum TimeoutKind { case idle, header, body, send, linger }
     var timeoutKind: TimeoutKind = .idle
 
@@ -119,41 +70,45 @@ final class ClientConnection {
         self.worker = worker
         self.fd = fd
         self.tls = tls
-        clientIP = .allocate(capacity: Scratch.clientIPCapacity)
-        clientIPLength = Sockets.formatIP(&peer, into: clientIP, capacity: Scratch.clientIPCapacity)
+        current = worker.exchanges.idle
+        // Formatted on the worker's scratch, then kept at its own length ("127.0.0.1" takes
+        // malloc's smallest block instead of a 64-byte one).
+        let length = Sockets.formatIP(&peer, into: worker.addressScratch, capacity: Scratch.clientIPCapacity)
+        clientIP = .allocate(capacity: max(length, 1))
+        clientIP.update(from: worker.addressScratch, count: length)
+        clientIPLength = length
     }
 
-    deinit {
-        clientIP.deallocate()
-        if let exchangeScratch { worker.scratchPool.give(exchangeScratch) }
+    deinit { clientIP.deallocate() }
+
+    /// Takes a state from the worker's pool for the exchange (its first write does).
+    @inline(never)
+    func takeExchange() {
+        let taken = worker.exchanges.take()
+        exchange = taken
+        current = taken
     }
 
-    /// The current exchange's scratch text (see `Scratch`), taken from the worker's pool when
-    /// the exchange first writes or reads it.
+    /// The current exchange's scratch text (see `Scratch`).
     var scratch: UnsafeMutablePointer<UInt8> {
-        if let exchangeScratch { return exchangeScratch }
-        let taken = worker.scratchPool.take()
-        exchangeScratch = taken
-        return taken
+        if exchange == nil { takeExchange() }
+        return current.scratch
     }
 
-    /// Gives the exchange's scratch back: what it held is forgotten with it.
-    func releaseScratch() {
-        requestIDLength = 0
-        setCookieLength = 0
-        logHostLength = 0
-        // A long path would otherwise stay on the heap until the connection's next request.
-        if !logPath.isEmpty { logMethod = ""; logPath = "" }
-        guard let exchangeScratch else { return }
-        worker.scratchPool.give(exchangeScratch)
-        self.exchangeScratch = nil
+    /// Ends the exchange's hold on its state: the head buffer goes back to the worker, and
+    /// the state to the pool with every field at its initial value.
+    func releaseExchange() {
+        guard let exchange else { return }
+        if let head = exchange.upstreamHead { worker.buffers.give(head) }
+        self.exchange = nil
+        current = worker.exchanges.idle
+        worker.exchanges.give(exchange)
     }
 
     func start() {
         // The connection keeps itself alive until `close()`; libevent holds only this pointer.
         let context = Unmanaged.passRetained(self).toOpaque()
         events = SocketEvents(base: worker.base, fd: fd, onRead: clientReadCallback, onWrite: clientWriteCallback, context: context)
-        deadline.event = event_new(worker.base, -1, 0, clientTimerCallback, context)
         wantRead(true)
         setDeadline(.header, after: worker.settings.clientHeaderMs) // also bounds a stalled handshake
         if let tls, let session = SSL_new(tls.defaultContext) {
@@ -219,14 +174,16 @@ final class ClientConnection {
 
     /// Sets the one deadline this connection has.
     func setDeadline(_ kind: TimeoutKind, after ms: Int64) {
+        // A closed connection is about to be freed: the worker's list must not keep it.
+        guard !closed else { return }
         timeoutKind = kind
-        deadline.set(after: ms)
+        worker.clientDeadlines.set(self, after: ms)
     }
 
-    func clearDeadline() { deadline.clear() }
+    func clearDeadline() { worker.clientDeadlines.clear(self) }
 
-    func onTimer() {
-        guard !closed, deadline.fire() else { return }
+    func deadlinePassed() {
+        guard !closed else { return }
         if handshaking { worker.tlsHandshakeFailures += 1 } // a client that stalled mid-handshake
         switch timeoutKind {
         case .idle, .linger, .send:
@@ -383,14 +340,6 @@ private let clientWriteCallback: event_callback_fn = { _, _, context in
     Unmanaged<ClientConnection>.fromOpaque(context!)._withUnsafeGuaranteedRef { c in
         let worker = c.worker
         c.onWritable()
-        worker.releaseRetired()
-    }
-}
-
-private let clientTimerCallback: event_callback_fn = { _, _, context in
-    Unmanaged<ClientConnection>.fromOpaque(context!)._withUnsafeGuaranteedRef { c in
-        let worker = c.worker
-        c.onTimer()
         worker.releaseRetired()
     }
 }

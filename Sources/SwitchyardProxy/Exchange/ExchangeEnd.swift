@@ -73,11 +73,9 @@ extension ClientConnection {
             return
         }
         phase = .idle
-        request = BodyWindow()
-        response = BodyWindow()
+        releaseExchange()
         setDeadline(.idle, after: worker.settings.clientIdleMs)
         updateClientReading()
-        releaseScratch()
         if let input = inBuffer, input.readable > 0 { drive() }
         else if let input = inBuffer { worker.buffers.give(input); inBuffer = nil }
     }
@@ -133,11 +131,11 @@ extension ClientConnection {
         if phase == .exchange || phase == .tunnel { logExchange(complete: phase == .tunnel) }
         releaseUpstream(reuse: false)
         closed = true
-        for buffer in [inBuffer, outBuffer, upstreamHead] { if let buffer { worker.buffers.give(buffer) } }
-        inBuffer = nil; outBuffer = nil; upstreamHead = nil
-        releaseScratch()
+        for buffer in [inBuffer, outBuffer] { if let buffer { worker.buffers.give(buffer) } }
+        inBuffer = nil; outBuffer = nil
+        releaseExchange()
         events.free()
-        event_free(deadline.event)
+        clearDeadline()
         if let ssl { SSL_free(ssl) }
         ssl = nil
         Glibc.close(fd)

@@ -3,16 +3,22 @@ import CLibevent
 /// The read and write events of one non-blocking socket, shared by client and upstream
 /// connections. Interest is added or removed only when it changes, so the common path
 /// costs no `epoll_ctl`; once freed, nothing is added again.
+///
+/// The write event is made the first time the socket must wait to be writable (a slow
+/// reader, a connect, a TLS handshake): most keep-alive connections never need one, and an
+/// event is 128 bytes plus its allocation.
 struct SocketEvents {
     private var read: OpaquePointer?
     private var write: OpaquePointer?
+    private var onWrite: event_callback_fn?
     private(set) var reading = false
     private(set) var writing = false
 
-    /// Persistent read and write events on `fd`, calling `onRead` and `onWrite` with `context`.
+    /// A persistent read event on `fd` now, and a write event when first wanted, calling
+    /// `onRead` and `onWrite` with `context`.
     init(base: OpaquePointer, fd: Int32, onRead: event_callback_fn, onWrite: event_callback_fn, context: UnsafeMutableRawPointer) {
         read = event_new(base, fd, EventFlags.read | EventFlags.persist, onRead, context)
-        write = event_new(base, fd, EventFlags.write | EventFlags.persist, onWrite, context)
+        self.onWrite = onWrite
     }
 
     init() {}
@@ -33,7 +39,12 @@ struct SocketEvents {
 
     @inline(__always)
     mutating func wantWrite(_ on: Bool) {
-        guard on != writing, let write else { return }
+        guard on != writing, let read else { return }
+        if write == nil {
+            guard on, let onWrite else { return }
+            write = event_new(event_get_base(read), event_get_fd(read), EventFlags.write | EventFlags.persist, onWrite, event_get_callback_arg(read))
+        }
+        guard let write else { return }
         writing = on
         if on { event_add(write, nil) } else { event_del(write) }
     }

@@ -5,7 +5,7 @@ import Glibc
 /// One TCP connection to an upstream server. While a request uses it, events go to the
 /// client connection that owns the exchange; while it is idle in the worker's pool, it
 /// only watches for the server closing it and for its idle timeout.
-final class UpstreamConnection {
+final class UpstreamConnection: DeadlineHolder {
     unowned(unsafe) let worker: Worker
     let fd: Int32
     let serverID: Int
@@ -25,7 +25,7 @@ final class UpstreamConnection {
     unowned(unsafe) var owner: ClientConnection?
     private var closed = false
 
-    private var deadline = Deadline()
+    var deadline = DeadlineLinks<UpstreamConnection>()
 
     enum TimeoutKind { case connect, response, idle }
     private(set) var timeoutKind: TimeoutKind = .connect
@@ -51,7 +51,6 @@ final class UpstreamConnection {
         // The connection keeps itself alive until `close()`; libevent holds only this pointer.
         let context = Unmanaged.passRetained(connection).toOpaque()
         connection.events = SocketEvents(base: worker.base, fd: fd, onRead: upstreamReadCallback, onWrite: upstreamWriteCallback, context: context)
-        connection.deadline.event = event_new(worker.base, -1, 0, upstreamTimerCallback, context)
         connection.owner = owner
         worker.count(serverID, ServerStats.openConnections)
         if !connected || connection.handshaking {
@@ -110,17 +109,19 @@ final class UpstreamConnection {
 
     func wantWrite(_ on: Bool) { events.wantWrite(on) }
 
-    // MARK: Timers (armed lazily: moving a deadline later costs no event operation)
+    // MARK: Timers (the worker's `upstreamDeadlines`)
 
     func setDeadline(kind: TimeoutKind, after ms: Int64) {
+        // A closed connection is about to be freed: the worker's list must not keep it.
+        guard !closed else { return }
         timeoutKind = kind
-        deadline.set(after: ms)
+        worker.upstreamDeadlines.set(self, after: ms)
     }
 
-    func clearDeadline() { deadline.clear() }
+    func clearDeadline() { worker.upstreamDeadlines.clear(self) }
 
-    fileprivate func onTimer() {
-        guard !closed, deadline.fire() else { return }
+    func deadlinePassed() {
+        guard !closed else { return }
         if let owner { owner.upstreamTimedOut(self, kind: timeoutKind) } else { worker.removeIdleConnection(self); close() }
     }
 
@@ -168,7 +169,7 @@ final class UpstreamConnection {
         worker.count(serverID, ServerStats.openConnections, -1)
         if let b = inBuffer { worker.buffers.give(b); inBuffer = nil }
         events.free()
-        event_free(deadline.event)
+        clearDeadline()
         if let ssl { SSL_free(ssl) }
         ssl = nil
         Glibc.close(fd)
@@ -189,14 +190,6 @@ private let upstreamWriteCallback: event_callback_fn = { _, _, context in
     Unmanaged<UpstreamConnection>.fromOpaque(context!)._withUnsafeGuaranteedRef { c in
         let worker = c.worker
         c.onWritable()
-        worker.releaseRetired()
-    }
-}
-
-private let upstreamTimerCallback: event_callback_fn = { _, _, context in
-    Unmanaged<UpstreamConnection>.fromOpaque(context!)._withUnsafeGuaranteedRef { c in
-        let worker = c.worker
-        c.onTimer()
         worker.releaseRetired()
     }
 }

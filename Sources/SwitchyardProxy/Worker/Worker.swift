@@ -52,8 +52,14 @@ final class Worker: @unchecked Sendable {
     let base: OpaquePointer
     let settings: WorkerSettings
     let buffers: BufferPool
-    /// The exchanges' scratch text blocks (`ClientConnection.Scratch`).
-    let scratchPool = ScratchPool(blockSize: ClientConnection.Scratch.size)
+    /// The states of exchanges in progress (`ExchangeState`).
+    let exchanges = ExchangePool()
+    /// The one timer for every connection's deadline, and the deadlines by kind of connection.
+    let deadlineTimer = DeadlineTimer()
+    let clientDeadlines: DeadlineQueue<ClientConnection>
+    let upstreamDeadlines: DeadlineQueue<UpstreamConnection>
+    /// Where an accepted client's address is formatted before the connection keeps it.
+    let addressScratch = UnsafeMutablePointer<UInt8>.allocate(capacity: ClientConnection.Scratch.clientIPCapacity)
     /// Where a response head and body are put together into one TLS record (`SocketIO.transmit`).
     let tlsRecordScratch = UnsafeMutableRawPointer.allocate(byteCount: SocketIO.recordCoalesceLimit, alignment: 16)
     let requestHead: HTTPHead
@@ -151,6 +157,8 @@ final class Worker: @unchecked Sendable {
         self.accessLog = accessLog
         guard let base = event_base_new() else { fatalError("event_base_new failed") }
         self.base = base
+        clientDeadlines = DeadlineQueue(timer: deadlineTimer)
+        upstreamDeadlines = DeadlineQueue(timer: deadlineTimer)
         buffers = BufferPool(bufferSize: settings.bufferSize)
         requestHead = HTTPHead(maxHeaders: settings.limits.maxHeaders)
         responseHead = HTTPHead(maxHeaders: 256)
@@ -165,6 +173,8 @@ final class Worker: @unchecked Sendable {
         applySnapshot(snapshot)
         acknowledgedGeneration.store(snapshot.generation, ordering: .releasing)
 
+        deadlineTimer.event = event_new(base, -1, 0, workerDeadlineCallback, context)
+        buffers.trimTimer = event_new(base, -1, 0, workerBufferTrimCallback, context)
         acceptResumeEvent = event_new(base, -1, 0, workerAcceptResumeCallback, context)
         wakeEvent = event_new(base, -1, EventFlags.persist, workerWakeCallback, context)
         event_add(wakeEvent, nil)
@@ -176,6 +186,7 @@ final class Worker: @unchecked Sendable {
     }
 
     deinit {
+        addressScratch.deallocate()
         logLineScratch.deallocate()
         tlsRecordScratch.deallocate()
     }
@@ -392,6 +403,17 @@ final class Worker: @unchecked Sendable {
         event_base_loopexit(base, nil)
     }
 
+    /// The deadline timer fired: tells every connection whose deadline passed, then arms the
+    /// timer for the earliest deadline left.
+    func expireDeadlines() {
+        deadlineTimer.fired()
+        let now = monotonicMilliseconds()
+        clientDeadlines.expire(now: now)
+        upstreamDeadlines.expire(now: now)
+        let next = min(clientDeadlines.earliest, upstreamDeadlines.earliest)
+        if next != .max { deadlineTimer.arm(due: next, now: monotonicMilliseconds()) }
+    }
+
     /// Keeps a closing connection alive until the current callback has returned.
     func retire(_ connection: AnyObject) { closedConnections.append(connection) }
 
@@ -423,6 +445,16 @@ private let workerWakeCallback: event_callback_fn = { _, _, context in
     let worker = Unmanaged<Worker>.fromOpaque(context!).takeUnretainedValue()
     worker.onWake()
     worker.releaseRetired()
+}
+
+private let workerDeadlineCallback: event_callback_fn = { _, _, context in
+    let worker = Unmanaged<Worker>.fromOpaque(context!).takeUnretainedValue()
+    worker.expireDeadlines()
+    worker.releaseRetired()
+}
+
+private let workerBufferTrimCallback: event_callback_fn = { _, _, context in
+    Unmanaged<Worker>.fromOpaque(context!).takeUnretainedValue().buffers.trim()
 }
 
 private let workerAcceptCallback: event_callback_fn = { fd, _, context in

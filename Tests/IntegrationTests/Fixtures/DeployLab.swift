@@ -45,8 +45,7 @@ final class DeployLab {
               echo "started $name-$version on port $port"
             done < $dir/ports/$env-$pool
             """
-        try start.write(toFile: "\(directory)/start.sh", atomically: true, encoding: .utf8)
-        chmod("\(directory)/start.sh", 0o755)
+        try writeExecutable(start, to: "\(directory)/start.sh")
     }
 
     /// A proxy for `name` with the given pools (server count each); `active`'s instances start at `version`.

@@ -313,3 +313,20 @@ private func portIsFree(_ port: UInt16) -> Bool {
     let bound = withUnsafePointer(to: &addr) { $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { bind(fd, $0, socklen_t(MemoryLayout<sockaddr_in>.size)) } }
     return bound == 0
 }
+
+/// Writes a script that hooks run directly. Its descriptor is close-on-exec: a process that
+/// another test forks meanwhile would otherwise inherit it open for writing, and running the
+/// script then fails with "Text file busy" for as long as that process lives.
+func writeExecutable(_ text: String, to path: String) throws {
+    let fd = open(path, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0o755)
+    guard fd >= 0 else { throw HarnessError("cannot create \(path): \(String(cString: strerror(errno)))") }
+    defer { close(fd) }
+    let bytes = Array(text.utf8)
+    var written = 0
+    while written < bytes.count {
+        let n = bytes[written...].withUnsafeBytes { write(fd, $0.baseAddress, $0.count) }
+        guard n > 0 else { throw HarnessError("cannot write \(path): \(String(cString: strerror(errno)))") }
+        written += n
+    }
+    fchmod(fd, 0o755)
+}
