@@ -121,6 +121,9 @@ struct ObservabilityTests {
         #expect(try Self.get(port, "/ready") == (200, "ready\n"))
         #expect(try Self.get(port, "/live") == (200, "live\n"))
         #expect(try Self.get(port, "/metrics?x=1").status == 200)
+        let lean = try Self.get(port, "/metrics?servers=off")
+        #expect(lean.status == 200 && !lean.body.contains("server=\"") && lean.body.contains("switchyard_pool_"), "\(lean.body)")
+        #expect(try Self.get(port, "/metrics?servers=maybe").status == 400)
         // Read-only: no method but GET, no admin route, no token needed or taken.
         for method in ["POST", "PUT", "DELETE", "PATCH"] {
             #expect(try Self.get(port, "/metrics", method: method).status == 405)

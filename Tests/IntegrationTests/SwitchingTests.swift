@@ -257,6 +257,21 @@ struct SwitchingTests {
         #expect(text.contains(#"switchyard_upstream_request_duration_seconds_bucket{pool="blue",server="b1",le="+Inf"} 3"# + "\n"))
     }
 
+    @Test func metricsWithoutServersLeaveOutEveryPerServerSeries() throws {
+        let s = try SwitchingScenario()
+        let c = try RawClient(port: s.proxy.port)
+        for _ in 0..<3 { _ = try s.servedBy(c) }
+        let all = try curl(["--unix-socket", s.socket, "http://x/metrics"]).output
+        #expect(all.contains(#"server="b1""#), "the full scrape has per-server series: \(all)")
+        let lean = try curl(["--unix-socket", s.socket, "http://x/metrics?servers=off"]).output
+        #expect(!lean.contains("server=\""), "servers=off still has per-server series: \(lean)")
+        #expect(lean.contains(#"switchyard_pool_responses_total{pool="blue",class="2xx"} 3"#), "pools are still there: \(lean)")
+        #expect(lean.contains(#"switchyard_service_responses_total{service="web",class="2xx"} 3"#), "\(lean)")
+        #expect(lean.count < all.count)
+        let bad = try curl(["--unix-socket", s.socket, "-w", "\n%{http_code}", "http://x/metrics?servers=some"]).output
+        #expect(bad.hasSuffix("400") && bad.contains("servers is on or off"), "\(bad)")
+    }
+
     @Test func statusHasAViewPerServiceAndASummary() throws {
         let s = try SwitchingScenario(serviceExtra: "  api: { match: { path_prefix: /api }, active: green }")
         let c = try RawClient(port: s.proxy.port)

@@ -64,9 +64,20 @@ extension AdminServer {
     /// Prometheus text: per service, per pool (the sum of its servers) and per server, each
     /// with responses by class, failures, active requests and a latency histogram; then the
     /// process's own metrics. The observability listener serves the same text.
-    func metrics() -> Data { Self.metrics(control: control) }
+    func metrics(servers: Bool = true) -> Data { Self.metrics(control: control, servers: servers) }
 
-    static func metrics(control: ControlPlane) -> Data {
+    /// The `servers` query parameter of `GET /metrics`: `off` leaves out every per-server
+    /// series, so a scrape of a large configuration stays the size of its services and pools.
+    /// Throws the answer for a value that is neither `on` nor `off`.
+    static func serversParameter(_ value: String?) throws(AdminError) -> Bool {
+        switch value {
+        case nil, "on", "true": return true
+        case "off", "false": return false
+        case let other?: throw AdminError(400, "invalid servers", "servers is on or off (off leaves out the per-server series), not \(other)")
+        }
+    }
+
+    static func metrics(control: ControlPlane, servers includeServers: Bool = true) -> Data {
         let stats = control.collectStats()
         let snapshot = control.currentSnapshot
         /// HELP and TYPE lines: the start of a metric family's group.
@@ -98,7 +109,7 @@ extension AdminServer {
         var text = MetricsText()
         text.append(out)
         let serverHistograms = control.config.metrics.serverHistograms
-        for level in AdminMetric.Level.allCases {
+        for level in AdminMetric.Level.allCases where includeServers || level != .upstream {
             var entities: [(labels: String, counters: Counters)] = []
             let what: String
             switch level {
@@ -131,6 +142,7 @@ extension AdminServer {
             }
         }
         func perServer(_ name: String, _ value: (ServerSnapshot) -> Int) {
+            guard includeServers else { return }
             for pool in snapshot.pools {
                 for server in pool.servers {
                     text.append(name); text.append("{pool=\""); text.append(pool.name); text.append("\",server=\"")
@@ -145,7 +157,7 @@ extension AdminServer {
         perServer(AdminMetric.serverEffectiveWeight) { $0.weight }
         var cpu = header(AdminMetric.serverReportedCPU, "gauge", "CPU use the instance reports in X-Switchyard-Load.")
         var memory = header(AdminMetric.serverReportedMemory, "gauge", "Memory use the instance reports in X-Switchyard-Load.")
-        for entry in (control.health?.servers.values.sorted { $0.key < $1.key }) ?? [] {
+        for entry in (includeServers ? control.health?.servers.values.sorted { $0.key < $1.key } : nil) ?? [] {
             let labels = "pool=\"\(entry.pool)\",server=\"\(entry.server)\""
             if let v = entry.reportedCPU { cpu += "\(AdminMetric.serverReportedCPU){\(labels)} \(v)\n" }
             if let v = entry.reportedMemory { memory += "\(AdminMetric.serverReportedMemory){\(labels)} \(v)\n" }
@@ -153,7 +165,7 @@ extension AdminServer {
         text.append(cpu + memory)
         text.append(header(AdminMetric.serverReady, "gauge", "Whether each server takes new requests (1) or drains/is in maintenance (0)."))
         perServer(AdminMetric.serverReady) { $0.state == .ready ? 1 : 0 }
-        text.append(resolutionMetrics(control: control))
+        if includeServers { text.append(resolutionMetrics(control: control)) }
         text.append(processMetrics(control: control, stats: stats))
         return Data(text.bytes)
     }

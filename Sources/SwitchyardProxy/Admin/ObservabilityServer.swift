@@ -60,8 +60,8 @@ final class ObservabilityServer {
         var allow: String? = nil
     }
 
-    /// The answer to `method` on `path` (the query string already removed).
-    func reply(method: evhttp_cmd_type, path: String) -> Reply {
+    /// The answer to `method` on `path`, with the query string's parameters.
+    func reply(method: evhttp_cmd_type, path: String, query: [String: String] = [:]) -> Reply {
         guard Self.paths.contains(path) else {
             return Reply(status: 404, body: Data("no such path: the observability listener serves GET /metrics, /ready and /live\n".utf8))
         }
@@ -70,7 +70,12 @@ final class ObservabilityServer {
         }
         switch path {
         case "/metrics":
-            return Reply(status: 200, body: AdminServer.metrics(control: control), contentType: "text/plain; version=0.0.4")
+            do {
+                let servers = try AdminServer.serversParameter(query["servers"])
+                return Reply(status: 200, body: AdminServer.metrics(control: control, servers: servers), contentType: "text/plain; version=0.0.4")
+            } catch {
+                return Reply(status: 400, body: Data("\(error.detail)\n".utf8))
+            }
         case "/ready":
             switch control.observed.phase {
             case .serving: return Reply(status: 200, body: Data("ready\n".utf8))
@@ -86,8 +91,16 @@ final class ObservabilityServer {
         let answer: Reply
         if admit(req) {
             let uri = String(cString: evhttp_request_get_uri(req))
-            let path = String(uri.split(separator: "?", maxSplits: 1, omittingEmptySubsequences: false).first ?? "")
-            answer = reply(method: evhttp_request_get_command(req), path: path)
+            let parts = uri.split(separator: "?", maxSplits: 1, omittingEmptySubsequences: false)
+            let path = String(parts.first ?? "")
+            var query: [String: String] = [:]
+            if parts.count > 1 {
+                for pair in parts[1].split(separator: "&") {
+                    let kv = pair.split(separator: "=", maxSplits: 1)
+                    if let key = kv.first { query[String(key)] = kv.count > 1 ? String(kv[1]) : "" }
+                }
+            }
+            answer = reply(method: evhttp_request_get_command(req), path: path, query: query)
         } else {
             answer = Reply(status: 503, body: Data("too many connections: the observability listener serves at most \(Self.maxConnections) at once\n".utf8))
         }
