@@ -265,6 +265,7 @@ struct SwitchingTests {
         #expect(all.contains(#"server="b1""#), "the full scrape has per-server series: \(all)")
         let lean = try curl(["--unix-socket", s.socket, "http://x/metrics?servers=off"]).output
         #expect(!lean.contains("server=\""), "servers=off still has per-server series: \(lean)")
+        #expect(!lean.contains("switchyard_server_healthy"), "no per-server family headers either: \(lean)")
         #expect(lean.contains(#"switchyard_pool_responses_total{pool="blue",class="2xx"} 3"#), "pools are still there: \(lean)")
         #expect(lean.contains(#"switchyard_service_responses_total{service="web",class="2xx"} 3"#), "\(lean)")
         #expect(lean.count < all.count)

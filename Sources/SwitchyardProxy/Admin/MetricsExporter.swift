@@ -80,8 +80,7 @@ extension AdminServer {
     static func metrics(control: ControlPlane, servers includeServers: Bool = true) -> Data {
         let stats = control.collectStats()
         let snapshot = control.currentSnapshot
-        /// HELP and TYPE lines: the start of a metric family's group.
-        func header(_ name: String, _ type: String, _ help: String) -> String { "# HELP \(name) \(help)\n# TYPE \(name) \(type)\n" }
+        func header(_ name: String, _ type: String, _ help: String) -> String { metricHeader(name, type, help) }
         var out = header(AdminMetric.generation, "gauge", "Runtime state generation.")
         out += "\(AdminMetric.generation) \(control.state.generation)\n"
         out += header(AdminMetric.tlsHandshakeFailures, "counter", "TLS handshakes that failed or timed out.")
@@ -150,24 +149,36 @@ extension AdminServer {
                 }
             }
         }
-        text.append(header(AdminMetric.serverHealthy, "gauge", "Whether active health checks find each server up (1) or down/pending (0)."))
-        perServer(AdminMetric.serverHealthy) { $0.healthy ? 1 : 0 }
-        text.append(header(AdminMetric.serverEffectiveWeight, "gauge",
-                           "The weight balancing uses now (0 when drained or down; scaled by slow start and reported load)."))
-        perServer(AdminMetric.serverEffectiveWeight) { $0.weight }
-        var cpu = header(AdminMetric.serverReportedCPU, "gauge", "CPU use the instance reports in X-Switchyard-Load.")
-        var memory = header(AdminMetric.serverReportedMemory, "gauge", "Memory use the instance reports in X-Switchyard-Load.")
-        for entry in (includeServers ? control.health?.servers.values.sorted { $0.key < $1.key } : nil) ?? [] {
+        if includeServers {
+            text.append(header(AdminMetric.serverHealthy, "gauge", "Whether active health checks find each server up (1) or down/pending (0)."))
+            perServer(AdminMetric.serverHealthy) { $0.healthy ? 1 : 0 }
+            text.append(header(AdminMetric.serverEffectiveWeight, "gauge",
+                               "The weight balancing uses now (0 when drained or down; scaled by slow start and reported load)."))
+            perServer(AdminMetric.serverEffectiveWeight) { $0.weight }
+            text.append(header(AdminMetric.serverReady, "gauge", "Whether each server takes new requests (1) or drains/is in maintenance (0)."))
+            perServer(AdminMetric.serverReady) { $0.state == .ready ? 1 : 0 }
+            text.append(serverLoadMetrics(control: control))
+            text.append(resolutionMetrics(control: control))
+        }
+        text.append(processMetrics(control: control, stats: stats))
+        return Data(text.bytes)
+    }
+
+    /// HELP and TYPE lines: the start of a metric family's group.
+    private static func metricHeader(_ name: String, _ type: String, _ help: String) -> String {
+        "# HELP \(name) \(help)\n# TYPE \(name) \(type)\n"
+    }
+
+    /// What instances report in `X-Switchyard-Load`, per server that reported.
+    private static func serverLoadMetrics(control: ControlPlane) -> String {
+        var cpu = metricHeader(AdminMetric.serverReportedCPU, "gauge", "CPU use the instance reports in X-Switchyard-Load.")
+        var memory = metricHeader(AdminMetric.serverReportedMemory, "gauge", "Memory use the instance reports in X-Switchyard-Load.")
+        for entry in (control.health?.servers.values.sorted { $0.key < $1.key }) ?? [] {
             let labels = "pool=\"\(entry.pool)\",server=\"\(entry.server)\""
             if let v = entry.reportedCPU { cpu += "\(AdminMetric.serverReportedCPU){\(labels)} \(v)\n" }
             if let v = entry.reportedMemory { memory += "\(AdminMetric.serverReportedMemory){\(labels)} \(v)\n" }
         }
-        text.append(cpu + memory)
-        text.append(header(AdminMetric.serverReady, "gauge", "Whether each server takes new requests (1) or drains/is in maintenance (0)."))
-        perServer(AdminMetric.serverReady) { $0.state == .ready ? 1 : 0 }
-        if includeServers { text.append(resolutionMetrics(control: control)) }
-        text.append(processMetrics(control: control, stats: stats))
-        return Data(text.bytes)
+        return cpu + memory
     }
 }
 

@@ -17,7 +17,13 @@ extension ClientConnection {
 
     func respondLocal(status: Int, detail: String, close: Bool) {
         if close { keepAlive = false }
-        if phase != .exchange { phase = .exchange; exchangeLogged = false }
+        if phase != .exchange {
+            // An answer without a request that started an exchange (a head that timed out):
+            // its log line's duration counts from now, not from an unset start.
+            phase = .exchange
+            exchangeLogged = false
+            if startMicros == 0 { startMicros = monotonicMicroseconds() }
+        }
         self.status = status
         responseHeadDone = true
         response = BodyWindow()
