@@ -448,13 +448,15 @@ private let workerWakeCallback: event_callback_fn = { _, _, context in
 }
 
 private let workerDeadlineCallback: event_callback_fn = { _, _, context in
-    let worker = Unmanaged<Worker>.fromOpaque(context!).takeUnretainedValue()
+    guard let context else { return }
+    let worker = Unmanaged<Worker>.fromOpaque(context).takeUnretainedValue()
     worker.expireDeadlines()
     worker.releaseRetired()
 }
 
 private let workerBufferTrimCallback: event_callback_fn = { _, _, context in
-    Unmanaged<Worker>.fromOpaque(context!).takeUnretainedValue().buffers.trim()
+    guard let context else { return }
+    Unmanaged<Worker>.fromOpaque(context).takeUnretainedValue().buffers.trim()
 }
 
 private let workerAcceptCallback: event_callback_fn = { fd, _, context in
