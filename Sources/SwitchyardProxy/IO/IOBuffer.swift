@@ -66,7 +66,7 @@ final class BufferPool {
     private(set) var inUse = 0
     /// The fewest warm buffers since the last trim: that many went unused the whole time.
     private var fewestWarm = 0
-    /// How many warm buffers a trim keeps: enough for a worker's steady load to never fault.
+    /// How many warm buffers a trim keeps, so a steady light load reuses buffers whose pages are in memory.
     static let warmKept = 64
     /// How often to trim while there is more than `warmKept` warm (the worker's timer).
     static let trimIntervalMs: Int64 = 1000
@@ -79,9 +79,6 @@ final class BufferPool {
         self.maxFree = maxFree
         warm.reserveCapacity(maxFree)
     }
-
-    /// Free buffers: warm (pages in memory) and cold (pages given back).
-    var freeCounts: (warm: Int, cold: Int) { (warm.count, cold.count) }
 
     @inline(__always) func take() -> IOBuffer {
         inUse += 1
