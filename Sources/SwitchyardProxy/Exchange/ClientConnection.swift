@@ -10,7 +10,7 @@ import SwitchyardRouting
 /// direction in the common case; events are added and removed only when a side cannot
 /// keep up (backpressure), so a keep-alive request costs no `epoll_ctl`.
 final class ClientConnection: DeadlineHolder {
-    unowned(unsafe) let worker: Worker
+    let worker: Worker
     let fd: Int32
     /// Links in the worker's list of live connections.
     var next: ClientConnection?
@@ -33,11 +33,10 @@ final class ClientConnection: DeadlineHolder {
     let clientIP: UnsafeMutablePointer<UInt8>
     var clientIPLength = 0
     /// The exchange in progress (see `ExchangeState`); nil between exchanges.
-    private(set) var exchange: ExchangeState?
+    private(set) var exchange: ExchangePool.Slot?
     /// What the exchange's fields read: `exchange`, or between exchanges the pool's state at
-    /// initial values (never written: a write takes a state first). Unowned, so that reading a
-    /// field costs no reference counting; `exchange` or the pool keeps it alive.
-    private(set) unowned(unsafe) var current: ExchangeState
+    /// initial values (never written: a write takes a state first).
+    private(set) var current: ExchangePool.Slot
 
     /// Where each part of `scratch` starts: the request id, a fresh
     /// sticky cookie value, the `Set-Cookie` line for a client that has no cookie yet, and
@@ -92,14 +91,14 @@ final class ClientConnection: DeadlineHolder {
     /// The current exchange's scratch text (see `Scratch`).
     var scratch: UnsafeMutablePointer<UInt8> {
         if exchange == nil { takeExchange() }
-        return current.scratch
+        return current.pointee.scratch
     }
 
     /// Ends the exchange's hold on its state: the head buffer goes back to the worker, and
     /// the state to the pool with every field at its initial value.
     func releaseExchange() {
         guard let exchange else { return }
-        if let head = exchange.upstreamHead { worker.buffers.give(head) }
+        if let head = exchange.pointee.upstreamHead { worker.buffers.give(head) }
         self.exchange = nil
         current = worker.exchanges.idle
         worker.exchanges.give(exchange)

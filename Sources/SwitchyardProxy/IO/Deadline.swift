@@ -37,10 +37,24 @@ final class DeadlineQueue<Holder: DeadlineHolder> {
         var tail: Unmanaged<Holder>?
     }
 
-    private var lists: [List] = []
-    private unowned(unsafe) let timer: DeadlineTimer
+    // A buffer of its own rather than an Array: an Array's element written in place costs a
+    // uniqueness check, and reading one a retain of the Array's storage, on every request.
+    private var lists: UnsafeMutablePointer<List>
+    private var listCount = 0
+    private var listCapacity = 8
+    // A strong `let`: Swift calls through it without reference counting, whereas an
+    // unowned(unsafe) reference is retained and released around every call.
+    private let timer: DeadlineTimer
 
-    init(timer: DeadlineTimer) { self.timer = timer }
+    init(timer: DeadlineTimer) {
+        self.timer = timer
+        lists = .allocate(capacity: listCapacity)
+    }
+
+    deinit {
+        lists.deinitialize(count: listCount)
+        lists.deallocate()
+    }
 
     /// Sets (or moves) `holder`'s deadline to `ms` milliseconds from now (at least 1).
     @inline(__always)
@@ -62,18 +76,21 @@ final class DeadlineQueue<Holder: DeadlineHolder> {
     @inline(__always)
     func clear(_ holder: Holder) {
         let index = Int(holder.deadline.list)
-        guard index >= 0, index < lists.count else { return }
+        guard index >= 0, index < listCount else { return }
         let next = holder.deadline.next
         let previous = holder.deadline.previous
-        if let previous { previous.takeUnretainedValue().deadline.next = next } else { lists[index].head = next }
-        if let next { next.takeUnretainedValue().deadline.previous = previous } else { lists[index].tail = previous }
+        // Guaranteed references: a holder in a list is alive (it clears its deadline before it goes).
+        if let previous { previous._withUnsafeGuaranteedRef { $0.deadline.next = next } } else { lists[index].head = next }
+        if let next { next._withUnsafeGuaranteedRef { $0.deadline.previous = previous } } else { lists[index].tail = previous }
         holder.deadline = DeadlineLinks()
     }
 
     /// The earliest deadline held, or `Int64.max`.
     var earliest: Int64 {
         var result = Int64.max
-        for list in lists { if let head = list.head { result = min(result, head.takeUnretainedValue().deadline.due) } }
+        for index in 0..<listCount {
+            if let head = lists[index].head { result = min(result, head._withUnsafeGuaranteedRef { $0.deadline.due }) }
+        }
         return result
     }
 
@@ -81,7 +98,7 @@ final class DeadlineQueue<Holder: DeadlineHolder> {
     /// A holder that sets a new deadline while being told is due later than `now`.
     func expire(now: Int64) {
         var index = 0
-        while index < lists.count {
+        while index < listCount {
             while let first = lists[index].head {
                 let head = first.takeUnretainedValue()
                 guard head.deadline.due <= now else { break }
@@ -98,7 +115,7 @@ final class DeadlineQueue<Holder: DeadlineHolder> {
         holder.deadline.next = nil
         let link = Unmanaged.passUnretained(holder)
         holder.deadline.previous = lists[index].tail
-        if let tail = lists[index].tail { tail.takeUnretainedValue().deadline.next = link } else { lists[index].head = link }
+        if let tail = lists[index].tail { tail._withUnsafeGuaranteedRef { $0.deadline.next = link } } else { lists[index].head = link }
         lists[index].tail = link
     }
 
@@ -106,13 +123,21 @@ final class DeadlineQueue<Holder: DeadlineHolder> {
     /// durations are configured; the count of lists stays at most the count in use at once.
     @inline(__always)
     private func listIndex(for duration: Int64) -> Int {
-        for index in lists.indices where lists[index].duration == duration { return index }
-        for index in lists.indices where lists[index].head == nil {
+        for index in 0..<listCount where lists[index].duration == duration { return index }
+        for index in 0..<listCount where lists[index].head == nil {
             lists[index].duration = duration
             return index
         }
-        lists.append(List(duration: duration))
-        return lists.count - 1
+        if listCount == listCapacity {
+            let larger = UnsafeMutablePointer<List>.allocate(capacity: listCapacity * 2)
+            larger.moveInitialize(from: lists, count: listCount)
+            lists.deallocate()
+            lists = larger
+            listCapacity *= 2
+        }
+        (lists + listCount).initialize(to: List(duration: duration))
+        listCount += 1
+        return listCount - 1
     }
 }
 

@@ -6,7 +6,7 @@ import Glibc
 /// client connection that owns the exchange; while it is idle in the worker's pool, it
 /// only watches for the server closing it and for its idle timeout.
 final class UpstreamConnection: DeadlineHolder {
-    unowned(unsafe) let worker: Worker
+    let worker: Worker
     let fd: Int32
     let serverID: Int
     /// Read and write interest in the socket.
