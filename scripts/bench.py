@@ -57,18 +57,33 @@ def start_upstream():
     os.chmod(write(os.path.join("www", "body"), BODY), 0o644)
     conf = nginx_conf("upstream.conf", f"""server {{ listen 127.0.0.1:{up_port} reuseport backlog=4096;
       location / {{ default_type text/plain; root {work}/www; try_files /body =404; }} }}""")
-    start(["nginx", "-c", conf, "-p", work]); wait_port(up_port)
+    upstream = start(["nginx", "-c", conf, "-p", work]); wait_port(up_port)
     answer = subprocess.run(["curl", "-s", "-o", "/dev/null", "-w", "%{http_code} %{size_download}", f"http://127.0.0.1:{up_port}/"],
                             capture_output=True, text=True).stdout
     if answer != f"200 {len(BODY)}":
         raise SystemExit(f"the upstream answered {answer!r}, not 200 with {len(BODY)} bytes; see {work}")
+    return upstream
+
+# BENCH_FORWARDING=1: nginx and HAProxy add the fields Switchyard always adds (X-Forwarded-For,
+# -Proto and -Host and a generated X-Request-Id to the request, the X-Request-Id to the response),
+# so all three do the same work; otherwise they forward the request as it came.
+FORWARDING = os.environ.get("BENCH_FORWARDING") == "1"
+NGINX_FORWARDING = """proxy_set_header X-Forwarded-For $proxy_add_x_forwarded_for;
+        proxy_set_header X-Forwarded-Proto $scheme; proxy_set_header X-Forwarded-Host $host;
+        proxy_set_header X-Request-Id $request_id; add_header X-Request-Id $request_id;""" if FORWARDING else ""
+HAPROXY_FORWARDING = """option forwardfor
+  unique-id-format %[uuid()]
+  unique-id-header X-Request-Id
+  http-request set-header X-Forwarded-Proto http
+  http-request set-header X-Forwarded-Host %[req.hdr(host)]
+  http-response set-header X-Request-Id %[unique-id]""" if FORWARDING else ""
 
 def start_proxies(header_timeout=None):
     """header_timeout: the same request-head timeout for all three (each keeps its default otherwise)."""
     conf = nginx_conf("proxy.conf", f"""upstream app {{ server 127.0.0.1:{up_port}; keepalive 128; }}
       {f"client_header_timeout {header_timeout};" if header_timeout else ""}
       server {{ listen 127.0.0.1:{ng_port} backlog=4096; location / {{ proxy_pass http://app;
-        proxy_http_version 1.1; proxy_set_header Connection ""; proxy_buffering on; }} }}""")
+        proxy_http_version 1.1; proxy_set_header Connection ""; proxy_buffering on; {NGINX_FORWARDING} }} }}""")
     if WORKERS > 1:
         text = open(conf).read().replace("worker_processes 1;", f"worker_processes {WORKERS};")
         open(conf, "w").write(text.replace(f"listen 127.0.0.1:{ng_port} backlog=4096;", f"listen 127.0.0.1:{ng_port} reuseport backlog=4096;"))
@@ -86,6 +101,7 @@ defaults
   option http-keep-alive
 frontend fe
   bind 127.0.0.1:{ha_port}
+  {HAPROXY_FORWARDING}
   default_backend be
 backend be
   http-reuse always
@@ -118,13 +134,23 @@ def wrk(port, extra=(), connections=None):
     return rps, lat(50), lat(99), (int(errors.group(1)) if errors else 0), (sockerr.group(1) if sockerr else "")
 
 def throughput():
-    start_upstream(); start_proxies()
+    upstream = start_upstream(); started = start_proxies()
     targets = [("direct", up_port), ("switchyard", sy_port), ("nginx", ng_port), ("haproxy", ha_port)]
     results = {name: [] for name, _ in targets}
+    # CPU time (user + system) per request of the proxy, the upstream and wrk: what each request
+    # costs, which the shared machine's load moves far less than the rate.
+    cpu = {name: [] for name, _ in targets}
     for r in range(ROUNDS):
         order = targets[r % 2 * 0:] if r % 2 == 0 else [targets[0]] + list(reversed(targets[1:]))
         for name, port in order:
+            proxy = started[name].pid if name in started else None
+            before = (cpu_seconds(proxy) if proxy else 0.0, cpu_seconds(upstream.pid), children_cpu_seconds(), machine_idle_seconds())
+            switches = context_switches(proxy) if proxy else [0, 0]
             rps, p50, p99, bad, sockerr = wrk(port)
+            after = (cpu_seconds(proxy) if proxy else 0.0, cpu_seconds(upstream.pid), children_cpu_seconds(), machine_idle_seconds())
+            switched = [b - a for a, b in zip(switches, context_switches(proxy) if proxy else [0, 0])]
+            requests = rps * DURATION
+            cpu[name].append(tuple((b - a) / requests * 1e6 for a, b in zip(before, after)) + tuple(x / requests for x in switched))
             results[name].append((rps, p50, p99))
             print(f"round {r+1} {name:<11} {rps:>10.0f} req/s  p50 {p50:6.3f} ms  p99 {p99:6.3f} ms"
                   + (f"  non-2xx {bad}" if bad else "") + (f"  socket errors: {sockerr}" if sockerr else ""), flush=True)
@@ -133,10 +159,39 @@ def throughput():
     for name, _ in targets:
         rps = statistics.median(x[0] for x in results[name]); p50 = statistics.median(x[1] for x in results[name])
         p99 = statistics.median(x[2] for x in results[name]); med[name] = (rps, p50, p99)
-        print(f"  {name:<11} {rps:>10.0f} req/s  p50 {p50:6.3f} ms  p99 {p99:6.3f} ms")
+        proxy_us, upstream_us, wrk_us, idle_us, vol, invol = (statistics.median(x[i] for x in cpu[name]) for i in range(6))
+        print(f"  {name:<11} {rps:>10.0f} req/s  p50 {p50:6.3f} ms  p99 {p99:6.3f} ms"
+              f"  CPU per request: proxy {proxy_us:5.2f} us, upstream {upstream_us:5.2f} us, wrk {wrk_us:5.2f} us,"
+              f" idle {idle_us:5.2f} us; proxy context switches per request {vol:.3f} + {invol:.3f}")
     s = med["switchyard"]
     print(f"ratio switchyard/nginx   {s[0]/med['nginx'][0]:.2f}x req/s, p99 {s[2]:.3f} vs {med['nginx'][2]:.3f} ms")
     print(f"ratio switchyard/haproxy {s[0]/med['haproxy'][0]:.2f}x req/s, p99 {s[2]:.3f} vs {med['haproxy'][2]:.3f} ms")
+
+def machine_idle_seconds():
+    """Idle time of all cores together since boot (/proc/stat): what the load left unused."""
+    fields = open("/proc/stat").readline().split()
+    return (int(fields[4]) + int(fields[5])) / os.sysconf("SC_CLK_TCK")
+
+def context_switches(pid):
+    """Voluntary and involuntary context switches of a process's threads and its children's."""
+    pids = [pid]
+    try: pids += [int(c) for c in open(f"/proc/{pid}/task/{pid}/children").read().split()]
+    except OSError: pass
+    total = [0, 0]
+    for p in pids:
+        try: tasks = os.listdir(f"/proc/{p}/task")
+        except OSError: continue
+        for t in tasks:
+            try: text = open(f"/proc/{p}/task/{t}/status").read()
+            except OSError: continue
+            total[0] += int(re.search(r"^voluntary_ctxt_switches:\s+(\d+)", text, re.M).group(1))
+            total[1] += int(re.search(r"^nonvoluntary_ctxt_switches:\s+(\d+)", text, re.M).group(1))
+    return total
+
+def children_cpu_seconds():
+    """CPU time of this script's finished children: wrk's, once each run has been waited for."""
+    usage = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return usage.ru_utime + usage.ru_stime
 
 def cpu_seconds(pid):
     """User plus system CPU time of a process and its children (nginx's and HAProxy's workers)."""
@@ -362,7 +417,7 @@ timeouts: {{ client_idle: 300s }}
     peak, rc = sampled(["bash", "-c", f"head -c {gib} /dev/zero | curl -s -o /dev/null -T - -H 'Content-Length: {gib}' http://127.0.0.1:{sy_port}/echo"])
     print(f"peak RSS while streaming a 1 GiB upload (echoed back): {peak/1024:.1f} MiB (curl exit {rc})")
 
-def callgrind_instructions(name, cmd, port, stop_signal):
+def callgrind_instructions(name, cmd, port, stop_signal, scheme="http"):
     """User-space instructions per proxied request under callgrind: repeatable whatever else
     the machine is doing (wall-clock figures on a shared 2-core machine vary by 20%)."""
     results = []
@@ -373,7 +428,7 @@ def callgrind_instructions(name, cmd, port, stop_signal):
         wait_port(port, timeout=60); time.sleep(1)
         requests = 0
         if load:
-            text = subprocess.run(["wrk", "-t1", "-c10", "-d6s", f"http://127.0.0.1:{port}/"], capture_output=True, text=True).stdout
+            text = subprocess.run(["wrk", "-t1", "-c10", "-d6s", f"{scheme}://127.0.0.1:{port}/"], capture_output=True, text=True).stdout
             requests = int(re.search(r"(\d+) requests in", text).group(1))
         p.send_signal(stop_signal); p.wait(60)
         total = next(int(l.split()[1]) for l in open(out) if l.startswith(("summary:", "totals:")))
@@ -429,22 +484,31 @@ limits: {{ max_connections: 20000 }}
 def https():
     """HTTPS on the client side: the same ECDSA P-256 certificate for all three; keep-alive
     throughput, and the rate of new handshakes (Connection: close, a handshake per request)."""
-    start_upstream()
-    ports, _ = start_tls_proxies()
-    for label, extra in (("keep-alive", ()), ("new handshake per request", ("-H", "Connection: close"))):
+    upstream = start_upstream()
+    ports, started = start_tls_proxies()
+    for label, extra in [x for x in (("keep-alive", ()), ("new handshake per request", ("-H", "Connection: close"))) if os.environ.get("BENCH_HTTPS_ONLY", x[0]) == x[0]]:
         results = {name: [] for name in ports}
+        cpu = {name: [] for name in ports}
         for r in range(ROUNDS):
             names = list(ports) if r % 2 == 0 else list(reversed(list(ports)))
             for name in names:
+                before = (cpu_seconds(started[name].pid), cpu_seconds(upstream.pid), children_cpu_seconds(), machine_idle_seconds())
                 out = subprocess.run(["wrk", "-t1", "-c50", f"-d{DURATION}s", "--latency", *extra, f"https://127.0.0.1:{ports[name]}/"],
                                      capture_output=True, text=True).stdout
+                after = (cpu_seconds(started[name].pid), cpu_seconds(upstream.pid), children_cpu_seconds(), machine_idle_seconds())
                 rps = float(re.search(r"Requests/sec:\s+([\d.]+)", out).group(1))
                 results[name].append(rps)
+                cpu[name].append(tuple((b - a) / (rps * DURATION) * 1e6 for a, b in zip(before, after)))
                 bad = re.search(r"Non-2xx or 3xx responses: (\d+)", out)
-                print(f"round {r+1} {label:<26} {name:<11} {rps:>10.0f} req/s" + (f"  non-2xx {bad.group(1)}" if bad else ""), flush=True)
+                p99 = re.search(r"\s99%\s+([\d.]+\w+)", out)
+                print(f"round {r+1} {label:<26} {name:<11} {rps:>10.0f} req/s  p99 {p99.group(1) if p99 else '?'}"
+                      + (f"  non-2xx {bad.group(1)}" if bad else ""), flush=True)
         med = {n: statistics.median(v) for n, v in results.items()}
         print(f"\nHTTPS {label}, medians over {ROUNDS} rounds (wrk -t1 -c50 -d{DURATION}s, ECDSA P-256, 1 worker each):")
-        for n in ports: print(f"  {n:<11} {med[n]:>10.0f} req/s")
+        for n in ports:
+            proxy_us, upstream_us, wrk_us, idle_us = (statistics.median(x[i] for x in cpu[n]) for i in range(4))
+            print(f"  {n:<11} {med[n]:>10.0f} req/s  CPU per request: proxy {proxy_us:6.2f} us, upstream {upstream_us:5.2f} us,"
+                  f" wrk {wrk_us:6.2f} us, idle {idle_us:6.2f} us")
         print(f"ratio switchyard/nginx {med['switchyard']/med['nginx']:.2f}x, switchyard/haproxy {med['switchyard']/med['haproxy']:.2f}x\n", flush=True)
 
 def serving_tasks(pid):
@@ -484,6 +548,22 @@ def syscalls():
     print(f"system calls per proxied keep-alive request (strace -c on the serving threads, wrk -t1 -c50 -d{DURATION}s, medians of {ROUNDS}):")
     for (scheme, name), values in sorted(results.items()):
         print(f"  {scheme:<5} {name:<11} {statistics.median(v[0] for v in values):5.2f}   ({values[-1][1]})")
+    print(f"cost of entering and leaving the kernel once (a getppid loop): {syscall_cost_ns():.0f} ns")
+
+def syscall_cost_ns():
+    """What one trivial system call costs on this machine: the most batching system calls
+    (io_uring) could save per call, since the work each call does stays."""
+    source = write("syscall.c", """#include <stdio.h>
+#include <time.h>
+#include <unistd.h>
+#include <sys/syscall.h>
+int main(void) { struct timespec a, b; const int n = 2000000;
+  clock_gettime(CLOCK_MONOTONIC, &a); for (int i = 0; i < n; i++) syscall(SYS_getppid);
+  clock_gettime(CLOCK_MONOTONIC, &b);
+  printf("%f", ((b.tv_sec - a.tv_sec) * 1e9 + (b.tv_nsec - a.tv_nsec)) / n); return 0; }""")
+    program = os.path.join(work, "syscall")
+    subprocess.run(["cc", "-O2", "-o", program, source], check=True)
+    return statistics.median(float(subprocess.run([program], capture_output=True, text=True).stdout) for _ in range(5))
 
 def instructions():
     if subprocess.run(["which", "valgrind"], capture_output=True).returncode != 0:
@@ -493,24 +573,33 @@ def instructions():
     subprocess.run(["strip", "--strip-debug", "-o", stripped, binary], check=True)
     # BENCH_ACCESS_LOG=1: with the access log written to a file (nginx's too), to see what a line costs.
     logging = os.environ.get("BENCH_ACCESS_LOG") == "1"
+    # BENCH_TLS=1: the clients speak TLS 1.3 to the proxy (the same ECDSA certificate for both).
+    tls = os.environ.get("BENCH_TLS") == "1"
+    scheme = "https" if tls else "http"
+    if tls:
+        subprocess.run(["openssl", "req", "-x509", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:P-256", "-nodes",
+                        "-keyout", f"{work}/key.pem", "-out", f"{work}/cert.pem", "-subj", "/CN=bench.test", "-days", "2"],
+                       check=True, capture_output=True)
+    sy_tls = f", tls: {{ certificates: [{{ cert: {work}/cert.pem, key: {work}/key.pem }}] }}" if tls else ""
+    ng_tls = f" ssl; ssl_certificate {work}/cert.pem; ssl_certificate_key {work}/key.pem" if tls else ""
     sy = write("switchyard-cg.yaml", f"""
 workers: 1
-listeners: [{{ bind: 127.0.0.1:{sy_port} }}]
+listeners: [{{ bind: 127.0.0.1:{sy_port}{sy_tls} }}]
 pools: {{ app: {{ servers: [{{ address: 127.0.0.1:{up_port} }}] }} }}
 services: {{ web: {{ active: app }} }}
 access_log: {os.path.join(work, "switchyard-access.log") if logging else "off"}
 """)
     ng = nginx_conf("proxy-cg.conf", f"""upstream app {{ server 127.0.0.1:{up_port}; keepalive 128; }}
-      server {{ listen 127.0.0.1:{ng_port}; location / {{ proxy_pass http://app;
+      server {{ listen 127.0.0.1:{ng_port}{ng_tls}; location / {{ proxy_pass http://app;
         proxy_http_version 1.1; proxy_set_header Connection ""; }} }}""")
     # One process, so callgrind sees the worker itself.
     text = open(ng).read().replace("daemon off;", "daemon off; master_process off;")
     if logging: text = text.replace("access_log off;", f"access_log {work}/nginx-access.log;")
     open(ng, "w").write(text)
-    s, n1 = callgrind_instructions("switchyard", [stripped, "run", "--config", sy], sy_port, signal.SIGINT)
-    g, n2 = callgrind_instructions("nginx", ["nginx", "-c", ng, "-p", work], ng_port, signal.SIGQUIT)
+    s, n1 = callgrind_instructions("switchyard", [stripped, "run", "--config", sy], sy_port, signal.SIGINT, scheme)
+    g, n2 = callgrind_instructions("nginx", ["nginx", "-c", ng, "-p", work], ng_port, signal.SIGQUIT, scheme)
     print(f"user-space instructions per proxied request (callgrind, wrk -t1 -c10 -d6s, 1 worker"
-          f"{', access log to a file' if logging else ''}):")
+          f"{', access log to a file' if logging else ''}{', HTTPS' if tls else ''}):")
     print(f"  switchyard {s:8.0f}   ({n1} requests)")
     print(f"  nginx      {g:8.0f}   ({n2} requests)")
     print(f"ratio switchyard/nginx {s/g:.2f}")
