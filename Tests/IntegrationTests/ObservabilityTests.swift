@@ -124,6 +124,9 @@ struct ObservabilityTests {
         let lean = try Self.get(port, "/metrics?servers=off")
         #expect(lean.status == 200 && !lean.body.contains("server=\"") && lean.body.contains("switchyard_pool_"), "\(lean.body)")
         #expect(try Self.get(port, "/metrics?servers=maybe").status == 400)
+        // Parameters are percent-decoded, as Prometheus' `params` may send them.
+        let encoded = try Self.get(port, "/metrics?servers=of%66")
+        #expect(encoded.status == 200 && !encoded.body.contains("server=\""), "\(encoded.status) \(encoded.body.prefix(200))")
         // Read-only: no method but GET, no admin route, no token needed or taken.
         for method in ["POST", "PUT", "DELETE", "PATCH"] {
             #expect(try Self.get(port, "/metrics", method: method).status == 405)

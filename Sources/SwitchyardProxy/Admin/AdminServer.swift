@@ -12,6 +12,19 @@ import SwitchyardRouting
 /// Its endpoints are those of `AdminAPI.endpoints`. The reference is docs/admin-api.md; the
 /// OpenAPI document is docs/openapi.yaml.
 final class AdminServer {
+    /// The parameters of a query string (`a=1&b=x%20y&flag`), percent-decoded; a key
+    /// without a value reads "true". Shared by the admin API and the observability listener.
+    static func queryParameters(_ text: Substring) -> [String: String] {
+        var query: [String: String] = [:]
+        for item in text.split(separator: "&") {
+            let kv = item.split(separator: "=", maxSplits: 1, omittingEmptySubsequences: false)
+            guard let key = kv.first, !key.isEmpty else { continue }
+            let name = String(key).removingPercentEncoding ?? String(key)
+            query[name] = kv.count > 1 ? String(kv[1]).removingPercentEncoding ?? String(kv[1]) : "true"
+        }
+        return query
+    }
+
     let control: ControlPlane
     let socketPath: String?
     /// Bearer tokens accepted on the TCP listener, by name.
@@ -257,14 +270,7 @@ final class AdminServer {
         let uri = String(cString: evhttp_request_get_uri(req))
         let parts = uri.split(separator: "?", maxSplits: 1)
         let path = (parts.first ?? "").split(separator: "/")
-        var query: [String: String] = [:]
-        if parts.count > 1 {
-            for item in parts[1].split(separator: "&") {
-                let kv = item.split(separator: "=", maxSplits: 1, omittingEmptySubsequences: false)
-                guard let key = kv.first, !key.isEmpty else { continue }
-                query[String(key)] = kv.count > 1 ? String(kv[1]).removingPercentEncoding ?? String(kv[1]) : "true"
-            }
-        }
+        let query = parts.count > 1 ? Self.queryParameters(parts[1]) : [:]
         let input = evhttp_request_get_input_buffer(req)
         let length = evbuffer_get_length(input)
         var bytes: [UInt8] = []

@@ -93,13 +93,7 @@ final class ObservabilityServer {
             let uri = String(cString: evhttp_request_get_uri(req))
             let parts = uri.split(separator: "?", maxSplits: 1, omittingEmptySubsequences: false)
             let path = String(parts.first ?? "")
-            var query: [String: String] = [:]
-            if parts.count > 1 {
-                for pair in parts[1].split(separator: "&") {
-                    let kv = pair.split(separator: "=", maxSplits: 1)
-                    if let key = kv.first { query[String(key)] = kv.count > 1 ? String(kv[1]) : "" }
-                }
-            }
+            let query = parts.count > 1 ? AdminServer.queryParameters(parts[1]) : [:]
             answer = reply(method: evhttp_request_get_command(req), path: path, query: query)
         } else {
             answer = Reply(status: 503, body: Data("too many connections: the observability listener serves at most \(Self.maxConnections) at once\n".utf8))
