@@ -2,9 +2,13 @@ import CLibevent
 import COpenSSL
 import Foundation
 import Glibc
+import Synchronization
 import SwitchyardAdminAPI
 import SwitchyardConfig
 import SwitchyardRouting
+
+/// The size of the last scrape, to size the next one's buffer.
+private let lastScrapeBytes = Atomic<Int>(0)
 
 /// `GET /metrics`: Prometheus text.
 extension AdminServer {
@@ -31,34 +35,68 @@ extension AdminServer {
         }
 
         /// Appends this entity's samples of `family` (the family's name and `labels` on each line).
-        func write(_ family: AdminMetric.Family, name: String, labels: String, to out: inout MetricsText) {
-            func line(_ value: Int, _ suffix: String = "", _ extra: String = "") {
-                out.append(name); out.append(suffix); out.append("{"); out.append(labels); out.append(extra); out.append("} ")
+        func write(_ family: AdminMetric.Family, name: Range<Int>, labels: Range<Int>, in texts: LabelTexts, to out: MetricsText) {
+            let name = texts[name], labels = texts[labels]
+            func line(_ value: Int, _ suffix: StaticString = "", _ extra: UnsafeBufferPointer<UInt8> = UnsafeBufferPointer(start: nil, count: 0)) {
+                out.append(name); out.append(literal: suffix); out.append(byte: UInt8(ascii: "{"))
+                out.append(labels); out.append(extra); out.append(literal: "} ")
                 out.append(value); out.newline()
             }
             switch family {
             case .responses:
-                for (i, cls) in Self.statusClasses.enumerated() { line(self[ServerStats.statusClass + i], "", ",class=\"\(cls)\"") }
+                for i in 0..<Self.statusClasses.count { line(self[ServerStats.statusClass + i], "", texts[texts.classLabels[i]]) }
             case .failures: line(self[ServerStats.failures])
             case .activeRequests: line(self[ServerStats.active])
             case .openConnections: line(self[ServerStats.openConnections])
             case .ejections: line(self[ServerStats.ejections])
             case .requestDuration:
                 var cumulative = 0
-                for (i, bound) in Self.boundLabels.enumerated() {
+                for i in 0..<ServerStats.bucketBounds.count {
                     cumulative += self[ServerStats.latencyBuckets + i]
-                    line(cumulative, "_bucket", bound)
+                    line(cumulative, "_bucket", texts[texts.boundLabels[i]])
                 }
                 cumulative += self[ServerStats.latencyBuckets + ServerStats.bucketBounds.count]
-                line(cumulative, "_bucket", ",le=\"+Inf\"")
-                out.append(name); out.append("_sum{"); out.append(labels); out.append("} ")
+                line(cumulative, "_bucket", texts[texts.infinityLabel])
+                out.append(name); out.append(literal: "_sum{"); out.append(labels); out.append(literal: "} ")
                 out.append("\(Double(self[ServerStats.latencySumMicros]) / 1_000_000)"); out.newline()
                 line(cumulative, "_count")
             }
         }
+    }
 
-        /// `,le="0.001"` and so on, made once.
-        static let boundLabels = ServerStats.bucketBounds.map { ",le=\"\($0)\"" }
+    /// The label sets and names of one scrape, made once into one buffer and referred to by
+    /// ranges, so that writing a line copies bytes and touches no reference count.
+    struct LabelTexts {
+        private(set) var bytes: [UInt8] = []
+        private(set) var classLabels: [Range<Int>] = []
+        private(set) var boundLabels: [Range<Int>] = []
+        private(set) var infinityLabel: Range<Int> = 0..<0
+        /// Valid inside `withBytes` only.
+        private var view = UnsafeBufferPointer<UInt8>(start: nil, count: 0)
+
+        init() {
+            classLabels = Counters.statusClasses.map { add(",class=\"\($0)\"") }
+            boundLabels = ServerStats.bucketBounds.map { add(",le=\"\($0)\"") }
+            infinityLabel = add(",le=\"+Inf\"")
+        }
+
+        mutating func add(_ text: String) -> Range<Int> {
+            let start = bytes.count
+            bytes.append(contentsOf: text.utf8)
+            return start..<bytes.count
+        }
+
+        subscript(_ range: Range<Int>) -> UnsafeBufferPointer<UInt8> { UnsafeBufferPointer(rebasing: view[range]) }
+
+        /// Runs `body` with the texts readable through the subscript.
+        mutating func withBytes<R>(_ body: (LabelTexts) -> R) -> R {
+            let storage = bytes
+            return storage.withUnsafeBufferPointer { buffer in
+                var readable = self
+                readable.view = buffer
+                return body(readable)
+            }
+        }
     }
 
     /// Prometheus text: per service, per pool (the sum of its servers) and per server, each
@@ -104,31 +142,41 @@ extension AdminServer {
             (.ejections, "counter", "Ejections by passive outlier detection"),
         ]
         // Thousands of servers make tens of thousands of lines: they are written as bytes into
-        // one buffer, not as interpolated strings.
-        var text = MetricsText()
+        // one buffer sized like the last scrape, each label set made once (`LabelTexts`).
+        let text = MetricsText(reserving: lastScrapeBytes.load(ordering: .relaxed))
         text.append(out)
         let serverHistograms = control.config.metrics.serverHistograms
+        var texts = LabelTexts()
+        var serverLabels: [Range<Int>] = []
+        if includeServers {
+            for pool in snapshot.pools {
+                for server in pool.servers { serverLabels.append(texts.add("pool=\"\(pool.name)\",server=\"\(server.name)\"")) }
+            }
+        }
+        var groups: [(header: String, family: AdminMetric.Family, name: Range<Int>, entities: [(labels: Range<Int>, counters: Counters)])] = []
         for level in AdminMetric.Level.allCases where includeServers || level != .upstream {
-            var entities: [(labels: String, counters: Counters)] = []
+            var entities: [(labels: Range<Int>, counters: Counters)] = []
             let what: String
             switch level {
             case .service:
                 what = "service"
                 for route in snapshot.services {
-                    entities.append(("service=\"\(route.name)\"", Counters(stats.services, index: route.statsID)))
+                    entities.append((texts.add("service=\"\(route.name)\""), Counters(stats.services, index: route.statsID)))
                 }
             case .pool:
                 what = "pool"
                 for pool in snapshot.pools {
                     // One version label per pool (its current one), so the series stay as many as the pools.
                     let labels = "pool=\"\(pool.name)\"" + (pool.version.map { ",version=\"\($0)\"" } ?? "")
-                    entities.append((labels, Counters(sum: pool.servers.map { Counters(stats.servers, index: $0.id) })))
+                    entities.append((texts.add(labels), Counters(sum: pool.servers.map { Counters(stats.servers, index: $0.id) })))
                 }
             case .upstream:
                 what = "upstream server"
+                var k = 0
                 for pool in snapshot.pools {
                     for server in pool.servers {
-                        entities.append(("pool=\"\(pool.name)\",server=\"\(server.name)\"", Counters(stats.servers, index: server.id)))
+                        entities.append((serverLabels[k], Counters(stats.servers, index: server.id)))
+                        k += 1
                     }
                 }
             }
@@ -136,32 +184,41 @@ extension AdminServer {
             for family in families where family.family.isReported(by: level) {
                 if level == .upstream && family.family == .requestDuration && !serverHistograms { continue }
                 let name = AdminMetric.name(level, family.family)
-                text.append(header(name, family.type, "\(family.help), by \(what)."))
-                for entity in entities { entity.counters.write(family.family, name: name, labels: entity.labels, to: &text) }
+                groups.append((header(name, family.type, "\(family.help), by \(what)."), family.family, texts.add(name), entities))
             }
         }
-        func perServer(_ name: String, _ value: (ServerSnapshot) -> Int) {
-            guard includeServers else { return }
-            for pool in snapshot.pools {
-                for server in pool.servers {
-                    text.append(name); text.append("{pool=\""); text.append(pool.name); text.append("\",server=\"")
-                    text.append(server.name); text.append("\"} "); text.append(value(server)); text.newline()
+        let perServerFamilies: [(name: String, help: String, value: (ServerSnapshot) -> Int)] = includeServers ? [
+            (AdminMetric.serverHealthy, "Whether active health checks find each server up (1) or down/pending (0).", { $0.healthy ? 1 : 0 }),
+            (AdminMetric.serverEffectiveWeight, "The weight balancing uses now (0 when drained or down; scaled by slow start and reported load).", { $0.weight }),
+            (AdminMetric.serverReady, "Whether each server takes new requests (1) or drains/is in maintenance (0).", { $0.state == .ready ? 1 : 0 }),
+        ] : []
+        let perServerNames = perServerFamilies.map { texts.add($0.name) }
+        texts.withBytes { texts in
+            for group in groups {
+                text.append(group.header)
+                for entity in group.entities {
+                    entity.counters.write(group.family, name: group.name, labels: entity.labels, in: texts, to: text)
+                }
+            }
+            for (family, name) in zip(perServerFamilies, perServerNames) {
+                text.append(header(family.name, "gauge", family.help))
+                var k = 0
+                for pool in snapshot.pools {
+                    for server in pool.servers {
+                        text.append(texts[name]); text.append(byte: UInt8(ascii: "{")); text.append(texts[serverLabels[k]])
+                        text.append(literal: "} "); text.append(family.value(server)); text.newline()
+                        k += 1
+                    }
                 }
             }
         }
         if includeServers {
-            text.append(header(AdminMetric.serverHealthy, "gauge", "Whether active health checks find each server up (1) or down/pending (0)."))
-            perServer(AdminMetric.serverHealthy) { $0.healthy ? 1 : 0 }
-            text.append(header(AdminMetric.serverEffectiveWeight, "gauge",
-                               "The weight balancing uses now (0 when drained or down; scaled by slow start and reported load)."))
-            perServer(AdminMetric.serverEffectiveWeight) { $0.weight }
-            text.append(header(AdminMetric.serverReady, "gauge", "Whether each server takes new requests (1) or drains/is in maintenance (0)."))
-            perServer(AdminMetric.serverReady) { $0.state == .ready ? 1 : 0 }
             text.append(serverLoadMetrics(control: control))
             text.append(resolutionMetrics(control: control))
         }
         text.append(processMetrics(control: control, stats: stats))
-        return Data(text.bytes)
+        lastScrapeBytes.store(text.count, ordering: .relaxed)
+        return text.takeData()
     }
 
     /// HELP and TYPE lines: the start of a metric family's group.
@@ -182,31 +239,75 @@ extension AdminServer {
     }
 }
 
-/// Prometheus text being written: bytes appended to one buffer.
-struct MetricsText {
-    private(set) var bytes: [UInt8] = []
+/// Prometheus text being written into one malloc'd buffer, which grows with `realloc` (no
+/// copy for a large one) and becomes the answer's `Data` without a copy.
+final class MetricsText {
+    private var base: UnsafeMutablePointer<UInt8>?
+    private(set) var count = 0
+    private var capacity: Int
 
-    init() { bytes.reserveCapacity(1 << 20) }
-
-    mutating func append(_ text: String) { bytes.append(contentsOf: text.utf8) }
-
-    mutating func append(_ value: Int) {
-        if value < 0 { bytes.append(UInt8(ascii: "-")) }
-        // The magnitude as UInt: Int.min has no positive Int.
-        var rest = value.magnitude
-        var digits: (UInt8, UInt8, UInt8, UInt8, UInt8, UInt8, UInt8, UInt8, UInt8, UInt8,
-                     UInt8, UInt8, UInt8, UInt8, UInt8, UInt8, UInt8, UInt8, UInt8, UInt8) =
-            (0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0)
-        var count = 0
-        withUnsafeMutableBytes(of: &digits) { buffer in
-            repeat {
-                buffer[count] = UInt8(ascii: "0") + UInt8(rest % 10)
-                rest /= 10
-                count += 1
-            } while rest > 0 && count < buffer.count
-            for i in stride(from: count - 1, through: 0, by: -1) { bytes.append(buffer[i]) }
-        }
+    /// - Parameter expected: the size of the last scrape.
+    init(reserving expected: Int = 0) {
+        capacity = max(1 << 20, expected + expected / 8)
+        base = malloc(capacity)?.assumingMemoryBound(to: UInt8.self)
     }
 
-    mutating func newline() { bytes.append(UInt8(ascii: "\n")) }
+    deinit { free(base) }
+
+    /// Room for `more` bytes; false if memory ran out (the text is then cut short).
+    @inline(__always) private func reserve(_ more: Int) -> Bool {
+        if count + more <= capacity, base != nil { return true }
+        let wanted = max(capacity * 2, count + more)
+        guard let grown = realloc(base, wanted) else { return false }
+        base = grown.assumingMemoryBound(to: UInt8.self)
+        capacity = wanted
+        return true
+    }
+
+    @inline(__always) func append(_ bytes: UnsafeBufferPointer<UInt8>) {
+        guard let source = bytes.baseAddress, bytes.count > 0, reserve(bytes.count), let base else { return }
+        (base + count).update(from: source, count: bytes.count)
+        count += bytes.count
+    }
+
+    func append(_ text: String) {
+        var text = text
+        text.withUTF8 { append($0) }
+    }
+
+    @inline(__always) func append(literal: StaticString) {
+        append(UnsafeBufferPointer(start: literal.utf8Start, count: literal.utf8CodeUnitCount))
+    }
+
+    @inline(__always) func append(byte: UInt8) {
+        guard reserve(1), let base else { return }
+        base[count] = byte
+        count += 1
+    }
+
+    func append(_ value: Int) {
+        guard reserve(20), let base else { return }
+        if value < 0 { base[count] = UInt8(ascii: "-"); count += 1 }
+        // The magnitude as UInt: Int.min has no positive Int. At most 19 digits.
+        var rest = value.magnitude
+        var digits = 0
+        repeat { digits += 1; rest /= 10 } while rest > 0
+        rest = value.magnitude
+        var position = count + digits - 1
+        repeat {
+            base[position] = UInt8(ascii: "0") + UInt8(rest % 10)
+            rest /= 10
+            position -= 1
+        } while rest > 0
+        count += digits
+    }
+
+    @inline(__always) func newline() { append(byte: UInt8(ascii: "\n")) }
+
+    /// The text as `Data`, which takes the buffer over.
+    func takeData() -> Data {
+        guard let base, count > 0 else { return Data() }
+        self.base = nil
+        return Data(bytesNoCopy: base, count: count, deallocator: .free)
+    }
 }
