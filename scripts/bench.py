@@ -145,10 +145,10 @@ def throughput():
         for name, port in order:
             proxy = started[name].pid if name in started else None
             before = (cpu_seconds(proxy) if proxy else 0.0, cpu_seconds(upstream.pid), children_cpu_seconds(), machine_idle_seconds())
-            switches = context_switches(proxy) if proxy else [0, 0]
+            switches = (context_switches(proxy) if proxy else [0, 0]) + context_switches(upstream.pid)
             rps, p50, p99, bad, sockerr = wrk(port)
             after = (cpu_seconds(proxy) if proxy else 0.0, cpu_seconds(upstream.pid), children_cpu_seconds(), machine_idle_seconds())
-            switched = [b - a for a, b in zip(switches, context_switches(proxy) if proxy else [0, 0])]
+            switched = [b - a for a, b in zip(switches, (context_switches(proxy) if proxy else [0, 0]) + context_switches(upstream.pid))]
             requests = rps * DURATION
             cpu[name].append(tuple((b - a) / requests * 1e6 for a, b in zip(before, after)) + tuple(x / requests for x in switched))
             results[name].append((rps, p50, p99))
@@ -159,10 +159,11 @@ def throughput():
     for name, _ in targets:
         rps = statistics.median(x[0] for x in results[name]); p50 = statistics.median(x[1] for x in results[name])
         p99 = statistics.median(x[2] for x in results[name]); med[name] = (rps, p50, p99)
-        proxy_us, upstream_us, wrk_us, idle_us, vol, invol = (statistics.median(x[i] for x in cpu[name]) for i in range(6))
+        proxy_us, upstream_us, wrk_us, idle_us, vol, invol, up_vol, up_invol = (statistics.median(x[i] for x in cpu[name]) for i in range(8))
         print(f"  {name:<11} {rps:>10.0f} req/s  p50 {p50:6.3f} ms  p99 {p99:6.3f} ms"
               f"  CPU per request: proxy {proxy_us:5.2f} us, upstream {upstream_us:5.2f} us, wrk {wrk_us:5.2f} us,"
-              f" idle {idle_us:5.2f} us; proxy context switches per request {vol:.3f} + {invol:.3f}")
+              f" idle {idle_us:5.2f} us; sleeps per request: proxy {vol:.3f}, upstream {up_vol:.3f}"
+              f" (preempted {invol:.3f}, {up_invol:.3f})")
     s = med["switchyard"]
     print(f"ratio switchyard/nginx   {s[0]/med['nginx'][0]:.2f}x req/s, p99 {s[2]:.3f} vs {med['nginx'][2]:.3f} ms")
     print(f"ratio switchyard/haproxy {s[0]/med['haproxy'][0]:.2f}x req/s, p99 {s[2]:.3f} vs {med['haproxy'][2]:.3f} ms")
@@ -492,13 +493,16 @@ def https():
         for r in range(ROUNDS):
             names = list(ports) if r % 2 == 0 else list(reversed(list(ports)))
             for name in names:
-                before = (cpu_seconds(started[name].pid), cpu_seconds(upstream.pid), children_cpu_seconds(), machine_idle_seconds())
+                before = (cpu_seconds(started[name].pid), cpu_seconds(upstream.pid), children_cpu_seconds(), machine_idle_seconds(),
+                          context_switches(started[name].pid)[0])
                 out = subprocess.run(["wrk", "-t1", "-c50", f"-d{DURATION}s", "--latency", *extra, f"https://127.0.0.1:{ports[name]}/"],
                                      capture_output=True, text=True).stdout
-                after = (cpu_seconds(started[name].pid), cpu_seconds(upstream.pid), children_cpu_seconds(), machine_idle_seconds())
+                after = (cpu_seconds(started[name].pid), cpu_seconds(upstream.pid), children_cpu_seconds(), machine_idle_seconds(),
+                         context_switches(started[name].pid)[0])
                 rps = float(re.search(r"Requests/sec:\s+([\d.]+)", out).group(1))
                 results[name].append(rps)
-                cpu[name].append(tuple((b - a) / (rps * DURATION) * 1e6 for a, b in zip(before, after)))
+                cpu[name].append(tuple((b - a) / (rps * DURATION) * 1e6 for a, b in zip(before[:4], after[:4]))
+                                 + ((after[4] - before[4]) / (rps * DURATION),))
                 bad = re.search(r"Non-2xx or 3xx responses: (\d+)", out)
                 p99 = re.search(r"\s99%\s+([\d.]+\w+)", out)
                 print(f"round {r+1} {label:<26} {name:<11} {rps:>10.0f} req/s  p99 {p99.group(1) if p99 else '?'}"
@@ -506,9 +510,9 @@ def https():
         med = {n: statistics.median(v) for n, v in results.items()}
         print(f"\nHTTPS {label}, medians over {ROUNDS} rounds (wrk -t1 -c50 -d{DURATION}s, ECDSA P-256, 1 worker each):")
         for n in ports:
-            proxy_us, upstream_us, wrk_us, idle_us = (statistics.median(x[i] for x in cpu[n]) for i in range(4))
+            proxy_us, upstream_us, wrk_us, idle_us, sleeps = (statistics.median(x[i] for x in cpu[n]) for i in range(5))
             print(f"  {n:<11} {med[n]:>10.0f} req/s  CPU per request: proxy {proxy_us:6.2f} us, upstream {upstream_us:5.2f} us,"
-                  f" wrk {wrk_us:6.2f} us, idle {idle_us:6.2f} us")
+                  f" wrk {wrk_us:6.2f} us, idle {idle_us:6.2f} us; proxy sleeps per request {sleeps:.3f}")
         print(f"ratio switchyard/nginx {med['switchyard']/med['nginx']:.2f}x, switchyard/haproxy {med['switchyard']/med['haproxy']:.2f}x\n", flush=True)
 
 def serving_tasks(pid):
@@ -679,13 +683,13 @@ def unix_request(sock, method, path, body=None, timeout=60):
     c = socket.socket(socket.AF_UNIX); c.settimeout(timeout); c.connect(sock)
     data = json.dumps(body).encode() if body is not None else b""
     c.sendall(f"{method} {path} HTTP/1.1\r\nHost: x\r\nConnection: close\r\nContent-Length: {len(data)}\r\n\r\n".encode() + data)
-    out = b""
+    chunks = []   # joined once: appending to one bytes object copies it on every chunk
     while True:
         chunk = c.recv(1 << 20)
         if not chunk: break
-        out += chunk
+        chunks.append(chunk)
     c.close()
-    head, _, payload = out.partition(b"\r\n\r\n")
+    head, _, payload = b"".join(chunks).partition(b"\r\n\r\n")
     return int(head.split(b" ")[1]), payload
 
 def scale_config(servers, port, upstream, sock, state):
