@@ -10,6 +10,67 @@ import SwitchyardRouting
 /// `Int64`, `UInt64`, `Double`, `Bool` and `NSNull`. Anything else (numbers read back from a
 /// JSON file, which may be booleans or numbers) is written by `JSONSerialization` itself.
 public enum AdminJSON {
+    /// A value that writes its own JSON, in the same format: for objects repeated thousands of
+    /// times (a status's servers), where building a dictionary for each costs more than
+    /// writing its text.
+    public struct Fragment {
+        /// Appends the value; `indent` is the level of the line the value starts on.
+        let write: (_ indent: Int, _ out: inout [UInt8]) -> Void
+        public init(_ write: @escaping (_ indent: Int, _ out: inout [UInt8]) -> Void) { self.write = write }
+    }
+
+    /// Writes the members of an object in the order given, which must be the sorted order of
+    /// their keys (as `write` sorts a dictionary's): `{`, each `"key" : value`, `}`.
+    public struct ObjectWriter {
+        private let indent: Int
+        private var first = true
+
+        /// Starts the object (`{`) at `indent`.
+        public init(indent: Int, out: inout [UInt8]) {
+            self.indent = indent
+            out.append(UInt8(ascii: "{"))
+        }
+
+        /// The next member's key; its value follows.
+        public mutating func key(_ key: StaticString, to out: inout [UInt8]) {
+            out.append(contentsOf: first ? "\n".utf8 : ",\n".utf8)
+            first = false
+            AdminJSON.appendIndent(indent + 1, to: &out)
+            out.append(UInt8(ascii: "\""))
+            key.withUTF8Buffer { out.append(contentsOf: $0) }
+            out.append(contentsOf: "\" : ".utf8)
+        }
+
+        public mutating func member(_ key: StaticString, _ value: Int, to out: inout [UInt8]) {
+            self.key(key, to: &out)
+            JSONBytes.appendInteger(value, to: &out)
+        }
+
+        public mutating func member(_ key: StaticString, _ value: String, to out: inout [UInt8]) {
+            self.key(key, to: &out)
+            JSONBytes.appendString(value, to: &out)
+        }
+
+        public mutating func member(_ key: StaticString, _ value: Bool, to out: inout [UInt8]) {
+            self.key(key, to: &out)
+            out.append(contentsOf: (value ? "true" : "false").utf8)
+        }
+
+        /// Any value `write` takes, one level deeper.
+        public mutating func member(_ key: StaticString, any value: Any, to out: inout [UInt8]) {
+            self.key(key, to: &out)
+            AdminJSON.write(value, indent: indent + 1, to: &out)
+        }
+
+        /// Ends the object (`}`); an empty one is `{}`.
+        public func end(to out: inout [UInt8]) {
+            if first { out.append(UInt8(ascii: "}")); return }
+            out.append(UInt8(ascii: "\n"))
+            AdminJSON.appendIndent(indent, to: &out)
+            out.append(UInt8(ascii: "}"))
+        }
+    }
+
     public static func data(_ object: Any) -> Data {
         var out: [UInt8] = []
         out.reserveCapacity(4096)
@@ -27,6 +88,7 @@ public enum AdminJSON {
         case ObjectIdentifier(Bool.self): if let v = value as? Bool { out.append(contentsOf: (v ? "true" : "false").utf8) }; return
         case ObjectIdentifier(Double.self): if let v = value as? Double { appendDouble(v, to: &out) }; return
         case ObjectIdentifier(NSNull.self): out.append(contentsOf: "null".utf8); return
+        case ObjectIdentifier(Fragment.self): if let fragment = value as? Fragment { fragment.write(indent, &out) }; return
         default: break
         }
         if let text = value as? String {

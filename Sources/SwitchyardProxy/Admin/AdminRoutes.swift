@@ -33,7 +33,7 @@ extension AdminServer {
             }
             return Self.ok(["entries": Array(control.audit.suffix(limit))])
         case .metrics:
-            return Reply(status: 200, body: metrics(servers: try Self.serversParameter(r.query["servers"])), contentType: "text/plain; version=0.0.4")
+            return Reply(status: 200, body: try metrics(servers: try Self.serversParameter(r.query["servers"])), contentType: "text/plain; version=0.0.4")
         case .flip:
             let to = try AdminBody.flipTarget(r.body)
             return try changed(control.flip(service: service, to: to, actor: r.actor, ifMatch: r.ifMatch, lockToken: r.lockToken))

@@ -16,6 +16,8 @@ extension AdminServer {
     struct Counters {
         /// Response classes, in the order `ServerStats.statusClass` counts them.
         static let statusClasses = ["1xx", "2xx", "3xx", "4xx", "5xx"]
+        /// The same, as JSON keys.
+        static let statusClassKeys: [StaticString] = ["1xx", "2xx", "3xx", "4xx", "5xx"]
         let values: ArraySlice<Int>
         init(_ array: [Int], index: Int) {
             let base = index * ServerStats.stride
@@ -102,7 +104,7 @@ extension AdminServer {
     /// Prometheus text: per service, per pool (the sum of its servers) and per server, each
     /// with responses by class, failures, active requests and a latency histogram; then the
     /// process's own metrics. The observability listener serves the same text.
-    func metrics(servers: Bool = true) -> Data { Self.metrics(control: control, servers: servers) }
+    func metrics(servers: Bool = true) throws(AdminError) -> Data { try Self.metrics(control: control, servers: servers) }
 
     /// The `servers` query parameter of `GET /metrics`: `off` leaves out every per-server
     /// series, so a scrape of a large configuration stays the size of its services and pools.
@@ -115,7 +117,8 @@ extension AdminServer {
         }
     }
 
-    static func metrics(control: ControlPlane, servers includeServers: Bool = true) -> Data {
+    /// Throws (500) only when the text does not fit in memory.
+    static func metrics(control: ControlPlane, servers includeServers: Bool = true) throws(AdminError) -> Data {
         let stats = control.collectStats()
         let snapshot = control.currentSnapshot
         func header(_ name: String, _ type: String, _ help: String) -> String { metricHeader(name, type, help) }
@@ -218,7 +221,7 @@ extension AdminServer {
         }
         text.append(processMetrics(control: control, stats: stats))
         lastScrapeBytes.store(text.count, ordering: .relaxed)
-        return text.takeData()
+        return try text.takeData()
     }
 
     /// HELP and TYPE lines: the start of a metric family's group.
@@ -245,22 +248,38 @@ final class MetricsText {
     private var base: UnsafeMutablePointer<UInt8>?
     private(set) var count = 0
     private var capacity: Int
+    /// Memory ran out: nothing more is appended, and `takeData` refuses (a scrape with holes
+    /// in it would be served as if whole).
+    private var failed = false
 
     /// - Parameter expected: the size of the last scrape.
     init(reserving expected: Int = 0) {
         capacity = max(1 << 20, expected + expected / 8)
         base = malloc(capacity)?.assumingMemoryBound(to: UInt8.self)
+        failed = base == nil
     }
 
     deinit { free(base) }
 
-    /// Room for `more` bytes; false if memory ran out (the text is then cut short).
+    /// Room for `more` bytes, or false from the first time memory ran out.
     @inline(__always) private func reserve(_ more: Int) -> Bool {
-        if count + more <= capacity, base != nil { return true }
-        let wanted = max(capacity * 2, count + more)
-        guard let grown = realloc(base, wanted) else { return false }
+        if count + more <= capacity, !failed { return true }
+        if failed { return false }
+        let (doubled, overflow) = capacity.multipliedReportingOverflow(by: 2)
+        let wanted = max(overflow ? Int.max : doubled, count + more)
+        var target = wanted
+        var grown = realloc(base, target)
+        if grown == nil {
+            target = count + more
+            grown = realloc(base, target)
+        }
+        // A failed realloc leaves the old block as it was (freed by deinit).
+        guard let grown else {
+            failed = true
+            return false
+        }
         base = grown.assumingMemoryBound(to: UInt8.self)
-        capacity = wanted
+        capacity = target
         return true
     }
 
@@ -276,7 +295,8 @@ final class MetricsText {
     }
 
     @inline(__always) func append(literal: StaticString) {
-        append(UnsafeBufferPointer(start: literal.utf8Start, count: literal.utf8CodeUnitCount))
+        // withUTF8Buffer: a one-character literal has no pointer of its own (utf8Start traps).
+        literal.withUTF8Buffer { append($0) }
     }
 
     @inline(__always) func append(byte: UInt8) {
@@ -305,7 +325,10 @@ final class MetricsText {
     @inline(__always) func newline() { append(byte: UInt8(ascii: "\n")) }
 
     /// The text as `Data`, which takes the buffer over.
-    func takeData() -> Data {
+    func takeData() throws(AdminError) -> Data {
+        if failed {
+            throw AdminError(500, "out of memory", "the metrics text did not fit in memory after \(count) bytes; scrape with servers=off, or try again")
+        }
         guard let base, count > 0 else { return Data() }
         self.base = nil
         return Data(bytesNoCopy: base, count: count, deallocator: .free)

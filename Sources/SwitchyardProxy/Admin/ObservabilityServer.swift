@@ -72,9 +72,9 @@ final class ObservabilityServer {
         case "/metrics":
             do {
                 let servers = try AdminServer.serversParameter(query["servers"])
-                return Reply(status: 200, body: AdminServer.metrics(control: control, servers: servers), contentType: "text/plain; version=0.0.4")
+                return Reply(status: 200, body: try AdminServer.metrics(control: control, servers: servers), contentType: "text/plain; version=0.0.4")
             } catch {
-                return Reply(status: 400, body: Data("\(error.detail)\n".utf8))
+                return Reply(status: error.status, body: Data("\(error.detail)\n".utf8))
             }
         case "/ready":
             switch control.observed.phase {

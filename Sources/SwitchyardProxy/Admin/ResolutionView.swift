@@ -35,12 +35,12 @@ extension AdminServer {
         return out
     }
 
-    /// The fields a resolved server adds to its entry in status: the file's server it comes
-    /// from, and whether the last answer still has its address.
-    func resolutionFields(pool: String, server: ServerSnapshot) -> [String: Any] {
+    /// For a server that stands for an address of a DNS name: the name, and whether the
+    /// address is in the name's last answer (else it drains).
+    func resolution(pool: String, server: ServerSnapshot) -> (resolvedFrom: String, inAnswer: Bool)? {
         guard let configured = ResolvedNames.configuredName(of: server.name),
-              let entry = control.resolution.names.entries[ResolvedNames.key(pool: pool, server: configured)] else { return [:] }
-        return ["resolved_from": configured, "in_answer": entry.addresses.contains(server.address)]
+              let entry = control.resolution.names.entries[ResolvedNames.key(pool: pool, server: configured)] else { return nil }
+        return (configured, entry.addresses.contains(server.address))
     }
 
     /// Prometheus lines for every name.

@@ -78,7 +78,11 @@ final class ClientConnection: DeadlineHolder {
         clientIPLength = length
     }
 
-    deinit { clientIP.deallocate() }
+    deinit {
+        // Nothing should take a state after `close()`; if something did, the slot goes back.
+        releaseExchange()
+        clientIP.deallocate()
+    }
 
     /// Takes a state from the worker's pool for the exchange (its first write does).
     @inline(never)

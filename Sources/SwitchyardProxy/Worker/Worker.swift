@@ -206,6 +206,8 @@ final class Worker: @unchecked Sendable {
         event_base_dispatch(base)
         for up in idle.flatMap({ $0 }) { up.close() }
         idle.removeAll()
+        // Outside any callback: the connections just closed hold the worker; let them go.
+        releaseRetired()
         flushLog()
         statsSlot.withLock { $0 = statsCopy() }
         exited.store(true, ordering: .releasing)
