@@ -179,20 +179,27 @@ public enum HTTPParser {
             p += 1
             while base[p] == sp || base[p] == htab { p += 1 }
             let valueStart = p
-            // The line ends at the first CR (memchr); it must be followed by LF, and every byte
-            // before it must be visible, obs-text, space or tab.
-            guard let crAt = memchr(base + p, Int32(cr), end - p) else {
-                return .failure(.init(failStatus, "bare LF line ending"))
-            }
-            let lineEnd = UnsafePointer<UInt8>(crAt.assumingMemoryBound(to: UInt8.self)) - base
-            if base[lineEnd + 1] != lf { return .failure(.init(failStatus, "bare CR in header value")) }
-            while p < lineEnd {
+            // The line ends at the first CR, which must be followed by LF; every byte before it
+            // must be visible, obs-text, space or tab. Eight bytes at a time: a word without a
+            // control character or DEL is skipped whole, else the look jumps to the first one.
+            var lineEnd = -1
+            while true {
+                if p + 8 <= end {
+                    let mask = Self.controlByteMask(UInt64(littleEndian: UnsafeRawPointer(base + p).loadUnaligned(as: UInt64.self)))
+                    if mask == 0 { p += 8; continue }
+                    p += mask.trailingZeroBitCount >> 3
+                } else if p >= end {
+                    break
+                }
                 let b = base[p]
+                if b == cr { lineEnd = p; break }
                 if b < 0x20 || b == 0x7F, b != htab {
                     return .failure(.init(failStatus, "invalid character in header value"))
                 }
                 p += 1
             }
+            guard lineEnd >= 0 else { return .failure(.init(failStatus, "bare LF line ending")) }
+            if base[lineEnd + 1] != lf { return .failure(.init(failStatus, "bare CR in header value")) }
             var valueEnd = lineEnd
             while valueEnd > valueStart, base[valueEnd - 1] == sp || base[valueEnd - 1] == htab { valueEnd -= 1 }
             if head.fieldCount >= head.capacity {
@@ -214,6 +221,18 @@ public enum HTTPParser {
         }
 
         return finish(base, head: head, isRequest: isRequest)
+    }
+
+    /// The bytes of `word` (in memory order, least significant first) that are below 0x20 or
+    /// are 0x7F, each marked by its high bit: zero when there are none. The lowest mark is
+    /// exact (marks above it may be wrong: a borrow carries into the next byte), which is all
+    /// the caller uses; bytes from 0x80 up (obs-text) are never marked.
+    @inline(__always)
+    static func controlByteMask(_ word: UInt64) -> UInt64 {
+        let ones: UInt64 = 0x0101_0101_0101_0101, highs: UInt64 = 0x8080_8080_8080_8080
+        let below = (word &- ones &* 0x20) & ~word & highs
+        let delete = word ^ (ones &* 0x7F)
+        return below | ((delete &- ones) & ~delete & highs)
     }
 
     // MARK: Start lines

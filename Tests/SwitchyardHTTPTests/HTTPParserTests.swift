@@ -350,3 +350,63 @@ struct IncrementalParsingTests {
         #expect(scan.checked == 0, "a complete head leaves a fresh scan for the next one")
     }
 }
+
+/// Field values are checked eight bytes at a time; these compare that with the rule read
+/// byte by byte (RFC 9110 field-value: visible characters, obs-text, space and tab).
+@Suite("Field value checking")
+struct FieldValueCheckingTests {
+    static func isControl(_ b: UInt8) -> Bool { b < 0x20 || b == 0x7F }
+
+    @Test func everyByteValueInEveryPositionOfAWord() {
+        for position in 0..<8 {
+            for value in 0...255 {
+                var bytes = [UInt8](repeating: UInt8(ascii: "a"), count: 8)
+                bytes[position] = UInt8(value)
+                let word = UInt64(littleEndian: bytes.withUnsafeBytes { $0.loadUnaligned(as: UInt64.self) })
+                let mask = HTTPParser.controlByteMask(word)
+                #expect((mask != 0) == Self.isControl(UInt8(value)), "byte \(value) at \(position)")
+                if mask != 0 { #expect(mask.trailingZeroBitCount / 8 == position, "byte \(value) at \(position)") }
+            }
+        }
+    }
+
+    @Test func randomWordsAgreeWithTheByteRule() {
+        var random = SystemRandomNumberGenerator()
+        let interesting: [UInt8] = [0x00, 0x01, 0x09, 0x0D, 0x1F, 0x20, 0x21, 0x7E, 0x7F, 0x80, 0x81, 0xA0, 0xFF]
+        for _ in 0..<50_000 {
+            let bytes = (0..<8).map { _ in Bool.random(using: &random) ? interesting.randomElement(using: &random)! : UInt8.random(in: 0...255, using: &random) }
+            let word = UInt64(littleEndian: bytes.withUnsafeBytes { $0.loadUnaligned(as: UInt64.self) })
+            let mask = HTTPParser.controlByteMask(word)
+            // The lowest mark is the first control byte; none when there is none.
+            let first = bytes.firstIndex(where: Self.isControl)
+            #expect((mask == 0 ? nil : mask.trailingZeroBitCount / 8) == first, "bytes \(bytes)")
+        }
+    }
+
+    /// Whole heads with random values: accepted exactly when every value byte is allowed.
+    @Test func randomValuesAreAcceptedExactlyWhenEveryByteIsAllowed() {
+        var random = SystemRandomNumberGenerator()
+        // No LF: a CR followed by LF would start another line, which is not what is tested here.
+        let special: [UInt8] = [0x00, 0x01, 0x09, 0x0D, 0x1F, 0x20, 0x7E, 0x7F, 0x80, 0xFF]
+        let head = HTTPHead(maxHeaders: 16)
+        for _ in 0..<20_000 {
+            let length = Int.random(in: 0...40, using: &random)
+            let value: [UInt8] = (0..<length).map { _ in
+                Int.random(in: 0..<10, using: &random) == 0 ? special.randomElement(using: &random)! : UInt8.random(in: 0x61...0x7A, using: &random)
+            }
+            let request = Array("GET / HTTP/1.1\r\nHost: a\r\nX: ".utf8) + value + Array("\r\nY: b\r\n\r\n".utf8)
+            // Allowed: no control byte but tab; a CR is never followed by LF inside the value.
+            let allowed = !value.contains { Self.isControl($0) && $0 != 0x09 }
+            let result = request.withUnsafeBytes { HTTPParser.parseRequest($0, into: head, limits: HTTPLimits()) }
+            #expect((result == .complete) == allowed, "value \(value)")
+            if result == .complete {
+                let f = head.fields[1]
+                var trimmed = value[...]
+                while let first = trimmed.first, first == 0x20 || first == 0x09 { trimmed = trimmed.dropFirst() }
+                while let last = trimmed.last, last == 0x20 || last == 0x09 { trimmed = trimmed.dropLast() }
+                #expect(Array(request[Int(f.valueStart)..<Int(f.valueStart + f.valueLength)]) == Array(trimmed), "value \(value)")
+                #expect(head.fieldCount == 3)
+            }
+        }
+    }
+}
