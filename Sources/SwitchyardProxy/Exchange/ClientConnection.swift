@@ -10,6 +10,9 @@ import SwitchyardRouting
 /// direction in the common case; events are added and removed only when a side cannot
 /// keep up (backpressure), so a keep-alive request costs no `epoll_ctl`.
 final class ClientConnection: DeadlineHolder {
+    /// Strong, and a `let`: Swift reads the worker's pools and lists through it without
+    /// reference counting (through an unowned(unsafe) one it retained them at every use).
+    /// The worker outlives its connections; a connection lets it go when it is freed.
     let worker: Worker
     let fd: Int32
     /// Links in the worker's list of live connections.

@@ -6,6 +6,9 @@ import Glibc
 /// client connection that owns the exchange; while it is idle in the worker's pool, it
 /// only watches for the server closing it and for its idle timeout.
 final class UpstreamConnection: DeadlineHolder {
+    /// Strong, and a `let`: Swift reads the worker's pools and lists through it without
+    /// reference counting (through an unowned(unsafe) one it retained them at every use).
+    /// The worker outlives its connections; a connection lets it go when it is freed.
     let worker: Worker
     let fd: Int32
     let serverID: Int
