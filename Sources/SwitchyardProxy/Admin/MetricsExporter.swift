@@ -15,9 +15,7 @@ extension AdminServer {
     /// The counters of one server or service, read from a merged array.
     struct Counters {
         /// Response classes, in the order `ServerStats.statusClass` counts them.
-        static let statusClasses = ["1xx", "2xx", "3xx", "4xx", "5xx"]
-        /// The same, as JSON keys.
-        static let statusClassKeys: [StaticString] = ["1xx", "2xx", "3xx", "4xx", "5xx"]
+        static let statusClasses: [StaticString] = ["1xx", "2xx", "3xx", "4xx", "5xx"]
         let values: ArraySlice<Int>
         init(_ array: [Int], index: Int) {
             let base = index * ServerStats.stride
@@ -32,7 +30,7 @@ extension AdminServer {
 
         var json: [String: Any] {
             ["active_requests": self[ServerStats.active], "requests": self[ServerStats.requests],
-             "responses": Dictionary(uniqueKeysWithValues: Self.statusClasses.enumerated().map { ($0.element, self[ServerStats.statusClass + $0.offset]) }),
+             "responses": Dictionary(uniqueKeysWithValues: Self.statusClasses.enumerated().map { ($0.element.description, self[ServerStats.statusClass + $0.offset]) }),
              "failures": self[ServerStats.failures]]
         }
 
@@ -91,7 +89,7 @@ extension AdminServer {
         subscript(_ range: Range<Int>) -> UnsafeBufferPointer<UInt8> { UnsafeBufferPointer(rebasing: view[range]) }
 
         /// Runs `body` with the texts readable through the subscript.
-        mutating func withBytes<R>(_ body: (LabelTexts) -> R) -> R {
+        func withBytes<R>(_ body: (LabelTexts) -> R) -> R {
             let storage = bytes
             return storage.withUnsafeBufferPointer { buffer in
                 var readable = self

@@ -102,7 +102,7 @@ extension AdminServer {
             if let resolution { object.member("resolved_from", resolution.resolvedFrom, to: &out) }
             object.key("responses", to: &out)
             var responses = AdminJSON.ObjectWriter(indent: indent + 1, out: &out)
-            for (i, name) in Counters.statusClassKeys.enumerated() { responses.member(name, c[ServerStats.statusClass + i], to: &out) }
+            for (i, name) in Counters.statusClasses.enumerated() { responses.member(name, c[ServerStats.statusClass + i], to: &out) }
             responses.end(to: &out)
             object.member("state", server.state.rawValue, to: &out)
             object.member("weight", server.configuredWeight, to: &out)

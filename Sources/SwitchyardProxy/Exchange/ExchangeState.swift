@@ -68,47 +68,8 @@ struct ExchangeState {
 
     init(scratch: UnsafeMutablePointer<UInt8>) { self.scratch = scratch }
 
-    /// Every field back to its initial value, for the next exchange.
-    mutating func reset() {
-        upstreamHead = nil
-        upstreamHeadSent = 0
-        requestIDLength = 0
-        setCookieLength = 0
-        logHostLength = 0
-        upstream = nil
-        method = .get
-        version = .http11
-        isUpgrade = false
-        responseHeadDone = false
-        upstreamReusable = false
-        requestBytesCommitted = false
-        countedActive = false
-        retriedStale = false
-        outcomeRecorded = false
-        upstreamFault = false
-        exchangeLogged = true
-        routeReason = nil
-        request = BodyWindow()
-        response = BodyWindow()
-        status = 0
-        interimResponses = 0
-        poolIndex = -1
-        serviceIndex = -1
-        balancer = nil
-        serverID = -1
-        serverPositionHint = -1
-        triedServers = 0
-        attempts = 0
-        bytesSent = 0
-        startMicros = 0
-        upstreamStatus = 0
-        upstreamStartMicros = 0
-        upstreamHeadMicros = 0
-        requestHeadBytes = 0
-        logMethod = ""
-        logPath = ""
-        logService = nil
-    }
+    /// Every field back to its initial value, for the next exchange (the scratch stays).
+    mutating func reset() { self = ExchangeState(scratch: scratch) }
 }
 
 /// Per-worker free list of exchange state slots, so that starting an exchange does not call
