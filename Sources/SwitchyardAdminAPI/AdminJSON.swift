@@ -33,12 +33,13 @@ public enum AdminJSON {
 
         /// The next member's key; its value follows.
         public mutating func key(_ key: StaticString, to out: inout [UInt8]) {
-            out.append(contentsOf: first ? "\n".utf8 : ",\n".utf8)
+            if !first { out.append(UInt8(ascii: ",")) }
+            out.append(UInt8(ascii: "\n"))
             first = false
             AdminJSON.appendIndent(indent + 1, to: &out)
             out.append(UInt8(ascii: "\""))
             key.withUTF8Buffer { out.append(contentsOf: $0) }
-            out.append(contentsOf: "\" : ".utf8)
+            AdminJSON.appendLiteral("\" : ", to: &out)
         }
 
         public mutating func member(_ key: StaticString, _ value: Int, to out: inout [UInt8]) {
@@ -53,7 +54,7 @@ public enum AdminJSON {
 
         public mutating func member(_ key: StaticString, _ value: Bool, to out: inout [UInt8]) {
             self.key(key, to: &out)
-            out.append(contentsOf: (value ? "true" : "false").utf8)
+            AdminJSON.appendLiteral(value ? "true" : "false", to: &out)
         }
 
         /// Any value `write` takes, one level deeper.
@@ -128,7 +129,12 @@ public enum AdminJSON {
     }
 
     static func appendIndent(_ level: Int, to out: inout [UInt8]) {
-        for _ in 0..<max(0, level) { out.append(contentsOf: "  ".utf8) }
+        out.append(contentsOf: repeatElement(UInt8(ascii: " "), count: 2 * max(0, level)))
+    }
+
+    /// Appends a literal's bytes (a `String`'s UTF-8 view is appended byte by byte).
+    @inline(__always) static func appendLiteral(_ literal: StaticString, to out: inout [UInt8]) {
+        literal.withUTF8Buffer { out.append(contentsOf: $0) }
     }
 
     /// A whole number as JSONSerialization writes it, else the shortest text that reads back

@@ -27,4 +27,23 @@ struct AdminJSONTests {
         let text = String(decoding: AdminJSON.data(["b": ["y": 1, "x": [true]], "a": "z"] as [String: Any]), as: UTF8.self)
         #expect(text == "{\n  \"a\" : \"z\",\n  \"b\" : {\n    \"x\" : [\n      true\n    ],\n    \"y\" : 1\n  }\n}\n", "\(text)")
     }
+
+    @Test func integersAreWrittenAsDecimalAtEveryWidth() {
+        let values: [Any] = [0, 7, -7, 10, -10, 1_000_000, Int.max, Int.min, Int64.max, Int64.min, UInt64.max, UInt64(1) << 63]
+        let text = String(decoding: AdminJSON.data(values), as: UTF8.self)
+        let expected = "[\n" + ["0", "7", "-7", "10", "-10", "1000000", "\(Int.max)", "\(Int.min)", "\(Int64.max)", "\(Int64.min)",
+                                 "\(UInt64.max)", "9223372036854775808"].map { "  " + $0 }.joined(separator: ",\n") + "\n]\n"
+        #expect(text == expected, "\(text)")
+    }
+
+    @Test func stringsAreEscapedOnlyWhereJSONNeedsIt() throws {
+        for text in ["plain", "", "é and 中文", "quote \" here", "back\\slash", "control \u{1} \u{1f}", "line\nbreak", "tab\tand\rreturn",
+                     String(repeating: "long-name-", count: 50)] {
+            let written = AdminJSON.data(["k": text])
+            let back = try JSONSerialization.jsonObject(with: written) as? [String: String]
+            #expect(back?["k"] == text, "\(String(decoding: written, as: UTF8.self))")
+        }
+        let plain = String(decoding: AdminJSON.data(["k": "é-plain"]), as: UTF8.self)
+        #expect(plain == "{\n  \"k\" : \"é-plain\"\n}\n", "\(plain)")
+    }
 }
