@@ -22,7 +22,8 @@ extension AdminServer {
         let service = parameters["service"] ?? "", pool = parameters["pool"] ?? "", server = parameters["server"] ?? ""
         switch endpoint {
         case .status:
-            return Self.ok(try status(query: r.query))
+            let source = try statusSource(query: r.query)
+            return .later { RenderedReply(status: 200, body: AdminJSON.data(AdminServer.status(source)), contentType: "application/json") }
         case .audit:
             var limit = 100
             if let text = r.query["limit"] {
@@ -33,7 +34,8 @@ extension AdminServer {
             }
             return Self.ok(["entries": Array(control.audit.suffix(limit))])
         case .metrics:
-            return Reply(status: 200, body: try metrics(servers: try Self.serversParameter(r.query["servers"])), contentType: "text/plain; version=0.0.4")
+            let source = Self.metricsSource(control: control, servers: try Self.serversParameter(r.query["servers"]))
+            return .later { AdminServer.metricsReply(source) }
         case .flip:
             let to = try AdminBody.flipTarget(r.body)
             return try changed(control.flip(service: service, to: to, actor: r.actor, ifMatch: r.ifMatch, lockToken: r.lockToken))

@@ -33,6 +33,8 @@ final class AdminServer {
     /// The TCP listener has its own evhttp, so that TLS applies to it and not to the Unix socket.
     private var tcpHTTP: OpaquePointer?
     private var tcpTLS: TLSServerContext?
+    /// Writes the status and scrapes while the control thread goes on.
+    private var replies: ReplyThread?
     let startTime = Date()
 
     /// Limits of the admin listeners: the request head, how long a TCP connection may stay
@@ -66,6 +68,9 @@ final class AdminServer {
             guard evhttp_accept_socket(http, fd) == 0 else { throw ProxyError("cannot serve the admin socket \(socketPath)") }
         }
         evhttp_set_gencb(http, adminRequestCallback, Unmanaged.passUnretained(self).toOpaque())
+        replies = try ReplyThread(base: base, name: "admin") { [unowned self] request, written in
+            send(Reply(status: written.status, body: written.body, contentType: written.contentType), to: request)
+        }
         if let tcp = config.tcp {
             guard let tcpHTTP = evhttp_new(base) else { throw ProxyError("evhttp_new failed") }
             self.tcpHTTP = tcpHTTP
@@ -104,6 +109,8 @@ final class AdminServer {
     }
 
     func close() {
+        replies?.close()
+        replies = nil
         if let http { evhttp_free(http) }
         http = nil
         if let tcpHTTP { evhttp_free(tcpHTTP) }
@@ -183,18 +190,37 @@ final class AdminServer {
         var status: Int
         var body: Data
         var contentType = "application/json"
+        /// Set for a reply the reply thread writes (`body` is empty until then).
+        var writtenLater: (@Sendable () -> RenderedReply)? = nil
+
+        /// A reply written on the reply thread by `work`.
+        static func later(_ work: @escaping @Sendable () -> RenderedReply) -> Reply {
+            Reply(status: 0, body: Data(), writtenLater: work)
+        }
     }
 
     fileprivate func handle(_ req: OpaquePointer) {
-        let reply: Reply
+        var reply: Reply
         do throws(AdminError) {
             try admitConnection(req)
             reply = try route(try parse(req))
         } catch {
             reply = Self.error(error)
         }
+        if let work = reply.writtenLater {
+            if let replies, replies.submit(req, work) { return }
+            reply = Self.error(AdminError(503, "busy", "\(ReplyThread.maxWaiting) status and metrics replies are already being written; retry shortly"))
+        }
+        send(reply, to: req)
+    }
+
+    /// Sends `reply` to `req` (on the control thread).
+    private func send(_ reply: Reply, to req: OpaquePointer) {
         let headers = evhttp_request_get_output_headers(req)
-        if reply.status == 503 { evhttp_add_header(headers, "Connection", "close") }
+        if reply.status == 503 {
+            evhttp_add_header(headers, "Connection", "close")
+            evhttp_add_header(headers, "Retry-After", "1")
+        }
         evhttp_add_header(headers, "Content-Type", reply.contentType)
         if reply.status == 401 { evhttp_add_header(headers, "WWW-Authenticate", "Bearer realm=\"switchyard\"") }
         if reply.status == 405 {

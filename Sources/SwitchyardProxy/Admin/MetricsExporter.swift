@@ -99,11 +99,6 @@ extension AdminServer {
         }
     }
 
-    /// Prometheus text: per service, per pool (the sum of its servers) and per server, each
-    /// with responses by class, failures, active requests and a latency histogram; then the
-    /// process's own metrics. The observability listener serves the same text.
-    func metrics(servers: Bool = true) throws(AdminError) -> Data { try Self.metrics(control: control, servers: servers) }
-
     /// The `servers` query parameter of `GET /metrics`: `off` leaves out every per-server
     /// series, so a scrape of a large configuration stays the size of its services and pools.
     /// Throws the answer for a value that is neither `on` nor `off`.
@@ -115,13 +110,52 @@ extension AdminServer {
         }
     }
 
-    /// Throws (500) only when the text does not fit in memory.
-    static func metrics(control: ControlPlane, servers includeServers: Bool = true) throws(AdminError) -> Data {
+    /// What a scrape is written from, copied on the control thread: the published snapshot,
+    /// the counters, and the small sections read from the control plane's own state, already
+    /// as text. The reply thread writes the rest while changes go on.
+    struct MetricsSource: Sendable {
+        let includeServers: Bool
+        let serverHistograms: Bool
+        let snapshot: RoutingSnapshot
+        let stats: StatsCopy
+        let generation: UInt64
+        let guardTripCounts: [String: Int]
+        /// Reported load and DNS names (with the per-server series), then the process's own metrics.
+        let tail: String
+    }
+
+    static func metricsSource(control: ControlPlane, servers includeServers: Bool = true) -> MetricsSource {
         let stats = control.collectStats()
-        let snapshot = control.currentSnapshot
+        var tail = ""
+        if includeServers {
+            tail += serverLoadMetrics(control: control)
+            tail += resolutionMetrics(control: control)
+        }
+        tail += processMetrics(control: control, stats: stats)
+        return MetricsSource(includeServers: includeServers, serverHistograms: control.config.metrics.serverHistograms,
+                             snapshot: control.currentSnapshot, stats: stats, generation: control.state.generation,
+                             guardTripCounts: control.guardTripCounts, tail: tail)
+    }
+
+    /// A scrape of the admin API written on the reply thread: 200 with the text, or the error
+    /// as JSON (500 when the text does not fit in memory).
+    static func metricsReply(_ source: MetricsSource) -> RenderedReply {
+        do {
+            return RenderedReply(status: 200, body: try metrics(source), contentType: "text/plain; version=0.0.4")
+        } catch {
+            return RenderedReply(status: error.status, body: AdminJSON.data(["error": error.error, "detail": error.detail]), contentType: "application/json")
+        }
+    }
+
+    /// Prometheus text: per service, per pool (the sum of its servers) and per server, each
+    /// with responses by class, failures, active requests and a latency histogram; then the
+    /// process's own metrics. The observability listener serves the same text.
+    /// Throws (500) only when the text does not fit in memory.
+    static func metrics(_ source: MetricsSource) throws(AdminError) -> Data {
+        let stats = source.stats, snapshot = source.snapshot, includeServers = source.includeServers
         func header(_ name: String, _ type: String, _ help: String) -> String { metricHeader(name, type, help) }
         var out = header(AdminMetric.generation, "gauge", "Runtime state generation.")
-        out += "\(AdminMetric.generation) \(control.state.generation)\n"
+        out += "\(AdminMetric.generation) \(source.generation)\n"
         out += header(AdminMetric.tlsHandshakeFailures, "counter", "TLS handshakes that failed or timed out.")
         out += "\(AdminMetric.tlsHandshakeFailures) \(stats.tlsHandshakeFailures)\n"
         out += header(AdminMetric.acceptErrors, "counter", "Accepts that failed for want of descriptors or memory (each pauses accepting for 100 ms).")
@@ -132,7 +166,7 @@ extension AdminServer {
         }
         out += header(AdminMetric.canaryGuardTrips, "counter", "Times the canary guard removed a failing canary.")
         for route in snapshot.services {
-            out += "\(AdminMetric.canaryGuardTrips){service=\"\(route.name)\"} \(control.guardTripCounts[route.name] ?? 0)\n"
+            out += "\(AdminMetric.canaryGuardTrips){service=\"\(route.name)\"} \(source.guardTripCounts[route.name] ?? 0)\n"
         }
         let families: [(family: AdminMetric.Family, type: String, help: String)] = [
             (.responses, "counter", "Responses by status class"),
@@ -146,7 +180,7 @@ extension AdminServer {
         // one buffer sized like the last scrape, each label set made once (`LabelTexts`).
         let text = MetricsText(reserving: lastScrapeBytes.load(ordering: .relaxed))
         text.append(out)
-        let serverHistograms = control.config.metrics.serverHistograms
+        let serverHistograms = source.serverHistograms
         var texts = LabelTexts()
         var serverLabels: [Range<Int>] = []
         if includeServers {
@@ -213,11 +247,7 @@ extension AdminServer {
                 }
             }
         }
-        if includeServers {
-            text.append(serverLoadMetrics(control: control))
-            text.append(resolutionMetrics(control: control))
-        }
-        text.append(processMetrics(control: control, stats: stats))
+        text.append(source.tail)
         lastScrapeBytes.store(text.count, ordering: .relaxed)
         return try text.takeData()
     }

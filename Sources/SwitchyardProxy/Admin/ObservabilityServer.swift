@@ -1,6 +1,7 @@
 import CLibevent
 import Foundation
 import Glibc
+import SwitchyardAdminAPI
 import SwitchyardConfig
 
 /// The observability listener (`observability.bind`): `GET /metrics` (the admin API's
@@ -13,6 +14,8 @@ final class ObservabilityServer {
     private var http: OpaquePointer?
     /// Connections that have sent a request and are still open.
     private var connections = Set<OpaquePointer>()
+    /// Writes scrapes while the control thread goes on.
+    private var replies: ReplyThread?
 
     /// Limits, as on the TCP admin listener: the request head, how long a connection may stay
     /// silent or unfinished, how many may have requests at once.
@@ -45,9 +48,14 @@ final class ObservabilityServer {
             throw ProxyError("cannot serve observability.bind \(address)")
         }
         evhttp_set_gencb(http, observabilityRequestCallback, Unmanaged.passUnretained(self).toOpaque())
+        replies = try ReplyThread(base: base, name: "observability") { [unowned self] request, written in
+            send(Reply(status: written.status, body: written.body, contentType: written.contentType), to: request)
+        }
     }
 
     func close() {
+        replies?.close()
+        replies = nil
         if let http { evhttp_free(http) }
         http = nil
         connections.removeAll()
@@ -58,6 +66,8 @@ final class ObservabilityServer {
         var body: Data
         var contentType = "text/plain; charset=utf-8"
         var allow: String? = nil
+        /// Set for a reply the reply thread writes (`body` is empty until then).
+        var writtenLater: (@Sendable () -> RenderedReply)? = nil
     }
 
     /// The answer to `method` on `path`, with the query string's parameters.
@@ -71,8 +81,14 @@ final class ObservabilityServer {
         switch path {
         case "/metrics":
             do {
-                let servers = try AdminServer.serversParameter(query["servers"])
-                return Reply(status: 200, body: try AdminServer.metrics(control: control, servers: servers), contentType: "text/plain; version=0.0.4")
+                let source = AdminServer.metricsSource(control: control, servers: try AdminServer.serversParameter(query["servers"]))
+                return Reply(status: 0, body: Data(), writtenLater: {
+                    do throws(AdminError) {
+                        return RenderedReply(status: 200, body: try AdminServer.metrics(source), contentType: "text/plain; version=0.0.4")
+                    } catch {
+                        return RenderedReply(status: error.status, body: Data("\(error.detail)\n".utf8), contentType: "text/plain; charset=utf-8")
+                    }
+                })
             } catch {
                 return Reply(status: error.status, body: Data("\(error.detail)\n".utf8))
             }
@@ -88,7 +104,7 @@ final class ObservabilityServer {
     }
 
     fileprivate func handle(_ req: OpaquePointer) {
-        let answer: Reply
+        var answer: Reply
         if admit(req) {
             let uri = String(cString: evhttp_request_get_uri(req))
             let parts = uri.split(separator: "?", maxSplits: 1, omittingEmptySubsequences: false)
@@ -98,8 +114,20 @@ final class ObservabilityServer {
         } else {
             answer = Reply(status: 503, body: Data("too many connections: the observability listener serves at most \(Self.maxConnections) at once\n".utf8))
         }
+        if let work = answer.writtenLater {
+            if let replies, replies.submit(req, work) { return }
+            answer = Reply(status: 503, body: Data("busy: \(ReplyThread.maxWaiting) scrapes are already being written; retry shortly\n".utf8))
+        }
+        send(answer, to: req)
+    }
+
+    /// Sends `answer` to `req` (on the control thread).
+    private func send(_ answer: Reply, to req: OpaquePointer) {
         let headers = evhttp_request_get_output_headers(req)
-        if answer.status == 503 { evhttp_add_header(headers, "Connection", "close") }
+        if answer.status == 503 {
+            evhttp_add_header(headers, "Connection", "close")
+            evhttp_add_header(headers, "Retry-After", "1")
+        }
         evhttp_add_header(headers, "Content-Type", answer.contentType)
         evhttp_add_header(headers, "Cache-Control", "no-store")
         if let allow = answer.allow { evhttp_add_header(headers, "Allow", allow) }

@@ -7,11 +7,12 @@ import SwitchyardRouting
 extension AdminServer {
     /// A pool's names, by the file's server name: the addresses in use, those draining, and
     /// how the last resolutions went. Nil for a pool without names.
-    func resolutionJSON(pool: String) -> [String: Any]? {
-        let entries = control.resolution.names.entries.values.filter { $0.pool == pool }
+    /// `resolver` describes the DNS servers asked ("system" for the system's resolver).
+    static func resolutionJSON(pool: String, names: ResolvedNames, resolver: String, dates: ISO8601DateFormatter) -> [String: Any]? {
+        let entries = names.entries.values.filter { $0.pool == pool }
         guard !entries.isEmpty else { return nil }
         func time(_ seconds: Double?) -> Any {
-            seconds.map { ISO8601DateFormatter.withFraction.string(from: Date(timeIntervalSince1970: $0)) } ?? NSNull()
+            seconds.map { dates.string(from: Date(timeIntervalSince1970: $0)) } ?? NSNull()
         }
         var out: [String: Any] = [:]
         for entry in entries {
@@ -20,7 +21,7 @@ extension AdminServer {
                 "port": Int(entry.target.port),
                 "family": entry.policy.family.rawValue,
                 "interval_ms": entry.policy.interval.milliseconds,
-                "resolver": control.config.resolver.servers.isEmpty ? "system" : control.config.resolver.servers.map(\.description).joined(separator: ", "),
+                "resolver": resolver,
                 "addresses": entry.addresses.map(\.description),
                 "draining": entry.draining.keys.map(\.description).sorted(),
                 "last_resolution": time(entry.lastAttempt),
@@ -37,9 +38,9 @@ extension AdminServer {
 
     /// For a server that stands for an address of a DNS name: the name, and whether the
     /// address is in the name's last answer (else it drains).
-    func resolution(pool: String, server: ServerSnapshot) -> (resolvedFrom: String, inAnswer: Bool)? {
+    static func resolution(pool: String, server: ServerSnapshot, names: ResolvedNames) -> (resolvedFrom: String, inAnswer: Bool)? {
         guard let configured = ResolvedNames.configuredName(of: server.name),
-              let entry = control.resolution.names.entries[ResolvedNames.key(pool: pool, server: configured)] else { return nil }
+              let entry = names.entries[ResolvedNames.key(pool: pool, server: configured)] else { return nil }
         return (configured, entry.addresses.contains(server.address))
     }
 

@@ -12,7 +12,33 @@ import SwitchyardRouting
 /// fraction of the time: `?service=NAME` (that service and the pools it routes to, each with
 /// its servers) and `?view=summary` (every service and pool, without the server lists).
 extension AdminServer {
-    func status(query: [String: String] = [:]) throws(AdminError) -> [String: Any] {
+    /// What a status is written from, copied on the control thread: the published snapshot,
+    /// the counters and values of the state, nothing the control thread goes on changing. The
+    /// reply thread writes the JSON from it while changes go on.
+    struct StatusSource: @unchecked Sendable {
+        // @unchecked: `guardTrips` holds `Any`, but only the strings, numbers and
+        // dictionaries the guard wrote, which nothing mutates after the copy.
+        let summary: Bool
+        let snapshot: RoutingSnapshot
+        let routes: [ServiceRoute]
+        let poolIndexes: [Int]
+        let stats: StatsCopy
+        let services: [String: RuntimeState.Service]
+        let guardTrips: [String: [String: Any]]
+        /// Health checks by "pool/server"; nil without health checks.
+        let checks: [String: HealthChecker.CheckView]?
+        let names: ResolvedNames
+        let resolver: String
+        let locks: [LockInfo]
+        let publishLatencies: [Double]
+        let generation: UInt64
+        let workers: Int
+        let uptimeSeconds: Int
+    }
+
+    /// Checks the query and copies what the status is written from; throws the answer to a
+    /// bad query (an unknown view or service).
+    func statusSource(query: [String: String] = [:]) throws(AdminError) -> StatusSource {
         let summary: Bool
         switch query["view"] {
         case nil, "full"?: summary = false
@@ -31,18 +57,34 @@ extension AdminServer {
             let used = Set([route.activePool] + [route.standbyPool, route.canaryPool].compactMap { $0 } + route.rules.map(\.pool))
             poolIndexes = poolIndexes.filter { used.contains($0) }
         }
-        let stats = control.collectStats()
+        let resolvers = control.config.resolver.servers
+        return StatusSource(
+            summary: summary, snapshot: snapshot, routes: routes, poolIndexes: poolIndexes,
+            stats: control.collectStats(), services: control.state.services, guardTrips: control.guardTrips,
+            checks: summary ? nil : control.health?.views(), names: control.resolution.names,
+            resolver: resolvers.isEmpty ? "system" : resolvers.map(\.description).joined(separator: ", "),
+            locks: control.activeLocks, publishLatencies: control.publishLatencies,
+            generation: control.state.generation, workers: control.workers.count,
+            uptimeSeconds: Int(Date().timeIntervalSince(startTime)))
+    }
+
+    /// The status as JSON; runs on the reply thread.
+    static func status(_ source: StatusSource) -> [String: Any] {
+        let snapshot = source.snapshot, stats = source.stats
+        // A formatter of its own: the control thread's shared one is not safe to share.
+        let dates = ISO8601DateFormatter()
+        dates.formatOptions = [.withInternetDateTime, .withFractionalSeconds]
         var services: [String: Any] = [:]
-        for route in routes {
-            var s = control.state.services[route.name].map(ControlPlane.json) ?? [:]
+        for route in source.routes {
+            var s = source.services[route.name].map(ControlPlane.json) ?? [:]
             s["traffic"] = Counters(stats.services, index: route.statsID).json
-            s["guard_trip"] = control.guardTrips[route.name] ?? NSNull()
+            s["guard_trip"] = source.guardTrips[route.name] ?? NSNull()
             services[route.name] = s
         }
         var pools: [String: Any] = [:]
-        for index in poolIndexes {
+        for index in source.poolIndexes {
             let pool = snapshot.pools[index]
-            if summary {
+            if source.summary {
                 var entry = Counters(sum: pool.servers.map { Counters(stats.servers, index: $0.id) }).json
                 entry["balance"] = pool.balance.rawValue
                 entry["version"] = pool.version ?? NSNull()
@@ -58,25 +100,25 @@ extension AdminServer {
                 "version": pool.version ?? NSNull(),
                 "servers": pool.servers.map { server in
                     serverJSON(server, counters: Counters(stats.servers, index: server.id),
-                               health: control.health?.json(pool: pool.name, server: server.name) ?? ["status": "not checked"],
-                               resolution: resolution(pool: pool.name, server: server))
+                               health: source.checks?["\(pool.name)/\(server.name)"]?.json(dates: dates) ?? ["status": "not checked"],
+                               resolution: resolution(pool: pool.name, server: server, names: source.names))
                 },
             ]
-            entry["names"] = resolutionJSON(pool: pool.name)
+            entry["names"] = resolutionJSON(pool: pool.name, names: source.names, resolver: source.resolver, dates: dates)
             pools[pool.name] = entry
         }
-        let locks = control.activeLocks
-        let latencies = control.publishLatencies.sorted()
+        let locks = source.locks
+        let latencies = source.publishLatencies.sorted()
         func percentile(_ q: Double) -> Double { latencies.isEmpty ? 0 : latencies[min(latencies.count - 1, Int(Double(latencies.count) * q))] }
         return [
-            "generation": control.state.generation,
+            "generation": source.generation,
             "services": services,
             "pools": pools,
             // `lock` is the proxy-wide lock, as before service locks; `locks` lists every lock held.
             "lock": locks.first { $0.service == nil }.map { Self.lockJSON($0, withToken: false) } ?? NSNull(),
             "locks": locks.map { Self.lockJSON($0, withToken: false) },
-            "workers": control.workers.count,
-            "uptime_seconds": Int(Date().timeIntervalSince(startTime)),
+            "workers": source.workers,
+            "uptime_seconds": source.uptimeSeconds,
             "publish_ack_us": ["p50": percentile(0.5), "p99": percentile(0.99), "count": latencies.count],
         ]
     }
@@ -84,7 +126,7 @@ extension AdminServer {
     /// One server of the whole status, written as text: thousands of them made a dictionary
     /// each, and hashing and sorting their keys took most of a status's time. The members are
     /// in sorted order, as the dictionary's were written.
-    private func serverJSON(_ server: ServerSnapshot, counters c: Counters, health: [String: Any],
+    private static func serverJSON(_ server: ServerSnapshot, counters c: Counters, health: [String: Any],
                             resolution: (resolvedFrom: String, inAnswer: Bool)?) -> AdminJSON.Fragment {
         AdminJSON.Fragment { indent, out in
             var object = AdminJSON.ObjectWriter(indent: indent, out: &out)

@@ -234,15 +234,36 @@ final class HealthChecker {
         return WeightScaling.loadPercent(load, overloadCPU: health.overloadCPU)
     }
 
-    func json(pool: String, server: String) -> [String: Any]? {
-        guard let entry = servers["\(pool)/\(server)"] else { return nil }
-        var load: [String: Any] = [:]
-        if let v = entry.reportedCPU { load["cpu"] = v }
-        if let v = entry.reportedMemory { load["memory"] = v }
-        if let v = entry.reportedWeight { load["weight_percent"] = v }
-        return ["status": entry.status, "last_result": entry.lastResult, "reported_load": load,
-                "last_check": entry.lastCheck.map { ISO8601DateFormatter.withFraction.string(from: $0) } ?? NSNull(),
-                "consecutive_passes": entry.passes, "consecutive_failures": entry.failures]
+    /// What status shows of one server's checks: a copy, so that it can be written on
+    /// another thread while the checks go on.
+    struct CheckView: Sendable {
+        let status: String
+        let lastResult: String
+        let lastCheck: Date?
+        let passes: Int
+        let failures: Int
+        let reportedCPU: Double?
+        let reportedMemory: Double?
+        let reportedWeight: Int?
+
+        func json(dates: ISO8601DateFormatter) -> [String: Any] {
+            var load: [String: Any] = [:]
+            if let v = reportedCPU { load["cpu"] = v }
+            if let v = reportedMemory { load["memory"] = v }
+            if let v = reportedWeight { load["weight_percent"] = v }
+            return ["status": status, "last_result": lastResult, "reported_load": load,
+                    "last_check": lastCheck.map { dates.string(from: $0) } ?? NSNull(),
+                    "consecutive_passes": passes, "consecutive_failures": failures]
+        }
+    }
+
+    /// Every checked server's view, by "pool/server".
+    func views() -> [String: CheckView] {
+        servers.mapValues { entry in
+            CheckView(status: entry.status, lastResult: entry.lastResult, lastCheck: entry.lastCheck,
+                      passes: entry.passes, failures: entry.failures, reportedCPU: entry.reportedCPU,
+                      reportedMemory: entry.reportedMemory, reportedWeight: entry.reportedWeight)
+        }
     }
 
     func stop() {
