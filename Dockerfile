@@ -6,7 +6,7 @@
 
 FROM swift:6.3-bookworm AS build
 RUN apt-get update \
- && apt-get install -y --no-install-recommends libevent-dev libssl-dev libsqlite3-dev pkg-config \
+ && apt-get install -y --no-install-recommends libevent-dev libssl-dev libsqlite3-dev zlib1g-dev pkg-config \
  && rm -rf /var/lib/apt/lists/*
 WORKDIR /src
 # Dependencies first, so that a change in Sources/ reuses the resolved packages' layer.

@@ -41,6 +41,9 @@ let package = Package(
                        providers: [.apt(["libssl-dev"])]),
         .systemLibrary(name: "CSQLite", pkgConfig: "sqlite3",
                        providers: [.apt(["libsqlite3-dev"])]),
+        // gzip for scrapes (Prometheus asks for it).
+        .systemLibrary(name: "CZlib", pkgConfig: "zlib",
+                       providers: [.apt(["zlib1g-dev"])]),
         // Process calls Swift cannot import (prctl is variadic); glibc's headers only.
         .systemLibrary(name: "CProcessControl"),
 
@@ -64,7 +67,7 @@ let package = Package(
         // The data plane: workers, connections, upstream pools.
         .target(name: "SwitchyardProxy",
                 dependencies: ["CLibevent", "COpenSSL", "SwitchyardHTTP", "SwitchyardConfig", "SwitchyardRouting", "SwitchyardAdminAPI",
-                               "SwitchyardDNS"],
+                               "SwitchyardDNS", "CZlib"],
                 swiftSettings: hotPathSettings),
 
         // The demo/test upstream ("whoami"-style app), blocking sockets and threads on purpose.

@@ -74,6 +74,42 @@ struct ObservabilityTests {
         #expect(!text.contains("switchyard_lock_since_timestamp_seconds{") && !text.contains("switchyard_lock_expiry_timestamp_seconds{"))
     }
 
+    /// Prometheus asks for gzip (`Accept-Encoding: gzip`); both listeners' `/metrics` answer
+    /// gzip-coded then, and as plain text otherwise.
+    @Test func scrapesAreGzipCodedForClientsThatAskForIt() throws {
+        let s = Scenario()
+        let blue = try s.upstream("blue")
+        let port = freePort()
+        let admin = "\(s.directory)/admin.sock"
+        let proxy = try s.startProxy(simpleConfig([(blue.address, 100)], extra: """
+            observability: { bind: 127.0.0.1:\(port) }
+            admin: { socket: \(admin) }
+            """))
+        #expect(try curl([proxy.url + "/"]).status == 0)
+        for target in [["http://127.0.0.1:\(port)/metrics"], ["--unix-socket", admin, "http://x/metrics"]] {
+            let headers = "\(s.directory)/headers"
+            let raw = "\(s.directory)/raw"
+            #expect(try curl(["-D", headers, "-o", raw, "-H", "Accept-Encoding: deflate, gzip;q=0.5"] + target).status == 0)
+            let head = try String(contentsOfFile: headers, encoding: .utf8).lowercased()
+            #expect(head.contains("content-encoding: gzip\r\n") && head.contains("vary: accept-encoding\r\n"), "\(head)")
+            let coded = try Data(contentsOf: URL(fileURLWithPath: raw))
+            #expect(coded.starts(with: [0x1f, 0x8b]), "a gzip member starts with 1f 8b: \(coded.prefix(16).map { $0 })")
+            let unzipped = try run("/bin/sh", ["-c", "gzip -dc < \(raw)"])
+            #expect(unzipped.status == 0, "\(unzipped.error)")
+            #expect(Self.sample(unzipped.output, "switchyard_service_responses_total{service=\"web\",class=\"2xx\"}") == 1, "\(unzipped.output.prefix(500))")
+            #expect(coded.count * 3 < unzipped.output.utf8.count, "\(coded.count) bytes coded for \(unzipped.output.utf8.count)")
+
+            // Without the field, or with gzip refused, the text goes as it is.
+            for extra in [[], ["-H", "Accept-Encoding: gzip;q=0, identity"]] {
+                #expect(try curl(["-D", headers, "-o", raw] + extra + target).status == 0)
+                let plainHead = try String(contentsOfFile: headers, encoding: .utf8).lowercased()
+                #expect(!plainHead.contains("content-encoding") && plainHead.contains("vary: accept-encoding\r\n"), "\(plainHead)")
+                let text = try String(contentsOfFile: raw, encoding: .utf8)
+                #expect(Self.sample(text, "switchyard_service_responses_total{service=\"web\",class=\"2xx\"}") == 1, "\(text.prefix(300))")
+            }
+        }
+    }
+
     @Test func theListenerServesMetricsReadinessAndLivenessAndNothingElse() throws {
         let s = Scenario()
         let blue = try s.upstream("blue")

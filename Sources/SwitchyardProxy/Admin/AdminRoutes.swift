@@ -35,7 +35,8 @@ extension AdminServer {
             return Self.ok(["entries": Array(control.audit.suffix(limit))])
         case .metrics:
             let source = Self.metricsSource(control: control, servers: try Self.serversParameter(r.query["servers"]))
-            return .later { AdminServer.metricsReply(source) }
+            let gzip = r.acceptsGzip
+            return .later { AdminServer.metricsReply(source, gzip: gzip) }
         case .flip:
             let to = try AdminBody.flipTarget(r.body)
             return try changed(control.flip(service: service, to: to, actor: r.actor, ifMatch: r.ifMatch, lockToken: r.lockToken))

@@ -4,6 +4,7 @@ import Foundation
 import Glibc
 import SwitchyardAdminAPI
 import SwitchyardConfig
+import SwitchyardHTTP
 import SwitchyardRouting
 
 /// The admin API: HTTP/1.1 and JSON on a Unix domain socket (mode 0600), served by
@@ -69,7 +70,7 @@ final class AdminServer {
         }
         evhttp_set_gencb(http, adminRequestCallback, Unmanaged.passUnretained(self).toOpaque())
         replies = try ReplyThread(base: base, name: "admin") { [unowned self] request, written in
-            send(Reply(status: written.status, body: written.body, contentType: written.contentType), to: request)
+            send(Reply(status: written.status, body: written.body, contentType: written.contentType, headers: written.headers), to: request)
         }
         if let tcp = config.tcp {
             guard let tcpHTTP = evhttp_new(base) else { throw ProxyError("evhttp_new failed") }
@@ -184,12 +185,16 @@ final class AdminServer {
         let ifMatch: UInt64?
         let lockToken: String?
         let actor: Actor
+        /// `Accept-Encoding` allows gzip.
+        let acceptsGzip: Bool
     }
 
     struct Reply {
         var status: Int
         var body: Data
         var contentType = "application/json"
+        /// More header fields (`Content-Encoding`, `Vary`).
+        var headers: [(name: String, value: String)] = []
         /// Set for a reply the reply thread writes (`body` is empty until then).
         var writtenLater: (@Sendable () -> RenderedReply)? = nil
 
@@ -222,6 +227,7 @@ final class AdminServer {
             evhttp_add_header(headers, "Retry-After", "1")
         }
         evhttp_add_header(headers, "Content-Type", reply.contentType)
+        for field in reply.headers { evhttp_add_header(headers, field.name, field.value) }
         if reply.status == 401 { evhttp_add_header(headers, "WWW-Authenticate", "Bearer realm=\"switchyard\"") }
         if reply.status == 405 {
             let path = String(cString: evhttp_request_get_uri(req)).split(separator: "?", maxSplits: 1).first ?? ""
@@ -312,7 +318,8 @@ final class AdminServer {
             ifMatch = value
         }
         return Request(method: method, path: path, query: query, body: body, ifMatch: ifMatch,
-                       lockToken: header("X-Switchyard-Lock"), actor: Actor(user: user, label: header("X-Switchyard-Actor")))
+                       lockToken: header("X-Switchyard-Lock"), actor: Actor(user: user, label: header("X-Switchyard-Actor")),
+                       acceptsGzip: AcceptEncoding.allowsGzip(header("Accept-Encoding")))
     }
 
     /// Changes over TCP must not come from a web page on another site: `Sec-Fetch-Site` must be

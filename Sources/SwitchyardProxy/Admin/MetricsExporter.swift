@@ -137,14 +137,25 @@ extension AdminServer {
                              guardTripCounts: control.guardTripCounts, tail: tail)
     }
 
-    /// A scrape of the admin API written on the reply thread: 200 with the text, or the error
-    /// as JSON (500 when the text does not fit in memory).
-    static func metricsReply(_ source: MetricsSource) -> RenderedReply {
+    /// A scrape of the admin API written on the reply thread: 200 with the text (gzip-coded
+    /// when the client takes gzip), or the error as JSON (500 when the text does not fit in memory).
+    static func metricsReply(_ source: MetricsSource, gzip: Bool) -> RenderedReply {
         do {
-            return RenderedReply(status: 200, body: try metrics(source), contentType: "text/plain; version=0.0.4")
+            return scrapeReply(try metrics(source), gzip: gzip)
         } catch {
             return RenderedReply(status: error.status, body: AdminJSON.data(["error": error.error, "detail": error.detail]), contentType: "application/json")
         }
+    }
+
+    /// A scrape's text as the client takes it: gzip-coded when it asked for gzip (as
+    /// Prometheus does), else as it is.
+    static func scrapeReply(_ text: Data, gzip: Bool) -> RenderedReply {
+        var reply = RenderedReply(status: 200, body: text, contentType: "text/plain; version=0.0.4", headers: [("Vary", "Accept-Encoding")])
+        if gzip, let coded = Gzip.compress(text) {
+            reply.body = coded
+            reply.headers.append(("Content-Encoding", "gzip"))
+        }
+        return reply
     }
 
     /// Prometheus text: per service, per pool (the sum of its servers) and per server, each

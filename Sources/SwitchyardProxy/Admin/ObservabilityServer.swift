@@ -3,6 +3,7 @@ import Foundation
 import Glibc
 import SwitchyardAdminAPI
 import SwitchyardConfig
+import SwitchyardHTTP
 
 /// The observability listener (`observability.bind`): `GET /metrics` (the admin API's
 /// Prometheus text), `GET /ready` and `GET /live`, over plain HTTP without a token. It can
@@ -49,7 +50,7 @@ final class ObservabilityServer {
         }
         evhttp_set_gencb(http, observabilityRequestCallback, Unmanaged.passUnretained(self).toOpaque())
         replies = try ReplyThread(base: base, name: "observability") { [unowned self] request, written in
-            send(Reply(status: written.status, body: written.body, contentType: written.contentType), to: request)
+            send(Reply(status: written.status, body: written.body, contentType: written.contentType, headers: written.headers), to: request)
         }
     }
 
@@ -66,12 +67,14 @@ final class ObservabilityServer {
         var body: Data
         var contentType = "text/plain; charset=utf-8"
         var allow: String? = nil
+        /// More header fields (`Content-Encoding`, `Vary`).
+        var headers: [(name: String, value: String)] = []
         /// Set for a reply the reply thread writes (`body` is empty until then).
         var writtenLater: (@Sendable () -> RenderedReply)? = nil
     }
 
     /// The answer to `method` on `path`, with the query string's parameters.
-    func reply(method: evhttp_cmd_type, path: String, query: [String: String] = [:]) -> Reply {
+    func reply(method: evhttp_cmd_type, path: String, query: [String: String] = [:], acceptsGzip: Bool = false) -> Reply {
         guard Self.paths.contains(path) else {
             return Reply(status: 404, body: Data("no such path: the observability listener serves GET /metrics, /ready and /live\n".utf8))
         }
@@ -84,7 +87,7 @@ final class ObservabilityServer {
                 let source = AdminServer.metricsSource(control: control, servers: try AdminServer.serversParameter(query["servers"]))
                 return Reply(status: 0, body: Data(), writtenLater: {
                     do throws(AdminError) {
-                        return RenderedReply(status: 200, body: try AdminServer.metrics(source), contentType: "text/plain; version=0.0.4")
+                        return AdminServer.scrapeReply(try AdminServer.metrics(source), gzip: acceptsGzip)
                     } catch {
                         return RenderedReply(status: error.status, body: Data("\(error.detail)\n".utf8), contentType: "text/plain; charset=utf-8")
                     }
@@ -110,7 +113,9 @@ final class ObservabilityServer {
             let parts = uri.split(separator: "?", maxSplits: 1, omittingEmptySubsequences: false)
             let path = String(parts.first ?? "")
             let query = parts.count > 1 ? AdminServer.queryParameters(parts[1]) : [:]
-            answer = reply(method: evhttp_request_get_command(req), path: path, query: query)
+            let acceptEncoding = evhttp_find_header(evhttp_request_get_input_headers(req), "Accept-Encoding").map { String(cString: $0) }
+            answer = reply(method: evhttp_request_get_command(req), path: path, query: query,
+                           acceptsGzip: AcceptEncoding.allowsGzip(acceptEncoding))
         } else {
             answer = Reply(status: 503, body: Data("too many connections: the observability listener serves at most \(Self.maxConnections) at once\n".utf8))
         }
@@ -131,6 +136,7 @@ final class ObservabilityServer {
         evhttp_add_header(headers, "Content-Type", answer.contentType)
         evhttp_add_header(headers, "Cache-Control", "no-store")
         if let allow = answer.allow { evhttp_add_header(headers, "Allow", allow) }
+        for field in answer.headers { evhttp_add_header(headers, field.name, field.value) }
         let buffer = evbuffer_new()
         answer.body.withUnsafeBytes { _ = evbuffer_add(buffer, $0.baseAddress, $0.count) }
         evhttp_send_reply(req, Int32(answer.status), HTTPStatusText.reason(answer.status), buffer)

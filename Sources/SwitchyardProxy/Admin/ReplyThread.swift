@@ -7,6 +7,8 @@ struct RenderedReply: Sendable {
     var status: Int
     var body: Data
     var contentType: String
+    /// More header fields (`Content-Encoding`, `Vary`).
+    var headers: [(name: String, value: String)] = []
 }
 
 /// Writes the replies that grow with the configuration (the whole status, a scrape) on a
