@@ -677,12 +677,12 @@ access_log: off
               f"  ({ROUNDS} rounds, {statistics.median(r[1] for r in results):.0f} req/s measured)")
     state["stop"] = True
 
-def unix_request(sock, method, path, body=None, timeout=60):
-    """One admin request over the Unix socket: (status, body bytes)."""
+def unix_request(sock, method, path, body=None, timeout=60, headers=""):
+    """One admin request over the Unix socket: (status, body bytes). `headers`: more fields, each ending in CRLF."""
     import json
     c = socket.socket(socket.AF_UNIX); c.settimeout(timeout); c.connect(sock)
     data = json.dumps(body).encode() if body is not None else b""
-    c.sendall(f"{method} {path} HTTP/1.1\r\nHost: x\r\nConnection: close\r\nContent-Length: {len(data)}\r\n\r\n".encode() + data)
+    c.sendall(f"{method} {path} HTTP/1.1\r\nHost: x\r\nConnection: close\r\nContent-Length: {len(data)}\r\n{headers}\r\n".encode() + data)
     chunks = []   # joined once: appending to one bytes object copies it on every chunk
     while True:
         chunk = c.recv(1 << 20)
@@ -716,10 +716,10 @@ def scale():
     sizes = [int(x) for x in os.environ.get("BENCH_SCALE_SIZES", "10,100,1000,10000").split(",")]
     print("flip: POST /v1/services/S/flip end to end (state file written and fsynced, every worker acknowledged);"
           " ack: publishing to every worker's acknowledgement (median);\nstatus: full, ?view=summary, ?service=S;"
-          " scrape: GET /metrics; lean: GET /metrics?servers=off; flip under status: a flip sent while a full status is being answered;"
+          " scrape: GET /metrics; gzip: the same with Accept-Encoding: gzip, as Prometheus sends it; lean: GET /metrics?servers=off; flip under status: a flip sent while a full status is being answered;"
           " req/s: wrk -c50 to the last service's host")
     print(f"{'servers':>8} {'services':>8} {'start s':>8} {'flip ms':>8} {'ack us':>8} {'status ms':>9} {'status KB':>9}"
-          f" {'summary ms':>10} {'service ms':>10} {'scrape ms':>9} {'scrape KB':>9} {'lean ms':>8} {'lean KB':>8} {'flip under status ms':>20} {'req/s':>8}")
+          f" {'summary ms':>10} {'service ms':>10} {'scrape ms':>9} {'scrape KB':>9} {'gzip ms':>8} {'gzip KB':>8} {'lean ms':>8} {'lean KB':>8} {'flip under status ms':>20} {'req/s':>8}")
     for n in sizes:
         port, sock = free_port(), os.path.join(work, f"admin-{n}.sock")
         conf, services = scale_config(n, port, up_port, sock, os.path.join(work, f"state-{n}.json"))
@@ -732,12 +732,13 @@ def scale():
             svc = f"s{(r * 7919) % services}"
             t = time.time(); code, _ = unix_request(sock, "POST", f"/v1/services/{svc}/flip"); flips.append(time.time() - t)
             if code != 200: raise SystemExit(f"flip of {svc} answered {code}")
-        statuses, summaries, views, scrapes, leans, size_status, size_scrape, size_lean = [], [], [], [], [], 0, 0, 0
+        statuses, summaries, views, scrapes, zipped, leans, size_status, size_scrape, size_zipped, size_lean = [], [], [], [], [], [], 0, 0, 0, 0
         for r in range(max(ROUNDS, 3)):
             t = time.time(); _, body = unix_request(sock, "GET", "/v1/status"); statuses.append(time.time() - t); size_status = len(body)
             t = time.time(); unix_request(sock, "GET", "/v1/status?view=summary"); summaries.append(time.time() - t)
             t = time.time(); unix_request(sock, "GET", f"/v1/status?service=s{(r * 31) % services}"); views.append(time.time() - t)
             t = time.time(); _, text = unix_request(sock, "GET", "/metrics"); scrapes.append(time.time() - t); size_scrape = len(text)
+            t = time.time(); _, text = unix_request(sock, "GET", "/metrics", headers="Accept-Encoding: gzip\r\n"); zipped.append(time.time() - t); size_zipped = len(text)
             t = time.time(); _, text = unix_request(sock, "GET", "/metrics?servers=off"); leans.append(time.time() - t); size_lean = len(text)
         ack = json.loads(body).get("publish_ack_us", {}).get("p50", float("nan"))
         # A change while a status request is being answered.
@@ -752,6 +753,7 @@ def scale():
         print(f"{n:>8} {services:>8} {started:>8.2f} {statistics.median(flips)*1000:>8.2f} {ack:>8.0f} {statistics.median(statuses)*1000:>9.1f}"
               f" {size_status/1024:>9.0f} {statistics.median(summaries)*1000:>10.1f} {statistics.median(views)*1000:>10.1f}"
               f" {statistics.median(scrapes)*1000:>9.1f} {size_scrape/1024:>9.0f}"
+              f" {statistics.median(zipped)*1000:>8.1f} {size_zipped/1024:>8.0f}"
               f" {statistics.median(leans)*1000:>8.1f} {size_lean/1024:>8.0f}"
               f" {statistics.median(under)*1000:>20.1f} {rps:>8.0f}")
         p.send_signal(signal.SIGTERM); p.wait(30)
