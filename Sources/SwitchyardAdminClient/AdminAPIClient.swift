@@ -192,12 +192,25 @@ public struct AdminAPIClient: Sendable {
         if let lockToken { headers.append(("X-Switchyard-Lock", lockToken)) }
         if let ifMatch { headers.append(("If-Match", "\(ifMatch)")) }
         if body != nil { headers.append(("Content-Type", "application/json")) }
-        do {
-            return try HTTPClient.send(to: target, method: method, path: path, headers: headers, body: body, timeout: timeout)
-        } catch {
-            throw .unreachable(label.map { "\($0): \(error.description)" } ?? error.description)
+        var busyAnswers = 0
+        while true {
+            let response: HTTPResponse
+            do {
+                response = try HTTPClient.send(to: target, method: method, path: path, headers: headers, body: body, timeout: timeout)
+            } catch {
+                throw .unreachable(label.map { "\($0): \(error.description)" } ?? error.description)
+            }
+            // 503 with Retry-After: the proxy did nothing (too many connections, or too many
+            // statuses and scrapes being written) and says when to ask again.
+            guard response.status == 503, busyAnswers < Self.busyRetries,
+                  let seconds = response.headers["retry-after"].flatMap({ Int($0) }), seconds >= 0 else { return response }
+            busyAnswers += 1
+            usleep(UInt32(min(seconds, 2)) * 1_000_000 + 100_000)
         }
     }
+
+    /// How often a 503 with `Retry-After` is asked again before it is returned.
+    static let busyRetries = 5
 
     /// The error an answer other than 200 means: the proxy's `error` and `detail`, or the
     /// status and the start of the body when the answer is not the API's error document.

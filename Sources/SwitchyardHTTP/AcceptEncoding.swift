@@ -3,7 +3,8 @@
 public enum AcceptEncoding {
     /// Whether a response may be sent gzip-coded to a client that sent `value`: `gzip` (or
     /// `x-gzip`) is listed with a weight above 0, or it is not listed and `*` is. Without
-    /// the field, or with a malformed weight, the answer is no: identity always works.
+    /// the field the answer is no (identity always works); a member with a malformed weight
+    /// counts as not listed.
     public static func allowsGzip(_ value: String?) -> Bool {
         guard let value else { return false }
         var gzip: Bool? = nil
@@ -14,8 +15,8 @@ public enum AcceptEncoding {
             var weight: Bool? = true
             for parameter in parts.dropFirst() {
                 let pair = parameter.split(separator: "=", maxSplits: 1, omittingEmptySubsequences: false).map(trimmed)
-                guard pair.count == 2, pair[0].lowercased() == "q" else { continue }
-                weight = isAboveZero(qvalue: pair[1])
+                guard pair.first?.lowercased() == "q" else { continue }
+                weight = pair.count == 2 ? isAboveZero(qvalue: pair[1]) : nil
             }
             guard let accepted = weight else { continue }
             switch coding {

@@ -118,12 +118,17 @@ struct LargeReplyTests {
         #expect(response.status == 0, "\(response.error)")
     }
 
-    @Test func pastSixteenWaitingRepliesTheAnswerIsRetryLater() throws {
+    /// Past 16 waiting, the answer is 503 with Retry-After; `switchyard ctl` (and so the
+    /// orchestrator and the console, which share its client) asks again after that long.
+    @Test func pastSixteenWaitingRepliesTheAnswerIsRetryLaterAndClientsRetry() throws {
         let scenario = Scenario()
         let upstream = try scenario.upstream("app")
         _ = try scenario.startProxy(Self.largeConfig(upstream: upstream.address, directory: scenario.directory), workers: 1)
         let admin = AdminSocket(path: "\(scenario.directory)/admin.sock")
         let reads = try (0..<40).map { _ in try PendingRequest(socket: admin.path, "GET", "/v1/status") }
+        usleep(20_000)
+        let ctl = try run(switchyardBinary, ["ctl", "--admin", admin.path, "status"])
+        #expect(ctl.status == 0 && ctl.output.contains("s399"), "\(ctl.output.prefix(300))\(ctl.error)")
         let answers = try reads.map { try $0.answer() }
         let busy = answers.filter { $0.status == 503 }
         #expect(answers.filter { $0.status == 200 }.count >= 16, "\(answers.map(\.status))")

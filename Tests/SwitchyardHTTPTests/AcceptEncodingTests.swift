@@ -13,7 +13,7 @@ struct AcceptEncodingTests {
 
     @Test(arguments: [
         "", "identity", "br, deflate", "gzip;q=0", "gzip;q=0.000", "gzip; Q=0.0", "*;q=0", "gzip;q=0, *",
-        "*, gzip;q=0", "gzip;q=2", "gzip;q=1.5", "gzip;q=0.0001", "gzip;q=abc", "gzip;q=", ",,,", "gzipped",
+        "*, gzip;q=0", "gzip;q=2", "gzip;q=1.5", "gzip;q=0.0001", "gzip;q=abc", "gzip;q=", "gzip;q", ",,,", "gzipped",
     ])
     func gzipIsRefusedWhenNotListedWeightedZeroOrMalformed(value: String) {
         #expect(!AcceptEncoding.allowsGzip(value), "\(value)")

@@ -22,6 +22,9 @@ extension AdminServer {
         let service = parameters["service"] ?? "", pool = parameters["pool"] ?? "", server = parameters["server"] ?? ""
         switch endpoint {
         case .status:
+            // One service's view is small, and what rollouts and the console poll: answered at once.
+            if r.query["service"] != nil { return Self.ok(Self.status(try statusSource(query: r.query))) }
+            try checkRoomForLaterReply()
             let source = try statusSource(query: r.query)
             return .later { RenderedReply(status: 200, body: AdminJSON.data(AdminServer.status(source)), contentType: "application/json") }
         case .audit:
@@ -34,7 +37,9 @@ extension AdminServer {
             }
             return Self.ok(["entries": Array(control.audit.suffix(limit))])
         case .metrics:
-            let source = Self.metricsSource(control: control, servers: try Self.serversParameter(r.query["servers"]))
+            let servers = try Self.serversParameter(r.query["servers"])
+            try checkRoomForLaterReply()
+            let source = Self.metricsSource(control: control, servers: servers)
             let gzip = r.acceptsGzip
             return .later { AdminServer.metricsReply(source, gzip: gzip) }
         case .flip:

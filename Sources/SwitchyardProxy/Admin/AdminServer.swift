@@ -214,9 +214,17 @@ final class AdminServer {
         }
         if let work = reply.writtenLater {
             if let replies, replies.submit(req, work) { return }
-            reply = Self.error(AdminError(503, "busy", "\(ReplyThread.maxWaiting) status and metrics replies are already being written; retry shortly"))
+            reply = Self.error(Self.busy)
         }
         send(reply, to: req)
+    }
+
+    static let busy = AdminError(503, "busy", "\(ReplyThread.maxWaiting) statuses and scrapes are already waiting to be written; retry shortly (Retry-After)")
+
+    /// Refuses (503) a whole status or a scrape before anything is copied for it when
+    /// `ReplyThread.maxWaiting` already wait: a flood of them costs the control thread little.
+    func checkRoomForLaterReply() throws(AdminError) {
+        guard replies?.hasRoom ?? false else { throw Self.busy }
     }
 
     /// Sends `reply` to `req` (on the control thread).

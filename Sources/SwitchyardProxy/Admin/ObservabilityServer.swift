@@ -73,6 +73,11 @@ final class ObservabilityServer {
         var writtenLater: (@Sendable () -> RenderedReply)? = nil
     }
 
+    static var busy: Reply {
+        Reply(status: 503, body: Data("busy: \(ReplyThread.maxWaiting) scrapes are already waiting to be written; retry shortly (Retry-After)\n".utf8),
+              headers: [("Retry-After", "1")])
+    }
+
     /// The answer to `method` on `path`, with the query string's parameters.
     func reply(method: evhttp_cmd_type, path: String, query: [String: String] = [:], acceptsGzip: Bool = false) -> Reply {
         guard Self.paths.contains(path) else {
@@ -84,7 +89,10 @@ final class ObservabilityServer {
         switch path {
         case "/metrics":
             do {
-                let source = AdminServer.metricsSource(control: control, servers: try AdminServer.serversParameter(query["servers"]))
+                let servers = try AdminServer.serversParameter(query["servers"])
+                // Refused before anything is copied: a flood of scrapes costs the control thread little.
+                guard replies?.hasRoom ?? false else { return Self.busy }
+                let source = AdminServer.metricsSource(control: control, servers: servers)
                 return Reply(status: 0, body: Data(), writtenLater: {
                     do throws(AdminError) {
                         return AdminServer.scrapeReply(try AdminServer.metrics(source), gzip: acceptsGzip)
@@ -117,11 +125,12 @@ final class ObservabilityServer {
             answer = reply(method: evhttp_request_get_command(req), path: path, query: query,
                            acceptsGzip: AcceptEncoding.allowsGzip(acceptEncoding))
         } else {
-            answer = Reply(status: 503, body: Data("too many connections: the observability listener serves at most \(Self.maxConnections) at once\n".utf8))
+            answer = Reply(status: 503, body: Data("too many connections: the observability listener serves at most \(Self.maxConnections) at once\n".utf8),
+                           headers: [("Retry-After", "1")])
         }
         if let work = answer.writtenLater {
             if let replies, replies.submit(req, work) { return }
-            answer = Reply(status: 503, body: Data("busy: \(ReplyThread.maxWaiting) scrapes are already being written; retry shortly\n".utf8))
+            answer = Self.busy
         }
         send(answer, to: req)
     }
@@ -129,10 +138,7 @@ final class ObservabilityServer {
     /// Sends `answer` to `req` (on the control thread).
     private func send(_ answer: Reply, to req: OpaquePointer) {
         let headers = evhttp_request_get_output_headers(req)
-        if answer.status == 503 {
-            evhttp_add_header(headers, "Connection", "close")
-            evhttp_add_header(headers, "Retry-After", "1")
-        }
+        if answer.status == 503 { evhttp_add_header(headers, "Connection", "close") }
         evhttp_add_header(headers, "Content-Type", answer.contentType)
         evhttp_add_header(headers, "Cache-Control", "no-store")
         if let allow = answer.allow { evhttp_add_header(headers, "Allow", allow) }

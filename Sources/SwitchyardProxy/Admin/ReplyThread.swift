@@ -51,6 +51,14 @@ final class ReplyThread: @unchecked Sendable {
         thread.start()
     }
 
+    /// Whether `submit` would take another reply now. Only the control thread submits and
+    /// delivers, so the answer holds until it submits.
+    var hasRoom: Bool {
+        condition.lock()
+        defer { condition.unlock() }
+        return !closed && waiting.count < Self.maxWaiting
+    }
+
     /// Queues `work` for `request`; false when `maxWaiting` replies already wait (or closed).
     func submit(_ request: OpaquePointer, _ work: @escaping @Sendable () -> RenderedReply) -> Bool {
         condition.lock()

@@ -61,7 +61,7 @@ extension AdminServer {
         return StatusSource(
             summary: summary, snapshot: snapshot, routes: routes, poolIndexes: poolIndexes,
             stats: control.collectStats(), services: control.state.services, guardTrips: control.guardTrips,
-            checks: summary ? nil : control.health?.views(), names: control.resolution.names,
+            checks: summary ? nil : control.health?.views(pools: Set(poolIndexes.map { snapshot.pools[$0].name })), names: control.resolution.names,
             resolver: resolvers.isEmpty ? "system" : resolvers.map(\.description).joined(separator: ", "),
             locks: control.activeLocks, publishLatencies: control.publishLatencies,
             generation: control.state.generation, workers: control.workers.count,

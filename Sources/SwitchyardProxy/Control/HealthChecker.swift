@@ -257,9 +257,9 @@ final class HealthChecker {
         }
     }
 
-    /// Every checked server's view, by "pool/server".
-    func views() -> [String: CheckView] {
-        servers.mapValues { entry in
+    /// The views of the checked servers of `pools`, by "pool/server".
+    func views(pools: Set<String>) -> [String: CheckView] {
+        servers.filter { pools.contains($0.value.pool) }.mapValues { entry in
             CheckView(status: entry.status, lastResult: entry.lastResult, lastCheck: entry.lastCheck,
                       passes: entry.passes, failures: entry.failures, reportedCPU: entry.reportedCPU,
                       reportedMemory: entry.reportedMemory, reportedWeight: entry.reportedWeight)
