@@ -497,6 +497,23 @@ public final class RoutingSnapshot: Sendable {
 /// runtime servers and version, and the health, weight scaling and DNS answers of the whole
 /// proxy. A change to one service or pool then builds that pool alone; every other pool is
 /// the previous value, shared. Owned by the control plane (one thread).
+extension RoutingSnapshot {
+    /// The indexes of the pools of `next` that differ from those of `previous`, when both
+    /// have the same pools in the same places; nil when pools were added, removed or moved
+    /// (a reload). A pool the control plane did not rebuild is the same value, compared in
+    /// O(1) (its server array is the same storage).
+    public static func changedPools(from previous: RoutingSnapshot, to next: RoutingSnapshot) -> [Int]? {
+        guard previous.pools.count == next.pools.count else { return nil }
+        var changed: [Int] = []
+        for (index, pool) in next.pools.enumerated() {
+            let before = previous.pools[index]
+            guard before.name == pool.name else { return nil }
+            if before != pool { changed.append(index) }
+        }
+        return changed
+    }
+}
+
 public final class PoolSnapshotCache {
     struct Entry {
         let config: PoolConfig

@@ -43,4 +43,52 @@ struct PoolSnapshotCacheTests {
         let up = RoutingSnapshot(config: config, state: state, registry: registry, cache: cache)
         #expect(up.pools[1].servers[0].healthy)
     }
+
+    /// What a worker is told to look at: the pools that differ, or nil when pools moved.
+    @Test func changedPoolsNameWhatDiffersAndNothingElse() throws {
+        let registry = ServerRegistry(), cache = PoolSnapshotCache()
+        var state = RuntimeState(config: config)
+        let first = RoutingSnapshot(config: config, state: state, registry: registry, cache: cache)
+        #expect(RoutingSnapshot.changedPools(from: first, to: first) == [])
+
+        state.services["web"]?.active = "green"
+        let flipped = RoutingSnapshot(config: config, state: state, registry: registry, cache: cache)
+        #expect(RoutingSnapshot.changedPools(from: first, to: flipped) == [], "a flip changes no pool")
+
+        state.servers["blue"]?["b2"]?.state = .drain
+        let drained = RoutingSnapshot(config: config, state: state, registry: registry, cache: cache)
+        #expect(RoutingSnapshot.changedPools(from: flipped, to: drained) == [0])
+        // Built afresh (no shared storage), equal pools still count as unchanged.
+        let afresh = RoutingSnapshot(config: config, state: state, registry: registry)
+        #expect(RoutingSnapshot.changedPools(from: drained, to: afresh) == [])
+        let down = RoutingSnapshot(config: config, state: state, registry: registry, down: ["green/g1"], cache: cache)
+        #expect(RoutingSnapshot.changedPools(from: drained, to: down) == [1], "health changes the pool it is in")
+        state.versions["blue"] = "v2"
+        let both = RoutingSnapshot(config: config, state: state, registry: registry, down: [], cache: cache)
+        #expect(RoutingSnapshot.changedPools(from: down, to: both) == [0, 1])
+
+        // A reload that adds a pool, or puts them in another order: every pool is looked at.
+        let reloaded = try ConfigLoader.parse(yaml: """
+            listeners: [{ bind: 127.0.0.1:1 }]
+            pools:
+              blue: { servers: [{ name: b1, address: 127.0.0.1:2 }, { name: b2, address: 127.0.0.1:3 }] }
+              green: { servers: [{ name: g1, address: 127.0.0.1:4 }] }
+              canary: { servers: [{ name: c1, address: 127.0.0.1:5 }] }
+            services:
+              web: { active: blue, standby: green }
+            """, file: "t")
+        let added = RoutingSnapshot(config: reloaded, state: RuntimeState(config: reloaded), registry: registry)
+        #expect(RoutingSnapshot.changedPools(from: first, to: added) == nil)
+        let swapped = try ConfigLoader.parse(yaml: """
+            listeners: [{ bind: 127.0.0.1:1 }]
+            pools:
+              green: { servers: [{ name: g1, address: 127.0.0.1:4 }] }
+              blue: { servers: [{ name: b1, address: 127.0.0.1:2 }, { name: b2, address: 127.0.0.1:3 }] }
+            services:
+              web: { active: blue, standby: green }
+            """, file: "t")
+        let moved = RoutingSnapshot(config: swapped, state: RuntimeState(config: swapped), registry: registry)
+        #expect(moved.pools.map(\.name) != first.pools.map(\.name), "the loader keeps the file's order")
+        #expect(RoutingSnapshot.changedPools(from: first, to: moved) == nil)
+    }
 }

@@ -19,9 +19,16 @@ final class WorkerPublisher {
     @discardableResult
     func publish(_ snapshot: RoutingSnapshot) -> Double {
         let start = monotonicMicroseconds()
+        let previous = published
+        let publication = Publication(snapshot, previous: previous,
+                                      changedPools: previous.flatMap { RoutingSnapshot.changedPools(from: $0, to: snapshot) })
         published = snapshot
+        // The publications replaced hold the snapshot before the previous one: freeing it
+        // (thousands of pools) waits until every worker has acknowledged.
+        var replaced: [Publication] = []
+        replaced.reserveCapacity(workers.count)
         for worker in workers {
-            worker.slot.store(snapshot)
+            replaced.append(worker.slot.exchange(publication))
             worker.notifySnapshot()
         }
         let deadline = start + 5_000_000
@@ -32,6 +39,7 @@ final class WorkerPublisher {
             sched_yield()
         }
         let elapsed = Double(monotonicMicroseconds() - start)
+        replaced.removeAll()
         latencies.append(elapsed)
         if latencies.count > 1000 { latencies.removeFirst(latencies.count - 1000) }
         return elapsed

@@ -35,13 +35,38 @@ struct WorkerSettings: Sendable {
     }
 }
 
-/// The newest routing snapshot for one worker, written by the control plane and read by
-/// the worker when it is woken. The lock is taken once per published change, never per request.
+/// A routing snapshot as the control plane hands it to the workers.
+struct Publication: Sendable {
+    let snapshot: RoutingSnapshot
+    /// The snapshot published before it. Held here so that the slot, not a worker, lets go of
+    /// it last: a snapshot of thousands of pools is freed by the control thread when the next
+    /// publication replaces this one, never on a worker between requests.
+    let previous: RoutingSnapshot?
+    /// The pools that differ from `previous`'s (nil after a reload that moved pools): a worker
+    /// that has `previous` looks at only these.
+    let changedPools: [Int]?
+
+    init(_ snapshot: RoutingSnapshot, previous: RoutingSnapshot? = nil, changedPools: [Int]? = nil) {
+        self.snapshot = snapshot
+        self.previous = previous
+        self.changedPools = changedPools
+    }
+}
+
+/// The newest publication for one worker, written by the control plane and read by the
+/// worker when it is woken. The lock is taken once per published change, never per request.
 final class SnapshotSlot: Sendable {
-    let slot: Mutex<RoutingSnapshot>
-    init(_ snapshot: RoutingSnapshot) { slot = Mutex(snapshot) }
-    func store(_ snapshot: RoutingSnapshot) { slot.withLock { $0 = snapshot } }
-    func load() -> RoutingSnapshot { slot.withLock { $0 } }
+    let slot: Mutex<Publication>
+    init(_ snapshot: RoutingSnapshot) { slot = Mutex(Publication(snapshot)) }
+    /// Stores `publication` and returns the one it replaces, for the caller to let go of
+    /// (and so free the snapshots it holds) once no worker waits for it.
+    func exchange(_ publication: Publication) -> Publication {
+        slot.withLock { current in
+            defer { current = publication }
+            return current
+        }
+    }
+    func load() -> Publication { slot.withLock { $0 } }
 }
 
 /// One data-plane thread: its own event base, its own listening sockets (SO_REUSEPORT),
@@ -170,7 +195,7 @@ final class Worker: @unchecked Sendable {
         let context = Unmanaged.passUnretained(self).toOpaque()
         drainCheck.event = event_new(base, -1, EventFlags.persist, workerDrainCheckCallback, context)
         ejectionCheck.event = event_new(base, -1, EventFlags.persist, workerEjectionCheckCallback, context)
-        applySnapshot(snapshot)
+        applySnapshot(Publication(snapshot))
         acknowledgedGeneration.store(snapshot.generation, ordering: .releasing)
 
         deadlineTimer.event = event_new(base, -1, 0, workerDeadlineCallback, context)
@@ -247,8 +272,9 @@ final class Worker: @unchecked Sendable {
     // MARK: On the worker thread
 
     func onWake() {
-        let newest = slot.load()
-        if newest !== snapshot { applySnapshot(newest) }
+        let publication = slot.load()
+        let newest = publication.snapshot
+        if newest !== snapshot { applySnapshot(publication) }
         if let upstream = upstreamTLSSlot.withLock({ value -> [String: TLSClientContext]? in defer { value = nil }; return value }) {
             upstreamTLS = upstream
         }

@@ -23,33 +23,40 @@ extension Worker {
         count(serverID, ServerStats.ejectedNow)
         let name = location.index < pool.servers.count ? pool.servers[location.index].name : "server \(serverID)"
         logToStandardError("switchyard: worker \(index): ejected \(pool.name)/\(name) for \(Double(ms) / 1000)s after \(pool.outlierDetection?.consecutiveFailures ?? 0) consecutive failures")
-        refreshEjectionMasks()
+        refreshEjectionMasks(pools: [location.pool])
     }
 
-    func refreshEjectionMasks() {
-        var any = false
-        for balancer in balancers {
+    /// - Parameter pools: the balancers to refresh (the pools a publication changed); nil for all.
+    func refreshEjectionMasks(pools: [Int]? = nil) {
+        func refresh(_ balancer: PoolBalancer) {
             var mask: UInt64 = 0
             for (i, server) in balancer.pool.servers.enumerated() where i < 64 && outliers.isEjected(server.id) {
                 mask |= 1 << UInt64(i)
-                any = true
             }
             balancer.ejected = mask
         }
-        ejectionCheck.set(any, everyMilliseconds: 250)
+        if let pools {
+            for index in pools where index < balancers.count { refresh(balancers[index]) }
+        } else {
+            for balancer in balancers { refresh(balancer) }
+        }
+        ejectionCheck.set(outliers.anyEjected, everyMilliseconds: 250)
     }
 
     /// Returns ejected servers whose time is up.
     func returnEjectedServers() {
         let now = monotonicMilliseconds()
         let returned = outliers.returnDue(now: now)
+        var pools: [Int] = []
         for id in returned {
             count(id, ServerStats.ejectedNow, -1)
             if id < serverLocation.count, let location = serverLocation[id], location.index < balancers[location.pool].pool.servers.count {
                 let pool = balancers[location.pool].pool
                 logToStandardError("switchyard: worker \(index): \(pool.name)/\(pool.servers[location.index].name) returns from ejection")
+                pools.append(location.pool)
             }
         }
-        if !returned.isEmpty { refreshEjectionMasks() }
+        // A server without a place has no balancer whose mask could name it.
+        if !returned.isEmpty { refreshEjectionMasks(pools: pools) }
     }
 }

@@ -7,7 +7,9 @@ import SwitchyardRouting
 
 /// Taking a new routing snapshot: balancers, addresses, drains and the tunnels a drain ends.
 extension Worker {
-    func applySnapshot(_ newSnapshot: RoutingSnapshot) {
+    func applySnapshot(_ publication: Publication) {
+        let newSnapshot = publication.snapshot
+        let previous = snapshot
         snapshot = newSnapshot
         if addresses.count < newSnapshot.serverIDLimit {
             let grow = newSnapshot.serverIDLimit - addresses.count
@@ -19,6 +21,31 @@ extension Worker {
             serverLocation += [(pool: Int, index: Int)?](repeating: nil, count: grow)
             stats += [Int](repeating: 0, count: grow * ServerStats.stride)
         }
+        // Built from the snapshot this worker has: only the pools that changed need anything
+        // (a flip changes none). Thousands of untouched pools are not even read.
+        if let changed = publication.changedPools, publication.previous === previous, balancers.count == newSnapshot.pools.count {
+            for index in changed where index < balancers.count {
+                let pool = newSnapshot.pools[index]
+                applyServers(of: pool)
+                let existing = balancers[index]
+                for old in existing.pool.servers where old.id < serverLocation.count { serverLocation[old.id] = nil }
+                existing.update(to: pool)
+                for (i, server) in pool.servers.enumerated() { serverLocation[server.id] = (index, i) }
+            }
+            refreshEjectionMasks(pools: changed)
+        } else {
+            applyEveryPool(of: newSnapshot)
+            refreshEjectionMasks()
+        }
+        // A reload may add services.
+        let needed = newSnapshot.serviceIDLimit * ServerStats.stride
+        if serviceStats.count < needed { serviceStats += [Int](repeating: 0, count: needed - serviceStats.count) }
+        updateDrainCheck()
+    }
+
+    /// Every pool of `newSnapshot` against the balancer this worker has for it (after a reload,
+    /// or the first time).
+    private func applyEveryPool(of newSnapshot: RoutingSnapshot) {
         var newBalancers: [PoolBalancer] = []
         newBalancers.reserveCapacity(newSnapshot.pools.count)
         // Pools keep their places across changes; a reload that adds or removes pools moves
@@ -41,20 +68,7 @@ extension Worker {
                 newBalancers.append(existing)
                 continue
             }
-            for server in pool.servers {
-                serverReady[server.id] = server.state == .ready
-                if server.state == .ready {
-                    drainingSince[server.id] = .max
-                } else if drainingSince[server.id] == .max {
-                    drainingSince[server.id] = monotonicMilliseconds()
-                }
-                if server.state != .ready {
-                    // Draining: no new requests, so its idle connections have no further use.
-                    for connection in idle[server.id] { connection.close() }
-                    idle[server.id].removeAll()
-                }
-                if addresses[server.id] == nil { addresses[server.id] = Sockets.Address(server.address) }
-            }
+            applyServers(of: pool)
             if let existing {
                 // Its servers' places may change: the old ones are forgotten before the new are set.
                 for old in existing.pool.servers where old.id < serverLocation.count { serverLocation[old.id] = nil }
@@ -74,11 +88,25 @@ extension Worker {
                 for (i, server) in balancer.pool.servers.enumerated() { serverLocation[server.id] = (p, i) }
             }
         }
-        refreshEjectionMasks()
-        // A reload may add services.
-        let needed = newSnapshot.serviceIDLimit * ServerStats.stride
-        if serviceStats.count < needed { serviceStats += [Int](repeating: 0, count: needed - serviceStats.count) }
-        updateDrainCheck()
+    }
+
+    /// A rebuilt pool's servers: whether each takes new requests, since when it drains (its
+    /// idle connections close), and its address.
+    private func applyServers(of pool: PoolSnapshot) {
+        for server in pool.servers {
+            serverReady[server.id] = server.state == .ready
+            if server.state == .ready {
+                drainingSince[server.id] = .max
+            } else if drainingSince[server.id] == .max {
+                drainingSince[server.id] = monotonicMilliseconds()
+            }
+            if server.state != .ready {
+                // Draining: no new requests, so its idle connections have no further use.
+                for connection in idle[server.id] { connection.close() }
+                idle[server.id].removeAll()
+            }
+            if addresses[server.id] == nil { addresses[server.id] = Sockets.Address(server.address) }
+        }
     }
 
     /// A 250 ms check runs only while some server drains.
