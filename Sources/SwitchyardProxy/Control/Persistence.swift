@@ -44,6 +44,16 @@ struct StateStore {
     }
 
     let path: String?
+    /// The JSON of each service and history entry, kept while they stay the same.
+    let encoded = EncodedParts()
+
+    /// One per state file: the file's state and the current one are kept apart, since they
+    /// differ exactly where an operator changed something.
+    final class EncodedParts {
+        let state = RuntimeStateJSON.Kept()
+        let fileState = RuntimeStateJSON.Kept()
+        let history = EncodedValues<[RuntimeState.Service]>()
+    }
 
     /// What the file holds; nil when there is no state file yet.
     func load() throws -> Persisted? {
@@ -59,7 +69,7 @@ struct StateStore {
     func save(_ persisted: Persisted) throws(AdminError) {
         guard let path else { return }
         do {
-            try writeAtomically(Data(try Self.encode(persisted)), to: path)
+            try writeAtomically(Data(try Self.encode(persisted, parts: encoded)), to: path)
         } catch {
             throw AdminError(500, "state not saved",
                              "cannot write the state file \(path) (\(error)); the change was not applied. Check the disk space and the permissions of its directory, then retry")
@@ -71,7 +81,7 @@ extension StateStore {
     /// The file's JSON: what `JSONEncoder` writes for `Persisted` (sorted keys, compact), with
     /// both runtime states written by `RuntimeStateJSON`, which is many times faster where a
     /// state has thousands of servers. `JSONDecoder` reads it back as `Persisted`.
-    static func encode(_ persisted: Persisted) throws -> [UInt8] {
+    static func encode(_ persisted: Persisted, parts: EncodedParts = EncodedParts()) throws -> [UInt8] {
         let encoder = JSONEncoder()
         encoder.dateEncodingStrategy = .iso8601
         encoder.outputFormatting = [.sortedKeys]
@@ -80,11 +90,11 @@ extension StateStore {
         out.append(UInt8(ascii: "{"))
         if let fileState = persisted.fileState {
             out.append(contentsOf: #""fileState":"#.utf8)
-            try RuntimeStateJSON.append(fileState, to: &out, encoder: encoder)
+            try RuntimeStateJSON.append(fileState, to: &out, encoder: encoder, kept: parts.fileState)
             out.append(UInt8(ascii: ","))
         }
         out.append(contentsOf: #""history":"#.utf8)
-        out.append(contentsOf: try encoder.encode(persisted.history))
+        try parts.history.appendObject(persisted.history, to: &out, encoder: encoder)
         if let lock = persisted.lock {
             out.append(contentsOf: #","lock":"#.utf8)
             out.append(contentsOf: try encoder.encode(lock))
@@ -94,7 +104,7 @@ extension StateStore {
             out.append(contentsOf: try encoder.encode(serviceLocks))
         }
         out.append(contentsOf: #","state":"#.utf8)
-        try RuntimeStateJSON.append(persisted.state, to: &out, encoder: encoder)
+        try RuntimeStateJSON.append(persisted.state, to: &out, encoder: encoder, kept: parts.state)
         out.append(contentsOf: "}\n".utf8)
         return out
     }
