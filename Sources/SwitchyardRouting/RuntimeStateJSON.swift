@@ -1,15 +1,17 @@
 import Foundation
 
 /// The JSON of a `RuntimeState`, as `JSONEncoder` would write it (sorted keys, no spaces) and
-/// `JSONDecoder` reads it, but with the servers written by hand, and each pool's servers and
-/// each service kept while they stay the same: the state file is written on every change
-/// before it is acknowledged, a change touches one pool or service of thousands, and
-/// `JSONEncoder` spent most of a change's time writing all of them again.
+/// `JSONDecoder` reads it, but with the servers written by hand, and each pool's servers kept
+/// while they stay the same: the state file is written on every change before it is
+/// acknowledged, a change touches one pool of thousands, and writing all of them again was
+/// most of a change's time.
 public enum RuntimeStateJSON {
     /// What `append` keeps between writes of one state (one per state written repeatedly).
+    /// Only the servers are kept: their names and addresses are checked ASCII, so equal values
+    /// have equal bytes. Services are not: a rule's value may be any text, and two strings
+    /// Swift calls equal (canonically equivalent) may differ in their bytes.
     public final class Kept {
         let pools = EncodedValues<[String: RuntimeState.Server]>()
-        let services = EncodedValues<RuntimeState.Service>()
         public init() {}
     }
 
@@ -21,7 +23,7 @@ public enum RuntimeStateJSON {
         out.append(contentsOf: #","servers":"#.utf8)
         kept.pools.appendObject(state.servers, to: &out) { servers, out in appendServers(servers, to: &out) }
         out.append(contentsOf: #","services":"#.utf8)
-        try kept.services.appendObject(state.services, to: &out, encoder: encoder)
+        out.append(contentsOf: try encoder.encode(state.services))
         out.append(contentsOf: #","versions":"#.utf8)
         out.append(contentsOf: try encoder.encode(state.versions))
         out.append(UInt8(ascii: "}"))
@@ -56,7 +58,9 @@ public enum RuntimeStateJSON {
     }
 }
 
-/// The JSON of the values of a dictionary, kept by key while each value stays the same.
+/// The JSON of the values of a dictionary, kept by key while each value stays the same. Only
+/// for values whose equality is byte equality (no text beyond ASCII): Swift's `==` on strings
+/// is canonical equivalence, and kept bytes would then outlive a change of bytes.
 public final class EncodedValues<Value: Equatable> {
     private var entries: [String: (value: Value, bytes: [UInt8])] = [:]
 
@@ -89,13 +93,5 @@ public final class EncodedValues<Value: Equatable> {
         }
         out.append(UInt8(ascii: "}"))
         entries = kept
-    }
-}
-
-extension EncodedValues where Value: Encodable {
-    /// The values written by `encoder` (which must sort keys): byte for byte what it writes
-    /// for the whole dictionary.
-    public func appendObject(_ values: [String: Value], to out: inout [UInt8], encoder: JSONEncoder) throws {
-        try appendObject(values, to: &out) { value, bytes in bytes.append(contentsOf: try encoder.encode(value)) }
     }
 }

@@ -44,7 +44,7 @@ struct StateStore {
     }
 
     let path: String?
-    /// The JSON of each service and history entry, kept while they stay the same.
+    /// The JSON of each pool's servers, kept while they stay the same.
     let encoded = EncodedParts()
 
     /// One per state file: the file's state and the current one are kept apart, since they
@@ -52,7 +52,6 @@ struct StateStore {
     final class EncodedParts {
         let state = RuntimeStateJSON.Kept()
         let fileState = RuntimeStateJSON.Kept()
-        let history = EncodedValues<[RuntimeState.Service]>()
     }
 
     /// What the file holds; nil when there is no state file yet.
@@ -94,7 +93,7 @@ extension StateStore {
             out.append(UInt8(ascii: ","))
         }
         out.append(contentsOf: #""history":"#.utf8)
-        try parts.history.appendObject(persisted.history, to: &out, encoder: encoder)
+        out.append(contentsOf: try encoder.encode(persisted.history))
         if let lock = persisted.lock {
             out.append(contentsOf: #","lock":"#.utf8)
             out.append(contentsOf: try encoder.encode(lock))

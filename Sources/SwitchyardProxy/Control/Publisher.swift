@@ -40,13 +40,20 @@ final class WorkerPublisher {
         }
         let elapsed = Double(monotonicMicroseconds() - start)
         replaced.removeAll()
+        freeRetired()
         latencies.append(elapsed)
         if latencies.count > 1000 { latencies.removeFirst(latencies.count - 1000) }
         return elapsed
     }
 
+    /// Frees, here on the control thread, the snapshots the workers are done with.
+    func freeRetired() {
+        for worker in workers { _ = worker.slot.takeRetired() }
+    }
+
     /// Counters summed over all workers, `ServerStats.stride` per server id and per service.
     func collectStats() -> StatsCopy {
+        freeRetired()
         statsRound += 1
         for worker in workers { worker.requestStats(round: statsRound) }
         let deadline = monotonicMicroseconds() + 2_000_000

@@ -38,9 +38,7 @@ struct WorkerSettings: Sendable {
 /// A routing snapshot as the control plane hands it to the workers.
 struct Publication: Sendable {
     let snapshot: RoutingSnapshot
-    /// The snapshot published before it. Held here so that the slot, not a worker, lets go of
-    /// it last: a snapshot of thousands of pools is freed by the control thread when the next
-    /// publication replaces this one, never on a worker between requests.
+    /// The snapshot published before it: a worker that has it may look at `changedPools` only.
     let previous: RoutingSnapshot?
     /// The pools that differ from `previous`'s (nil after a reload that moved pools): a worker
     /// that has `previous` looks at only these.
@@ -55,8 +53,25 @@ struct Publication: Sendable {
 
 /// The newest publication for one worker, written by the control plane and read by the
 /// worker when it is woken. The lock is taken once per published change, never per request.
+///
+/// A worker never frees a snapshot: freeing one of thousands of pools takes hundreds of
+/// microseconds between two requests. What it is done with it hands back here (`retire`),
+/// and the control thread frees it (`takeRetired`).
 final class SnapshotSlot: Sendable {
     let slot: Mutex<Publication>
+    private let retired = Mutex<[RoutingSnapshot]>([])
+
+    /// On the worker: snapshots it no longer routes with.
+    func retire(_ snapshots: [RoutingSnapshot]) { retired.withLock { $0 += snapshots } }
+
+    /// On the control thread: the retired snapshots, to be let go of there.
+    func takeRetired() -> [RoutingSnapshot] {
+        retired.withLock { list in
+            defer { list = [] }
+            return list
+        }
+    }
+
     init(_ snapshot: RoutingSnapshot) { slot = Mutex(Publication(snapshot)) }
     /// Stores `publication` and returns the one it replaces, for the caller to let go of
     /// (and so free the snapshots it holds) once no worker waits for it.
@@ -274,7 +289,14 @@ final class Worker: @unchecked Sendable {
     func onWake() {
         let publication = slot.load()
         let newest = publication.snapshot
-        if newest !== snapshot { applySnapshot(publication) }
+        // Handed back after the acknowledgement, with the publication's previous one, for the
+        // control thread to free.
+        var done: [RoutingSnapshot] = []
+        if newest !== snapshot {
+            done.append(snapshot)
+            if let previous = publication.previous { done.append(previous) }
+            applySnapshot(publication)
+        }
         if let upstream = upstreamTLSSlot.withLock({ value -> [String: TLSClientContext]? in defer { value = nil }; return value }) {
             upstreamTLS = upstream
         }
@@ -282,6 +304,7 @@ final class Worker: @unchecked Sendable {
             for (fd, address) in listenerAddress { if let tls = reloaded[address] { listenerTLS[fd] = tls } }
         }
         acknowledgedGeneration.store(newest.generation, ordering: .releasing)
+        if !done.isEmpty { slot.retire(done) }
         let asked = statsRequested.load(ordering: .acquiring)
         if asked != statsAnswered.load(ordering: .relaxed) {
             let copy = statsCopy()
