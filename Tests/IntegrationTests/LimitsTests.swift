@@ -117,6 +117,16 @@ struct LimitsTests {
         clients.removeAll()
     }
 
+    /// The harness's children start with the standard streams only: sockets that tests running
+    /// beside them hold open would otherwise count against the limits these tests set.
+    @Test func spawnedProcessesInheritNothingButTheStandardStreams() throws {
+        let held = socket(AF_INET, Int32(SOCK_STREAM.rawValue), 0) // not close-on-exec
+        defer { close(held) }
+        #expect(held > 2)
+        let listed = try run("/bin/sh", ["-c", "ls /proc/$$/fd"])
+        #expect(listed.output.split(separator: "\n") == ["0", "1", "2"], "\(listed.output)")
+    }
+
     /// At the open-file limit accept fails with EMFILE while connections wait in the queue; the
     /// listener must not spin on them: the worker pauses, counts, logs once, and serves again later.
     @Test func acceptAtTheOpenFileLimitBacksOffAndRecovers() throws {
