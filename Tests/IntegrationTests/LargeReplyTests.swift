@@ -27,16 +27,7 @@ struct LargeReplyTests {
         let fd: Int32
 
         init(socket path: String, _ method: String, _ target: String) throws {
-            fd = Glibc.socket(AF_UNIX, Int32(SOCK_STREAM.rawValue), 0)
-            guard fd >= 0 else { throw HarnessError("socket: \(String(cString: strerror(errno)))") }
-            var address = sockaddr_un()
-            address.sun_family = sa_family_t(AF_UNIX)
-            let bytes = Array(path.utf8)
-            withUnsafeMutableBytes(of: &address.sun_path) { $0.copyBytes(from: bytes); $0[bytes.count] = 0 }
-            let connected = withUnsafePointer(to: &address) {
-                $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { connect(fd, $0, socklen_t(MemoryLayout<sockaddr_un>.size)) }
-            }
-            guard connected == 0 else { throw HarnessError("connect \(path): \(String(cString: strerror(errno)))") }
+            fd = try AdminSocket.connect(path)
             let request = Array("\(method) \(target) HTTP/1.1\r\nHost: switchyard\r\nConnection: close\r\nContent-Length: 0\r\n\r\n".utf8)
             guard request.withUnsafeBytes({ send(fd, $0.baseAddress, $0.count, 0) }) == request.count else {
                 throw HarnessError("send: \(String(cString: strerror(errno)))")

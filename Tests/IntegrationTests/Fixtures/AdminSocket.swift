@@ -11,19 +11,10 @@ struct AdminSocket: Sendable {
     @discardableResult
     func call(_ method: String, _ target: String, body: String? = nil, token: String? = nil,
               actor: String? = nil) throws -> (status: Int, json: [String: Any]) {
-        let fd = socket(AF_UNIX, Int32(SOCK_STREAM.rawValue), 0)
-        guard fd >= 0 else { throw HarnessError("socket: \(String(cString: strerror(errno)))") }
+        let fd = try Self.connect(path)
         defer { close(fd) }
         var tv = timeval(tv_sec: 30, tv_usec: 0)
         setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, socklen_t(MemoryLayout<timeval>.size))
-        var address = sockaddr_un()
-        address.sun_family = sa_family_t(AF_UNIX)
-        let bytes = Array(path.utf8)
-        withUnsafeMutableBytes(of: &address.sun_path) { $0.copyBytes(from: bytes); $0[bytes.count] = 0 }
-        let connected = withUnsafePointer(to: &address) {
-            $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { connect(fd, $0, socklen_t(MemoryLayout<sockaddr_un>.size)) }
-        }
-        guard connected == 0 else { throw HarnessError("connect \(path): \(String(cString: strerror(errno)))") }
         let payload = body ?? ""
         var head = "\(method) \(target) HTTP/1.1\r\nHost: switchyard\r\nConnection: close\r\nContent-Length: \(payload.utf8.count)\r\n"
         if let token { head += "X-Switchyard-Lock: \(token)\r\n" }
@@ -50,6 +41,25 @@ struct AdminSocket: Sendable {
         if let open = content.firstIndex(of: "{"), let close = content.lastIndex(of: "}") { content = String(content[open...close]) }
         let json = (try? JSONSerialization.jsonObject(with: Data(content.utf8))) as? [String: Any] ?? [:]
         return (status, json)
+    }
+
+    /// A new connection to the socket at `path`; the caller closes it.
+    static func connect(_ path: String) throws -> Int32 {
+        let fd = socket(AF_UNIX, Int32(SOCK_STREAM.rawValue), 0)
+        guard fd >= 0 else { throw HarnessError("socket: \(String(cString: strerror(errno)))") }
+        var address = sockaddr_un()
+        address.sun_family = sa_family_t(AF_UNIX)
+        let bytes = Array(path.utf8)
+        withUnsafeMutableBytes(of: &address.sun_path) { $0.copyBytes(from: bytes); $0[bytes.count] = 0 }
+        let connected = withUnsafePointer(to: &address) {
+            $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { Glibc.connect(fd, $0, socklen_t(MemoryLayout<sockaddr_un>.size)) }
+        }
+        guard connected == 0 else {
+            let reason = String(cString: strerror(errno))
+            close(fd)
+            throw HarnessError("connect \(path): \(reason)")
+        }
+        return fd
     }
 
     /// The `detail` of an error answer.
