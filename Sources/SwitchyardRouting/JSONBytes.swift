@@ -33,22 +33,31 @@ public enum JSONBytes {
 
     /// A whole number in decimal.
     public static func appendInteger<T: BinaryInteger>(_ value: T, to out: inout [UInt8]) {
+        withDecimal(value) { out.append(contentsOf: $0) }
+    }
+
+    /// The decimal text of `value` (a `-` first when negative), handed to `body` from a buffer
+    /// on the stack: no string is made for it.
+    @inlinable @inline(__always)
+    public static func withDecimal<T: BinaryInteger, R>(_ value: T, _ body: (UnsafeBufferPointer<UInt8>) -> R) -> R {
         guard let magnitude = UInt64(exactly: value.magnitude) else {
-            out.append(contentsOf: String(value).utf8)
-            return
+            var text = String(value)
+            return text.withUTF8(body)
         }
-        if value < 0 { out.append(UInt8(ascii: "-")) }
-        // Digits written from the last; at most 20 for a UInt64.
-        var digits: (UInt64, UInt64, UInt64) = (0, 0, 0)
-        var count = 0
-        var rest = magnitude
-        withUnsafeMutableBytes(of: &digits) { buffer in
+        // Written from the last digit back: at most 20 digits and the sign.
+        return withUnsafeTemporaryAllocation(of: UInt8.self, capacity: 21) { buffer in
+            var start = buffer.count
+            var rest = magnitude
             repeat {
-                count += 1
-                buffer[24 - count] = UInt8(ascii: "0") + UInt8(rest % 10)
+                start -= 1
+                buffer[start] = UInt8(ascii: "0") + UInt8(rest % 10)
                 rest /= 10
             } while rest > 0
-            out.append(contentsOf: buffer[(24 - count)...])
+            if value < 0 {
+                start -= 1
+                buffer[start] = UInt8(ascii: "-")
+            }
+            return body(UnsafeBufferPointer(rebasing: buffer[start...]))
         }
     }
 

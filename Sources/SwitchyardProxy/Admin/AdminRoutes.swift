@@ -41,7 +41,11 @@ extension AdminServer {
             try checkRoomForLaterReply()
             let source = Self.metricsSource(control: control, servers: servers)
             let gzip = r.acceptsGzip
-            return .later { AdminServer.metricsReply(source, gzip: gzip) }
+            return .later {
+                AdminServer.scrapeReply(source, gzip: gzip) { error in
+                    RenderedReply(status: error.status, body: AdminServer.error(error).body, contentType: "application/json")
+                }
+            }
         case .flip:
             let to = try AdminBody.flipTarget(r.body)
             return try changed(control.flip(service: service, to: to, actor: r.actor, ifMatch: r.ifMatch, lockToken: r.lockToken))

@@ -137,19 +137,12 @@ extension AdminServer {
                              guardTripCounts: control.guardTripCounts, tail: tail)
     }
 
-    /// A scrape of the admin API written on the reply thread: 200 with the text (gzip-coded
-    /// when the client takes gzip), or the error as JSON (500 when the text does not fit in memory).
-    static func metricsReply(_ source: MetricsSource, gzip: Bool) -> RenderedReply {
-        do {
-            return scrapeReply(try metrics(source), gzip: gzip)
-        } catch {
-            return RenderedReply(status: error.status, body: AdminJSON.data(["error": error.error, "detail": error.detail]), contentType: "application/json")
-        }
-    }
-
-    /// A scrape's text as the client takes it: gzip-coded when it asked for gzip (as
-    /// Prometheus does), else as it is.
-    static func scrapeReply(_ text: Data, gzip: Bool) -> RenderedReply {
+    /// A scrape written on the reply thread: 200 with the text, gzip-coded when the client
+    /// takes gzip (as Prometheus does); else (the text did not fit in memory) `failure`'s
+    /// answer, in the listener's own form.
+    static func scrapeReply(_ source: MetricsSource, gzip: Bool, failure: (AdminError) -> RenderedReply) -> RenderedReply {
+        let text: Data
+        do { text = try metrics(source) } catch { return failure(error) }
         var reply = RenderedReply(status: 200, body: text, contentType: "text/plain; version=0.0.4", headers: [("Vary", "Accept-Encoding")])
         if gzip, let coded = Gzip.compress(text) {
             reply.body = coded
@@ -345,20 +338,7 @@ final class MetricsText {
     }
 
     func append(_ value: Int) {
-        guard reserve(20), let base else { return }
-        if value < 0 { base[count] = UInt8(ascii: "-"); count += 1 }
-        // The magnitude as UInt: Int.min has no positive Int. At most 19 digits.
-        var rest = value.magnitude
-        var digits = 0
-        repeat { digits += 1; rest /= 10 } while rest > 0
-        rest = value.magnitude
-        var position = count + digits - 1
-        repeat {
-            base[position] = UInt8(ascii: "0") + UInt8(rest % 10)
-            rest /= 10
-            position -= 1
-        } while rest > 0
-        count += digits
+        JSONBytes.withDecimal(value) { append($0) }
     }
 
     @inline(__always) func newline() { append(byte: UInt8(ascii: "\n")) }

@@ -94,10 +94,8 @@ final class ObservabilityServer {
                 guard replies?.hasRoom ?? false else { return Self.busy }
                 let source = AdminServer.metricsSource(control: control, servers: servers)
                 return Reply(status: 0, body: Data(), writtenLater: {
-                    do throws(AdminError) {
-                        return AdminServer.scrapeReply(try AdminServer.metrics(source), gzip: acceptsGzip)
-                    } catch {
-                        return RenderedReply(status: error.status, body: Data("\(error.detail)\n".utf8), contentType: "text/plain; charset=utf-8")
+                    AdminServer.scrapeReply(source, gzip: acceptsGzip) { error in
+                        RenderedReply(status: error.status, body: Data("\(error.detail)\n".utf8), contentType: "text/plain; charset=utf-8")
                     }
                 })
             } catch {

@@ -22,16 +22,14 @@ struct RenderedReply: Sendable {
 final class ReplyThread: @unchecked Sendable {
     static let maxWaiting = 16
 
-    /// Guards the queue, the finished replies and `wake`.
+    /// Guards everything below.
     private let condition = NSCondition()
     private var queue: [(id: UInt64, work: @Sendable () -> RenderedReply)] = []
     private var finished: [(id: UInt64, reply: RenderedReply)] = []
-    /// Activates `wakeEvent`; nil once closed, so nothing touches a freed event.
-    private var wake: (@Sendable () -> Void)?
-    private var closed = false
-
-    // The control thread's side.
+    /// Wakes the control loop when a reply is finished; nil once closed, so that nothing
+    /// touches the event after it is freed.
     private var wakeEvent: OpaquePointer?
+    private var closed: Bool { wakeEvent == nil }
     private var waiting: [UInt64: OpaquePointer] = [:]
     private var nextID: UInt64 = 0
     private let send: (OpaquePointer, RenderedReply) -> Void
@@ -43,8 +41,6 @@ final class ReplyThread: @unchecked Sendable {
             throw ProxyError("event_new failed for the \(name) reply thread")
         }
         wakeEvent = event
-        let handle = EventHandle(event: event)
-        wake = { event_active(handle.event, EV_READ, 0) }
         let thread = Thread { [self] in self.serve() }
         thread.name = "switchyard-\(name)-replies"
         thread.stackSize = 1 << 21
@@ -56,14 +52,17 @@ final class ReplyThread: @unchecked Sendable {
     var hasRoom: Bool {
         condition.lock()
         defer { condition.unlock() }
-        return !closed && waiting.count < Self.maxWaiting
+        return roomLeft
     }
+
+    /// Under the lock.
+    private var roomLeft: Bool { !closed && waiting.count < Self.maxWaiting }
 
     /// Queues `work` for `request`; false when `maxWaiting` replies already wait (or closed).
     func submit(_ request: OpaquePointer, _ work: @escaping @Sendable () -> RenderedReply) -> Bool {
         condition.lock()
         defer { condition.unlock() }
-        guard !closed, waiting.count < Self.maxWaiting else { return false }
+        guard roomLeft else { return false }
         nextID &+= 1
         waiting[nextID] = request
         queue.append((nextID, work))
@@ -75,15 +74,14 @@ final class ReplyThread: @unchecked Sendable {
     /// (evhttp frees them with their connections). Call on the control thread before the base is freed.
     func close() {
         condition.lock()
-        closed = true
-        wake = nil
+        let event = wakeEvent
+        wakeEvent = nil
         queue.removeAll()
         finished.removeAll()
         waiting.removeAll()
         condition.broadcast()
         condition.unlock()
-        if let wakeEvent { event_free(wakeEvent) }
-        wakeEvent = nil
+        if let event { event_free(event) }
     }
 
     /// On the control thread: sends every finished reply.
@@ -110,9 +108,9 @@ final class ReplyThread: @unchecked Sendable {
             condition.unlock()
             let reply = job.work()
             condition.lock()
-            if !closed {
+            if let wakeEvent {
                 finished.append((job.id, reply))
-                wake?()
+                event_active(wakeEvent, EV_READ, 0)
             }
             condition.unlock()
         }

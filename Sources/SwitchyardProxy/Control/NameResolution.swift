@@ -15,9 +15,8 @@ final class NameResolutionState {
     var wake: OpaquePointer?
 }
 
-/// A libevent event another thread may activate (`event_active` is thread-safe once
-/// `evthread_use_pthreads` ran); only the thread that owns its base frees it.
-struct EventHandle: @unchecked Sendable { let event: OpaquePointer }
+/// An event a resolver thread may activate.
+private struct EventHandle: @unchecked Sendable { let event: OpaquePointer }
 
 /// Resolving the names of servers (`address: app.internal:8080`), like nginx's `resolve` and
 /// HAProxy's resolvers: at start and reload, then every `resolve.interval`. Each good answer

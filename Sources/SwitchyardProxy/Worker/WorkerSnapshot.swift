@@ -27,10 +27,8 @@ extension Worker {
             for index in changed where index < balancers.count {
                 let pool = newSnapshot.pools[index]
                 applyServers(of: pool)
-                let existing = balancers[index]
-                for old in existing.pool.servers where old.id < serverLocation.count { serverLocation[old.id] = nil }
-                existing.update(to: pool)
-                for (i, server) in pool.servers.enumerated() { serverLocation[server.id] = (index, i) }
+                update(balancers[index], to: pool)
+                locate(pool, at: index)
             }
             refreshEjectionMasks(pools: changed)
         } else {
@@ -70,24 +68,30 @@ extension Worker {
             }
             applyServers(of: pool)
             if let existing {
-                // Its servers' places may change: the old ones are forgotten before the new are set.
-                for old in existing.pool.servers where old.id < serverLocation.count { serverLocation[old.id] = nil }
-                existing.update(to: pool)
+                update(existing, to: pool)
                 newBalancers.append(existing)
             } else {
                 newBalancers.append(PoolBalancer(pool: pool, seed: random.next()))
             }
-            if !moved {
-                for (i, server) in pool.servers.enumerated() { serverLocation[server.id] = (index, i) }
-            }
+            if !moved { locate(pool, at: index) }
         }
         balancers = newBalancers
         if moved {
             for i in 0..<serverLocation.count { serverLocation[i] = nil }
-            for (p, balancer) in balancers.enumerated() {
-                for (i, server) in balancer.pool.servers.enumerated() { serverLocation[server.id] = (p, i) }
-            }
+            for (p, balancer) in balancers.enumerated() { locate(balancer.pool, at: p) }
         }
+    }
+
+    /// A balancer takes its pool's new snapshot. Its servers' places may change: the old ones
+    /// are forgotten before the new are set.
+    private func update(_ balancer: PoolBalancer, to pool: PoolSnapshot) {
+        for old in balancer.pool.servers where old.id < serverLocation.count { serverLocation[old.id] = nil }
+        balancer.update(to: pool)
+    }
+
+    /// Where each server of the pool at `index` sits, for passive outlier detection.
+    private func locate(_ pool: PoolSnapshot, at index: Int) {
+        for (i, server) in pool.servers.enumerated() { serverLocation[server.id] = (index, i) }
     }
 
     /// A rebuilt pool's servers: whether each takes new requests, since when it drains (its
